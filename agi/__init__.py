@@ -1,0 +1,1 @@
+"""AGI hooks that the Asterisk dialplan calls, installed as ``pbx_crm.agi``."""

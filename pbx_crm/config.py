@@ -1,0 +1,180 @@
+"""Settings: one frozen object, loaded once at start-up and passed down.
+
+Layers, lowest first: built-in defaults < the config file (``/etc/pbx-crm/pbx-crm.ini`` or
+``--config``) < ``PBX_CRM_*`` environment variables < command-line flags. Nothing in the
+package reads the environment or a file at import time; the CLI calls ``load_settings`` and
+hands the result to every component, and tests build ``Settings`` directly.
+"""
+
+from __future__ import annotations
+
+import configparser
+import dataclasses
+import os
+import zoneinfo
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ValidationError
+from .phones import ExtensionPlan
+
+DEFAULT_CONFIG_FILE = Path("/etc/pbx-crm/pbx-crm.ini")
+ENV_PREFIX = "PBX_CRM_"
+INI_SECTION = "pbx-crm"
+
+
+class ConfigError(ValidationError):
+    """A setting that cannot be used; the message names the setting and where it came from."""
+
+
+@dataclass(frozen=True)
+class Address:
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str) -> Address:
+        host, sep, port = text.strip().rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"expected HOST:PORT, got {text!r}")
+        return cls(host.strip("[]"), int(port))
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "pbx-crm"
+
+
+def _parse_bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in {"1", "yes", "true", "on"}:
+        return True
+    if value in {"0", "no", "false", "off"}:
+        return False
+    raise ValueError(f"expected yes or no, got {text!r}")
+
+
+def _parse_region(text: str) -> str:
+    import phonenumbers
+
+    region = text.strip().upper()
+    if region not in phonenumbers.SUPPORTED_REGIONS:
+        raise ValueError(f"{text!r} is not an ISO country code known to phonenumbers")
+    return region
+
+
+def _parse_time_zone(text: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(text.strip())
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{text!r} is not an IANA time zone such as Asia/Jakarta") from None
+    return text.strip()
+
+
+def _parse_currency(text: str) -> str:
+    code = text.strip().upper()
+    if len(code) != 3 or not code.isalpha():
+        raise ValueError(f"expected a three-letter currency code, got {text!r}")
+    return code
+
+
+def _parse_positive_int(text: str) -> int:
+    if not text.strip().isdigit() or int(text) <= 0:
+        raise ValueError(f"expected a positive whole number, got {text!r}")
+    return int(text)
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = field(default_factory=_default_data_dir)
+    # Empty means "an SQLite file in data_dir"; see database_url_or_default.
+    database_url: str = ""
+    phone_region: str = "ID"
+    internal_extensions: ExtensionPlan = field(
+        default_factory=lambda: ExtensionPlan.parse("100-999")
+    )
+    time_zone: str = "Asia/Jakarta"
+    currency: str = "IDR"
+    unknown_callers_create_deals: bool = True
+    web_listen: Address = Address("127.0.0.1", 8080)
+    fastagi_listen: Address = Address("127.0.0.1", 4573)
+    hook_budget_ms: int = 500
+
+    @property
+    def database(self) -> str:
+        """The SQLAlchemy URL in force: the configured one, or the embedded SQLite file."""
+        return self.database_url or f"sqlite:///{self.data_dir / 'pbx-crm.sqlite3'}"
+
+    def replace(self, **changes) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+# How each setting is read from text (file, environment, flag).
+_PARSERS = {
+    "data_dir": lambda text: Path(text).expanduser(),
+    "database_url": str.strip,
+    "phone_region": _parse_region,
+    "internal_extensions": ExtensionPlan.parse,
+    "time_zone": _parse_time_zone,
+    "currency": _parse_currency,
+    "unknown_callers_create_deals": _parse_bool,
+    "web_listen": Address.parse,
+    "fastagi_listen": Address.parse,
+    "hook_budget_ms": _parse_positive_int,
+}
+SETTING_NAMES = tuple(_PARSERS)
+
+
+def _parse(name: str, text: str, origin: str):
+    try:
+        return _PARSERS[name](text)
+    except (ValueError, ValidationError) as error:
+        reason = getattr(error, "message", None) or str(error)
+        raise ConfigError(f"{origin}: {reason}") from None
+
+
+def _read_file(path: Path, *, required: bool) -> dict[str, str]:
+    if not path.exists():
+        if required:
+            raise ConfigError(f"config file {path} does not exist")
+        return {}
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read(path, encoding="utf-8")
+    except configparser.Error as error:
+        raise ConfigError(f"config file {path} cannot be read: {error}") from None
+    if not parser.has_section(INI_SECTION):
+        return {}
+    values = dict(parser.items(INI_SECTION))
+    unknown = sorted(set(values) - set(SETTING_NAMES))
+    if unknown:
+        raise ConfigError(f"config file {path}: unknown setting(s) {', '.join(unknown)}")
+    return values
+
+
+def load_settings(
+    *,
+    config_file: str | Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, str | None] | None = None,
+) -> Settings:
+    """Build Settings from the layers; ``overrides`` are CLI flags (None means "not given")."""
+    environ = os.environ if environ is None else environ
+    if config_file is None and environ.get(ENV_PREFIX + "CONFIG"):
+        config_file = environ[ENV_PREFIX + "CONFIG"]
+    path = Path(config_file) if config_file else DEFAULT_CONFIG_FILE
+    values: dict[str, object] = {}
+    for name, text in _read_file(path, required=config_file is not None).items():
+        values[name] = _parse(name, text, f"{path} [{INI_SECTION}] {name}")
+    for name in SETTING_NAMES:
+        variable = ENV_PREFIX + name.upper()
+        if variable in environ:
+            values[name] = _parse(name, environ[variable], variable)
+    for name, text in (overrides or {}).items():
+        if text is not None:
+            values[name] = _parse(name, text, f"--{name.replace('_', '-')}")
+    return Settings(**values)

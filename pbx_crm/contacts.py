@@ -1,0 +1,187 @@
+"""Contacts and their phone numbers: who a caller is.
+
+Numbers are kept as entered and in E.164 (``phones.normalize_number``); "who is calling"
+is one indexed lookup on the E.164 form. A number shared by several contacts (an office
+switchboard) is reported as a conflict, never attached to whichever contact came first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from sqlmodel import Session, select
+
+from .errors import CrmError, NotFound, NumberConflict, ValidationError
+from .funnel import Actor
+from .journal import audit
+from .models import Contact, ContactPhone
+from .phones import normalize_number
+
+MAX_PHONES = 20
+
+
+def _clean_text(value, limit: int, what: str, *, required: bool = False) -> str | None:
+    value = (value or "").strip()
+    if required and not value:
+        raise ValidationError(f"A contact needs a {what}.", field=what)
+    if len(value) > limit:
+        raise ValidationError(f"The {what} is longer than {limit} characters.", field=what)
+    return value or None
+
+
+def _clean_email(email) -> str | None:
+    email = _clean_text(email, 254, "email")
+    if email and (email.count("@") != 1 or " " in email or email.startswith("@")
+                  or email.endswith("@")):
+        raise ValidationError(f"“{email[:60]}” is not an e-mail address.", field="email")
+    return email
+
+
+def clean_phones(phones: Iterable[str], *, region: str) -> list[tuple[str, str]]:
+    """(as entered, E.164) pairs; duplicates dropped, bad numbers refused by name."""
+    pairs: list[tuple[str, str]] = []
+    for raw in phones:
+        raw = (raw or "").strip()
+        if not raw:
+            continue
+        e164 = normalize_number(raw, region=region)
+        if e164 not in {e for _, e in pairs}:
+            pairs.append((raw[:64], e164))
+    if len(pairs) > MAX_PHONES:
+        raise ValidationError(f"A contact has at most {MAX_PHONES} phone numbers.",
+                              field="phone")
+    return pairs
+
+
+def create_contact(session: Session, actor: Actor, *, name: str, phones: Iterable[str] = (),
+                   region: str, company: str | None = None, email: str | None = None,
+                   owner_id: int | None = None) -> Contact:
+    contact = Contact(name=_clean_text(name, 200, "name", required=True),
+                      company=_clean_text(company, 200, "company"), email=_clean_email(email),
+                      owner_id=owner_id if owner_id is not None else actor.user_id)
+    session.add(contact)
+    session.flush()
+    pairs = clean_phones(phones, region=region)
+    session.add_all(ContactPhone(contact_id=contact.id, raw=raw, e164=e164)
+                    for raw, e164 in pairs)
+    session.flush()
+    audit(session, actor, "contact", contact.id, "create",
+          {"name": contact.name, "phones": [e for _, e in pairs]})
+    return contact
+
+
+def add_phone(session: Session, actor: Actor, contact_id: int, raw: str, *, region: str,
+              label: str | None = None) -> ContactPhone:
+    get_contact(session, contact_id)
+    raw = (raw or "").strip()[:64]
+    e164 = normalize_number(raw, region=region)
+    existing = session.exec(select(ContactPhone).where(ContactPhone.contact_id == contact_id,
+                                                       ContactPhone.e164 == e164)).first()
+    if existing:
+        return existing
+    phone = ContactPhone(contact_id=contact_id, raw=raw, e164=e164,
+                         label=_clean_text(label, 32, "label"))
+    session.add(phone)
+    session.flush()
+    audit(session, actor, "contact", contact_id, "add_phone", {"e164": e164})
+    return phone
+
+
+def get_contact(session: Session, contact_id: int) -> Contact:
+    contact = session.get(Contact, contact_id)
+    if contact is None:
+        raise NotFound(f"No contact #{contact_id}.")
+    return contact
+
+
+def phones_of(session: Session, contact_id: int) -> list[ContactPhone]:
+    return list(session.exec(select(ContactPhone).where(ContactPhone.contact_id == contact_id)
+                             .order_by(ContactPhone.id)))
+
+
+def contacts_with_number(session: Session, e164: str) -> list[Contact]:
+    return list(session.exec(select(Contact).join(ContactPhone)
+                             .where(ContactPhone.e164 == e164).order_by(Contact.id)))
+
+
+def find_contact_by_number(session: Session, e164: str) -> Contact | None:
+    """The one contact with this number, None if nobody has it; several is a conflict."""
+    contacts = contacts_with_number(session, e164)
+    if len(contacts) > 1:
+        names = ", ".join(f"#{c.id} {c.name}" for c in contacts[:5])
+        raise NumberConflict(f"{e164} belongs to {len(contacts)} contacts ({names}); "
+                             "choose the right one by hand.",
+                             contact_ids=[c.id for c in contacts])
+    return contacts[0] if contacts else None
+
+
+# --- importing a phone book ---------------------------------------------------------------
+
+
+@dataclass
+class ImportReport:
+    """What an import did: rows taken, and each refused row with its line and reason."""
+
+    imported: int = 0
+    rejected: list[tuple[int, str]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.rejected
+
+
+PHONE_COLUMNS = ("phone", "phones", "mobile", "work_phone", "home_phone")
+
+
+def import_contacts(session: Session, actor: Actor, rows: Iterable[Mapping[str, str]], *,
+                    region: str, skip_invalid: bool = False, first_line: int = 2,
+                    progress=None) -> ImportReport:
+    """Check every row, then write all of them, or none.
+
+    A row needs a name and at least one phone (columns ``phone``/``phones``, several numbers
+    split by ``;`` or ``,``). A number that already belongs to a contact, or appears twice in
+    the file, refuses the row. With rejected rows nothing is written unless ``skip_invalid``;
+    the caller's transaction makes it all-or-nothing either way.
+    """
+    report = ImportReport()
+    accepted: list[dict] = []
+    seen: dict[str, int] = {}
+    for line, row in enumerate(rows, start=first_line):
+        if progress:
+            progress(1)
+        try:
+            accepted.append(_check_import_row(session, row, region, seen, line))
+        except CrmError as error:
+            report.rejected.append((line, error.message))
+    if report.rejected and not skip_invalid:
+        return report
+    for values in accepted:
+        create_contact(session, actor, region=region, **values)
+        report.imported += 1
+    return report
+
+
+def _check_import_row(session: Session, row: Mapping[str, str], region: str,
+                      seen: dict[str, int], line: int) -> dict:
+    row = {(k or "").strip().lower(): (v or "") for k, v in row.items() if k is not None}
+    raw_phones = []
+    for column in PHONE_COLUMNS:
+        raw_phones += [p for p in row.get(column, "").replace(",", ";").split(";") if p.strip()]
+    if not raw_phones:
+        raise ValidationError("no phone number")
+    pairs = clean_phones(raw_phones, region=region)
+    values = {"name": _clean_text(row.get("name"), 200, "name", required=True),
+              "company": _clean_text(row.get("company"), 200, "company"),
+              "email": _clean_email(row.get("email")),
+              "phones": [raw for raw, _ in pairs]}
+    for _, e164 in pairs:
+        if e164 in seen:
+            raise ValidationError(f"{e164} is already on line {seen[e164]} of this file")
+        owner = session.exec(select(ContactPhone.contact_id)
+                             .where(ContactPhone.e164 == e164)).first()
+        if owner is not None:
+            raise ValidationError(f"{e164} already belongs to contact #{owner}")
+    for _, e164 in pairs:
+        seen[e164] = line
+    return values

@@ -1,0 +1,90 @@
+"""The funnel's rules, in one place: who may see and change a deal, and which moves are legal.
+
+Pure functions over plain values (no database, web or telephony code), so the services, the
+web routes and the event stream all ask the same questions and get the same answers. Every
+refusal is a typed error from ``pbx_crm.errors`` with a message a seller can read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import DealClosed, Forbidden, ValidationError
+from .enums import Role, StageKind
+
+SYSTEM = "system"
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who is acting: a signed-in user, or the system itself (PBX, robots, admin CLI)."""
+
+    user_id: int | None
+    role: str  # "seller", "head" or "system"
+    name: str  # the user's login, or "pbx" / "robot" / "cli" for the system
+
+    @classmethod
+    def of(cls, user) -> Actor:
+        return cls(user_id=user.id, role=user.role, name=user.login)
+
+    @classmethod
+    def system(cls, name: str) -> Actor:
+        return cls(user_id=None, role=SYSTEM, name=name)
+
+    @property
+    def sees_everything(self) -> bool:
+        return self.role in (Role.HEAD.value, SYSTEM)
+
+
+def can_read_deal(actor: Actor, *, owner_id: int | None, in_unsorted: bool) -> bool:
+    """A seller sees their own deals and the shared Unsorted column; a head sees all."""
+    if actor.sees_everything:
+        return True
+    return owner_id == actor.user_id or (owner_id is None and in_unsorted)
+
+
+def ensure_can_read_deal(actor: Actor, deal, stage) -> None:
+    if not can_read_deal(actor, owner_id=deal.owner_id, in_unsorted=stage.is_unsorted):
+        raise Forbidden(f"Deal #{deal.id} belongs to another seller.")
+
+
+def ensure_can_change_deal(actor: Actor, deal, stage) -> None:
+    """Changing follows reading: a seller may work their own deals and the Unsorted ones."""
+    ensure_can_read_deal(actor, deal, stage)
+
+
+def ensure_head(actor: Actor, what: str) -> None:
+    if not actor.sees_everything:
+        raise Forbidden(f"Only a head may {what}.")
+
+
+def ensure_open(deal, stage) -> None:
+    if stage.kind != StageKind.OPEN.value:
+        outcome = "won" if stage.kind == StageKind.WON.value else "lost"
+        raise DealClosed(f"Deal #{deal.id} is closed as {outcome}; reopen it first.")
+
+
+def check_move(deal, from_stage, to_stage, *, lost_reason: str | None) -> str | None:
+    """Validate a move and return the cleaned lost reason (None unless moving to a lost stage)."""
+    if to_stage.pipeline_id != deal.pipeline_id:
+        raise ValidationError(f"Stage “{to_stage.name}” belongs to another pipeline.",
+                              field="stage")
+    ensure_open(deal, from_stage)
+    if to_stage.is_unsorted and deal.owner_id is not None:
+        raise ValidationError("A deal with an owner cannot go back to Unsorted; "
+                              "reassign it instead.", field="stage")
+    if to_stage.kind == StageKind.LOST.value:
+        reason = (lost_reason or "").strip()
+        if not reason:
+            raise ValidationError("Say why the deal was lost.", field="lost_reason")
+        if len(reason) > 500:
+            raise ValidationError("The lost reason is longer than 500 characters.",
+                                  field="lost_reason")
+        return reason
+    return None
+
+
+def check_owner_for_stage(owner_id: int | None, stage) -> None:
+    """Outside Unsorted every deal has a responsible seller."""
+    if owner_id is None and not stage.is_unsorted:
+        raise ValidationError(f"A deal in “{stage.name}” needs an owner.", field="owner")

@@ -1,0 +1,155 @@
+"""Users, their roles and phone extensions, and password checks.
+
+Passwords are hashed with Argon2id (argon2-cffi); a hash made with older parameters is
+upgraded the next time its owner signs in.
+"""
+
+from __future__ import annotations
+
+import re
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import delete
+from sqlmodel import Session, select
+
+from .enums import Role
+from .errors import Conflict, NotFound, ValidationError
+from .funnel import Actor, ensure_head
+from .journal import audit
+from .models import User, UserExtension
+
+LOGIN_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{1,63}")
+EXTENSION_PATTERN = re.compile(r"[0-9*#]{1,32}")
+MIN_PASSWORD_LENGTH = 8
+
+_hasher = PasswordHasher()
+# Verified against when the login is unknown, so a wrong login costs as long as a wrong password.
+_DUMMY_HASH = _hasher.hash("not a password of anyone")
+
+
+def _clean_login(login: str) -> str:
+    login = (login or "").strip().lower()
+    if not LOGIN_PATTERN.fullmatch(login):
+        raise ValidationError("A login is 2-64 lowercase letters, digits, dots, dashes or "
+                              "underscores, starting with a letter or digit.", field="login")
+    return login
+
+
+def _check_password(password: str) -> None:
+    if len(password or "") < MIN_PASSWORD_LENGTH:
+        raise ValidationError(f"A password needs at least {MIN_PASSWORD_LENGTH} characters.",
+                              field="password")
+
+
+def _clean_extensions(extensions) -> list[str]:
+    cleaned = []
+    for extension in extensions:
+        extension = str(extension).strip()
+        if not EXTENSION_PATTERN.fullmatch(extension):
+            raise ValidationError(f"“{extension[:40]}” is not a phone extension.",
+                                  field="extensions")
+        if extension not in cleaned:
+            cleaned.append(extension)
+    return cleaned
+
+
+def create_user(session: Session, actor: Actor, *, login: str, name: str, password: str,
+                role: str = Role.SELLER.value, extensions=(), team: str | None = None,
+                language: str = "en") -> User:
+    ensure_head(actor, "add users")
+    login = _clean_login(login)
+    name = (name or "").strip()
+    if not name or len(name) > 120:
+        raise ValidationError("A user needs a name of at most 120 characters.", field="name")
+    if role not in {r.value for r in Role}:
+        raise ValidationError("A role is either seller or head.", field="role")
+    _check_password(password)
+    if session.exec(select(User.id).where(User.login == login)).first() is not None:
+        raise Conflict(f"The login “{login}” is taken.")
+    user = User(login=login, name=name, role=role, password_hash=_hasher.hash(password),
+                team=(team or "").strip() or None, language=language)
+    session.add(user)
+    session.flush()
+    set_extensions(session, actor, user.id, extensions)
+    audit(session, actor, "user", user.id, "create", {"login": login, "role": role})
+    return user
+
+
+def set_extensions(session: Session, actor: Actor, user_id: int, extensions) -> list[str]:
+    """Replace a user's extensions; an extension that rings someone else is refused."""
+    ensure_head(actor, "change extensions")
+    cleaned = _clean_extensions(extensions)
+    if cleaned:
+        taken = session.exec(select(UserExtension.extension, User.login).join(User).where(
+            UserExtension.extension.in_(cleaned), UserExtension.user_id != user_id)).all()
+        if taken:
+            extension, login = taken[0]
+            raise Conflict(f"Extension {extension} already rings {login}.")
+    session.exec(delete(UserExtension).where(UserExtension.user_id == user_id))
+    session.add_all(UserExtension(user_id=user_id, extension=e) for e in cleaned)
+    session.flush()
+    return cleaned
+
+
+def set_password(session: Session, actor: Actor, login: str, password: str) -> None:
+    if actor.user_id is not None and actor.name != login:
+        ensure_head(actor, "change another user's password")
+    _check_password(password)
+    user = get_user_by_login(session, login)
+    user.password_hash = _hasher.hash(password)
+    session.add(user)
+    audit(session, actor, "user", user.id, "set_password")
+
+
+def set_active(session: Session, actor: Actor, login: str, active: bool) -> User:
+    ensure_head(actor, "activate or deactivate users")
+    user = get_user_by_login(session, login)
+    user.active = active
+    session.add(user)
+    audit(session, actor, "user", user.id, "activate" if active else "deactivate")
+    return user
+
+
+def get_user_by_login(session: Session, login: str) -> User:
+    user = session.exec(select(User).where(User.login == (login or "").strip().lower())).first()
+    if user is None:
+        raise NotFound(f"No user with the login “{(login or '')[:64]}”.")
+    return user
+
+
+def get_active_user(session: Session, user_id: int) -> User:
+    user = session.get(User, user_id)
+    if user is None or not user.active:
+        raise ValidationError(f"User #{user_id} is not an active user.", field="owner")
+    return user
+
+
+def authenticate(session: Session, login: str, password: str) -> User | None:
+    """The active user with this login and password, or None (same cost either way)."""
+    user = session.exec(select(User).where(User.login == (login or "").strip().lower(),
+                                           User.active)).first()
+    try:
+        _hasher.verify(user.password_hash if user else _DUMMY_HASH, password or "")
+    except (VerificationError, InvalidHashError):
+        return None
+    if user is None:
+        return None
+    if _hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = _hasher.hash(password)
+        session.add(user)
+    return user
+
+
+def list_users(session: Session) -> list[tuple[User, list[str]]]:
+    users = session.exec(select(User).order_by(User.role.desc(), User.login)).all()
+    extensions: dict[int, list[str]] = {}
+    for row in session.exec(select(UserExtension).order_by(UserExtension.extension)):
+        extensions.setdefault(row.user_id, []).append(row.extension)
+    return [(user, extensions.get(user.id, [])) for user in users]
+
+
+def user_for_extension(session: Session, extension: str) -> User | None:
+    """The active user an extension rings, for the PBX edges."""
+    return session.exec(select(User).join(UserExtension).where(
+        UserExtension.extension == extension, User.active)).first()

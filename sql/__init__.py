@@ -1,0 +1,1 @@
+"""Schema migrations and readable schema dumps, installed as ``pbx_crm.sql``."""

@@ -1,0 +1,1 @@
+"""Alembic environment for the pbx-crm schema (SQLite and PostgreSQL)."""

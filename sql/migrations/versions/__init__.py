@@ -1,0 +1,1 @@
+"""Numbered migration steps; each one runs on SQLite and on PostgreSQL."""

@@ -1,0 +1,86 @@
+"""Test fixtures: every database test runs on SQLite and on PostgreSQL.
+
+PostgreSQL comes from ``PBX_CRM_TEST_POSTGRES_URL`` (the test command starts the local
+cluster and sets it). Without it the PostgreSQL half is skipped with a reason; with it set but
+unreachable, the run fails rather than quietly testing one database.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+from sqlalchemy import text
+
+from pbx_crm.config import Settings
+from pbx_crm.db import make_engine, transaction, upgrade
+from pbx_crm.models import metadata
+
+POSTGRES_URL = os.environ.get("PBX_CRM_TEST_POSTGRES_URL", "")
+
+
+@pytest.fixture(autouse=True)
+def _scrub_environment(monkeypatch):
+    """The app's own variables from the developer's shell never leak into a test."""
+    for name in list(os.environ):
+        if name.startswith("PBX_CRM_") and name != "PBX_CRM_TEST_POSTGRES_URL":
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture(scope="session")
+def _sqlite_template(tmp_path_factory):
+    """One migrated SQLite file, copied for each test (migrating costs more than copying)."""
+    path = tmp_path_factory.mktemp("template") / "template.sqlite3"
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    with engine.connect() as connection:
+        connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    engine.dispose()
+    return path
+
+
+@pytest.fixture(scope="session")
+def _postgres_engine():
+    if not POSTGRES_URL:
+        pytest.skip("PBX_CRM_TEST_POSTGRES_URL is not set: run the suite with ./dev.sh test")
+    engine = make_engine(POSTGRES_URL)
+    with engine.begin() as connection:
+        connection.execute(text("DROP SCHEMA public CASCADE"))
+        connection.execute(text("CREATE SCHEMA public"))
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+def _truncate_all(engine) -> None:
+    tables = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
+    with engine.begin() as connection:
+        connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def engine(request, tmp_path):
+    """A migrated, empty database of each kind."""
+    if request.param == "sqlite":
+        path = tmp_path / "crm.sqlite3"
+        shutil.copy(request.getfixturevalue("_sqlite_template"), path)
+        engine = make_engine(f"sqlite:///{path}")
+        yield engine
+        engine.dispose()
+    else:
+        engine = request.getfixturevalue("_postgres_engine")
+        _truncate_all(engine)
+        yield engine
+
+
+@pytest.fixture
+def session(engine):
+    """A session in one transaction, committed at the end of the test if it got there."""
+    with transaction(engine) as session:
+        yield session
+
+
+@pytest.fixture
+def settings(tmp_path, engine):
+    return Settings(data_dir=tmp_path, database_url=str(engine.url.render_as_string(False)))
