@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import uuid
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from pbx_crm.config import Settings
 from pbx_crm.db import make_engine, transaction, upgrade
@@ -34,23 +36,26 @@ def _sqlite_template(tmp_path_factory):
     path = tmp_path_factory.mktemp("template") / "template.sqlite3"
     engine = make_engine(f"sqlite:///{path}")
     upgrade(engine)
-    with engine.connect() as connection:
-        connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-    engine.dispose()
+    engine.dispose()  # the last connection to close folds the WAL back into the file
     return path
 
 
 @pytest.fixture(scope="session")
 def _postgres_engine():
+    """A database of this run's own (several runs may share the server), dropped at the end."""
     if not POSTGRES_URL:
         pytest.skip("PBX_CRM_TEST_POSTGRES_URL is not set: run the suite with ./dev.sh test")
-    engine = make_engine(POSTGRES_URL)
-    with engine.begin() as connection:
-        connection.execute(text("DROP SCHEMA public CASCADE"))
-        connection.execute(text("CREATE SCHEMA public"))
+    server = make_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    name = f"pbx_crm_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    with server.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    engine = make_engine(make_url(POSTGRES_URL).set(database=name).render_as_string(False))
     upgrade(engine)
     yield engine
     engine.dispose()
+    with server.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    server.dispose()
 
 
 def _truncate_all(engine) -> None:
