@@ -1,0 +1,141 @@
+"""Benchmark: the queries behind the board and the funnel totals, on a large pipeline.
+
+Measures, through the same functions the product uses (``pbx_crm.board``):
+  * a column's first page (50 newest cards), for a head and for one seller;
+  * a deep "show more" page (continuing from a card far down the column);
+  * a whole board's first pages (every column) as one page load would do;
+  * count and money per stage, for a head and for one seller;
+and, in the same run, a bare indexed lookup (one deal by primary key) as the baseline, so the
+figures read as ratios that survive a noisy machine.
+
+    python bench/board_queries.py                       # SQLite, 100k deals
+    python bench/board_queries.py --database-url postgresql+psycopg://.../bench --deals 1000000
+
+The database is seeded on first use (``pbx_crm.seed``) and reused by later runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from sqlalchemy import func, text
+from sqlmodel import select
+
+from pbx_crm import board, pipelines
+from pbx_crm.db import make_engine, transaction, upgrade
+from pbx_crm.funnel import Actor
+from pbx_crm.models import Deal, User
+from pbx_crm.seed import seed_synthetic
+
+PIPELINE = "Bench"
+
+
+def timed(function, repeat: int) -> list[float]:
+    """Milliseconds per call, ``repeat`` calls after one warm-up."""
+    function()
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        function()
+        samples.append((time.perf_counter() - start) * 1000)
+    return samples
+
+
+def percentile(samples: list[float], share: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+def ensure_data(engine, deals: int) -> None:
+    upgrade(engine)
+    with transaction(engine, read_only=True) as session:
+        present = session.exec(select(func.count()).select_from(Deal)).one()
+    if present >= deals:
+        return
+    if present:
+        sys.exit(f"the database holds {present} deals, fewer than {deals}: use an empty one")
+    print(f"seeding {deals:,} deals (once; later runs reuse them)...", file=sys.stderr)
+    start = time.perf_counter()
+    seed_synthetic(engine, deals=deals, contacts=max(1, deals // 2), sellers=20, region="ID",
+                   pipeline_name=PIPELINE, random_seed=1)
+    print(f"seeded in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+
+
+def run(engine, repeat: int) -> list[tuple[str, list[float]]]:
+    with transaction(engine, read_only=True) as session:
+        pipeline = pipelines.find_pipeline(session, PIPELINE)
+        stages = pipelines.stages_of(session, pipeline.id)
+        head = Actor.system("bench")
+        seller_user = session.exec(select(User).where(User.role == "seller")
+                                   .order_by(User.id)).first()
+        seller = Actor.of(seller_user)
+        max_id = session.exec(select(func.max(Deal.id))).one()
+        totals = board.column_totals(session, head, pipeline.id)
+        busiest = max(stages, key=lambda s: totals[s.id].deals if s.id in totals else 0)
+        deep = session.exec(select(Deal.created_at, Deal.id).where(Deal.stage_id == busiest.id)
+                            .order_by(Deal.created_at.desc(), Deal.id.desc())
+                            .offset(5000).limit(1)).first()
+        ids = random.Random(7)
+
+        def lookup():
+            session.exec(select(Deal).where(Deal.id == ids.randint(1, max_id))).first()
+
+        cases = [
+            ("baseline: one deal by id", lookup),
+            ("column page, head (50 newest)",
+             lambda: board.column_cards(session, head, busiest)),
+            ("column page, seller (50 newest)",
+             lambda: board.column_cards(session, seller, busiest)),
+            ("show more, 5,000 cards down",
+             lambda: board.column_cards(session, head, busiest, after=tuple(deep))),
+            (f"whole board, head ({len(stages)} columns)",
+             lambda: [board.column_cards(session, head, s) for s in stages]),
+            (f"whole board, seller ({len(stages)} columns)",
+             lambda: [board.column_cards(session, seller, s) for s in stages]),
+            ("totals per stage, head",
+             lambda: board.column_totals(session, head, pipeline.id)),
+            ("totals per stage, seller",
+             lambda: board.column_totals(session, seller, pipeline.id)),
+        ]
+        # Every call hydrates fresh objects, as a new page load would.
+        results = []
+        for name, function in cases:
+            def fresh(function=function):
+                function()
+                session.expunge_all()
+            results.append((name, timed(fresh, repeat)))
+        return results
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--database-url", help="default: an SQLite file in the temp directory")
+    parser.add_argument("--deals", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=200)
+    args = parser.parse_args(argv)
+    url = args.database_url or \
+        f"sqlite:///{Path(tempfile.gettempdir()) / f'pbx-crm-bench-{args.deals}.sqlite3'}"
+    engine = make_engine(url)
+    ensure_data(engine, args.deals)
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as connection:
+            connection.execute(text("ANALYZE"))
+    results = run(engine, args.repeat)
+    baseline = statistics.median(results[0][1])
+    print(f"{engine.dialect.name}, {args.deals:,} deals, {args.repeat} runs each")
+    print(f"{'query':<34} {'p50 ms':>9} {'p95 ms':>9} {'p50 / baseline':>15}")
+    for name, samples in results:
+        p50 = statistics.median(samples)
+        print(f"{name:<34} {p50:>9.3f} {percentile(samples, 0.95):>9.3f} "
+              f"{p50 / baseline:>14.1f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
