@@ -143,10 +143,19 @@ def _read_file(path: Path, *, required: bool) -> dict[str, str]:
             raise ConfigError(f"config file {path} does not exist")
         return {}
     parser = configparser.ConfigParser(interpolation=None)
+    # Opened here rather than by parser.read(), which skips a file it cannot open (no
+    # permission, a directory) without a word and leaves the service on its defaults.
     try:
-        parser.read(path, encoding="utf-8")
-    except configparser.Error as error:
+        with path.open(encoding="utf-8") as file:
+            parser.read_file(file, source=str(path))
+    except (OSError, UnicodeDecodeError, configparser.Error) as error:
         raise ConfigError(f"config file {path} cannot be read: {error}") from None
+    others = [name for name in parser.sections() if name != INI_SECTION]
+    if others:
+        # A misspelt section would otherwise be ignored as a whole.
+        raise ConfigError(f"config file {path}: unknown section(s) "
+                          f"{', '.join(f'[{name}]' for name in others)}; "
+                          f"settings go under [{INI_SECTION}]")
     if not parser.has_section(INI_SECTION):
         return {}
     values = dict(parser.items(INI_SECTION))

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     DateTime,
@@ -25,7 +26,9 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
+    true,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.types import TypeDecorator
@@ -111,7 +114,8 @@ class User(SQLModel, table=True):
     name: str = Field(sa_column=Column(String(120), nullable=False))
     password_hash: str = Field(sa_column=Column(String(255), nullable=False))
     role: str = Field(sa_column=Column(String(8), nullable=False))
-    active: bool = Field(default=True, nullable=False)
+    active: bool = Field(default=True, sa_column=Column(Boolean, nullable=False,
+                                                        server_default=true()))
     team: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
     language: str = Field(default="en", sa_column=Column(String(8), nullable=False,
                                                          server_default="en"))
@@ -134,13 +138,19 @@ class UserExtension(SQLModel, table=True):
 
 class Pipeline(SQLModel, table=True):
     __tablename__ = "pipelines"
+    __table_args__ = (
+        Index("uq_pipelines_default", "is_default", unique=True,
+              sqlite_where=text("is_default"), postgresql_where=text("is_default")),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(sa_column=Column(String(120), nullable=False, unique=True))
     position: int = Field(default=0, nullable=False)
     # The pipeline inbound calls land in; the services keep exactly one.
-    is_default: bool = Field(default=False, nullable=False)
-    creates_deals_from_calls: bool = Field(default=True, nullable=False)
+    is_default: bool = Field(default=False, sa_column=Column(Boolean, nullable=False,
+                                                            server_default=false()))
+    creates_deals_from_calls: bool = Field(default=True, sa_column=Column(
+        Boolean, nullable=False, server_default=true()))
     currency: str = Field(sa_column=Column(String(3), nullable=False))
     created_at: datetime = _at()
 
@@ -160,7 +170,8 @@ class Stage(SQLModel, table=True):
     name: str = Field(sa_column=Column(String(120), nullable=False))
     position: int = Field(nullable=False)
     kind: str = Field(sa_column=Column(String(8), nullable=False))
-    is_unsorted: bool = Field(default=False, nullable=False)
+    is_unsorted: bool = Field(default=False, sa_column=Column(Boolean, nullable=False,
+                                                             server_default=false()))
 
 
 class Contact(SQLModel, table=True):
@@ -170,7 +181,7 @@ class Contact(SQLModel, table=True):
     name: str = Field(sa_column=Column(String(200), nullable=False))
     company: str | None = Field(default=None, sa_column=Column(String(200), nullable=True))
     email: str | None = Field(default=None, sa_column=Column(String(254), nullable=True))
-    owner_id: int | None = _fk("users.id", ondelete="SET NULL")
+    owner_id: int | None = _fk("users.id", ondelete="SET NULL", index=True)
     notes: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     created_at: datetime = _at()
     updated_at: datetime = _at()
@@ -199,6 +210,8 @@ class Deal(SQLModel, table=True):
         Index("ix_deals_board", "stage_id", "created_at", "id"),
         Index("ix_deals_owner_board", "owner_id", "stage_id", "created_at", "id"),
         Index("ix_deals_pipeline_stage", "pipeline_id", "stage_id"),
+        # A deal number is read out on the phone: SQLite must never hand out a used one again.
+        {"sqlite_autoincrement": True},
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -285,7 +298,7 @@ class Call(SQLModel, table=True):
     hangup_cause: int | None = Field(default=None, nullable=True)
     recording_ref: str | None = Field(default=None, sa_column=Column(String(500), nullable=True))
     deal_id: int | None = _fk("deals.id", ondelete="SET NULL", index=True)
-    contact_id: int | None = _fk("contacts.id", ondelete="SET NULL")
+    contact_id: int | None = _fk("contacts.id", ondelete="SET NULL", index=True)
 
 
 # --- the deal's life ----------------------------------------------------------------------
@@ -338,7 +351,7 @@ class Notification(SQLModel, table=True):
     user_id: int = _fk("users.id", nullable=False, ondelete="CASCADE")
     kind: str = Field(sa_column=Column(String(32), nullable=False))
     body: str = Field(sa_column=Column(Text, nullable=False))
-    deal_id: int | None = _fk("deals.id", ondelete="CASCADE")
+    deal_id: int | None = _fk("deals.id", ondelete="CASCADE", index=True)
     robot_run_id: int | None = _fk("robot_runs.id", ondelete="SET NULL")
     created_at: datetime = _at()
     read_at: datetime | None = _at(nullable=True)
@@ -355,7 +368,8 @@ class RobotRule(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     stage_id: int = _fk("stages.id", nullable=False, ondelete="CASCADE", index=True)
     name: str = Field(sa_column=Column(String(120), nullable=False))
-    active: bool = Field(default=True, nullable=False)
+    active: bool = Field(default=True, sa_column=Column(Boolean, nullable=False,
+                                                        server_default=true()))
     condition: str = Field(sa_column=Column(String(32), nullable=False))
     condition_params: dict = Field(default_factory=dict,
                                    sa_column=Column(JSONData, nullable=False))
@@ -377,7 +391,7 @@ class RobotRun(SQLModel, table=True):
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    rule_id: int = _fk("robot_rules.id", nullable=False, ondelete="CASCADE")
+    rule_id: int = _fk("robot_rules.id", nullable=False, ondelete="CASCADE", index=True)
     deal_id: int = _fk("deals.id", nullable=False, ondelete="CASCADE", index=True)
     run_key: str = Field(sa_column=Column(String(200), nullable=False, unique=True))
     status: str = Field(sa_column=Column(String(8), nullable=False))
@@ -400,12 +414,14 @@ class Event(SQLModel, table=True):
     """
 
     __tablename__ = "events"
+    # Browsers resume from the last id they saw, so an id is never reused.
+    __table_args__ = ({"sqlite_autoincrement": True},)
 
     id: int | None = Field(default=None, primary_key=True)
     kind: str = Field(sa_column=Column(String(32), nullable=False))
     # Empty: for heads only (they watch all); otherwise the seller whose phone it concerns.
     target_user_id: int | None = _fk("users.id", ondelete="CASCADE", index=True)
-    deal_id: int | None = _fk("deals.id", ondelete="SET NULL")
+    deal_id: int | None = _fk("deals.id", ondelete="SET NULL", index=True)
     linkedid: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
     payload: dict = Field(default_factory=dict, sa_column=Column(JSONData, nullable=False))
     created_at: datetime = _at(index=True)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-28 19:45:32.226157
+Create Date: 2026-11-28 19:56:37.037828
 """
 
 from alembic import op
@@ -19,20 +19,23 @@ def upgrade() -> None:
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('name', sa.String(length=120), nullable=False),
     sa.Column('position', sa.Integer(), nullable=False),
-    sa.Column('is_default', sa.Boolean(), nullable=False),
-    sa.Column('creates_deals_from_calls', sa.Boolean(), nullable=False),
+    sa.Column('is_default', sa.Boolean(), server_default=sa.false(), nullable=False),
+    sa.Column('creates_deals_from_calls', sa.Boolean(), server_default=sa.true(), nullable=False),
     sa.Column('currency', sa.String(length=3), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_pipelines')),
     sa.UniqueConstraint('name', name=op.f('uq_pipelines_name'))
     )
+    with op.batch_alter_table('pipelines', schema=None) as batch_op:
+        batch_op.create_index('uq_pipelines_default', ['is_default'], unique=True, sqlite_where=sa.text('is_default'), postgresql_where=sa.text('is_default'))
+
     op.create_table('users',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('login', sa.String(length=64), nullable=False),
     sa.Column('name', sa.String(length=120), nullable=False),
     sa.Column('password_hash', sa.String(length=255), nullable=False),
     sa.Column('role', sa.String(length=8), nullable=False),
-    sa.Column('active', sa.Boolean(), nullable=False),
+    sa.Column('active', sa.Boolean(), server_default=sa.true(), nullable=False),
     sa.Column('team', sa.String(length=64), nullable=True),
     sa.Column('language', sa.String(length=8), server_default='en', nullable=False),
     sa.Column('time_zone', sa.String(length=64), nullable=True),
@@ -68,13 +71,16 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['owner_id'], ['users.id'], name=op.f('fk_contacts_owner_id_users'), ondelete='SET NULL'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_contacts'))
     )
+    with op.batch_alter_table('contacts', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_contacts_owner_id'), ['owner_id'], unique=False)
+
     op.create_table('stages',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('pipeline_id', sa.Integer(), nullable=False),
     sa.Column('name', sa.String(length=120), nullable=False),
     sa.Column('position', sa.Integer(), nullable=False),
     sa.Column('kind', sa.String(length=8), nullable=False),
-    sa.Column('is_unsorted', sa.Boolean(), nullable=False),
+    sa.Column('is_unsorted', sa.Boolean(), server_default=sa.false(), nullable=False),
     sa.CheckConstraint("kind IN ('open', 'won', 'lost')", name=op.f('ck_stages_kind')),
     sa.ForeignKeyConstraint(['pipeline_id'], ['pipelines.id'], name=op.f('fk_stages_pipeline_id_pipelines'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_stages')),
@@ -134,7 +140,8 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['owner_id'], ['users.id'], name=op.f('fk_deals_owner_id_users'), ondelete='SET NULL'),
     sa.ForeignKeyConstraint(['pipeline_id'], ['pipelines.id'], name=op.f('fk_deals_pipeline_id_pipelines')),
     sa.ForeignKeyConstraint(['stage_id'], ['stages.id'], name=op.f('fk_deals_stage_id_stages')),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_deals'))
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_deals')),
+    sqlite_autoincrement=True
     )
     with op.batch_alter_table('deals', schema=None) as batch_op:
         batch_op.create_index('ix_deals_board', ['stage_id', 'created_at', 'id'], unique=False)
@@ -146,7 +153,7 @@ def upgrade() -> None:
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('stage_id', sa.Integer(), nullable=False),
     sa.Column('name', sa.String(length=120), nullable=False),
-    sa.Column('active', sa.Boolean(), nullable=False),
+    sa.Column('active', sa.Boolean(), server_default=sa.true(), nullable=False),
     sa.Column('condition', sa.String(length=32), nullable=False),
     sa.Column('condition_params', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
     sa.Column('action', sa.String(length=32), nullable=False),
@@ -191,6 +198,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('calls', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_calls_caller_e164'), ['caller_e164'], unique=False)
+        batch_op.create_index(batch_op.f('ix_calls_contact_id'), ['contact_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_calls_deal_id'), ['deal_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_calls_linkedid'), ['linkedid'], unique=False)
 
@@ -204,10 +212,12 @@ def upgrade() -> None:
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['deal_id'], ['deals.id'], name=op.f('fk_events_deal_id_deals'), ondelete='SET NULL'),
     sa.ForeignKeyConstraint(['target_user_id'], ['users.id'], name=op.f('fk_events_target_user_id_users'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_events'))
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_events')),
+    sqlite_autoincrement=True
     )
     with op.batch_alter_table('events', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_events_created_at'), ['created_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_events_deal_id'), ['deal_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_events_target_user_id'), ['target_user_id'], unique=False)
 
     op.create_table('robot_runs',
@@ -234,6 +244,7 @@ def upgrade() -> None:
     with op.batch_alter_table('robot_runs', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_robot_runs_deal_id'), ['deal_id'], unique=False)
         batch_op.create_index('ix_robot_runs_fired', ['fired_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_robot_runs_rule_id'), ['rule_id'], unique=False)
 
     op.create_table('stage_history',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -270,6 +281,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_notifications'))
     )
     with op.batch_alter_table('notifications', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_notifications_deal_id'), ['deal_id'], unique=False)
         batch_op.create_index('ix_notifications_user_unread', ['user_id', 'read_at'], unique=False)
 
     op.create_table('tasks',
@@ -330,6 +342,7 @@ def downgrade() -> None:
     op.drop_table('tasks')
     with op.batch_alter_table('notifications', schema=None) as batch_op:
         batch_op.drop_index('ix_notifications_user_unread')
+        batch_op.drop_index(batch_op.f('ix_notifications_deal_id'))
 
     op.drop_table('notifications')
     with op.batch_alter_table('stage_history', schema=None) as batch_op:
@@ -338,18 +351,21 @@ def downgrade() -> None:
 
     op.drop_table('stage_history')
     with op.batch_alter_table('robot_runs', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_robot_runs_rule_id'))
         batch_op.drop_index('ix_robot_runs_fired')
         batch_op.drop_index(batch_op.f('ix_robot_runs_deal_id'))
 
     op.drop_table('robot_runs')
     with op.batch_alter_table('events', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_events_target_user_id'))
+        batch_op.drop_index(batch_op.f('ix_events_deal_id'))
         batch_op.drop_index(batch_op.f('ix_events_created_at'))
 
     op.drop_table('events')
     with op.batch_alter_table('calls', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_calls_linkedid'))
         batch_op.drop_index(batch_op.f('ix_calls_deal_id'))
+        batch_op.drop_index(batch_op.f('ix_calls_contact_id'))
         batch_op.drop_index(batch_op.f('ix_calls_caller_e164'))
 
     op.drop_table('calls')
@@ -376,10 +392,16 @@ def downgrade() -> None:
         batch_op.drop_index('uq_stages_pipeline_unsorted', sqlite_where=sa.text('is_unsorted'), postgresql_where=sa.text('is_unsorted'))
 
     op.drop_table('stages')
+    with op.batch_alter_table('contacts', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_contacts_owner_id'))
+
     op.drop_table('contacts')
     with op.batch_alter_table('audit_log', schema=None) as batch_op:
         batch_op.drop_index('ix_audit_log_entity')
 
     op.drop_table('audit_log')
     op.drop_table('users')
+    with op.batch_alter_table('pipelines', schema=None) as batch_op:
+        batch_op.drop_index('uq_pipelines_default', sqlite_where=sa.text('is_default'), postgresql_where=sa.text('is_default'))
+
     op.drop_table('pipelines')

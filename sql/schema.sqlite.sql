@@ -1,0 +1,329 @@
+-- pbx-crm schema for sqlite at migration 0001; regenerate with: pbx-crm db dump > sql/schema.sqlite.sql
+
+CREATE TABLE alembic_version (
+	version_num VARCHAR(32) NOT NULL,
+	CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num)
+);
+
+CREATE TABLE audit_log (
+	id INTEGER NOT NULL,
+	at DATETIME NOT NULL,
+	user_id INTEGER,
+	actor VARCHAR(64) NOT NULL,
+	entity VARCHAR(32) NOT NULL,
+	entity_id INTEGER NOT NULL,
+	action VARCHAR(32) NOT NULL,
+	changes JSON NOT NULL,
+	CONSTRAINT pk_audit_log PRIMARY KEY (id),
+	CONSTRAINT fk_audit_log_user_id_users FOREIGN KEY(user_id) REFERENCES users (id) ON DELETE SET NULL
+);
+
+CREATE TABLE calls (
+	id INTEGER NOT NULL,
+	uniqueid VARCHAR(64) NOT NULL,
+	linkedid VARCHAR(64) NOT NULL,
+	direction VARCHAR(8) NOT NULL,
+	caller_raw VARCHAR(80) DEFAULT '' NOT NULL,
+	caller_e164 VARCHAR(16),
+	caller_name VARCHAR(200),
+	did VARCHAR(64),
+	dialed_raw VARCHAR(80),
+	rung_extensions VARCHAR(500),
+	answered_exten VARCHAR(32),
+	answered_by_id INTEGER,
+	ringing_at DATETIME NOT NULL,
+	answered_at DATETIME,
+	ended_at DATETIME,
+	disposition VARCHAR(10),
+	hangup_cause INTEGER,
+	recording_ref VARCHAR(500),
+	deal_id INTEGER,
+	contact_id INTEGER,
+	CONSTRAINT pk_calls PRIMARY KEY (id),
+	CONSTRAINT ck_calls_direction CHECK (direction IN ('inbound', 'outbound', 'internal')),
+	CONSTRAINT ck_calls_disposition CHECK (disposition IS NULL OR disposition IN ('answered', 'missed', 'abandoned', 'busy', 'failed')),
+	CONSTRAINT fk_calls_answered_by_id_users FOREIGN KEY(answered_by_id) REFERENCES users (id) ON DELETE SET NULL,
+	CONSTRAINT fk_calls_contact_id_contacts FOREIGN KEY(contact_id) REFERENCES contacts (id) ON DELETE SET NULL,
+	CONSTRAINT fk_calls_deal_id_deals FOREIGN KEY(deal_id) REFERENCES deals (id) ON DELETE SET NULL,
+	CONSTRAINT uq_calls_uniqueid UNIQUE (uniqueid)
+);
+
+CREATE TABLE contact_phones (
+	id INTEGER NOT NULL,
+	contact_id INTEGER NOT NULL,
+	raw VARCHAR(64) NOT NULL,
+	e164 VARCHAR(16) NOT NULL,
+	label VARCHAR(32),
+	CONSTRAINT pk_contact_phones PRIMARY KEY (id),
+	CONSTRAINT fk_contact_phones_contact_id_contacts FOREIGN KEY(contact_id) REFERENCES contacts (id) ON DELETE CASCADE,
+	CONSTRAINT uq_contact_phones_contact_id_e164 UNIQUE (contact_id, e164)
+);
+
+CREATE TABLE contacts (
+	id INTEGER NOT NULL,
+	name VARCHAR(200) NOT NULL,
+	company VARCHAR(200),
+	email VARCHAR(254),
+	owner_id INTEGER,
+	notes TEXT,
+	created_at DATETIME NOT NULL,
+	updated_at DATETIME NOT NULL,
+	CONSTRAINT pk_contacts PRIMARY KEY (id),
+	CONSTRAINT fk_contacts_owner_id_users FOREIGN KEY(owner_id) REFERENCES users (id) ON DELETE SET NULL
+);
+
+CREATE TABLE deals (
+	id INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
+	pipeline_id INTEGER NOT NULL,
+	stage_id INTEGER NOT NULL,
+	title VARCHAR(200) NOT NULL,
+	amount_minor BIGINT DEFAULT '0' NOT NULL,
+	currency VARCHAR(3) NOT NULL,
+	contact_id INTEGER,
+	owner_id INTEGER,
+	priority SMALLINT DEFAULT '1' NOT NULL,
+	source VARCHAR(8) NOT NULL,
+	created_by_id INTEGER,
+	created_at DATETIME NOT NULL,
+	updated_at DATETIME NOT NULL,
+	stage_entered_at DATETIME NOT NULL,
+	last_activity_at DATETIME NOT NULL,
+	closed_at DATETIME,
+	lost_reason VARCHAR(500),
+	version INTEGER NOT NULL,
+	CONSTRAINT ck_deals_source CHECK (source IN ('manual', 'call', 'popup')),
+	CONSTRAINT ck_deals_amount_minor CHECK (amount_minor >= 0),
+	CONSTRAINT ck_deals_priority CHECK (priority BETWEEN 0 AND 2),
+	CONSTRAINT fk_deals_contact_id_contacts FOREIGN KEY(contact_id) REFERENCES contacts (id) ON DELETE SET NULL,
+	CONSTRAINT fk_deals_created_by_id_users FOREIGN KEY(created_by_id) REFERENCES users (id) ON DELETE SET NULL,
+	CONSTRAINT fk_deals_owner_id_users FOREIGN KEY(owner_id) REFERENCES users (id) ON DELETE SET NULL,
+	CONSTRAINT fk_deals_pipeline_id_pipelines FOREIGN KEY(pipeline_id) REFERENCES pipelines (id),
+	CONSTRAINT fk_deals_stage_id_stages FOREIGN KEY(stage_id) REFERENCES stages (id)
+);
+
+CREATE TABLE events (
+	id INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
+	kind VARCHAR(32) NOT NULL,
+	target_user_id INTEGER,
+	deal_id INTEGER,
+	linkedid VARCHAR(64),
+	payload JSON NOT NULL,
+	created_at DATETIME NOT NULL,
+	CONSTRAINT fk_events_deal_id_deals FOREIGN KEY(deal_id) REFERENCES deals (id) ON DELETE SET NULL,
+	CONSTRAINT fk_events_target_user_id_users FOREIGN KEY(target_user_id) REFERENCES users (id) ON DELETE CASCADE
+);
+
+CREATE TABLE notifications (
+	id INTEGER NOT NULL,
+	user_id INTEGER NOT NULL,
+	kind VARCHAR(32) NOT NULL,
+	body TEXT NOT NULL,
+	deal_id INTEGER,
+	robot_run_id INTEGER,
+	created_at DATETIME NOT NULL,
+	read_at DATETIME,
+	CONSTRAINT pk_notifications PRIMARY KEY (id),
+	CONSTRAINT fk_notifications_deal_id_deals FOREIGN KEY(deal_id) REFERENCES deals (id) ON DELETE CASCADE,
+	CONSTRAINT fk_notifications_robot_run_id_robot_runs FOREIGN KEY(robot_run_id) REFERENCES robot_runs (id) ON DELETE SET NULL,
+	CONSTRAINT fk_notifications_user_id_users FOREIGN KEY(user_id) REFERENCES users (id) ON DELETE CASCADE
+);
+
+CREATE TABLE pipelines (
+	id INTEGER NOT NULL,
+	name VARCHAR(120) NOT NULL,
+	position INTEGER NOT NULL,
+	is_default BOOLEAN DEFAULT 0 NOT NULL,
+	creates_deals_from_calls BOOLEAN DEFAULT 1 NOT NULL,
+	currency VARCHAR(3) NOT NULL,
+	created_at DATETIME NOT NULL,
+	CONSTRAINT pk_pipelines PRIMARY KEY (id),
+	CONSTRAINT uq_pipelines_name UNIQUE (name)
+);
+
+CREATE TABLE robot_rules (
+	id INTEGER NOT NULL,
+	stage_id INTEGER NOT NULL,
+	name VARCHAR(120) NOT NULL,
+	active BOOLEAN DEFAULT 1 NOT NULL,
+	condition VARCHAR(32) NOT NULL,
+	condition_params JSON NOT NULL,
+	action VARCHAR(32) NOT NULL,
+	action_params JSON NOT NULL,
+	created_by_id INTEGER,
+	created_at DATETIME NOT NULL,
+	CONSTRAINT pk_robot_rules PRIMARY KEY (id),
+	CONSTRAINT fk_robot_rules_created_by_id_users FOREIGN KEY(created_by_id) REFERENCES users (id) ON DELETE SET NULL,
+	CONSTRAINT fk_robot_rules_stage_id_stages FOREIGN KEY(stage_id) REFERENCES stages (id) ON DELETE CASCADE
+);
+
+CREATE TABLE robot_runs (
+	id INTEGER NOT NULL,
+	rule_id INTEGER NOT NULL,
+	deal_id INTEGER NOT NULL,
+	run_key VARCHAR(200) NOT NULL,
+	status VARCHAR(8) NOT NULL,
+	fired_at DATETIME NOT NULL,
+	finished_at DATETIME,
+	error TEXT,
+	answer VARCHAR(16),
+	answered_at DATETIME,
+	answered_by_id INTEGER,
+	snooze_until DATETIME,
+	CONSTRAINT pk_robot_runs PRIMARY KEY (id),
+	CONSTRAINT ck_robot_runs_answer CHECK (answer IS NULL OR answer IN ('moved_on', 'lower_priority', 'snooze')),
+	CONSTRAINT ck_robot_runs_status CHECK (status IN ('pending', 'done', 'failed', 'skipped')),
+	CONSTRAINT fk_robot_runs_answered_by_id_users FOREIGN KEY(answered_by_id) REFERENCES users (id) ON DELETE SET NULL,
+	CONSTRAINT fk_robot_runs_deal_id_deals FOREIGN KEY(deal_id) REFERENCES deals (id) ON DELETE CASCADE,
+	CONSTRAINT fk_robot_runs_rule_id_robot_rules FOREIGN KEY(rule_id) REFERENCES robot_rules (id) ON DELETE CASCADE,
+	CONSTRAINT uq_robot_runs_run_key UNIQUE (run_key)
+);
+
+CREATE TABLE stage_history (
+	id INTEGER NOT NULL,
+	deal_id INTEGER NOT NULL,
+	pipeline_id INTEGER NOT NULL,
+	from_stage_id INTEGER,
+	to_stage_id INTEGER NOT NULL,
+	from_entered_at DATETIME,
+	moved_at DATETIME NOT NULL,
+	moved_by_id INTEGER,
+	CONSTRAINT pk_stage_history PRIMARY KEY (id),
+	CONSTRAINT fk_stage_history_deal_id_deals FOREIGN KEY(deal_id) REFERENCES deals (id) ON DELETE CASCADE,
+	CONSTRAINT fk_stage_history_from_stage_id_stages FOREIGN KEY(from_stage_id) REFERENCES stages (id),
+	CONSTRAINT fk_stage_history_moved_by_id_users FOREIGN KEY(moved_by_id) REFERENCES users (id) ON DELETE SET NULL,
+	CONSTRAINT fk_stage_history_pipeline_id_pipelines FOREIGN KEY(pipeline_id) REFERENCES pipelines (id),
+	CONSTRAINT fk_stage_history_to_stage_id_stages FOREIGN KEY(to_stage_id) REFERENCES stages (id)
+);
+
+CREATE TABLE stages (
+	id INTEGER NOT NULL,
+	pipeline_id INTEGER NOT NULL,
+	name VARCHAR(120) NOT NULL,
+	position INTEGER NOT NULL,
+	kind VARCHAR(8) NOT NULL,
+	is_unsorted BOOLEAN DEFAULT 0 NOT NULL,
+	CONSTRAINT pk_stages PRIMARY KEY (id),
+	CONSTRAINT ck_stages_kind CHECK (kind IN ('open', 'won', 'lost')),
+	CONSTRAINT fk_stages_pipeline_id_pipelines FOREIGN KEY(pipeline_id) REFERENCES pipelines (id) ON DELETE CASCADE,
+	CONSTRAINT uq_stages_pipeline_id_name UNIQUE (pipeline_id, name)
+);
+
+CREATE TABLE tasks (
+	id INTEGER NOT NULL,
+	deal_id INTEGER,
+	assignee_id INTEGER,
+	title VARCHAR(200) NOT NULL,
+	kind VARCHAR(8) NOT NULL,
+	due_at DATETIME,
+	done_at DATETIME,
+	done_by_id INTEGER,
+	call_id INTEGER,
+	created_by_id INTEGER,
+	created_at DATETIME NOT NULL,
+	CONSTRAINT pk_tasks PRIMARY KEY (id),
+	CONSTRAINT ck_tasks_kind CHECK (kind IN ('manual', 'callback', 'robot')),
+	CONSTRAINT fk_tasks_assignee_id_users FOREIGN KEY(assignee_id) REFERENCES users (id) ON DELETE SET NULL,
+	CONSTRAINT fk_tasks_call_id_calls FOREIGN KEY(call_id) REFERENCES calls (id) ON DELETE SET NULL,
+	CONSTRAINT fk_tasks_created_by_id_users FOREIGN KEY(created_by_id) REFERENCES users (id) ON DELETE SET NULL,
+	CONSTRAINT fk_tasks_deal_id_deals FOREIGN KEY(deal_id) REFERENCES deals (id) ON DELETE CASCADE,
+	CONSTRAINT fk_tasks_done_by_id_users FOREIGN KEY(done_by_id) REFERENCES users (id) ON DELETE SET NULL
+);
+
+CREATE TABLE timeline_entries (
+	id INTEGER NOT NULL,
+	deal_id INTEGER NOT NULL,
+	kind VARCHAR(12) NOT NULL,
+	created_at DATETIME NOT NULL,
+	author_id INTEGER,
+	body TEXT,
+	call_id INTEGER,
+	robot_run_id INTEGER,
+	data JSON,
+	CONSTRAINT pk_timeline_entries PRIMARY KEY (id),
+	CONSTRAINT ck_timeline_entries_kind CHECK (kind IN ('created', 'note', 'call', 'stage_move', 'assignment', 'robot', 'task')),
+	CONSTRAINT fk_timeline_entries_author_id_users FOREIGN KEY(author_id) REFERENCES users (id) ON DELETE SET NULL,
+	CONSTRAINT fk_timeline_entries_call_id_calls FOREIGN KEY(call_id) REFERENCES calls (id) ON DELETE SET NULL,
+	CONSTRAINT fk_timeline_entries_deal_id_deals FOREIGN KEY(deal_id) REFERENCES deals (id) ON DELETE CASCADE,
+	CONSTRAINT fk_timeline_entries_robot_run_id_robot_runs FOREIGN KEY(robot_run_id) REFERENCES robot_runs (id) ON DELETE SET NULL
+);
+
+CREATE TABLE user_extensions (
+	id INTEGER NOT NULL,
+	user_id INTEGER NOT NULL,
+	extension VARCHAR(32) NOT NULL,
+	CONSTRAINT pk_user_extensions PRIMARY KEY (id),
+	CONSTRAINT fk_user_extensions_user_id_users FOREIGN KEY(user_id) REFERENCES users (id) ON DELETE CASCADE,
+	CONSTRAINT uq_user_extensions_extension UNIQUE (extension)
+);
+
+CREATE TABLE users (
+	id INTEGER NOT NULL,
+	login VARCHAR(64) NOT NULL,
+	name VARCHAR(120) NOT NULL,
+	password_hash VARCHAR(255) NOT NULL,
+	role VARCHAR(8) NOT NULL,
+	active BOOLEAN DEFAULT 1 NOT NULL,
+	team VARCHAR(64),
+	language VARCHAR(8) DEFAULT 'en' NOT NULL,
+	time_zone VARCHAR(64),
+	created_at DATETIME NOT NULL,
+	CONSTRAINT pk_users PRIMARY KEY (id),
+	CONSTRAINT ck_users_role CHECK (role IN ('seller', 'head')),
+	CONSTRAINT uq_users_login UNIQUE (login)
+);
+
+CREATE INDEX ix_audit_log_entity ON audit_log (entity, entity_id);
+
+CREATE INDEX ix_calls_caller_e164 ON calls (caller_e164);
+
+CREATE INDEX ix_calls_contact_id ON calls (contact_id);
+
+CREATE INDEX ix_calls_deal_id ON calls (deal_id);
+
+CREATE INDEX ix_calls_linkedid ON calls (linkedid);
+
+CREATE INDEX ix_contact_phones_e164 ON contact_phones (e164);
+
+CREATE INDEX ix_contacts_owner_id ON contacts (owner_id);
+
+CREATE INDEX ix_deals_board ON deals (stage_id, created_at, id);
+
+CREATE INDEX ix_deals_contact_id ON deals (contact_id);
+
+CREATE INDEX ix_deals_owner_board ON deals (owner_id, stage_id, created_at, id);
+
+CREATE INDEX ix_deals_pipeline_stage ON deals (pipeline_id, stage_id);
+
+CREATE INDEX ix_events_created_at ON events (created_at);
+
+CREATE INDEX ix_events_deal_id ON events (deal_id);
+
+CREATE INDEX ix_events_target_user_id ON events (target_user_id);
+
+CREATE INDEX ix_notifications_deal_id ON notifications (deal_id);
+
+CREATE INDEX ix_notifications_user_unread ON notifications (user_id, read_at);
+
+CREATE INDEX ix_robot_rules_stage_id ON robot_rules (stage_id);
+
+CREATE INDEX ix_robot_runs_deal_id ON robot_runs (deal_id);
+
+CREATE INDEX ix_robot_runs_fired ON robot_runs (fired_at);
+
+CREATE INDEX ix_robot_runs_rule_id ON robot_runs (rule_id);
+
+CREATE INDEX ix_stage_history_deal ON stage_history (deal_id, moved_at);
+
+CREATE INDEX ix_stage_history_pipeline ON stage_history (pipeline_id, moved_at);
+
+CREATE INDEX ix_tasks_assignee_open ON tasks (assignee_id, done_at, due_at);
+
+CREATE INDEX ix_tasks_deal_id ON tasks (deal_id);
+
+CREATE INDEX ix_timeline_entries_deal ON timeline_entries (deal_id, created_at);
+
+CREATE INDEX ix_user_extensions_user_id ON user_extensions (user_id);
+
+CREATE UNIQUE INDEX uq_pipelines_default ON pipelines (is_default) WHERE is_default;
+
+CREATE UNIQUE INDEX uq_stages_pipeline_unsorted ON stages (pipeline_id) WHERE is_unsorted;
