@@ -27,11 +27,14 @@ class ColumnTotal:
 
 
 def _visible_to(actor: Actor, owner_id: int | None):
-    """The owner filter for a board: a head may narrow to one seller, a seller sees theirs."""
+    """The owner filter for a board: a head may narrow to one seller, a seller sees theirs.
+
+    Unsorted deals (nobody's yet) stay on every board, as ``column_cards`` shows them.
+    """
     if not actor.sees_everything:
         return or_(Deal.owner_id == actor.user_id, Deal.owner_id.is_(None))
     if owner_id is not None:
-        return Deal.owner_id == owner_id
+        return or_(Deal.owner_id == owner_id, Deal.owner_id.is_(None))
     return None
 
 

@@ -60,9 +60,10 @@ def create_contact(session: Session, actor: Actor, *, name: str, phones: Iterabl
     contact = Contact(name=_clean_text(name, 200, "name", required=True),
                       company=_clean_text(company, 200, "company"), email=_clean_email(email),
                       owner_id=owner_id if owner_id is not None else actor.user_id)
+    # Every number is checked before anything is written: a refusal leaves nothing behind.
+    pairs = clean_phones(phones, region=region)
     session.add(contact)
     session.flush()
-    pairs = clean_phones(phones, region=region)
     session.add_all(ContactPhone(contact_id=contact.id, raw=raw, e164=e164)
                     for raw, e164 in pairs)
     session.flush()

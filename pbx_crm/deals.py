@@ -21,6 +21,7 @@ from .errors import AlreadyTaken, Conflict, NotFound, StaleVersion, ValidationEr
 from .funnel import (
     Actor,
     check_move,
+    clean_currency,
     check_owner_for_stage,
     ensure_can_change_deal,
     ensure_can_read_deal,
@@ -54,6 +55,8 @@ def _clean_amount(amount_minor) -> int:
 
 
 def _clean_priority(priority) -> int:
+    if isinstance(priority, bool) or not isinstance(priority, int | str):
+        raise ValidationError("Priority is 0 (low), 1 (normal) or 2 (high).", field="priority")
     try:
         return Priority(int(priority)).value
     except (TypeError, ValueError):
@@ -63,7 +66,7 @@ def _clean_priority(priority) -> int:
 
 def _record_move(session: Session, actor: Actor, deal: Deal, from_stage: Stage | None,
                  to_stage: Stage, *, from_entered_at: datetime | None, at: datetime,
-                 reason: str | None = None) -> None:
+                 reason: str | None = None, note: str | None = None) -> None:
     session.add(StageHistory(deal_id=deal.id, pipeline_id=deal.pipeline_id,
                              from_stage_id=from_stage.id if from_stage else None,
                              to_stage_id=to_stage.id, from_entered_at=from_entered_at,
@@ -72,7 +75,8 @@ def _record_move(session: Session, actor: Actor, deal: Deal, from_stage: Stage |
         timeline(session, actor, deal.id, TimelineKind.CREATED, at=at,
                  body=f"Deal created in {to_stage.name}", data={"stage_id": to_stage.id})
         return
-    body = f"{from_stage.name} → {to_stage.name}" + (f": {reason}" if reason else "")
+    remark = reason or note
+    body = f"{from_stage.name} → {to_stage.name}" + (f": {remark}" if remark else "")
     timeline(session, actor, deal.id, TimelineKind.STAGE_MOVE, body=body, at=at,
              data={"from_stage_id": from_stage.id, "to_stage_id": to_stage.id})
     audit(session, actor, "deal", deal.id, "move",
@@ -142,7 +146,7 @@ def create_deal(session: Session, actor: Actor, *, title: str, pipeline_id: int 
         raise ValidationError("A deal's source is manual, call or popup.", field="source")
     deal = Deal(pipeline_id=pipeline.id, stage_id=stage.id, title=_clean_title(title),
                 amount_minor=_clean_amount(amount_minor),
-                currency=(currency or pipeline.currency).upper(), contact_id=contact_id,
+                currency=clean_currency(currency or pipeline.currency), contact_id=contact_id,
                 owner_id=owner_id, priority=_clean_priority(priority), source=source,
                 created_by_id=actor.user_id, created_at=now, updated_at=now,
                 stage_entered_at=now, last_activity_at=now)
@@ -159,6 +163,8 @@ def create_deal(session: Session, actor: Actor, *, title: str, pipeline_id: int 
 
 def _stale(session: Session, deal_id: int, seen_version: int) -> StaleVersion:
     deal, stage = load_deal(session, deal_id)
+    # The session may hold the deal as it was read before the race was lost: read it again.
+    session.refresh(deal)
     return StaleVersion(f"Deal #{deal_id} was changed by someone else (it is now in "
                         f"“{stage.name}”, version {deal.version}, you had {seen_version}); "
                         "reload it and try again.")
@@ -190,13 +196,17 @@ def move_deal(session: Session, actor: Actor, deal_id: int, *, to_stage_id: int,
     reason = check_move(deal, from_stage, to_stage, lost_reason=lost_reason)
     if to_stage.id == from_stage.id:
         return deal
-    owner_id = deal.owner_id
-    if owner_id is None and not to_stage.is_unsorted:
+    if deal.owner_id is None and not to_stage.is_unsorted:
         # Dragging a card out of Unsorted takes it, for a seller; a head assigns instead.
         if actor.role != "seller":
             raise ValidationError("Assign this Unsorted deal to a seller before moving it.",
                                   field="owner")
-        owner_id = actor.user_id
+        deal = take_deal(session, actor, deal_id, now=now)
+        if deal.stage_id == to_stage.id:
+            return deal
+        from_stage = pipelines.get_stage(session, deal.stage_id)
+        expected_version = deal.version
+    owner_id = deal.owner_id
     closing = to_stage.kind != StageKind.OPEN.value
     entered_at = deal.stage_entered_at
     _apply(session, deal, expected_version, stage_id=to_stage.id, stage_entered_at=now,
@@ -216,17 +226,19 @@ def take_deal(session: Session, actor: Actor, deal_id: int, *,
     """
     if actor.user_id is None:
         raise ValidationError("Only a user can take a deal.", field="owner")
-    return _claim(session, actor, deal_id, owner_id=actor.user_id, now=now)
+    return _claim(session, actor, deal_id, owner_id=actor.user_id, now=now, action="take")
 
 
 def _claim(session: Session, actor: Actor, deal_id: int, *, owner_id: int,
-           now: datetime | None) -> Deal:
+           now: datetime | None, action: str) -> Deal:
     now = now or utcnow()
     deal, unsorted = load_deal(session, deal_id)
-    ensure_can_read_deal(actor, deal, unsorted)
-    get_active_user(session, owner_id)
+    # Before the read check: the loser of a race is told who won, not that the deal (now the
+    # winner's) is out of sight.
     if not unsorted.is_unsorted or deal.owner_id is not None:
         raise _taken(session, deal)
+    ensure_can_read_deal(actor, deal, unsorted)
+    get_active_user(session, owner_id)
     target = pipelines.first_work_stage(session, deal.pipeline_id)
     entered_at = deal.stage_entered_at
     result = session.exec(
@@ -241,9 +253,10 @@ def _claim(session: Session, actor: Actor, deal_id: int, *, owner_id: int,
     session.refresh(deal)
     _record_move(session, actor, deal, unsorted, target, from_entered_at=entered_at, at=now)
     owner = session.get(User, owner_id)
+    verb = "Taken by" if action == "take" else "Assigned to"
     timeline(session, actor, deal.id, TimelineKind.ASSIGNMENT, at=now,
-             body=f"Taken by {owner.name}", data={"owner_id": owner_id})
-    audit(session, actor, "deal", deal.id, "take", {"owner": owner_id}, at=now)
+             body=f"{verb} {owner.name}", data={"owner_id": owner_id})
+    audit(session, actor, "deal", deal.id, action, {"owner": owner_id}, at=now)
     return deal
 
 
@@ -261,7 +274,7 @@ def assign_deal(session: Session, actor: Actor, deal_id: int, *, owner_id: int,
     now = now or utcnow()
     deal, stage = load_deal(session, deal_id)
     if stage.is_unsorted and deal.owner_id is None:
-        return _claim(session, actor, deal_id, owner_id=owner_id, now=now)
+        return _claim(session, actor, deal_id, owner_id=owner_id, now=now, action="assign")
     ensure_open(deal, stage)
     owner = get_active_user(session, owner_id)
     if owner_id == deal.owner_id:
@@ -314,7 +327,7 @@ def reopen_deal(session: Session, actor: Actor, deal_id: int, *, expected_versio
     _apply(session, deal, expected_version, stage_id=target.id, stage_entered_at=now,
            updated_at=now, last_activity_at=now, closed_at=None, lost_reason=None)
     _record_move(session, actor, deal, stage, target, from_entered_at=entered_at, at=now,
-                 reason="reopened")
+                 note="reopened")
     return deal
 
 
@@ -406,7 +419,7 @@ def deal_for_caller(session: Session, actor: Actor, *, e164: str, caller_name: s
     if contact is None:
         contact = create_contact(session, actor, name=name or e164, phones=[e164],
                                  region=region)
-    deal = create_deal(session, actor, title=f"Call from {name or e164}",
+    deal = create_deal(session, actor, title=f"Call from {name or e164}"[:200],
                        pipeline_id=pipeline.id, contact_id=contact.id,
                        source=DealSource.CALL.value, now=now)
     return CallerDeal(contact.id, deal, created=True)

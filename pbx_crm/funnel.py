@@ -88,3 +88,11 @@ def check_owner_for_stage(owner_id: int | None, stage) -> None:
     """Outside Unsorted every deal has a responsible seller."""
     if owner_id is None and not stage.is_unsorted:
         raise ValidationError(f"A deal in “{stage.name}” needs an owner.", field="owner")
+
+
+def clean_currency(currency: str) -> str:
+    code = (currency or "").strip().upper()
+    if len(code) != 3 or not code.isascii() or not code.isalpha():
+        raise ValidationError("A currency is a three-letter code such as IDR.",
+                              field="currency")
+    return code

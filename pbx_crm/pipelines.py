@@ -11,7 +11,7 @@ from sqlmodel import Session, select
 
 from .enums import StageKind
 from .errors import Conflict, NotFound, ValidationError
-from .funnel import Actor, ensure_head
+from .funnel import Actor, clean_currency, ensure_head
 from .journal import audit
 from .models import Deal, Pipeline, Stage
 
@@ -23,6 +23,14 @@ def _clean_name(name: str, what: str) -> str:
     if not name or len(name) > 120:
         raise ValidationError(f"A {what} needs a name of at most 120 characters.", field="name")
     return name
+
+
+def _clean_kind(kind: str) -> str:
+    try:
+        return StageKind(kind).value
+    except ValueError:
+        raise ValidationError(f"A stage is open, won or lost, not “{str(kind)[:20]}”.",
+                              field="stages") from None
 
 
 def create_pipeline(session: Session, actor: Actor, *, name: str, stages, currency: str,
@@ -37,22 +45,23 @@ def create_pipeline(session: Session, actor: Actor, *, name: str, stages, curren
     name = _clean_name(name, "pipeline")
     if session.exec(select(Pipeline.id).where(Pipeline.name == name)).first():
         raise Conflict(f"A pipeline named “{name}” exists already.")
-    stages = [(_clean_name(n, "stage"), StageKind(kind).value) for n, kind in stages]
+    stages = [(_clean_name(n, "stage"), _clean_kind(kind)) for n, kind in stages]
     if not any(kind == StageKind.OPEN.value for _, kind in stages):
         raise ValidationError("A pipeline needs at least one working (open) stage.",
-                              field="stages")
-    names = [n.lower() for n, _ in stages] + [UNSORTED.lower()]
-    if len(set(names)) != len(names):
-        raise ValidationError("Stage names must differ from each other and from Unsorted.",
                               field="stages")
     for outcome, default_name in ((StageKind.WON, "Won"), (StageKind.LOST, "Lost")):
         if not any(kind == outcome.value for _, kind in stages):
             stages.append((default_name, outcome.value))
+    # Checked after the outcomes are added: an open stage named "Won" would clash with them.
+    names = [n.lower() for n, _ in stages] + [UNSORTED.lower()]
+    if len(set(names)) != len(names):
+        raise ValidationError("Stage names must differ from each other and from Unsorted.",
+                              field="stages")
     has_default = session.exec(select(Pipeline.id).where(Pipeline.is_default)).first()
     if is_default and has_default:
         session.exec(update(Pipeline).values(is_default=False))
     position = session.exec(select(func.coalesce(func.max(Pipeline.position), -1))).one() + 1
-    pipeline = Pipeline(name=name, currency=currency, position=position,
+    pipeline = Pipeline(name=name, currency=clean_currency(currency), position=position,
                         is_default=bool(is_default) or not has_default,
                         creates_deals_from_calls=creates_deals_from_calls)
     session.add(pipeline)
@@ -126,7 +135,7 @@ def add_stage(session: Session, actor: Actor, pipeline_id: int, *, name: str,
     ensure_head(actor, "change stages")
     get_pipeline(session, pipeline_id)
     name = _clean_name(name, "stage")
-    kind = StageKind(kind).value
+    kind = _clean_kind(kind)
     stages = stages_of(session, pipeline_id)
     if any(s.name.lower() == name.lower() for s in stages):
         raise Conflict(f"This pipeline has a stage named “{name}” already.")
@@ -164,6 +173,7 @@ def rename_stage(session: Session, actor: Actor, stage_id: int, name: str) -> St
 def reorder_stages(session: Session, actor: Actor, pipeline_id: int, stage_ids) -> list[Stage]:
     """Put the stages in the given order; Unsorted must stay first."""
     ensure_head(actor, "change stages")
+    get_pipeline(session, pipeline_id)
     stages = {s.id: s for s in stages_of(session, pipeline_id)}
     stage_ids = [int(i) for i in stage_ids]
     if sorted(stage_ids) != sorted(stages):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 
+import argon2
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete
@@ -24,8 +25,24 @@ EXTENSION_PATTERN = re.compile(r"[0-9*#]{1,32}")
 MIN_PASSWORD_LENGTH = 8
 
 _hasher = PasswordHasher()
-# Verified against when the login is unknown, so a wrong login costs as long as a wrong password.
-_DUMMY_HASH = _hasher.hash("not a password of anyone")
+_dummy_hash: str | None = None
+
+
+def use_password_profile(parameters: argon2.Parameters) -> None:
+    """Choose the Argon2 cost for new hashes. The default (RFC 9106 low-memory) is for real
+    users; the test suite and benchmarks choose ``argon2.profiles.CHEAPEST``."""
+    global _hasher, _dummy_hash
+    _hasher = PasswordHasher.from_parameters(parameters)
+    _dummy_hash = None
+
+
+def _hash_of_nobody() -> str:
+    """Verified against when the login is unknown, so a wrong login costs what a wrong
+    password costs and does not tell which logins exist."""
+    global _dummy_hash
+    if _dummy_hash is None:
+        _dummy_hash = _hasher.hash("not a password of anyone")
+    return _dummy_hash
 
 
 def _clean_login(login: str) -> str:
@@ -67,6 +84,8 @@ def create_user(session: Session, actor: Actor, *, login: str, name: str, passwo
     _check_password(password)
     if session.exec(select(User.id).where(User.login == login)).first() is not None:
         raise Conflict(f"The login “{login}” is taken.")
+    # Checked before the user is written, so a refusal leaves nothing behind in the session.
+    extensions = _free_extensions(session, extensions, user_id=None)
     user = User(login=login, name=name, role=role, password_hash=_hasher.hash(password),
                 team=(team or "").strip() or None, language=language)
     session.add(user)
@@ -79,16 +98,25 @@ def create_user(session: Session, actor: Actor, *, login: str, name: str, passwo
 def set_extensions(session: Session, actor: Actor, user_id: int, extensions) -> list[str]:
     """Replace a user's extensions; an extension that rings someone else is refused."""
     ensure_head(actor, "change extensions")
-    cleaned = _clean_extensions(extensions)
-    if cleaned:
-        taken = session.exec(select(UserExtension.extension, User.login).join(User).where(
-            UserExtension.extension.in_(cleaned), UserExtension.user_id != user_id)).all()
-        if taken:
-            extension, login = taken[0]
-            raise Conflict(f"Extension {extension} already rings {login}.")
+    cleaned = _free_extensions(session, extensions, user_id=user_id)
     session.exec(delete(UserExtension).where(UserExtension.user_id == user_id))
     session.add_all(UserExtension(user_id=user_id, extension=e) for e in cleaned)
     session.flush()
+    return cleaned
+
+
+def _free_extensions(session: Session, extensions, *, user_id: int | None) -> list[str]:
+    """The cleaned extensions; one that already rings another user is refused."""
+    cleaned = _clean_extensions(extensions)
+    if cleaned:
+        query = select(UserExtension.extension, User.login).join(User).where(
+            UserExtension.extension.in_(cleaned))
+        if user_id is not None:
+            query = query.where(UserExtension.user_id != user_id)
+        taken = session.exec(query).all()
+        if taken:
+            extension, login = taken[0]
+            raise Conflict(f"Extension {extension} already rings {login}.")
     return cleaned
 
 
@@ -130,7 +158,7 @@ def authenticate(session: Session, login: str, password: str) -> User | None:
     user = session.exec(select(User).where(User.login == (login or "").strip().lower(),
                                            User.active)).first()
     try:
-        _hasher.verify(user.password_hash if user else _DUMMY_HASH, password or "")
+        _hasher.verify(user.password_hash if user else _hash_of_nobody(), password or "")
     except (VerificationError, InvalidHashError):
         return None
     if user is None:

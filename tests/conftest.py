@@ -11,15 +11,23 @@ import os
 import shutil
 import uuid
 
+import argon2
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+from pbx_crm import users
 from pbx_crm.config import Settings
 from pbx_crm.db import make_engine, transaction, upgrade
 from pbx_crm.models import metadata
 
 POSTGRES_URL = os.environ.get("PBX_CRM_TEST_POSTGRES_URL", "")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _cheap_password_hashing():
+    """Real Argon2, at its cheapest cost: the suite creates hundreds of users."""
+    users.use_password_profile(argon2.profiles.CHEAPEST)
 
 
 @pytest.fixture(autouse=True)
