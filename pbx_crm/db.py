@@ -66,6 +66,8 @@ def transaction(engine: Engine, *, read_only: bool = False) -> Iterator[Session]
         try:
             yield session
             if read_only:
+                # Detach first: what was read stays usable after the rollback.
+                session.expunge_all()
                 session.rollback()
             else:
                 session.commit()

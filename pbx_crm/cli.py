@@ -1,0 +1,652 @@
+"""``pbx-crm``: the admin's command line, an edge like the web routes and the AGI hooks.
+
+``main`` parses the global options, loads the settings once, makes one engine, and hands both
+to the command function. Each command parses its arguments, opens one transaction, calls one
+service and prints the result; refusals from the core (``CrmError``) become one line on stderr
+and exit code 1 (2 for unusable settings), never a traceback. Passwords come from a prompt or
+from stdin, never from the command line, where ``ps`` and shell history would show them.
+
+The long-running parts of the product (web UI, FastAGI server, AMI listener, robots) are
+listed in ``COMPONENTS``; ``serve`` and ``demo`` start every one that is built.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import getpass
+import io
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from tqdm import tqdm
+
+from . import __version__, demo, pipelines, users
+from .config import ConfigError, Settings, load_settings
+from .contacts import PHONE_COLUMNS, import_contacts
+from .db import current_revision, head_revision, make_engine, transaction, upgrade
+from .errors import CrmError, NotFound
+from .funnel import Actor
+from .seed import seed_synthetic
+
+PROG = "pbx-crm"
+ADMIN_NAME = "cli"
+
+
+# --- the long-running components -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Component:
+    """A long-running part of the product. ``start(settings, engine)`` returns an object with
+    ``stop()``; None means the component is not built yet."""
+
+    name: str
+    what: str
+    start: Callable[[Settings, Engine], object] | None = None
+
+
+# A component that gets built replaces its line here with one that names its starter.
+COMPONENTS: list[Component] = [
+    Component("web", "the Kanban board in the browser"),
+    Component("fastagi", "the FastAGI server Asterisk asks on every call"),
+    Component("ami", "the AMI listener that follows calls as they ring and end"),
+    Component("robots", "the scheduler that runs the stage robots"),
+]
+
+
+def _wait_for_interrupt() -> None:
+    """Block until Ctrl-C, or SIGTERM (how systemd stops a service)."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    threading.Event().wait()
+
+
+def start_components(settings: Settings, engine: Engine, out) -> int:
+    """Start every built component and run until Ctrl-C; say which are not built yet."""
+    ready = [c for c in COMPONENTS if c.start is not None]
+    missing = [c for c in COMPONENTS if c.start is None]
+    if missing:
+        print("Not built yet:", file=out)
+        for component in missing:
+            print(f"  {component.name:<8} {component.what}", file=out)
+    if not ready:
+        print("Nothing to serve yet.", file=out)
+        return 0
+    running = []
+    try:
+        for component in ready:
+            running.append(component.start(settings, engine))
+            print(f"Started {component.name}: {component.what}.", file=out)
+        _wait_for_interrupt()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for handle in reversed(running):
+            handle.stop()
+    return 0
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def _admin() -> Actor:
+    return Actor.system(ADMIN_NAME)
+
+
+def _require_schema(engine: Engine) -> None:
+    current, head = current_revision(engine), head_revision()
+    if current != head:
+        state = "is not migrated" if current is None else f"is at revision {current}, not {head}"
+        raise CrmError(f"the database {state}: run `pbx-crm db upgrade` first")
+
+
+def _engine(settings: Settings) -> Engine:
+    try:
+        return make_engine(settings.database)
+    except ImportError as error:  # e.g. postgresql:// asks for psycopg2, which is not ours
+        raise CrmError(f"no database driver for this URL ({error}); for PostgreSQL use "
+                       "postgresql+psycopg://...") from None
+
+
+def _shown_url(engine: Engine) -> str:
+    return engine.url.render_as_string(hide_password=True)
+
+
+def _read_password(args) -> str:
+    """One line from stdin with --password-stdin, otherwise asked twice at the terminal."""
+    if args.password_stdin:
+        line = sys.stdin.readline()
+        password = line.rstrip("\r\n")
+        if not password:
+            raise CrmError("no password on stdin")
+        return password
+    try:
+        password = getpass.getpass("Password: ")
+        again = getpass.getpass("Password again: ")
+    except EOFError:
+        raise CrmError("no password given (use --password-stdin to pipe one in)") from None
+    if password != again:
+        raise CrmError("the two passwords differ")
+    return password
+
+
+def _table(headers: list[str], rows: list[list[str]], out) -> None:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows)]
+    for row in [headers, *rows]:
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip(),
+              file=out)
+
+
+def _find_pipeline(session, reference: str):
+    """A pipeline by name, or by id when given digits that name none."""
+    try:
+        return pipelines.find_pipeline(session, reference)
+    except NotFound:
+        if reference.strip().isdigit():
+            return pipelines.get_pipeline(session, int(reference))
+        raise
+
+
+# --- db ---------------------------------------------------------------------------------------
+
+
+def cmd_db_upgrade(args, settings, engine, out) -> int:
+    upgrade(engine)
+    print(f"Database {_shown_url(engine)} is at revision {current_revision(engine)}.", file=out)
+    return 0
+
+
+def cmd_db_status(args, settings, engine, out) -> int:
+    current, head = current_revision(engine), head_revision()
+    print(f"database: {_shown_url(engine)}", file=out)
+    print(f"current:  {current or '(not migrated)'}", file=out)
+    print(f"head:     {head}", file=out)
+    print("up to date" if current == head else "behind: run `pbx-crm db upgrade`", file=out)
+    return 0
+
+
+def cmd_db_dump(args, settings, engine, out) -> int:
+    try:
+        from .schema_dump import dump_schema
+    except ImportError:
+        raise CrmError("this build has no schema dump (pbx_crm.schema_dump is missing)") \
+            from None
+    dump = dump_schema(engine)
+    print(dump, end="" if dump.endswith("\n") else "\n", file=out)
+    return 0
+
+
+# --- users ------------------------------------------------------------------------------------
+
+
+def cmd_user_add(args, settings, engine, out) -> int:
+    password = _read_password(args)
+    with transaction(engine) as session:
+        user = users.create_user(session, _admin(), login=args.login, name=args.name,
+                                 password=password, role=args.role,
+                                 extensions=args.extension or (), team=args.team)
+        extensions = users.list_users(session)
+    shown = next(ext for u, ext in extensions if u.id == user.id)
+    print(f"Added {user.role} {user.login} ({user.name})"
+          + (f", extension {', '.join(shown)}" if shown else "") + ".", file=out)
+    return 0
+
+
+def cmd_user_list(args, settings, engine, out) -> int:
+    with transaction(engine, read_only=True) as session:
+        rows = [[user.login, user.name, user.role, ", ".join(extensions) or "-",
+                 "yes" if user.active else "no"]
+                for user, extensions in users.list_users(session)]
+    if not rows:
+        print("No users yet: add one with `pbx-crm user add`.", file=out)
+        return 0
+    _table(["LOGIN", "NAME", "ROLE", "EXTENSIONS", "ACTIVE"], rows, out)
+    return 0
+
+
+def cmd_user_passwd(args, settings, engine, out) -> int:
+    with transaction(engine, read_only=True) as session:
+        users.get_user_by_login(session, args.login)  # fail before asking for a password
+    password = _read_password(args)
+    with transaction(engine) as session:
+        users.set_password(session, _admin(), args.login, password)
+    print(f"Password of {args.login} changed.", file=out)
+    return 0
+
+
+def cmd_user_active(args, settings, engine, out) -> int:
+    with transaction(engine) as session:
+        user = users.set_active(session, _admin(), args.login, args.active)
+    print(f"{user.login} is {'active' if user.active else 'deactivated'}.", file=out)
+    return 0
+
+
+def cmd_user_extensions(args, settings, engine, out) -> int:
+    if bool(args.extensions) == args.clear:
+        raise CrmError("give the extensions, or --clear to remove them all")
+    with transaction(engine) as session:
+        user = users.get_user_by_login(session, args.login)
+        extensions = users.set_extensions(session, _admin(), user.id, args.extensions)
+    print(f"{user.login} rings on {', '.join(extensions)}." if extensions
+          else f"{user.login} has no extension now.", file=out)
+    return 0
+
+
+# --- pipelines and stages ----------------------------------------------------------------
+
+
+def cmd_pipeline_add(args, settings, engine, out) -> int:
+    stages = [(name, "open") for name in args.stage]
+    if args.won_stage:
+        stages.append((args.won_stage, "won"))
+    if args.lost_stage:
+        stages.append((args.lost_stage, "lost"))
+    with transaction(engine) as session:
+        pipeline = pipelines.create_pipeline(
+            session, _admin(), name=args.name, stages=stages,
+            currency=args.currency or settings.currency, is_default=args.default or None)
+        _print_pipeline(session, pipeline, out)
+    return 0
+
+
+def cmd_pipeline_list(args, settings, engine, out) -> int:
+    with transaction(engine, read_only=True) as session:
+        found = pipelines.list_pipelines(session)
+        if not found:
+            print("No pipelines yet: add one with `pbx-crm pipeline add`.", file=out)
+        for i, pipeline in enumerate(found):
+            if i:
+                print(file=out)
+            _print_pipeline(session, pipeline, out)
+    return 0
+
+
+def _print_pipeline(session, pipeline, out) -> None:
+    marks = [pipeline.currency] + (["default"] if pipeline.is_default else [])
+    print(f"{pipeline.name} (#{pipeline.id}, {', '.join(marks)})", file=out)
+    for stage in pipelines.stages_of(session, pipeline.id):
+        kind = "unsorted" if stage.is_unsorted else "" if stage.kind == "open" else stage.kind
+        count = pipelines.stage_deal_count(session, stage.id)
+        print(f"  {stage.position:>2}. {stage.name:<28} #{stage.id:<5} {kind:<9} "
+              f"{count} deal{'s' if count != 1 else ''}".rstrip(), file=out)
+
+
+def cmd_stage_add(args, settings, engine, out) -> int:
+    with transaction(engine) as session:
+        pipeline = _find_pipeline(session, args.pipeline)
+        stage = pipelines.add_stage(session, _admin(), pipeline.id, name=args.name,
+                                    kind=args.kind, position=args.position)
+        _print_pipeline(session, pipeline, out)
+    print(f"Added stage #{stage.id} “{stage.name}”.", file=out)
+    return 0
+
+
+def cmd_stage_rename(args, settings, engine, out) -> int:
+    with transaction(engine) as session:
+        before = pipelines.get_stage(session, args.stage_id).name
+        stage = pipelines.rename_stage(session, _admin(), args.stage_id, args.name)
+    print(f"Stage #{stage.id} “{before}” is now “{stage.name}”.", file=out)
+    return 0
+
+
+def cmd_stage_reorder(args, settings, engine, out) -> int:
+    with transaction(engine) as session:
+        pipeline = _find_pipeline(session, args.pipeline)
+        pipelines.reorder_stages(session, _admin(), pipeline.id, args.stage_ids)
+        _print_pipeline(session, pipeline, out)
+    return 0
+
+
+# --- contacts -----------------------------------------------------------------------------
+
+
+def read_phone_book(path: Path) -> list[tuple[int, dict[str, str]]]:
+    """(line number, row) for each non-empty row of a CSV phone book with a header row.
+
+    UTF-8 (with or without the BOM spreadsheets add); the delimiter, ``,`` or ``;``, is the one
+    the header row uses most. Line numbers are the file's own, so a report points at the row a
+    person can find in an editor even after blank lines or quoted line breaks.
+    """
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except FileNotFoundError:
+        raise CrmError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise CrmError(f"{path} is a directory, not a CSV file") from None
+    except PermissionError:
+        raise CrmError(f"{path}: permission denied") from None
+    except UnicodeDecodeError as error:
+        raise CrmError(f"{path} is not UTF-8 text (byte {error.start}); save it as "
+                       "“CSV UTF-8” and try again") from None
+    header_line = next((line for line in text.splitlines() if line.strip()), "")
+    delimiter = ";" if header_line.count(";") > header_line.count(",") else ","
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    header, lines_read = None, 0
+    rows: list[tuple[int, dict[str, str]]] = []
+    try:
+        for cells in reader:
+            line, lines_read = lines_read + 1, reader.line_num
+            if not any(cell.strip() for cell in cells):
+                continue
+            if header is None:
+                header = [cell.strip().lower() for cell in cells]
+                continue
+            rows.append((line, dict(zip(header, cells))))
+    except csv.Error as error:
+        raise CrmError(f"{path}, line {reader.line_num}: {error}") from None
+    expected = "a header row such as: name,phone,company,email"
+    if header is None:
+        raise CrmError(f"{path} is empty; it needs {expected}")
+    if "name" not in header:
+        raise CrmError(f"{path} has no “name” column in its first row "
+                       f"({', '.join(filter(None, header))[:200]}); it needs {expected}")
+    if not set(PHONE_COLUMNS) & set(header):
+        raise CrmError(f"{path} has no phone column (one of {', '.join(PHONE_COLUMNS)}) "
+                       "in its first row")
+    return rows
+
+
+def cmd_contacts_import(args, settings, engine, out) -> int:
+    path = Path(args.file)
+    rows = read_phone_book(path)
+    lines = [line for line, _ in rows]
+    with tqdm(total=len(rows), unit="row", desc="Checking", file=sys.stderr,
+              disable=None, leave=False) as bar:
+        with transaction(engine) as session:
+            # first_line=0 makes each reported "line" the row's index; mapped back below.
+            report = import_contacts(session, _admin(), (row for _, row in rows),
+                                     region=settings.phone_region,
+                                     skip_invalid=args.skip_invalid, first_line=0,
+                                     progress=bar.update)
+    for index, reason in report.rejected:
+        print(f"line {lines[index]}: {reason}", file=out)
+    if report.rejected and not args.skip_invalid:
+        count = len(report.rejected)
+        raise CrmError(f"{count} row{'s' if count != 1 else ''} of {len(rows)} rejected; "
+                       "nothing was imported. Fix them, or pass --skip-invalid to import the "
+                       "other rows.")
+    skipped = f"; skipped {len(report.rejected)} rejected row(s)" if report.rejected else ""
+    print(f"Imported {report.imported} contact{'s' if report.imported != 1 else ''} "
+          f"from {path}{skipped}.", file=out)
+    return 0
+
+
+# --- seed, demo, serve, version -------------------------------------------------------------
+
+
+def cmd_seed(args, settings, engine, out) -> int:
+    contacts = args.contacts if args.contacts is not None else max(1, args.deals // 5)
+    with tqdm(total=contacts + args.deals, unit="row", desc="Seeding", file=sys.stderr,
+              disable=None, unit_scale=True) as bar:
+        report = seed_synthetic(engine, deals=args.deals, contacts=contacts,
+                                sellers=args.sellers, region=settings.phone_region,
+                                pipeline_name=args.pipeline, random_seed=args.random_seed,
+                                currency=settings.currency, progress=bar.update)
+    print(f"Pipeline “{report.pipeline_name}”"
+          + (" (created)" if report.pipeline_created else ""), file=out)
+    print(f"Sellers: {report.sellers} ({report.sellers_created} created)", file=out)
+    if report.seller_password:
+        print(f"  their password: {report.seller_password}  "
+              f"(logins seller001..seller{report.sellers:03d})", file=out)
+    print(f"Contacts: {report.contacts:,} with {report.phones:,} phones", file=out)
+    print(f"Deals: {report.deals:,} with {report.history_rows:,} stage history rows", file=out)
+    print(f"Random seed {report.random_seed}; {report.seconds:.1f} s", file=out)
+    return 0
+
+
+def cmd_demo(args, settings, engine, out) -> int:
+    if args.fresh:
+        demo.wipe_sqlite(engine)
+    result = demo.ensure_demo(engine, settings)
+    demo.print_demo(engine, result, out)
+    if args.no_serve:
+        return 0
+    print(file=out)
+    return start_components(settings, engine, out)
+
+
+def cmd_serve(args, settings, engine, out) -> int:
+    return start_components(settings, engine, out)
+
+
+def cmd_version(args, settings, engine, out) -> int:
+    print(f"{PROG} {__version__}", file=out)
+    return 0
+
+
+# --- the parser ---------------------------------------------------------------------------
+
+
+# What a command needs before it runs, each level including the ones before it.
+NOTHING, SETTINGS, ENGINE, SCHEMA = range(4)
+
+
+def _command(subparsers, name: str, func, help: str, *, description: str | None = None,
+             needs: int = SCHEMA) -> argparse.ArgumentParser:
+    """A subcommand; with ``needs=SCHEMA`` it refuses a database that is not migrated."""
+    # allow_abbrev=False everywhere: otherwise "--password" would pass for "--password-stdin".
+    parser = subparsers.add_parser(name, help=help, description=description or help,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter,
+                                   allow_abbrev=False)
+    parser.set_defaults(func=func, needs=needs)
+    return parser
+
+
+def _group(subparsers, name: str, help: str):
+    parser = subparsers.add_parser(name, help=help, description=help, allow_abbrev=False)
+    parser.set_defaults(func=None, group_parser=parser)
+    return parser.add_subparsers(title="commands", metavar="COMMAND")
+
+
+def _password_option(parser) -> None:
+    parser.add_argument(
+        "--password-stdin", action="store_true",
+        help="read the password as one line from standard input instead of asking twice at "
+             "the terminal (a password is never taken as an argument)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False,
+        description="Administer pbx-crm, the Kanban sales funnel of an Asterisk PBX.",
+        epilog="Settings come from defaults < the config file < PBX_CRM_* environment "
+               "variables < these options.\nStart with `pbx-crm demo` to see it with sample "
+               "data, or `pbx-crm db upgrade` for a real database.")
+    options = parser.add_argument_group("settings (given before the command)")
+    options.add_argument("--config", metavar="FILE",
+                         help="config file (default /etc/pbx-crm/pbx-crm.ini or "
+                              "$PBX_CRM_CONFIG)")
+    options.add_argument("--database-url", metavar="URL",
+                         help="SQLAlchemy URL, e.g. postgresql+psycopg://user:pw@host/db "
+                              "(default: an SQLite file in the data directory)")
+    options.add_argument("--data-dir", metavar="DIR",
+                         help="where the SQLite database and other files live "
+                              "(default ~/.local/share/pbx-crm)")
+    options.add_argument("--phone-region", metavar="CC",
+                         help="country whose local numbers callers and phone books use, "
+                              "e.g. ID (default ID)")
+    options.add_argument("--time-zone", metavar="TZ",
+                         help="IANA time zone shown to users, e.g. Asia/Jakarta")
+    parser.set_defaults(func=None, group_parser=parser)
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    group = _group(commands, "db", "create, check and show the database schema")
+    _command(group, "upgrade", cmd_db_upgrade,
+             "migrate the database to the newest schema (safe to run again)", needs=ENGINE)
+    _command(group, "status", cmd_db_status,
+             "show the database's schema revision and the one this version needs",
+             needs=ENGINE)
+    _command(group, "dump", cmd_db_dump,
+             "print the readable schema of the configured database", needs=ENGINE)
+
+    group = _group(commands, "user", "add and manage the people who sign in")
+    command = _command(
+        group, "add", cmd_user_add, "add a seller or a head",
+        description="Add a user. The password is asked twice at the terminal, or read from "
+                    "stdin with --password-stdin:\n"
+                    "  printf '%s\\n' \"$PW\" | pbx-crm user add ana --name 'Ana Wijaya' "
+                    "--extension 101 --password-stdin")
+    command.add_argument("login", help="sign-in name: lowercase letters, digits, . _ -")
+    command.add_argument("--name", required=True, help="full name shown on cards and reports")
+    command.add_argument("--role", choices=("seller", "head"), default="seller",
+                         help="a seller works their own deals; a head sees and manages all "
+                              "(default seller)")
+    command.add_argument("--extension", action="append", metavar="EXT",
+                         help="phone extension that rings this user; repeat for several")
+    command.add_argument("--team", help="team name, for reports")
+    _password_option(command)
+    _command(group, "list", cmd_user_list, "list users with their roles and extensions")
+    command = _command(group, "passwd", cmd_user_passwd, "set a user's password")
+    command.add_argument("login", help="whose password to set")
+    _password_option(command)
+    for name, active, help in (
+            ("deactivate", False, "stop a user from signing in (their deals stay theirs)"),
+            ("activate", True, "let a deactivated user sign in again")):
+        command = _command(group, name, cmd_user_active, help)
+        command.add_argument("login")
+        command.set_defaults(active=active)
+    command = _command(group, "extensions", cmd_user_extensions,
+                       "replace the extensions that ring a user")
+    command.add_argument("login")
+    command.add_argument("extensions", nargs="*", metavar="EXT",
+                         help="the user's extensions from now on")
+    command.add_argument("--clear", action="store_true",
+                         help="remove all of the user's extensions")
+
+    group = _group(commands, "pipeline", "set up the sales funnels (boards)")
+    command = _command(
+        group, "add", cmd_pipeline_add, "add a pipeline with its stages",
+        description="Add a pipeline. Unsorted (where calls drop new deals) comes first, then "
+                    "the --stage columns in order, then the outcomes:\n"
+                    "  pbx-crm pipeline add Sales --stage Opportunity "
+                    "--stage 'Commercial proposal' --won-stage Won")
+    command.add_argument("name", help="the pipeline's name")
+    command.add_argument("--stage", action="append", required=True, metavar="NAME",
+                         help="a working stage; repeat in board order")
+    command.add_argument("--won-stage", metavar="NAME",
+                         help="name of the won outcome (default Won)")
+    command.add_argument("--lost-stage", metavar="NAME",
+                         help="name of the lost outcome (default Lost)")
+    command.add_argument("--currency", metavar="CODE",
+                         help="three-letter currency of its amounts (default: the setting, "
+                              "IDR)")
+    command.add_argument("--default", action="store_true",
+                         help="make it the pipeline inbound calls land in (the first one is)")
+    _command(group, "list", cmd_pipeline_list,
+             "list pipelines with their stages in board order, with stage ids")
+
+    group = _group(commands, "stage", "change the stages (columns) of a pipeline")
+    command = _command(group, "add", cmd_stage_add, "add a stage to a pipeline")
+    command.add_argument("pipeline", help="pipeline name (or id)")
+    command.add_argument("name", help="the stage's name")
+    command.add_argument("--kind", choices=("open", "won", "lost"), default="open",
+                         help="a working stage, or an outcome (default open)")
+    command.add_argument("--position", type=int, metavar="N",
+                         help="its place as `pipeline list` numbers them (Unsorted is 0); "
+                              "default: after the working stages")
+    command = _command(group, "rename", cmd_stage_rename, "rename a stage")
+    command.add_argument("stage_id", type=int, metavar="STAGE_ID",
+                         help="the stage's id, from `pipeline list`")
+    command.add_argument("name", help="the new name")
+    command = _command(group, "reorder", cmd_stage_reorder,
+                       "put a pipeline's stages in a new order",
+                       description="Put a pipeline's stages in a new order: give every stage "
+                                   "id once, Unsorted first.")
+    command.add_argument("pipeline", help="pipeline name (or id)")
+    command.add_argument("stage_ids", type=int, nargs="+", metavar="STAGE_ID",
+                         help="all stage ids of the pipeline, in the new order")
+
+    group = _group(commands, "contacts", "bring in contacts")
+    command = _command(
+        group, "import", cmd_contacts_import, "import a CSV phone book",
+        description="Import contacts from a CSV file (UTF-8, `,` or `;` between fields) whose "
+                    "first row names the columns:\n  name, phone (or phones, mobile, "
+                    "work_phone, home_phone; several numbers split by `;`), company, email\n"
+                    "Every row is checked first; if any is rejected, nothing is imported "
+                    "unless --skip-invalid.\nExample: docs/examples/phonebook.csv")
+    command.add_argument("file", metavar="FILE.csv", help="the phone book")
+    command.add_argument("--skip-invalid", action="store_true",
+                         help="import the good rows and report the rejected ones")
+
+    command = _command(
+        commands, "seed", cmd_seed, "fill the database with synthetic data for benchmarks",
+        description="Add synthetic contacts and deals (spread over every stage and the past "
+                    "year) to a pipeline, owned by synthetic sellers seller001... Bulk "
+                    "inserts, not one service call per deal: 100k deals take seconds.")
+    command.add_argument("--deals", type=int, required=True, metavar="N", help="deals to add")
+    command.add_argument("--contacts", type=int, metavar="N",
+                         help="contacts to add (default: deals / 5)")
+    command.add_argument("--pipeline", default="Sales", metavar="NAME",
+                         help="pipeline to fill, created with the seller funnel if absent "
+                              "(default Sales)")
+    command.add_argument("--sellers", type=int, default=10, metavar="K",
+                         help="synthetic sellers owning the deals, created if absent "
+                              "(default 10)")
+    command.add_argument("--random-seed", type=int, metavar="S",
+                         help="make the data repeatable (default: a random seed, printed)")
+
+    command = _command(
+        commands, "demo", cmd_demo, "set up demo data and start everything", needs=ENGINE,
+        description="Migrate the database; fill it with demo data if it has no users yet (a "
+                    "sales pipeline, a head and three sellers, Indonesian contacts, deals in "
+                    "every stage); print the board and the logins; then start every built "
+                    "component.")
+    command.add_argument("--fresh", action="store_true",
+                         help="DELETE the configured SQLite database file first and start "
+                              "over (stop anything using it first; refused on PostgreSQL)")
+    command.add_argument("--no-serve", action="store_true",
+                         help="set up and print, but start nothing")
+    _command(commands, "serve", cmd_serve,
+             "start every built long-running component (web UI, FastAGI, AMI, robots)")
+    _command(commands, "version", cmd_version, "print the version", needs=NOTHING)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; return its exit code (0 ok, 1 refused or failed, 2 bad usage)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # --help, or a usage error argparse has printed
+        return exit_.code if isinstance(exit_.code, int) else 2
+    if args.func is None:
+        args.group_parser.print_help(sys.stderr)
+        return 2
+    settings = engine = None
+    try:
+        if args.needs >= SETTINGS:
+            settings = load_settings(config_file=args.config, overrides={
+                "database_url": args.database_url, "data_dir": args.data_dir,
+                "phone_region": args.phone_region, "time_zone": args.time_zone})
+        if args.needs >= ENGINE:
+            engine = _engine(settings)
+        if args.needs >= SCHEMA:
+            _require_schema(engine)
+        return args.func(args, settings, engine, sys.stdout)
+    except ConfigError as error:
+        print(f"{PROG}: {error.message}", file=sys.stderr)
+        return 2
+    except CrmError as error:
+        print(f"{PROG}: {error.message}", file=sys.stderr)
+        return 1
+    except SQLAlchemyError as error:
+        # An unreachable server, a locked file, a schema changed by hand: one line, no trace.
+        reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+        where = f" {_shown_url(engine)}" if engine is not None else ""
+        print(f"{PROG}: database{where}: {reason}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        if engine is not None:
+            engine.dispose()
