@@ -209,7 +209,9 @@ class Deal(SQLModel, table=True):
         # The board: a column's cards, newest first, for everyone or for one owner.
         Index("ix_deals_board", "stage_id", "created_at", "id"),
         Index("ix_deals_owner_board", "owner_id", "stage_id", "created_at", "id"),
-        Index("ix_deals_pipeline_stage", "pipeline_id", "stage_id"),
+        # Column totals (count and money per stage), read from the index alone.
+        Index("ix_deals_stage_totals", "pipeline_id", "stage_id", "amount_minor"),
+        Index("ix_deals_owner_totals", "owner_id", "pipeline_id", "stage_id", "amount_minor"),
         # A deal number is read out on the phone: SQLite must never hand out a used one again.
         {"sqlite_autoincrement": True},
     )

@@ -497,7 +497,9 @@ CREATE INDEX ix_deals_contact_id ON public.deals USING btree (contact_id);
 
 CREATE INDEX ix_deals_owner_board ON public.deals USING btree (owner_id, stage_id, created_at, id);
 
-CREATE INDEX ix_deals_pipeline_stage ON public.deals USING btree (pipeline_id, stage_id);
+CREATE INDEX ix_deals_owner_totals ON public.deals USING btree (owner_id, pipeline_id, stage_id, amount_minor);
+
+CREATE INDEX ix_deals_stage_totals ON public.deals USING btree (pipeline_id, stage_id, amount_minor);
 
 CREATE INDEX ix_events_created_at ON public.events USING btree (created_at);
 

@@ -292,7 +292,9 @@ CREATE INDEX ix_deals_contact_id ON deals (contact_id);
 
 CREATE INDEX ix_deals_owner_board ON deals (owner_id, stage_id, created_at, id);
 
-CREATE INDEX ix_deals_pipeline_stage ON deals (pipeline_id, stage_id);
+CREATE INDEX ix_deals_owner_totals ON deals (owner_id, pipeline_id, stage_id, amount_minor);
+
+CREATE INDEX ix_deals_stage_totals ON deals (pipeline_id, stage_id, amount_minor);
 
 CREATE INDEX ix_events_created_at ON events (created_at);
 

@@ -147,7 +147,8 @@ def upgrade() -> None:
         batch_op.create_index('ix_deals_board', ['stage_id', 'created_at', 'id'], unique=False)
         batch_op.create_index(batch_op.f('ix_deals_contact_id'), ['contact_id'], unique=False)
         batch_op.create_index('ix_deals_owner_board', ['owner_id', 'stage_id', 'created_at', 'id'], unique=False)
-        batch_op.create_index('ix_deals_pipeline_stage', ['pipeline_id', 'stage_id'], unique=False)
+        batch_op.create_index('ix_deals_owner_totals', ['owner_id', 'pipeline_id', 'stage_id', 'amount_minor'], unique=False)
+        batch_op.create_index('ix_deals_stage_totals', ['pipeline_id', 'stage_id', 'amount_minor'], unique=False)
 
     op.create_table('robot_rules',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -374,7 +375,8 @@ def downgrade() -> None:
 
     op.drop_table('robot_rules')
     with op.batch_alter_table('deals', schema=None) as batch_op:
-        batch_op.drop_index('ix_deals_pipeline_stage')
+        batch_op.drop_index('ix_deals_stage_totals')
+        batch_op.drop_index('ix_deals_owner_totals')
         batch_op.drop_index('ix_deals_owner_board')
         batch_op.drop_index(batch_op.f('ix_deals_contact_id'))
         batch_op.drop_index('ix_deals_board')
