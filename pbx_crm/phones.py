@@ -25,7 +25,7 @@ _E164_MAX_DIGITS = 15
 _SHOWN_IN_MESSAGES = 40
 
 # What trunks send instead of a withheld number: AGI shows "unknown", AMI "<unknown>".
-_WITHHELD = frozenset(
+WITHHELD_WORDS = frozenset(
     {"", "anonymous", "unknown", "<unknown>", "restricted", "private", "withheld", "unavailable"}
 )
 # agi_callingpres keeps presentation in bits 0x60; the screening bits below them do not matter.
@@ -109,7 +109,7 @@ def classify_caller(
     if text is None:
         return CallerNumber(received, CallerKind.INVALID, reason=_TOO_LONG)
     # Withheld words before parsing: "unknown" must not reach phonenumbers as letters.
-    if text.lower() in _WITHHELD:
+    if text.lower() in WITHHELD_WORDS:
         return CallerNumber(received, CallerKind.ANONYMOUS)
     # Extensions before parsing: phonenumbers reads 101 in DE as +49101, a "possible" number.
     # Only the plan decides what is internal, never the length.
