@@ -2,6 +2,6 @@
 
 ``pbx_crm.simulator.agi`` plays Asterisk's side of AGI and FastAGI sessions, byte for byte as
 the recorded Asterisk 22.10.1 transcripts show them; ``pbx_crm.simulator.ami`` is a loopback
-AMI server that replays recorded event streams and synthesizes PJSIP calls. Nothing here is imported at package import
-time; import the submodule you need.
+AMI server that replays recorded event streams and synthesizes PJSIP calls. Nothing here is
+imported at package import time; import the submodule you need.
 """

@@ -1,0 +1,358 @@
+"""The FastAGI server: where Asterisk's ``AGI(agi://host:port/<hook>?...,args)`` lands.
+
+Owns the listening socket, the peer allow-list, the worker threads and the shape of a session:
+accept, read the environment block, ask the dispatcher for channel variables, ``SET VARIABLE``
+each one, half-close. It knows nothing of hooks or the database: the dispatcher (the lead's
+``pbx_crm.agi_dispatch.HookDispatcher``, or any plain object in tests) does. Asterisk waits for
+a FastAGI server with no read timeout, so a saturated server answers ``dispatcher.overloaded()``
+at once instead of queueing the call behind busy workers.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import ipaddress
+import logging
+import queue
+import selectors
+import socket
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Protocol
+
+from .agi_protocol import AgiHangup, AgiProtocolError, AgiRequest, AgiSession, read_request
+
+logger = logging.getLogger(__name__)
+
+MIN_BACKLOG = 128
+# The overload answer reads the environment block with this shorter timeout: Asterisk sends it
+# the moment it connects, so a peer that takes longer is not Asterisk and must not hold the slot.
+OVERLOAD_IO_TIMEOUT = 1.0
+
+
+class Dispatcher(Protocol):
+    """What the server needs from the application (``pbx_crm.agi_dispatch.HookDispatcher``)."""
+
+    def handle(self, request: AgiRequest) -> Mapping[str, str]:
+        """Channel variables to set. Owns its time budget; should never raise."""
+
+    def overloaded(self, request: AgiRequest) -> Mapping[str, str]:
+        """Called instead of ``handle`` when every worker is busy; must return at once."""
+
+
+def relay_script_path() -> Path:
+    """Where the installed package keeps ``pbx-crm.agi``, the stdlib-only process-AGI relay.
+
+    Found without importing ``pbx_crm.agi`` (that would load every hook and the database layer).
+    """
+    spec = importlib.util.find_spec("pbx_crm.agi")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("package pbx_crm.agi is not installed")
+    return Path(next(iter(spec.submodule_search_locations))) / "pbx-crm.agi"
+
+
+def _bind_ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    if host == "localhost":
+        return ipaddress.ip_address("127.0.0.1")
+    if host == "":
+        return ipaddress.ip_address("0.0.0.0")
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"FastAGI bind address must be an IP address, not {host!r}") from None
+
+
+def _peer_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    address = ipaddress.ip_address(text.split("%", 1)[0])
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        return address.ipv4_mapped
+    return address
+
+
+class _SessionLog(logging.LoggerAdapter):
+    """Prefixes every line of a session with the call's uniqueid (the key to grep a call by)."""
+
+    def process(self, msg, kwargs):
+        return f"[{self.extra['uniqueid']}] {msg}", kwargs
+
+
+class FastAgiServer:
+    """A threaded FastAGI server; see the module docstring.
+
+    ``workers`` threads run sessions. The accept loop takes a worker slot without blocking; when
+    none is free the connection goes to ``overload_workers`` threads (behind a queue of at most
+    ``overload_queue``) that read the request and answer ``dispatcher.overloaded()`` (see
+    ``_admit``). ``io_timeout`` bounds every read and write on a session socket, so a silent peer
+    cannot pin a thread.
+    """
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        dispatcher: Dispatcher,
+        *,
+        allowed_peers: frozenset[str] = frozenset(),
+        workers: int = 16,
+        backlog: int = 128,
+        io_timeout: float = 5.0,
+        overload_workers: int = 4,
+        overload_queue: int = 256,
+    ):
+        host, port = address
+        self._bind = _bind_ip(host)
+        try:
+            self.allowed_peers = tuple(
+                ipaddress.ip_network(peer, strict=False) for peer in allowed_peers
+            )
+        except ValueError as error:
+            raise ValueError(f"allowed_peers: {error}") from None
+        if not self._bind.is_loopback and not self.allowed_peers:
+            raise ValueError(
+                f"FastAGI has no authentication: listening on {self._bind} (not loopback) needs a "
+                "non-empty allowed_peers (the Asterisk hosts' IP addresses or networks)"
+            )
+        if workers < 1 or overload_workers < 1:
+            raise ValueError("workers and overload_workers must be at least 1")
+        self.address = (str(self._bind), int(port))
+        self.dispatcher = dispatcher
+        self.workers = workers
+        self.backlog = max(MIN_BACKLOG, backlog)
+        self.io_timeout = io_timeout
+        self.overload_workers = overload_workers
+
+        self._free_workers = threading.Semaphore(workers)
+        # Overload slots: the threads plus the bounded queue in front of them. An overload answer
+        # takes a few milliseconds (a spool write); its reads are bounded by OVERLOAD_IO_TIMEOUT.
+        self._free_overload = threading.Semaphore(overload_workers + overload_queue)
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._overload_jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._listener: socket.socket | None = None
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._stopping = threading.Event()
+        self._loop_done = threading.Event()
+        self._loop_done.set()
+        self._active = 0
+        self._active_changed = threading.Condition()
+
+    # -- life cycle -----------------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        if self._listener is None:
+            raise RuntimeError("the server is not started")
+        return self._listener.getsockname()[1]
+
+    @property
+    def active_sessions(self) -> int:
+        """Sessions admitted and not yet closed (queued ones included)."""
+        with self._active_changed:
+            return self._active
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Wait until no session is running; False if ``timeout`` ran out first."""
+        with self._active_changed:
+            return self._active_changed.wait_for(lambda: self._active == 0, timeout=timeout)
+
+    def start(self) -> int:
+        """Bind and listen; start the worker threads. Returns the bound port (for port 0)."""
+        family = socket.AF_INET6 if self._bind.version == 6 else socket.AF_INET
+        listener = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind(self.address)
+            listener.listen(self.backlog)
+            listener.setblocking(False)
+        except OSError:
+            listener.close()
+            raise
+        self._listener = listener
+        for n in range(self.workers):
+            self._spawn(f"fastagi-worker-{n}", self._jobs, self._free_workers, overloaded=False)
+        for n in range(self.overload_workers):
+            self._spawn(
+                f"fastagi-overload-{n}", self._overload_jobs, self._free_overload, overloaded=True
+            )
+        logger.info(
+            "FastAGI server listening on %s:%d (%d workers)",
+            self.address[0],
+            self.port,
+            self.workers,
+        )
+        return self.port
+
+    def serve_forever(self) -> None:
+        """Accept connections until ``shutdown()``, in the main thread or a thread of its own."""
+        if self._listener is None:
+            self.start()
+        if self._stopping.is_set():
+            return
+        self._loop_done.clear()
+        selector = selectors.DefaultSelector()
+        selector.register(self._listener, selectors.EVENT_READ)
+        selector.register(self._wake_r, selectors.EVENT_READ)
+        try:
+            while not self._stopping.is_set():
+                for key, _ in selector.select():
+                    if key.fileobj is self._listener:
+                        self._accept_pending()
+        finally:
+            selector.close()
+            self._listener.close()
+            self._loop_done.set()
+
+    def stop_accepting(self, timeout: float = 5.0) -> None:
+        """Close the listening socket (new calls get "connection refused"); sessions go on."""
+        self._stopping.set()
+        try:
+            self._wake_w.send(b"x")
+        except OSError:
+            pass
+        if not self._loop_done.wait(timeout):
+            logger.warning("the FastAGI accept loop did not stop")
+        elif self._listener is not None:
+            self._listener.close()
+
+    def shutdown(self, grace: float = 5.0) -> None:
+        """Stop accepting; give running sessions ``grace`` seconds to end; stop the threads."""
+        deadline = time.monotonic() + grace
+        self.stop_accepting(grace)
+        if not self.wait_idle(max(0.0, deadline - time.monotonic())):
+            logger.warning(
+                "FastAGI shutdown: %d session(s) still running after %.1f s",
+                self.active_sessions,
+                grace,
+            )
+        for _ in range(self.workers):
+            self._jobs.put(None)
+        for _ in range(self.overload_workers):
+            self._overload_jobs.put(None)
+        for thread in self._threads:  # a session still running past the grace is abandoned (daemon)
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        self._wake_r.close()
+        self._wake_w.close()
+
+    # -- accepting ------------------------------------------------------------------------------
+
+    def _accept_pending(self) -> None:
+        # Take every queued connection at once: a burst of calls must not wait in the kernel's
+        # accept queue, where an overflow costs a caller a one-second SYN retransmission.
+        for _ in range(self.backlog):
+            try:
+                conn, peer = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as error:
+                logger.error("FastAGI accept failed: %s", error)
+                return
+            self._accept(conn, peer)
+
+    def _accept(self, conn: socket.socket, peer) -> None:
+        try:
+            peer_ip = _peer_ip(peer[0])
+        except ValueError:
+            conn.close()
+            return
+        if self.allowed_peers and not any(peer_ip in network for network in self.allowed_peers):
+            logger.warning("FastAGI connection from %s refused: not in allowed_peers", peer_ip)
+            conn.close()
+            return
+        self._admit(conn, peer_ip)
+
+    def _admit(self, conn: socket.socket, peer_ip) -> None:
+        # The accept loop never waits here. A free worker takes the session. Without one, the
+        # overload answer must not run inline: reading the environment block can take up to its
+        # timeout on a slow peer, and every other caller would wait behind it at accept(). So it
+        # runs on its own few threads, which only read, call overloaded() (a spool write) and
+        # answer; connections wait for them in a bounded queue. Past that bound (a flood, not a
+        # PBX: hundreds of calls in the same instant) the connection is closed and the dialplan
+        # goes on without the CRM, as when the server is down.
+        if self._free_workers.acquire(blocking=False):
+            self._count(+1)
+            self._jobs.put((conn, peer_ip))
+        elif self._free_overload.acquire(blocking=False):
+            self._count(+1)
+            self._overload_jobs.put((conn, peer_ip))
+        else:
+            logger.warning(
+                "FastAGI saturated (workers and overload queue full): closing %s", peer_ip
+            )
+            conn.close()
+
+    def _count(self, delta: int) -> None:
+        with self._active_changed:
+            self._active += delta
+            self._active_changed.notify_all()
+
+    def _spawn(
+        self, name: str, jobs: queue.SimpleQueue, slots: threading.Semaphore, *, overloaded: bool
+    ) -> None:
+        thread = threading.Thread(
+            target=self._work, args=(jobs, slots, overloaded), name=name, daemon=True
+        )
+        thread.start()
+        self._threads.append(thread)
+
+    def _work(self, jobs: queue.SimpleQueue, slots: threading.Semaphore, overloaded: bool) -> None:
+        while True:
+            job = jobs.get()
+            if job is None:
+                return
+            conn, peer_ip = job
+            try:
+                self._serve(conn, peer_ip, overloaded)
+            except Exception:  # noqa: BLE001 - one broken session must not kill a worker
+                logger.exception("FastAGI session from %s failed", peer_ip)
+            finally:
+                conn.close()
+                slots.release()
+                self._count(-1)
+
+    # -- one session ----------------------------------------------------------------------------
+
+    def _serve(self, conn: socket.socket, peer_ip, overloaded: bool) -> None:
+        timeout = min(self.io_timeout, OVERLOAD_IO_TIMEOUT) if overloaded else self.io_timeout
+        conn.settimeout(timeout)
+        log = _SessionLog(logger, {"uniqueid": "-"})
+        session = AgiSession.over_socket(conn, log=log)
+        try:
+            request = read_request(session.reader)
+            log.extra["uniqueid"] = request.uniqueid or "-"
+            log.info(
+                "%s from %s%s", request.script, peer_ip, " (server saturated)" if overloaded else ""
+            )
+            variables = self._ask(request, overloaded, log)
+            for name, value in variables.items():
+                try:
+                    response = session.set_variable(name, "" if value is None else value)
+                except ValueError as error:
+                    log.error("dispatcher returned a variable that cannot be sent: %s", error)
+                    continue
+                if not response.ok:
+                    log.warning("SET VARIABLE %s answered %s", name, response.lines[0])
+            if session.hung_up:
+                log.info(
+                    "the caller hung up during the session; variables were set on the dead channel"
+                )
+            session.finish()
+        except AgiHangup as error:
+            log.info("Asterisk ended the session early: %s", error)
+        except AgiProtocolError as error:
+            log.warning("AGI protocol error from %s: %s", peer_ip, error)
+        except TimeoutError:
+            log.warning("no data from %s within %.1f s: session dropped", peer_ip, timeout)
+        except OSError as error:
+            log.warning("connection error with %s: %s", peer_ip, error)
+        finally:
+            session.close()
+
+    def _ask(self, request: AgiRequest, overloaded: bool, log) -> dict[str, str]:
+        method = self.dispatcher.overloaded if overloaded else self.dispatcher.handle
+        try:
+            variables = method(request)
+            return dict(variables) if variables else {}
+        except Exception:  # noqa: BLE001 - the call goes on without the CRM
+            log.exception("dispatcher %s() raised: no variables set", method.__name__)
+            return {}
