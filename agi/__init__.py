@@ -1,1 +1,42 @@
-"""AGI hooks that the Asterisk dialplan calls, installed as ``pbx_crm.agi``."""
+"""The AGI hooks the dialplan calls, in one registry keyed by the name the dialplan uses.
+
+``agi://127.0.0.1:4573/<name>`` (FastAGI) and ``AGI(pbx-crm.agi,<name>,...)`` (process AGI,
+relayed to the FastAGI server) both reach ``HOOKS[<name>]`` through one dispatcher
+(``pbx_crm.agi_dispatch``), which owns the transaction, the time budget and the spool. A hook
+reads the request, calls one service of the core, and returns the channel variables to set;
+it never commits and is safe to run twice for the same call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Hook:
+    name: str
+    run: Callable  # (session, request, context) -> dict[str, str]
+    # Which call a request belongs to, so the spool can keep one call's requests in order.
+    call_key: Callable  # (request) -> str
+
+
+HOOKS: dict[str, Hook] = {}
+
+
+def hook(call_key: Callable):
+    """Register the decorated function under its own name, the name the dialplan uses."""
+
+    def register(function):
+        HOOKS[function.__name__] = Hook(function.__name__, function, call_key)
+        return function
+
+    return register
+
+
+def arg(request, position: int, default: str = "") -> str:
+    """The dialplan argument at ``position`` (1-based), as Asterisk numbers them."""
+    return request.args[position - 1] if len(request.args) >= position else default
+
+
+from . import answered, hangup, incoming, outbound  # noqa: E402,F401  (they register)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import csv
 import getpass
+import logging
 import io
 import signal
 import sys
@@ -52,10 +53,16 @@ class Component:
     start: Callable[[Settings, Engine], object] | None = None
 
 
+def _start_fastagi(settings: Settings, engine: Engine):
+    from .components import start_fastagi
+
+    return start_fastagi(settings, engine)
+
+
 # A component that gets built replaces its line here with one that names its starter.
 COMPONENTS: list[Component] = [
     Component("web", "the Kanban board in the browser"),
-    Component("fastagi", "the FastAGI server Asterisk asks on every call"),
+    Component("fastagi", "the FastAGI server Asterisk asks on every call", _start_fastagi),
     Component("ami", "the AMI listener that follows calls as they ring and end"),
     Component("robots", "the scheduler that runs the stage robots"),
 ]
@@ -70,10 +77,15 @@ def _wait_for_interrupt() -> None:
     threading.Event().wait()
 
 
-def start_components(settings: Settings, engine: Engine, out) -> int:
-    """Start every built component and run until Ctrl-C; say which are not built yet."""
-    ready = [c for c in COMPONENTS if c.start is not None]
-    missing = [c for c in COMPONENTS if c.start is None]
+def start_components(settings: Settings, engine: Engine, out, *,
+                     only: str | None = None) -> int:
+    """Start every built component (or the one named) and run until Ctrl-C; say which are
+    not built yet."""
+    chosen = [c for c in COMPONENTS if only is None or c.name == only]
+    ready = [c for c in chosen if c.start is not None]
+    missing = [c for c in chosen if c.start is None]
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if missing:
         print("Not built yet:", file=out)
         for component in missing:
@@ -418,6 +430,29 @@ def cmd_serve(args, settings, engine, out) -> int:
     return start_components(settings, engine, out)
 
 
+def cmd_relay_path(args, settings, engine, out) -> int:
+    from .fastagi import relay_script_path
+
+    print(relay_script_path(), file=out)
+    return 0
+
+
+def cmd_fastagi(args, settings, engine, out) -> int:
+    changes = {}
+    if args.listen:
+        changes["fastagi_listen"] = _setting("fastagi_listen", args.listen, "--listen")
+    if args.allow:
+        changes["fastagi_allowed_peers"] = _setting("fastagi_allowed_peers",
+                                                    ",".join(args.allow), "--allow")
+    return start_components(settings.replace(**changes), engine, out, only="fastagi")
+
+
+def _setting(name: str, text: str, origin: str):
+    from .config import parse_setting
+
+    return parse_setting(name, text, origin)
+
+
 def cmd_version(args, settings, engine, out) -> int:
     print(f"{PROG} {__version__}", file=out)
     return 0
@@ -605,6 +640,19 @@ def build_parser() -> argparse.ArgumentParser:
                               "over (stop anything using it first; refused on PostgreSQL)")
     command.add_argument("--no-serve", action="store_true",
                          help="set up and print, but start nothing")
+    command = _command(
+        commands, "fastagi", cmd_fastagi, "run the FastAGI server the dialplan's hooks call",
+        description="Serve the AGI hooks (incoming, answered, hangup, outbound) at "
+                    "agi://HOST:PORT/<hook>. FastAGI has no authentication: it listens on "
+                    "loopback unless given --allow for the PBX's address.")
+    command.add_argument("--listen", metavar="HOST:PORT",
+                         help="address to listen on (default 127.0.0.1:4573)")
+    command.add_argument("--allow", action="append", metavar="PEER",
+                         help="an address or network allowed to connect; repeat for several "
+                              "(required for a non-loopback --listen)")
+    _command(commands, "relay-path", cmd_relay_path,
+             "print where the process-AGI relay script (pbx-crm.agi) is installed, to link "
+             "it into Asterisk's agi-bin", needs=NOTHING)
     _command(commands, "serve", cmd_serve,
              "start every built long-running component (web UI, FastAGI, AMI, robots)")
     _command(commands, "version", cmd_version, "print the version", needs=NOTHING)

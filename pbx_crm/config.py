@@ -82,6 +82,21 @@ def _parse_currency(text: str) -> str:
     return code
 
 
+def _parse_peers(text: str) -> frozenset[str]:
+    import ipaddress
+
+    peers = frozenset(p.strip() for p in text.split(",") if p.strip())
+    for peer in peers:
+        ipaddress.ip_network(peer, strict=False)  # ValueError names the bad entry
+    return peers
+
+
+def _parse_port(text: str) -> int:
+    if not text.strip().isdigit() or not 0 < int(text) < 65536:
+        raise ValueError(f"expected a TCP port, got {text!r}")
+    return int(text)
+
+
 def _parse_positive_int(text: str) -> int:
     if not text.strip().isdigit() or int(text) <= 0:
         raise ValueError(f"expected a positive whole number, got {text!r}")
@@ -102,7 +117,17 @@ class Settings:
     unknown_callers_create_deals: bool = True
     web_listen: Address = Address("127.0.0.1", 8080)
     fastagi_listen: Address = Address("127.0.0.1", 4573)
+    # FastAGI has no authentication: a non-loopback listen address needs this allow-list.
+    fastagi_allowed_peers: frozenset[str] = frozenset()
     hook_budget_ms: int = 500
+    # The AMI listener (screen-pops, click-to-call); an empty host leaves it off.
+    ami_host: str = ""
+    ami_port: int = 5038
+    ami_username: str = "pbx-crm"
+    ami_secret: str = ""
+    # Where click-to-call rings the seller's phone first, then dials out.
+    device_technology: str = "PJSIP"
+    originate_context: str = "from-internal"
 
     @property
     def database(self) -> str:
@@ -125,8 +150,20 @@ _PARSERS = {
     "web_listen": Address.parse,
     "fastagi_listen": Address.parse,
     "hook_budget_ms": _parse_positive_int,
+    "fastagi_allowed_peers": _parse_peers,
+    "ami_host": str.strip,
+    "ami_port": _parse_port,
+    "ami_username": str.strip,
+    "ami_secret": str,
+    "device_technology": str.strip,
+    "originate_context": str.strip,
 }
 SETTING_NAMES = tuple(_PARSERS)
+
+
+def parse_setting(name: str, text: str, origin: str):
+    """One setting read from text, refused with a message naming ``origin``."""
+    return _parse(name, text, origin)
 
 
 def _parse(name: str, text: str, origin: str):

@@ -1,0 +1,24 @@
+"""``answered``: run by Dial's ``U()`` option on the leg that answered. Who picked up?
+
+Dialplan: ``Dial(...,U(crm-answered^${UNIQUEID}))`` with the subroutine running
+``AGI(agi://127.0.0.1:4573/answered,${ARG1})``. On this leg CALLERID is the DID, not the
+caller, so the inbound call is named by its uniqueid (ARG1) and the seller by this channel's
+device (``PJSIP/101-...`` or ``Local/101@...``). The seller becomes the owner of an Unsorted
+deal. The bridge waits for this hook: it sets nothing, so the session is one round trip.
+"""
+
+from pbx_crm import calls
+from pbx_crm.call_tracker import DeviceMap
+
+from . import arg, hook
+
+_devices = DeviceMap()
+
+
+@hook(call_key=lambda request: arg(request, 1) or request.uniqueid)
+def answered(session, request, context):
+    extension = _devices(request.channel)
+    if extension:
+        calls.record_answer(session, uniqueid=arg(request, 1) or request.uniqueid,
+                            extension=extension, now=context.now)
+    return {}

@@ -1,0 +1,29 @@
+"""``hangup``: the inbound (or outbound) channel's hangup handler. How did the call end?
+
+Dialplan: ``Set(CHANNEL(hangup_handler_push)=crm-hangup,s,1)`` before Dial; the handler runs
+``AGI(agi://127.0.0.1:4573/hangup,${UNIQUEID},${DIALSTATUS},${HANGUPCAUSE},${ANSWEREDTIME})``
+on the dead channel (SET VARIABLE still works there; nothing else is needed).
+"""
+
+from pbx_crm import calls
+from pbx_crm.phones import classify_caller
+
+from . import arg, hook
+
+
+def _int_or_none(text: str) -> int | None:
+    text = text.strip()
+    return int(text) if text.isdigit() else None
+
+
+@hook(call_key=lambda request: arg(request, 1) or request.uniqueid)
+def hangup(session, request, context):
+    settings = context.settings
+    caller = classify_caller(request.callerid, region=settings.phone_region,
+                             extensions=settings.internal_extensions,
+                             presentation=request.callingpres)
+    call = calls.record_hangup(
+        session, uniqueid=arg(request, 1) or request.uniqueid, dial_status=arg(request, 2),
+        hangup_cause=_int_or_none(arg(request, 3)),
+        answered_seconds=_int_or_none(arg(request, 4)), caller=caller, now=context.now)
+    return {"CRM_DISPOSITION": call.disposition if call else ""}

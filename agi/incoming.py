@@ -1,0 +1,32 @@
+"""``incoming``: an inbound call, before Dial. Who is calling, and whose deal is it?
+
+Dialplan: ``AGI(agi://127.0.0.1:4573/incoming,${EXTEN},${CHANNEL(linkedid)})``; the caller
+number, name and presentation come from the AGI environment. Sets ``CRM_STATUS`` (FOUND, NEW,
+ANONYMOUS, INTERNAL, CONFLICT; UNAVAILABLE comes from the dispatcher), ``CRM_DEAL_ID``,
+``CRM_CONTACT_ID``, ``CRM_CALLER_NAME`` and ``CRM_OWNER_EXTEN`` (empty when unknown: the
+dialplan then keeps the trunk's name and rings the normal group).
+"""
+
+from pbx_crm import calls
+from pbx_crm.phones import classify_caller
+
+from . import arg, hook
+
+
+@hook(call_key=lambda request: request.uniqueid)
+def incoming(session, request, context):
+    settings = context.settings
+    caller = classify_caller(request.callerid, region=settings.phone_region,
+                             extensions=settings.internal_extensions,
+                             presentation=request.callingpres)
+    lookup = calls.record_inbound_call(
+        session, uniqueid=request.uniqueid, linkedid=arg(request, 2) or request.uniqueid,
+        caller=caller, caller_name=request.calleridname,
+        did=arg(request, 1) or request.query.get("did") or request.dnid,
+        create_deals=settings.unknown_callers_create_deals, region=settings.phone_region,
+        now=context.now)
+    return {"CRM_STATUS": lookup.status,
+            "CRM_DEAL_ID": str(lookup.deal_id or ""),
+            "CRM_CONTACT_ID": str(lookup.contact_id or ""),
+            "CRM_CALLER_NAME": lookup.caller_name,
+            "CRM_OWNER_EXTEN": lookup.owner_extension}

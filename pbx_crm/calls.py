@@ -1,0 +1,260 @@
+"""Calls as deal events: who is calling, who answered, how the call ended.
+
+The AGI hooks and the AMI listener call these services; each is idempotent on the Asterisk
+uniqueid, because a hook may be retried by the dialplan or replayed from the spool after the
+database was down, and the same call must never be recorded twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlmodel import Session, select
+
+from . import events
+from .contacts import find_contact_by_number
+from .deals import deal_for_caller, load_deal, open_deal_of_contact, take_deal
+from .enums import CallDirection, TaskKind, TimelineKind
+from .errors import AlreadyTaken, Conflict, NumberConflict
+from .funnel import Actor
+from .journal import timeline
+from .models import Call, Contact, Deal, Task, User, UserExtension, utcnow
+from .phones import CallerKind, CallerNumber
+from .users import user_for_extension
+
+PBX = Actor.system("pbx")
+CALLBACK_DUE = timedelta(minutes=15)
+
+# What the dialplan learns in CRM_STATUS.
+FOUND, NEW, ANONYMOUS, INTERNAL, CONFLICT, UNAVAILABLE = (
+    "FOUND", "NEW", "ANONYMOUS", "INTERNAL", "CONFLICT", "UNAVAILABLE")
+
+# Dial's DIALSTATUS -> how the call ended; unset (Dial never ran) means the caller gave up.
+_DISPOSITIONS = {"ANSWER": "answered", "NOANSWER": "missed", "CANCEL": "abandoned",
+                 "BUSY": "busy", "CONGESTION": "failed", "CHANUNAVAIL": "failed",
+                 "": "abandoned"}
+
+
+@dataclass(frozen=True)
+class CallerLookup:
+    """What the ``incoming`` hook hands back to the dialplan."""
+
+    status: str
+    deal_id: int | None = None
+    contact_id: int | None = None
+    caller_name: str = ""
+    owner_extension: str = ""
+
+
+def _first_extension(session: Session, user_id: int | None) -> str:
+    if user_id is None:
+        return ""
+    return session.exec(select(UserExtension.extension).join(User)
+                        .where(UserExtension.user_id == user_id, User.active)
+                        .order_by(UserExtension.id)).first() or ""
+
+
+def _lookup_of(session: Session, status: str, call: Call) -> CallerLookup:
+    deal = session.get(Deal, call.deal_id) if call.deal_id else None
+    contact = session.get(Contact, call.contact_id) if call.contact_id else None
+    owner_id = deal.owner_id if deal else None
+    if owner_id is None and contact is not None:
+        owner_id = contact.owner_id
+    return CallerLookup(status=status, deal_id=deal.id if deal else None,
+                        contact_id=contact.id if contact else None,
+                        caller_name=contact.name if contact else "",
+                        owner_extension=_first_extension(session, owner_id))
+
+
+def find_call(session: Session, uniqueid: str) -> Call | None:
+    return session.exec(select(Call).where(Call.uniqueid == uniqueid)).first()
+
+
+def record_inbound_call(session: Session, *, uniqueid: str, linkedid: str,
+                        caller: CallerNumber, caller_name: str | None, did: str | None,
+                        create_deals: bool, region: str,
+                        now: datetime | None = None) -> CallerLookup:
+    """An inbound call rings: find or create the caller's deal, record the call, and tell
+    the browsers. A repeat of the same uniqueid returns what the first run decided."""
+    now = now or utcnow()
+    existing = find_call(session, uniqueid)
+    status = NEW
+    if existing is not None:
+        return _lookup_of(session, _status_of(existing, caller), existing)
+    call = Call(uniqueid=uniqueid, linkedid=linkedid or uniqueid,
+                direction=CallDirection.INBOUND.value, caller_raw=caller.raw[:80],
+                caller_e164=caller.e164, caller_name=_clean_name(caller_name), did=did,
+                ringing_at=now)
+    if caller.kind is CallerKind.INTERNAL:
+        call.direction = CallDirection.INTERNAL.value
+        status = INTERNAL
+    elif caller.kind is not CallerKind.NUMBER:
+        status = ANONYMOUS
+    else:
+        try:
+            found = deal_for_caller(session, PBX, e164=caller.e164,
+                                    caller_name=call.caller_name, region=region,
+                                    create=create_deals, now=now)
+        except NumberConflict:
+            # A shared number (a switchboard): attach nothing rather than guess.
+            status = CONFLICT
+        else:
+            call.contact_id = found.contact_id
+            call.deal_id = found.deal.id if found.deal else None
+            status = NEW if found.created else FOUND
+    session.add(call)
+    session.flush()
+    lookup = _lookup_of(session, status, call)
+    if call.deal_id is not None:
+        session.get(Deal, call.deal_id).last_activity_at = now
+    owner = user_for_extension(session, lookup.owner_extension) if lookup.owner_extension else None
+    events.emit_to_users(session, events.RINGING, [owner.id if owner else None],
+                         payload=_call_payload(call, lookup), deal_id=call.deal_id,
+                         linkedid=call.linkedid, now=now)
+    return lookup
+
+
+def _status_of(call: Call, caller: CallerNumber) -> str:
+    if call.direction == CallDirection.INTERNAL.value:
+        return INTERNAL
+    if caller.kind is not CallerKind.NUMBER:
+        return ANONYMOUS
+    if call.contact_id is None and call.deal_id is None:
+        return CONFLICT
+    return FOUND
+
+
+def _clean_name(name: str | None) -> str | None:
+    name = " ".join((name or "").split())[:200]
+    return None if not name or name.lower() in {"unknown", "anonymous", "<unknown>"} else name
+
+
+def _call_payload(call: Call, lookup: CallerLookup) -> dict:
+    return {"uniqueid": call.uniqueid, "linkedid": call.linkedid, "status": lookup.status,
+            "caller": call.caller_e164 or call.caller_raw, "caller_name": lookup.caller_name
+            or call.caller_name or "", "deal_id": lookup.deal_id,
+            "contact_id": lookup.contact_id, "did": call.did}
+
+
+def record_answer(session: Session, *, uniqueid: str, extension: str,
+                  now: datetime | None = None) -> Call | None:
+    """The phone at ``extension`` answered the inbound call ``uniqueid``.
+
+    The seller becomes the owner of an Unsorted deal (atomically: of two phones answering a
+    ring group at once, one owner); a deal with an owner keeps it.
+    """
+    now = now or utcnow()
+    call = find_call(session, uniqueid)
+    if call is None or call.answered_at is not None:
+        return call
+    user = user_for_extension(session, extension)
+    call.answered_at = now
+    call.answered_exten = extension[:32]
+    call.answered_by_id = user.id if user else None
+    session.add(call)
+    session.flush()
+    if call.deal_id is not None and user is not None:
+        deal, stage = load_deal(session, call.deal_id)
+        if stage.is_unsorted and deal.owner_id is None:
+            try:
+                take_deal(session, Actor.of(user), deal.id, now=now)
+            except (AlreadyTaken, Conflict):
+                pass  # someone else's phone won the race; the deal keeps that owner
+    events.emit_to_users(session, events.ANSWERED, [call.answered_by_id],
+                         payload={"uniqueid": call.uniqueid, "linkedid": call.linkedid,
+                                  "extension": extension, "user_id": call.answered_by_id,
+                                  "deal_id": call.deal_id},
+                         deal_id=call.deal_id, linkedid=call.linkedid, now=now)
+    return call
+
+
+def record_hangup(session: Session, *, uniqueid: str, dial_status: str | None,
+                  hangup_cause: int | None, answered_seconds: int | None = None,
+                  caller: CallerNumber | None = None, linkedid: str | None = None,
+                  now: datetime | None = None) -> Call | None:
+    """The call ended: set its disposition, put it on the deal's timeline, and for a missed
+    or abandoned inbound call leave a callback task for the owner (or the Unsorted queue)."""
+    now = now or utcnow()
+    call = find_call(session, uniqueid)
+    if call is None:
+        if caller is None:
+            return None
+        # The lookup never reached us (the CRM was down): keep what the hangup knows.
+        call = Call(uniqueid=uniqueid, linkedid=linkedid or uniqueid,
+                    direction=CallDirection.INBOUND.value, caller_raw=caller.raw[:80],
+                    caller_e164=caller.e164, ringing_at=now)
+    if call.ended_at is not None:
+        return call
+    status = (dial_status or "").strip().upper()
+    if call.answered_at is None and status == "ANSWER" and answered_seconds is not None:
+        # No answered hook ran (an outbound call): Dial's ANSWEREDTIME tells the talk time.
+        call.answered_at = now - timedelta(seconds=max(0, answered_seconds))
+    disposition = "answered" if call.answered_at else _DISPOSITIONS.get(status, "failed")
+    call.disposition = disposition
+    call.ended_at = now
+    call.hangup_cause = hangup_cause
+    session.add(call)
+    session.flush()
+    if call.deal_id is not None:
+        _put_on_timeline(session, call)
+        if call.direction == CallDirection.INBOUND.value and disposition in ("missed",
+                                                                              "abandoned"):
+            _callback_task(session, call, now)
+    events.emit_to_users(session, events.CALL_ENDED, [call.answered_by_id],
+                         payload={"uniqueid": call.uniqueid, "linkedid": call.linkedid,
+                                  "disposition": disposition, "deal_id": call.deal_id},
+                         deal_id=call.deal_id, linkedid=call.linkedid, now=now)
+    return call
+
+
+def _put_on_timeline(session: Session, call: Call) -> None:
+    talk = (call.ended_at - call.answered_at).total_seconds() if call.answered_at else 0
+    number = call.caller_e164 or call.dialed_raw or call.caller_raw or "unknown number"
+    body = f"{call.direction.capitalize()} call {call.disposition}: {number}"
+    if talk:
+        body += f", {int(talk)} s"
+    timeline(session, PBX, call.deal_id, TimelineKind.CALL, body=body, call_id=call.id,
+             at=call.ended_at, data={"direction": call.direction,
+                                     "disposition": call.disposition,
+                                     "talk_seconds": int(talk),
+                                     "answered_exten": call.answered_exten})
+    deal = session.get(Deal, call.deal_id)
+    deal.last_activity_at = call.ended_at
+    session.add(deal)
+
+
+def _callback_task(session: Session, call: Call, now: datetime) -> Task:
+    deal = session.get(Deal, call.deal_id)
+    number = call.caller_e164 or call.caller_raw
+    task = Task(deal_id=deal.id, assignee_id=deal.owner_id, kind=TaskKind.CALLBACK.value,
+                title=f"Call back {number} ({call.disposition} call)"[:200],
+                due_at=now + CALLBACK_DUE, call_id=call.id, created_at=now)
+    session.add(task)
+    return task
+
+
+def record_outbound_call(session: Session, *, uniqueid: str, linkedid: str, extension: str,
+                         dialed: CallerNumber, now: datetime | None = None) -> Call:
+    """A seller's phone dials out: log the call on the open deal of the dialed number."""
+    now = now or utcnow()
+    existing = find_call(session, uniqueid)
+    if existing is not None:
+        return existing
+    user = user_for_extension(session, extension)
+    call = Call(uniqueid=uniqueid, linkedid=linkedid or uniqueid,
+                direction=CallDirection.OUTBOUND.value, caller_raw=extension[:80],
+                dialed_raw=dialed.raw[:80], caller_e164=dialed.e164, ringing_at=now,
+                answered_exten=extension[:32], answered_by_id=user.id if user else None)
+    if dialed.kind is CallerKind.NUMBER:
+        try:
+            contact = find_contact_by_number(session, dialed.e164)
+        except NumberConflict:
+            contact = None
+        if contact is not None:
+            call.contact_id = contact.id
+            deal = open_deal_of_contact(session, contact.id)
+            call.deal_id = deal.id if deal else None
+    session.add(call)
+    session.flush()
+    return call

@@ -1,0 +1,65 @@
+"""The long-running parts of pbx-crm, each started from settings and an engine.
+
+``pbx-crm serve`` and ``pbx-crm demo`` start every component listed in ``cli.COMPONENTS``;
+``pbx-crm fastagi`` (and later ``web``, ``ami``, ``robots``) starts one. Each starter returns
+an object with ``stop()``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+from .agi_dispatch import HookDispatcher
+from .config import ConfigError, Settings
+from .errors import CrmError
+from .fastagi import FastAgiServer
+from .spool import Spool
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunningFastAgi:
+    server: FastAgiServer
+    dispatcher: HookDispatcher
+    spool: Spool
+    thread: threading.Thread
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.server.address[0], self.server.port
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.thread.join(timeout=10)
+        self.dispatcher.close()
+        self.spool.close()
+
+
+def start_fastagi(settings: Settings, engine, *, replay_interval: float = 2.0,
+                  workers: int = 64, db_workers: int = 16) -> RunningFastAgi:
+    """The FastAGI server with the hook dispatcher and its spool replayer."""
+    address = (settings.fastagi_listen.host, settings.fastagi_listen.port)
+    spool = Spool(settings.data_dir / "spool.sqlite3")
+    dispatcher = HookDispatcher(engine, settings, spool, workers=db_workers)
+    try:
+        server = FastAgiServer(address, dispatcher,
+                               allowed_peers=settings.fastagi_allowed_peers, workers=workers)
+        server.start()
+    except (ValueError, OSError) as error:
+        dispatcher.close()
+        spool.close()
+        if isinstance(error, ValueError):
+            raise ConfigError(f"fastagi_listen {settings.fastagi_listen}: {error}") from None
+        raise CrmError(f"cannot listen on {settings.fastagi_listen}: "
+                       f"{error.strerror or error}") from None
+    thread = threading.Thread(target=server.serve_forever, name="fastagi", daemon=True)
+    thread.start()
+    dispatcher.replay_spooled()
+    dispatcher.start_replayer(replay_interval)
+    waiting, set_aside = spool.counts()
+    log.info("FastAGI listening on %s:%s (%d spooled, %d set aside)", address[0], server.port,
+             waiting, set_aside)
+    return RunningFastAgi(server, dispatcher, spool, thread)

@@ -1,0 +1,63 @@
+"""The event outbox: what the telephony processes tell the browsers (screen-pops).
+
+A process that learns something (the FastAGI hooks, the AMI listener) writes an event row in
+its own transaction; the web process delivers it to the signed-in browsers it concerns. On
+PostgreSQL a ``NOTIFY`` goes out with the commit so the web process wakes at once; on SQLite
+the web process polls the table. The row id is the stream position a browser resumes from.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import or_, text
+from sqlmodel import Session, select
+
+from .funnel import Actor
+from .models import Event, utcnow
+
+NOTIFY_CHANNEL = "pbx_crm_events"
+
+RINGING = "ringing"
+ANSWERED = "answered"
+STOPPED_RINGING = "stopped_ringing"
+CALL_ENDED = "call_ended"
+
+
+def emit(session: Session, kind: str, *, target_user_id: int | None, payload: dict,
+         deal_id: int | None = None, linkedid: str | None = None,
+         now: datetime | None = None) -> Event:
+    """Queue an event for one seller's browser (``target_user_id``) or for heads only (None)."""
+    event = Event(kind=kind, target_user_id=target_user_id, deal_id=deal_id, linkedid=linkedid,
+                  payload=payload, created_at=now or utcnow())
+    session.add(event)
+    session.flush()
+    if session.get_bind().dialect.name == "postgresql":
+        session.exec(text("SELECT pg_notify(:channel, :id)"),
+                     params={"channel": NOTIFY_CHANNEL, "id": str(event.id)})
+    return event
+
+
+def events_after(session: Session, actor: Actor, last_id: int, *, limit: int = 100) -> list[Event]:
+    """Events after ``last_id`` for ``actor``'s browser: their own, and a head's copy of every
+    call (the events addressed to nobody in particular)."""
+    query = select(Event).where(Event.id > last_id)
+    if actor.user_id is not None:
+        mine = Event.target_user_id == actor.user_id
+        query = query.where(or_(mine, Event.target_user_id.is_(None)) if actor.sees_everything
+                            else mine)
+    return list(session.exec(query.order_by(Event.id).limit(limit)))
+
+
+def emit_to_users(session: Session, kind: str, user_ids, *, payload: dict,
+                  deal_id: int | None = None, linkedid: str | None = None,
+                  now: datetime | None = None) -> list[Event]:
+    """One event per seller concerned (each browser filters by its own user), plus one for
+    the heads, who watch every call."""
+    targets = [None] + sorted({u for u in user_ids if u is not None})
+    return [emit(session, kind, target_user_id=target, payload=payload, deal_id=deal_id,
+                 linkedid=linkedid, now=now) for target in targets]
+
+
+def latest_event_id(session: Session) -> int:
+    return session.exec(select(Event.id).order_by(Event.id.desc())).first() or 0

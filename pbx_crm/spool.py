@@ -1,0 +1,98 @@
+"""The local durable spool: AGI requests the database could not take in time.
+
+When a hook runs out of its time budget or the database fails, the call goes on without the
+CRM, and the request (the hook's name, its AGI environment and when it arrived) is written
+here, to a small SQLite file on local disk, synchronously. A replayer runs the same hook later
+with the original time, in arrival order; the hooks are idempotent, so a request that did
+reach the database after all is not recorded twice. Nothing about a call is lost.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+MAX_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class SpooledRequest:
+    id: int
+    hook: str
+    call_key: str
+    env: dict[str, str]
+    received_at: datetime
+    attempts: int
+    last_error: str | None
+
+
+class Spool:
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # FULL: a request acknowledged as spooled survives a power cut.
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS spooled ("
+            " id INTEGER PRIMARY KEY AUTOINCREMENT, hook TEXT NOT NULL,"
+            " call_key TEXT NOT NULL, env TEXT NOT NULL, received_at TEXT NOT NULL,"
+            " attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT,"
+            " dead INTEGER NOT NULL DEFAULT 0)")
+        self._db.execute("CREATE INDEX IF NOT EXISTS spooled_call ON spooled (call_key)")
+
+    def put(self, hook: str, call_key: str, env: dict[str, str], received_at: datetime,
+            reason: str) -> int:
+        with self._lock:
+            cursor = self._db.execute(
+                "INSERT INTO spooled (hook, call_key, env, received_at, last_error)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (hook, call_key, json.dumps(env), received_at.astimezone(UTC).isoformat(),
+                 reason[:2000]))
+            return cursor.lastrowid
+
+    def holds_call(self, call_key: str) -> bool:
+        """Whether an earlier request of this call waits here (later ones must queue behind)."""
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM spooled WHERE call_key = ? AND NOT dead",
+                                    (call_key,)).fetchone() is not None
+
+    def pending(self, limit: int = 100) -> list[SpooledRequest]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, hook, call_key, env, received_at, attempts, last_error"
+                " FROM spooled WHERE NOT dead ORDER BY id LIMIT ?", (limit,)).fetchall()
+        return [SpooledRequest(id, hook, key, json.loads(env), datetime.fromisoformat(at),
+                               attempts, error)
+                for id, hook, key, env, at, attempts, error in rows]
+
+    def done(self, request_id: int) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM spooled WHERE id = ?", (request_id,))
+
+    def failed(self, request_id: int, error: str, *, retryable: bool) -> None:
+        """Count a failed replay; a request that keeps failing for a reason other than the
+        database being away is set aside (kept, listed, never replayed again)."""
+        with self._lock:
+            self._db.execute(
+                "UPDATE spooled SET attempts = attempts + 1, last_error = ?,"
+                " dead = CASE WHEN ? THEN 0 ELSE attempts + 1 >= ? END WHERE id = ?",
+                (error[:2000], retryable, MAX_ATTEMPTS, request_id))
+
+    def counts(self) -> tuple[int, int]:
+        """(waiting, set aside)."""
+        with self._lock:
+            waiting, dead = self._db.execute(
+                "SELECT COALESCE(SUM(NOT dead), 0), COALESCE(SUM(dead), 0) FROM spooled"
+            ).fetchone()
+        return waiting, dead
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
