@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import argparse
 import io
+import itertools
 import os
+import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +21,7 @@ from sqlmodel import select
 from pbx_crm import cli, pipelines, users
 from pbx_crm.db import transaction
 from pbx_crm.models import Contact, ContactPhone
+from pbx_crm.simulator.agi import FakeChannel, run_fastagi
 
 EXAMPLE_PHONE_BOOK = Path(__file__).resolve().parent.parent / "docs" / "examples" / "phonebook.csv"
 
@@ -334,10 +338,38 @@ def test_seed_reports_what_it_wrote(run):
     assert "Contacts: 50" in out and "Deals: 300" in out and "seller001..seller003" in out
 
 
-def test_serve_says_what_is_not_built_yet(run):
-    code, out, _ = run("serve")
-    assert code == 0 and "Nothing to serve yet" in out
-    assert all(component.name in out for component in cli.COMPONENTS)
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_serve_answers_the_pbx_until_it_is_stopped_like_a_service(tmp_path):
+    """`pbx-crm serve` from `/` on the demo data: the FastAGI hooks answer a call; SIGTERM
+    stops it cleanly; it says which components are not built yet."""
+    script = Path(sys.executable).parent / "pbx-crm"
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PBX_CRM_")}
+    env["PBX_CRM_FASTAGI_LISTEN"] = f"127.0.0.1:{port}"
+    base = [str(script), "--data-dir", str(tmp_path / "data")]
+    subprocess.run([*base, "demo", "--no-serve"], cwd="/", env=env, check=True,
+                   capture_output=True)
+    server = subprocess.Popen([*base, "serve"], cwd="/", env=env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        lines = iter(server.stdout.readline, "")
+        started = [line for line in itertools.takewhile(
+            lambda line: not line.startswith("Started fastagi"), lines)]
+        call = FakeChannel(callerid="+62 812-3456-7890", calleridname="Budi")
+        run_fastagi(("127.0.0.1", port), "incoming", ["2150001", call.linkedid], call)
+        assert call.variables["CRM_STATUS"] in ("NEW", "FOUND")
+        assert call.variables["CRM_DEAL_ID"].isdigit()
+    finally:
+        server.send_signal(signal.SIGTERM)
+        out, err = server.communicate(timeout=30)
+    assert server.returncode == 0, err
+    not_built = [c.name for c in cli.COMPONENTS if c.start is None]
+    assert all(name in "".join(started) for name in not_built)
 
 
 def test_version(capsys):

@@ -91,13 +91,6 @@ def test_the_demo_leaves_a_database_with_users_alone(run, engine):
     assert counts(engine)["Deal"] == 0
 
 
-def test_the_demo_says_what_it_cannot_start_yet(run):
-    code, out, _ = run("demo")
-    assert code == 0
-    assert "Nothing to serve yet" in out
-    assert all(component.name in out for component in cli.COMPONENTS)
-
-
 def test_demo_alone_migrates_a_new_database(tmp_path, capsys):
     code = cli.main(["--data-dir", str(tmp_path), "demo", "--no-serve"])
     assert code == 0, capsys.readouterr().err
