@@ -29,7 +29,7 @@ from .funnel import (
     ensure_open,
 )
 from .journal import audit, timeline
-from .models import Deal, Stage, StageHistory, User, utcnow
+from .models import Deal, Pipeline, Stage, StageHistory, User, utcnow
 from .users import get_active_user
 
 MAX_AMOUNT_MINOR = 10**15
@@ -412,8 +412,9 @@ def deal_for_caller(session: Session, actor: Actor, *, e164: str, caller_name: s
             return CallerDeal(contact.id, deal, created=False)
     if not create:
         return CallerDeal(None, None, created=False)
-    pipeline = pipelines.get_pipeline(session)
-    if not pipeline.creates_deals_from_calls:
+    pipeline = session.exec(select(Pipeline).where(Pipeline.is_default)).first()
+    if pipeline is None or not pipeline.creates_deals_from_calls:
+        # No pipeline set up yet (a fresh install): the call is still recorded, without a deal.
         return CallerDeal(contact.id if contact else None, None, created=False)
     name = " ".join((caller_name or "").split())[:200]
     if contact is None:
