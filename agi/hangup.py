@@ -25,5 +25,7 @@ def hangup(session, request, context):
     call = calls.record_hangup(
         session, uniqueid=arg(request, 1) or request.uniqueid, dial_status=arg(request, 2),
         hangup_cause=_int_or_none(arg(request, 3)),
-        answered_seconds=_int_or_none(arg(request, 4)), caller=caller, now=context.now)
+        answered_seconds=_int_or_none(arg(request, 4)), caller=caller,
+        caller_name=request.calleridname, create_deals=settings.unknown_callers_create_deals,
+        region=settings.phone_region, now=context.now)
     return {"CRM_DISPOSITION": call.disposition if call else ""}

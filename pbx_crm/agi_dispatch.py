@@ -49,6 +49,8 @@ class HookDispatcher:
         self.budget = settings.hook_budget_ms / 1000
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="crm-hook")
         self._free_workers = threading.BoundedSemaphore(workers)
+        self._running = 0  # hooks running on the database workers, spooled or not
+        self._running_changed = threading.Condition()
         self._replay_lock = threading.Lock()
         self._stopping = threading.Event()
         self._replayer: threading.Thread | None = None
@@ -94,10 +96,21 @@ class HookDispatcher:
         return dict(UNAVAILABLE)
 
     def _run_and_release(self, hook, request: AgiRequest, received_at: datetime):
+        with self._running_changed:
+            self._running += 1
         try:
             return self._run(hook, request, received_at, replay=False)
         finally:
             self._free_workers.release()
+            with self._running_changed:
+                self._running -= 1
+                self._running_changed.notify_all()
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Wait until no hook runs on a database worker (one that overran its budget may
+        still be finishing); False if ``timeout`` ran out first."""
+        with self._running_changed:
+            return self._running_changed.wait_for(lambda: self._running == 0, timeout)
 
     def _run(self, hook, request: AgiRequest, received_at: datetime, *, replay: bool):
         context = HookContext(settings=self.settings, now=received_at, replay=replay)

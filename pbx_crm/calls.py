@@ -10,12 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from sqlalchemy import update
 from sqlmodel import Session, select
 
 from . import events
 from .contacts import find_contact_by_number
 from .deals import deal_for_caller, load_deal, open_deal_of_contact, take_deal
-from .enums import CallDirection, TaskKind, TimelineKind
+from .enums import CallDirection, DealSource, TaskKind, TimelineKind
 from .errors import AlreadyTaken, Conflict, NumberConflict
 from .funnel import Actor
 from .journal import timeline
@@ -81,11 +82,11 @@ def record_inbound_call(session: Session, *, uniqueid: str, linkedid: str,
     existing = find_call(session, uniqueid)
     status = NEW
     if existing is not None:
-        return _lookup_of(session, _status_of(existing, caller), existing)
+        return _lookup_of(session, _status_of(session, existing, caller), existing)
     call = Call(uniqueid=uniqueid, linkedid=linkedid or uniqueid,
                 direction=CallDirection.INBOUND.value, caller_raw=caller.raw[:80],
-                caller_e164=caller.e164, caller_name=_clean_name(caller_name), did=did,
-                ringing_at=now)
+                caller_e164=caller.e164, caller_name=_clean_name(caller_name),
+                did=did[:64] if did else None, ringing_at=now)
     if caller.kind is CallerKind.INTERNAL:
         call.direction = CallDirection.INTERNAL.value
         status = INTERNAL
@@ -115,13 +116,20 @@ def record_inbound_call(session: Session, *, uniqueid: str, linkedid: str,
     return lookup
 
 
-def _status_of(call: Call, caller: CallerNumber) -> str:
+def _status_of(session: Session, call: Call, caller: CallerNumber) -> str:
     if call.direction == CallDirection.INTERNAL.value:
         return INTERNAL
     if caller.kind is not CallerKind.NUMBER:
         return ANONYMOUS
     if call.contact_id is None and call.deal_id is None:
         return CONFLICT
+    # NEW when the deal was made for this call: it came from a call, and this is its first.
+    if call.deal_id is not None:
+        deal = session.get(Deal, call.deal_id)
+        first = session.exec(select(Call.id).where(Call.deal_id == call.deal_id)
+                             .order_by(Call.id)).first()
+        if deal.source == DealSource.CALL.value and first == call.id:
+            return NEW
     return FOUND
 
 
@@ -149,11 +157,16 @@ def record_answer(session: Session, *, uniqueid: str, extension: str,
     if call is None or call.answered_at is not None:
         return call
     user = user_for_extension(session, extension)
-    call.answered_at = now
-    call.answered_exten = extension[:32]
-    call.answered_by_id = user.id if user else None
-    session.add(call)
-    session.flush()
+    # Conditional, so that of two phones answering at once (PostgreSQL runs both
+    # transactions side by side) the first answer stays the call's, as the deal's owner does.
+    answered = session.exec(
+        update(Call).where(Call.id == call.id, Call.answered_at.is_(None))
+        .values(answered_at=now, answered_exten=extension[:32],
+                answered_by_id=user.id if user else None)
+        .execution_options(synchronize_session=False))
+    session.refresh(call)
+    if answered.rowcount != 1:
+        return call
     if call.deal_id is not None and user is not None:
         deal, stage = load_deal(session, call.deal_id)
         if stage.is_unsorted and deal.owner_id is None:
@@ -172,18 +185,24 @@ def record_answer(session: Session, *, uniqueid: str, extension: str,
 def record_hangup(session: Session, *, uniqueid: str, dial_status: str | None,
                   hangup_cause: int | None, answered_seconds: int | None = None,
                   caller: CallerNumber | None = None, linkedid: str | None = None,
-                  now: datetime | None = None) -> Call | None:
+                  caller_name: str | None = None, create_deals: bool = False,
+                  region: str = "", now: datetime | None = None) -> Call | None:
     """The call ended: set its disposition, put it on the deal's timeline, and for a missed
-    or abandoned inbound call leave a callback task for the owner (or the Unsorted queue)."""
+    or abandoned inbound call leave a callback task for the owner (or the Unsorted queue).
+    ``answered_seconds`` (Dial's ANSWEREDTIME) is the talk time the timeline shows."""
     now = now or utcnow()
     call = find_call(session, uniqueid)
     if call is None:
         if caller is None:
             return None
-        # The lookup never reached us (the CRM was down): keep what the hangup knows.
-        call = Call(uniqueid=uniqueid, linkedid=linkedid or uniqueid,
-                    direction=CallDirection.INBOUND.value, caller_raw=caller.raw[:80],
-                    caller_e164=caller.e164, ringing_at=now)
+        # The lookup never reached us (the CRM was down), or not yet: with AGIEXITONHANGUP a
+        # caller who hangs up during the lookup ends its AGI at once, and this handler's
+        # request can overtake it. Record the call as the lookup does (contact, deal), so a
+        # caller who gave up is not lost; a late lookup then finds the call recorded.
+        record_inbound_call(session, uniqueid=uniqueid, linkedid=linkedid or uniqueid,
+                            caller=caller, caller_name=caller_name, did=None,
+                            create_deals=create_deals, region=region, now=now)
+        call = find_call(session, uniqueid)
     if call.ended_at is not None:
         return call
     status = (dial_status or "").strip().upper()
@@ -197,7 +216,8 @@ def record_hangup(session: Session, *, uniqueid: str, dial_status: str | None,
     session.add(call)
     session.flush()
     if call.deal_id is not None:
-        _put_on_timeline(session, call)
+        _put_on_timeline(session, call, talk_seconds=answered_seconds
+                         if disposition == "answered" else None)
         if call.direction == CallDirection.INBOUND.value and disposition in ("missed",
                                                                               "abandoned"):
             _callback_task(session, call, now)
@@ -208,8 +228,12 @@ def record_hangup(session: Session, *, uniqueid: str, dial_status: str | None,
     return call
 
 
-def _put_on_timeline(session: Session, call: Call) -> None:
+def _put_on_timeline(session: Session, call: Call, *, talk_seconds: int | None = None) -> None:
     talk = (call.ended_at - call.answered_at).total_seconds() if call.answered_at else 0
+    if talk_seconds is not None:
+        # Asterisk's own count, the one the CDR bills; the hooks' arrival times only
+        # approximate it (and a replayed hook's, by the replay's delay at worst).
+        talk = max(0, talk_seconds)
     number = call.caller_e164 or call.dialed_raw or call.caller_raw or "unknown number"
     body = f"{call.direction.capitalize()} call {call.disposition}: {number}"
     if talk:

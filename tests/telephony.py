@@ -1,0 +1,343 @@
+"""Test helpers for whole calls: a PBX that plays calls against the real FastAGI server.
+
+``Pbx`` starts pbx-crm's FastAGI component (``start_fastagi``: server, dispatcher, spool) on a
+free loopback port and plays each step of a call through the Asterisk emulator, with the
+channel shapes of the recorded captures and the arguments the hooks document:
+
+* ``incoming`` on the inbound trunk leg, before Dial:
+  ``AGI(agi://.../incoming?did=${EXTEN},${EXTEN},${CHANNEL(linkedid)})``;
+* ``answered`` on the leg that answered (Dial's ``U()``: ``Local/101@phones-...;1`` or
+  ``PJSIP/101-0000000a``, whose CALLERID is the DID), with ARG1 = the inbound uniqueid;
+* ``hangup`` in the hangup handler, on the dead inbound leg:
+  ``${UNIQUEID},${DIALSTATUS},${HANGUPCAUSE},${ANSWEREDTIME}``.
+
+Also here: ``eventually`` (wait on a condition with a deadline), ``DatabaseLock`` (another
+client holds the lock every hook needs) and ``TcpProxy`` (the database becomes unreachable for
+real, then comes back).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import socket
+import sqlite3
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from pbx_crm.components import start_fastagi
+from pbx_crm.config import Address, Settings
+from pbx_crm.db import make_engine
+from pbx_crm.fastagi import relay_script_path
+from pbx_crm.simulator.agi import (FakeChannel, Transcript, parse_args, run_fastagi,
+                                   run_process_agi)
+
+DID = "2150001"
+CALLER = "+62 812-3456-7890"
+# "/usr/bin/env python3" in the relay's shebang finds this interpreter first.
+PATH = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+
+
+def eventually(condition, *, timeout: float = 10.0, what: str = "the condition"):
+    """Wait until ``condition()`` returns something true, and return it; fail at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {timeout} s")
+        time.sleep(0.005)
+
+
+@dataclass
+class Timed:
+    """One AGI session and when it ran (UTC, as the CRM records times)."""
+
+    transcript: Transcript
+    started: object
+    ended: object
+    seconds: float
+
+    @property
+    def variables(self) -> dict[str, str]:
+        """The variables this session set, as Asterisk decoded them."""
+        variables = {}
+        for exchange in self.transcript.exchanges:
+            argv = parse_args(exchange.command)
+            if [word.upper() for word in argv[:2]] == ["SET", "VARIABLE"] and len(argv) == 4:
+                variables[argv[2]] = argv[3]
+        return variables
+
+
+def _timed(run) -> Timed:
+    from pbx_crm.models import utcnow
+
+    started, clock = utcnow(), time.monotonic()
+    transcript = run()
+    return Timed(transcript, started, utcnow(), time.monotonic() - clock)
+
+
+@dataclass
+class Pbx:
+    """An Asterisk in front of the CRM: the real FastAGI component, calls played by the emulator.
+
+    ``budget_ms`` is the hooks' time budget; ``workers``/``db_workers`` size the server and the
+    dispatcher. The spool replayer thread is effectively off (a test replays by hand).
+    """
+
+    engine: object
+    data_dir: Path
+    budget_ms: int = 2000
+    workers: int = 64
+    db_workers: int = 16
+    _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
+
+    def __post_init__(self):
+        settings = Settings(data_dir=self.data_dir,
+                            fastagi_listen=Address("127.0.0.1", 0),
+                            database_url=self.engine.url.render_as_string(False),
+                            hook_budget_ms=self.budget_ms)
+        self.running = start_fastagi(settings, self.engine, replay_interval=3600,
+                                     workers=self.workers, db_workers=self.db_workers)
+        self.address = self.running.address
+        self.server = self.running.server
+        self.dispatcher = self.running.dispatcher
+        self.spool = self.running.spool
+
+    def stop(self) -> None:
+        assert self.server.wait_idle(10), "an AGI session never ended"
+        assert self.dispatcher.wait_idle(15), "a hook never finished"
+        self.running.stop()
+
+    # --- channels -----------------------------------------------------------------------------
+
+    def _next(self) -> int:
+        return next(self._ids)
+
+    def trunk_call(self, number: str | None = CALLER, name: str | None = "Budi", *,
+                   callingpres: int = 0, did: str = DID) -> FakeChannel:
+        """The inbound leg of a call from the trunk (its uniqueid is the call's linkedid)."""
+        n = self._next()
+        return FakeChannel(name=f"PJSIP/trunk-{n:08x}", uniqueid=f"1795892488.{n}",
+                           callerid=number, calleridname=name, callingpres=callingpres,
+                           context="from-trunk", extension=did, priority=3)
+
+    def internal_call(self, extension: str, name: str, *, dialed: str = DID) -> FakeChannel:
+        """A seller's phone calling in (``from-internal``)."""
+        n = self._next()
+        return FakeChannel(name=f"PJSIP/{extension}-{n:08x}", uniqueid=f"1795892488.{n}",
+                           callerid=extension, calleridname=name, context="from-internal",
+                           extension=dialed, priority=3)
+
+    def answering_leg(self, inbound: FakeChannel, extension: str, *,
+                      device: str = "local") -> FakeChannel:
+        """The called leg that picked up, as Dial's U() subroutine sees it (scenario 01)."""
+        n = self._next()
+        name = (f"Local/{extension}@phones-{n:08x};1" if device == "local"
+                else f"PJSIP/{extension}-{n:08x}")
+        connected = f'"{inbound.calleridname or ""}" <{inbound.callerid or ""}>'
+        return FakeChannel(name=name, uniqueid=f"1795892488.{n}", linkedid=inbound.linkedid,
+                           callerid=inbound.extension, calleridname=inbound.calleridname,
+                           context="crm-answered", extension="s", priority=2, up=True,
+                           type="Local" if device == "local" else "PJSIP",
+                           variables={"CONNECTEDLINE(all)": connected})
+
+    # --- the hooks ----------------------------------------------------------------------------
+
+    def incoming(self, inbound: FakeChannel, **options) -> Timed:
+        args = [inbound.extension, inbound.linkedid]
+        return _timed(lambda: run_fastagi(self.address, f"incoming?did={inbound.extension}",
+                                          args, inbound, **options))
+
+    def answered(self, inbound: FakeChannel, extension: str = "101", *,
+                 device: str = "local", leg: FakeChannel | None = None) -> Timed:
+        leg = leg or self.answering_leg(inbound, extension, device=device)
+        return _timed(lambda: run_fastagi(self.address, f"answered?inbound={inbound.uniqueid}",
+                                          [inbound.uniqueid], leg))
+
+    def hangup(self, inbound: FakeChannel, dialstatus: str, *, talk: int | None = None,
+               cause: int = 16) -> Timed:
+        """The hangup handler on the inbound leg, which is dead by now."""
+        self._hang_up(inbound, dialstatus, talk, cause)
+        args = hangup_args(inbound, dialstatus, talk, cause)
+        return _timed(lambda: run_fastagi(self.address, f"hangup?uniqueid={inbound.uniqueid}",
+                                          args, inbound))
+
+    @staticmethod
+    def _hang_up(inbound: FakeChannel, dialstatus: str, talk: int | None, cause: int) -> None:
+        inbound.hangup()
+        inbound.variables.update({"DIALSTATUS": dialstatus, "HANGUPCAUSE": str(cause),
+                                  "ANSWEREDTIME": "" if talk is None else str(talk)})
+        inbound.context, inbound.extension, inbound.priority = "crm-hangup", "s", 2
+
+    def call(self, inbound: FakeChannel, *, answered_by: str | None = "101",
+             dialstatus: str | None = None, talk: int | None = 3) -> dict[str, Timed]:
+        """A whole inbound call: the lookup, the answer (if any), the hangup handler."""
+        steps = {"incoming": self.incoming(inbound)}
+        if answered_by:
+            steps["answered"] = self.answered(inbound, answered_by)
+        status = dialstatus or ("ANSWER" if answered_by else "NOANSWER")
+        steps["hangup"] = self.hangup(inbound, status, talk=talk if answered_by else None)
+        return steps
+
+    # --- the same hooks through the process-AGI relay ------------------------------------------
+
+    def relay_env(self, address: tuple[str, int] | None = None) -> dict[str, str]:
+        host, port = address or self.address
+        return {"PATH": PATH, "PBX_CRM_FASTAGI": f"{host}:{port}"}
+
+    def relayed(self, hook: str, args, channel: FakeChannel, *,
+                address: tuple[str, int] | None = None, **options) -> Timed:
+        return _timed(lambda: run_process_agi(relay_script_path(), hook, args, channel,
+                                              env=self.relay_env(address), **options))
+
+    def relayed_hangup(self, inbound: FakeChannel, dialstatus: str, *, talk: int | None = None,
+                       cause: int = 16) -> Timed:
+        self._hang_up(inbound, dialstatus, talk, cause)
+        return self.relayed("hangup", hangup_args(inbound, dialstatus, talk, cause), inbound)
+
+
+def hangup_args(inbound: FakeChannel, dialstatus: str, talk: int | None, cause: int):
+    return [inbound.uniqueid, dialstatus, str(cause), "" if talk is None else str(talk)]
+
+
+def closed_port() -> int:
+    """A loopback port nobody listens on: connecting to it is refused."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+# --- the database misbehaving --------------------------------------------------------------
+
+
+class DatabaseLock:
+    """Another client holds what every hook needs, until ``release()``.
+
+    SQLite: the write lock (``BEGIN IMMEDIATE`` on a connection of its own), so a hook waits
+    in its own ``BEGIN IMMEDIATE`` for the busy timeout. PostgreSQL: an exclusive lock on the
+    calls table, which every hook reads first.
+    """
+
+    def __init__(self, engine):
+        self.engine = engine
+        if engine.dialect.name == "sqlite":
+            self._sqlite = sqlite3.connect(engine.url.database, isolation_level=None,
+                                           check_same_thread=False)
+            self._sqlite.execute("BEGIN IMMEDIATE")
+        else:
+            self._connection = engine.connect()
+            self._transaction = self._connection.begin()
+            self._connection.execute(text("LOCK TABLE calls IN ACCESS EXCLUSIVE MODE"))
+        self.held = True
+
+    def release(self) -> None:
+        if not self.held:
+            return
+        self.held = False
+        if self.engine.dialect.name == "sqlite":
+            self._sqlite.execute("ROLLBACK")
+            self._sqlite.close()
+        else:
+            self._transaction.rollback()
+            self._connection.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
+
+
+class TcpProxy:
+    """A loopback TCP relay in front of a server, with a switch: ``cut()`` drops every open
+    connection and refuses new ones (the database host went away), ``restore()`` brings it
+    back. Point an engine at ``engine_url(url)`` to put the proxy between it and the server."""
+
+    def __init__(self, target: tuple[str, int]):
+        self.target = target
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._up = True
+        self._links: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self._accepting = threading.Thread(target=self._accept, name="test-db-proxy",
+                                           daemon=True)
+        self._accepting.start()
+
+    def engine_url(self, url) -> str:
+        url = make_url(url) if isinstance(url, str) else url
+        return url.set(host="127.0.0.1", port=self.port).render_as_string(False)
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return  # closed
+            with self._lock:
+                up = self._up
+            if not up:
+                client.close()  # the server is gone: the client's connect fails at once
+                continue
+            try:
+                server = socket.create_connection(self.target, timeout=5)
+                server.settimeout(None)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._links.update((client, server))
+            for source, sink in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                self._drop(sock)
+
+    def _drop(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._links.discard(sock)
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        sock.close()
+
+    def cut(self) -> None:
+        with self._lock:
+            self._up = False
+            links = list(self._links)
+        for sock in links:
+            self._drop(sock)
+
+    def restore(self) -> None:
+        with self._lock:
+            self._up = True
+
+    def close(self) -> None:
+        self.cut()
+        try:
+            self._listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._listener.close()
+        self._accepting.join(timeout=5)
+
+
+def proxied_engine(engine, proxy: TcpProxy):
+    """An engine like ``engine`` that reaches its PostgreSQL server through ``proxy``."""
+    return make_engine(proxy.engine_url(engine.url))
