@@ -14,13 +14,13 @@ from sqlalchemy import update
 from sqlmodel import Session, select
 
 from . import events
-from .contacts import find_contact_by_number
+from .contacts import contacts_with_number, find_contact_by_number
 from .deals import deal_for_caller, load_deal, open_deal_of_contact, take_deal
 from .enums import CallDirection, DealSource, TaskKind, TimelineKind
 from .errors import AlreadyTaken, Conflict, NumberConflict
 from .funnel import Actor
 from .journal import timeline
-from .models import Call, Contact, Deal, Task, User, UserExtension, utcnow
+from .models import Call, Contact, Event, Deal, Task, User, UserExtension, utcnow
 from .phones import CallerKind, CallerNumber
 from .users import user_for_extension
 
@@ -68,6 +68,13 @@ def _lookup_of(session: Session, status: str, call: Call) -> CallerLookup:
                         owner_extension=_first_extension(session, owner_id))
 
 
+def _popped_for(session: Session, call: Call) -> list[int]:
+    """The sellers whose browsers show this call's pop: they hear how it goes on."""
+    return list(session.exec(select(Event.target_user_id).distinct().where(
+        Event.linkedid == call.linkedid, Event.kind == events.RINGING,
+        Event.target_user_id.is_not(None))))
+
+
 def find_call(session: Session, uniqueid: str) -> Call | None:
     return session.exec(select(Call).where(Call.uniqueid == uniqueid)).first()
 
@@ -103,7 +110,8 @@ def record_inbound_call(session: Session, *, uniqueid: str, linkedid: str,
         else:
             call.contact_id = found.contact_id
             call.deal_id = found.deal.id if found.deal else None
-            status = NEW if found.created else FOUND
+            # NEW: a caller we did not know, whether or not a deal was made for them.
+            status = FOUND if found.contact_id and not found.created else NEW
     session.add(call)
     session.flush()
     lookup = _lookup_of(session, status, call)
@@ -121,8 +129,9 @@ def _status_of(session: Session, call: Call, caller: CallerNumber) -> str:
         return INTERNAL
     if caller.kind is not CallerKind.NUMBER:
         return ANONYMOUS
-    if call.contact_id is None and call.deal_id is None:
-        return CONFLICT
+    if call.contact_id is None:
+        shared = len(contacts_with_number(session, caller.e164)) > 1
+        return CONFLICT if shared else NEW
     # NEW when the deal was made for this call: it came from a call, and this is its first.
     if call.deal_id is not None:
         deal = session.get(Deal, call.deal_id)
@@ -157,24 +166,27 @@ def record_answer(session: Session, *, uniqueid: str, extension: str,
     if call is None or call.answered_at is not None:
         return call
     user = user_for_extension(session, extension)
+    if user is None:
+        # Not a seller's phone (a ring group's Local channel, a queue): the answer that counts
+        # is the device's, which the AMI listener or Dial's DIALSTATUS reports.
+        return call
     # Conditional, so that of two phones answering at once (PostgreSQL runs both
     # transactions side by side) the first answer stays the call's, as the deal's owner does.
     answered = session.exec(
         update(Call).where(Call.id == call.id, Call.answered_at.is_(None))
-        .values(answered_at=now, answered_exten=extension[:32],
-                answered_by_id=user.id if user else None)
+        .values(answered_at=now, answered_exten=extension[:32], answered_by_id=user.id)
         .execution_options(synchronize_session=False))
     session.refresh(call)
     if answered.rowcount != 1:
         return call
-    if call.deal_id is not None and user is not None:
+    if call.deal_id is not None:
         deal, stage = load_deal(session, call.deal_id)
         if stage.is_unsorted and deal.owner_id is None:
             try:
                 take_deal(session, Actor.of(user), deal.id, now=now)
             except (AlreadyTaken, Conflict):
                 pass  # someone else's phone won the race; the deal keeps that owner
-    events.emit_to_users(session, events.ANSWERED, [call.answered_by_id],
+    events.emit_to_users(session, events.ANSWERED, _popped_for(session, call) + [user.id],
                          payload={"uniqueid": call.uniqueid, "linkedid": call.linkedid,
                                   "extension": extension, "user_id": call.answered_by_id,
                                   "deal_id": call.deal_id},
@@ -221,7 +233,8 @@ def record_hangup(session: Session, *, uniqueid: str, dial_status: str | None,
         if call.direction == CallDirection.INBOUND.value and disposition in ("missed",
                                                                               "abandoned"):
             _callback_task(session, call, now)
-    events.emit_to_users(session, events.CALL_ENDED, [call.answered_by_id],
+    events.emit_to_users(session, events.CALL_ENDED, _popped_for(session, call)
+                         + [call.answered_by_id],
                          payload={"uniqueid": call.uniqueid, "linkedid": call.linkedid,
                                   "disposition": disposition, "deal_id": call.deal_id},
                          deal_id=call.deal_id, linkedid=call.linkedid, now=now)

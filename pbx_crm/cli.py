@@ -59,11 +59,17 @@ def _start_fastagi(settings: Settings, engine: Engine):
     return start_fastagi(settings, engine)
 
 
+def _start_ami(settings: Settings, engine: Engine):
+    from .components import start_ami
+
+    return start_ami(settings, engine)
+
+
 # A component that gets built replaces its line here with one that names its starter.
 COMPONENTS: list[Component] = [
     Component("web", "the Kanban board in the browser"),
     Component("fastagi", "the FastAGI server Asterisk asks on every call", _start_fastagi),
-    Component("ami", "the AMI listener that follows calls as they ring and end"),
+    Component("ami", "the AMI listener that follows calls as they ring and end", _start_ami),
     Component("robots", "the scheduler that runs the stage robots"),
 ]
 
@@ -447,6 +453,65 @@ def cmd_fastagi(args, settings, engine, out) -> int:
     return start_components(settings.replace(**changes), engine, out, only="fastagi")
 
 
+def _require_ami(settings: Settings) -> None:
+    if not settings.ami_host:
+        raise ConfigError(
+            "no AMI host configured: set ami_host (with ami_username and ami_secret) under "
+            "[pbx-crm] in the config file, or PBX_CRM_AMI_HOST, PBX_CRM_AMI_USERNAME and "
+            "PBX_CRM_AMI_SECRET (the AMI user in manager.conf needs `read = call,user,cdr` and "
+            "`write = originate,reporting`)")
+
+
+def cmd_ami(args, settings, engine, out) -> int:
+    _require_ami(settings)
+    return start_components(settings, engine, out, only="ami")
+
+
+AMI_CONNECT_WAIT = 5.0  # seconds `pbx-crm call` waits for the AMI login
+
+
+def cmd_call(args, settings, engine, out) -> int:
+    from .ami import AmiClient, AmiError
+    from .click_to_call import call_contact
+
+    _require_ami(settings)
+    with transaction(engine, read_only=True) as session:
+        user = users.get_user_by_login(session, args.login)
+    if not user.active:
+        raise CrmError(f"{user.login} is deactivated; activate them first")
+    client = AmiClient(settings.ami_host, settings.ami_port, settings.ami_username,
+                       settings.ami_secret, events="call", action_timeout=AMI_CONNECT_WAIT)
+    client.start()
+    try:
+        if not client.wait_connected(AMI_CONNECT_WAIT):
+            raise CrmError(f"no AMI session with {settings.ami_host}:{settings.ami_port} "
+                           f"after {AMI_CONNECT_WAIT:g} s: {client.last_error or 'no answer'}")
+        with transaction(engine) as session:
+            placed = call_contact(session, Actor.of(user), args.deal_id, number=args.number,
+                                  originate=client.originate, settings=settings)
+        print(f"Ringing {user.login} on {placed.channel} (ActionID {placed.action_id}); "
+              f"when it answers, Asterisk dials {placed.number} for deal #{placed.deal_id}.",
+              file=out)
+        if args.no_wait:
+            return 0
+        try:
+            event = placed.result.wait(args.wait)
+        except TimeoutError:
+            print(f"No OriginateResponse within {args.wait:g} s.", file=out)
+            return 0
+        except AmiError as error:
+            print(f"No outcome: {error}.", file=out)
+            return 0
+        if event.get("Response") == "Success":
+            print(f"{placed.channel} answered; the call to {placed.number} is on its way.",
+                  file=out)
+        else:
+            print(f"{placed.channel} did not answer (Reason {event.get('Reason')}).", file=out)
+        return 0
+    finally:
+        client.close()
+
+
 def _setting(name: str, text: str, origin: str):
     from .config import parse_setting
 
@@ -650,6 +715,28 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--allow", action="append", metavar="PEER",
                          help="an address or network allowed to connect; repeat for several "
                               "(required for a non-loopback --listen)")
+    _command(
+        commands, "ami", cmd_ami, "run the AMI listener: screen-pops as phones ring",
+        description="Follow calls on Asterisk's manager interface: pop the caller's card for "
+                    "each seller whose phone rings, record who answered, close calls the "
+                    "hangup hook missed. Needs ami_host, ami_username and ami_secret "
+                    "(config file or PBX_CRM_AMI_*); the AMI user needs `read = call,user,cdr` "
+                    "and `write = originate,reporting`.")
+    command = _command(
+        commands, "call", cmd_call, "click-to-call from the command line (tests the AMI link)",
+        description="Ring a user's phone and, when it answers, dial the deal's contact, as "
+                    "the Call button does:\n  pbx-crm call 42 --as ana --number +6281234567890"
+                    "\nThe call goes on the deal's timeline. Waits for Asterisk's "
+                    "OriginateResponse (the phone answered or not) unless --no-wait.")
+    command.add_argument("deal_id", type=int, metavar="DEAL_ID", help="the deal to call about")
+    command.add_argument("--as", dest="login", required=True, metavar="LOGIN",
+                         help="the user whose phone rings first (their permissions apply)")
+    command.add_argument("--number", metavar="E164",
+                         help="one of the contact's numbers (default: their first)")
+    command.add_argument("--wait", type=float, default=40.0, metavar="SECONDS",
+                         help="how long to wait for the phone to answer (default 40)")
+    command.add_argument("--no-wait", action="store_true",
+                         help="return once Asterisk has queued the call")
     _command(commands, "relay-path", cmd_relay_path,
              "print where the process-AGI relay script (pbx-crm.agi) is installed, to link "
              "it into Asterisk's agi-bin", needs=NOTHING)

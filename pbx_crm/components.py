@@ -1,8 +1,8 @@
 """The long-running parts of pbx-crm, each started from settings and an engine.
 
 ``pbx-crm serve`` and ``pbx-crm demo`` start every component listed in ``cli.COMPONENTS``;
-``pbx-crm fastagi`` (and later ``web``, ``ami``, ``robots``) starts one. Each starter returns
-an object with ``stop()``.
+``pbx-crm fastagi`` and ``pbx-crm ami`` (and later ``web``, ``robots``) start one. Each starter
+returns an object with ``stop()``.
 """
 
 from __future__ import annotations
@@ -63,3 +63,27 @@ def start_fastagi(settings: Settings, engine, *, replay_interval: float = 2.0,
     log.info("FastAGI listening on %s:%s (%d spooled, %d set aside)", address[0], server.port,
              waiting, set_aside)
     return RunningFastAgi(server, dispatcher, spool, thread)
+
+
+@dataclass
+class AmiOff:
+    """What ``start_ami`` returns when no AMI host is configured: nothing runs."""
+
+    def stop(self) -> None:
+        pass
+
+
+def start_ami(settings: Settings, engine):
+    """The AMI listener (screen-pops as phones ring, who answered, calls that ended). With an
+    empty ``ami_host`` it stays off (``serve`` and ``demo`` go on without it); ``pbx-crm ami``
+    refuses that before calling here. Asterisk need not be up: the client keeps retrying."""
+    from .ami_listener import AmiListener
+
+    if not settings.ami_host:
+        log.warning("AMI listener off: ami_host is empty (set PBX_CRM_AMI_HOST or ami_host in "
+                    "the config file to follow calls as they ring)")
+        return AmiOff()
+    listener = AmiListener(engine, settings).start()
+    log.info("AMI listener connecting to %s:%s as %r", settings.ami_host, settings.ami_port,
+             settings.ami_username)
+    return listener

@@ -275,8 +275,9 @@ def test_a_missed_call_from_a_known_customer_leaves_a_callback_task_for_their_se
     task, = all_of(engine, Task)
     assert (task.deal_id, task.assignee_id, task.kind) == (deal_id, crm.budi, "callback")
     assert stage_of(engine, deal_id) == "Opportunity"
+    # Budi's browser showed the pop, so it hears that the call ended.
     assert events_of(engine, inbound.linkedid) == [
-        ("ringing", None), ("ringing", crm.budi), ("call_ended", None)]
+        ("ringing", None), ("ringing", crm.budi), ("call_ended", None), ("call_ended", crm.budi)]
 
 
 # --- 5. withheld numbers ----------------------------------------------------------------------

@@ -1,0 +1,361 @@
+"""The AMI listener: calls as Asterisk reports them, turned into screen-pops and call records.
+
+This module owns the link between the AMI event stream and the CRM. It builds one ``AmiClient``
+from the settings, feeds every event to a ``CallTracker`` whose ``DeviceMap`` holds the
+extensions of the active users (reloaded every ``refresh_interval`` seconds, at each (re)connect
+and on ``refresh_devices()``: a new seller's phone pops without a restart), and turns the
+tracker's signals into CRM writes, each in its own short transaction. ``start_ami`` in
+``pbx_crm.components`` starts it for ``pbx-crm ami``, ``serve`` and ``demo``.
+
+The AGI hooks stay the primary source of call records: this listener never creates a deal or a
+call. It pops the card in the browser of each seller whose phone rings (the AGI ``incoming``
+hook only tells the deal's owner and the heads, before any phone rings), records who answered
+(``calls.record_answer``, idempotent with the ``answered`` hook) and closes a recorded call the
+hangup hook never closed, ``hangup_grace`` seconds after its last channel went (that hook runs
+before the channel's ``Hangup`` event, so it normally wins; the grace covers a hook that was
+spooled or slow). A call the CRM does not know (a dialplan without the hooks) still pops: the
+caller is looked up read-only, and since no hook told the heads, they get one copy too, and a
+``call_ended`` when it ends. Internal calls (a colleague's extension calling) pop nothing.
+
+Threads: signals are handled on the client's dispatcher thread, never on its reader, so a slow
+database delays the pops but never the socket; the call ends waiting out their grace and the
+periodic refresh run on one housekeeping thread. A failed write is logged and counted
+(``failures``), and the listener goes on with the next signal.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from sqlalchemy import null
+from sqlmodel import Session, select
+
+from . import calls, events
+from .ami import AmiActionError, AmiClient, AmiError
+from .call_tracker import (
+    Answered,
+    AnswerIgnored,
+    CallEnded,
+    CallTracker,
+    DeviceMap,
+    Ringing,
+    Signal,
+    StoppedRinging,
+)
+from .config import Settings
+from .contacts import find_contact_by_number
+from .db import transaction
+from .deals import open_deal_of_contact
+from .enums import CallDirection
+from .errors import NumberConflict
+from .models import Call, Contact, Event, User, UserExtension
+from .phones import CallerKind, classify_caller
+from .users import user_for_extension
+
+log = logging.getLogger(__name__)
+
+REFRESH_INTERVAL = 60.0  # seconds between reloads of the sellers' extensions
+HANGUP_GRACE = 5.0  # seconds the AGI hangup hook gets to close a call before we do
+# Status of a pop for a caller the CRM has no contact for (and, from AMI, made no deal for).
+UNKNOWN = "UNKNOWN"
+
+
+class AmiListener:
+    """Follows calls on one AMI session. ``start()``, ``stop()``; ``client`` is the session
+    (its ``originate`` serves click-to-call)."""
+
+    def __init__(self, engine, settings: Settings, *,
+                 client_factory: Callable[..., AmiClient] = AmiClient,
+                 refresh_interval: float = REFRESH_INTERVAL,
+                 hangup_grace: float = HANGUP_GRACE):
+        self.engine = engine
+        self.settings = settings
+        self.refresh_interval = refresh_interval
+        self.hangup_grace = hangup_grace
+        self._devices = DeviceMap(extensions=())
+        # The tracker asks through this lambda, so a refresh swaps the map under it.
+        self.tracker = CallTracker(lambda channel: self._devices(channel))
+        self.client = client_factory(settings.ami_host, settings.ami_port, settings.ami_username,
+                                     settings.ami_secret, on_event=self._on_event,
+                                     on_connect=self._on_connect)
+        self._progress = threading.Condition()  # notified after each event, resync, refresh
+        self._wake = threading.Condition()  # wakes the housekeeping thread
+        self._endings: list[tuple[float, int, CallEnded]] = []  # heap of (due, seq, signal)
+        self._seq = itertools.count()
+        self._stopping = threading.Event()
+        self._housekeeper: threading.Thread | None = None
+        self.events_handled = 0
+        self.signals_handled = 0
+        self.failures = 0  # signals whose CRM write failed (logged)
+        self.resyncs = 0  # on_connect runs, whether CoreShowChannels was allowed or not
+
+    # --- life cycle ---
+
+    def start(self) -> AmiListener:
+        self._housekeeper = threading.Thread(target=self._housekeeping, name="ami-housekeeping",
+                                             daemon=True)
+        self._housekeeper.start()
+        self.client.start()
+        return self
+
+    def stop(self) -> None:
+        """Close the session; call ends still in their grace period are handled now."""
+        self._stopping.set()
+        with self._wake:
+            self._wake.notify_all()
+        self.client.close()
+        if self._housekeeper is not None:
+            self._housekeeper.join(timeout=10)
+        for ended in self._take_endings(due_before=None):
+            self._handle(ended, self._call_ended_now)
+
+    @property
+    def extensions(self) -> frozenset[str]:
+        """The seller extensions whose phones pop, as last loaded."""
+        return self._devices.extensions or frozenset()
+
+    def refresh_devices(self) -> frozenset[str] | None:
+        """Reload the active users' extensions; None (logged) if the database is away."""
+        try:
+            with transaction(self.engine, read_only=True) as session:
+                found = frozenset(session.exec(select(UserExtension.extension).join(User)
+                                               .where(User.active)).all())
+        except Exception:  # keep the last known map and try again later
+            log.exception("could not reload the sellers' extensions; keeping the last ones")
+            return None
+        if found != self._devices.extensions:
+            log.info("AMI listener follows %d seller extension(s)", len(found))
+        self._devices = DeviceMap(extensions=found)
+        self._notify()
+        return found
+
+    # --- waiting, for the CLI and the tests ---
+
+    def wait_until(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        """Wait until ``predicate()`` holds; re-checked after each event, resync and refresh."""
+        with self._progress:
+            return self._progress.wait_for(predicate, timeout)
+
+    def wait_idle(self, timeout: float = 5.0) -> bool:
+        """Wait until every event Asterisk sent so far is handled (a Ping round trip marks
+        "so far"); call ends waiting out ``hangup_grace`` are not waited for."""
+        deadline = time.monotonic() + timeout
+        self.client.ping(timeout)
+        sent = self.client.events_read
+        return self.wait_until(lambda: self.events_handled >= sent,
+                               max(0.0, deadline - time.monotonic()))
+
+    def _notify(self) -> None:
+        with self._progress:
+            self._progress.notify_all()
+
+    # --- the client's callbacks (dispatcher thread) ---
+
+    def _on_connect(self, client: AmiClient) -> None:
+        try:
+            self.refresh_devices()
+            try:
+                channels = client.core_show_channels()
+            except AmiActionError as error:
+                log.warning(
+                    "AMI user %r may not list channels (%s): calls in progress are not "
+                    "resynced after a reconnect. Give it `write = originate,reporting` in "
+                    "manager.conf.", self.settings.ami_username, error)
+                return
+            except AmiError as error:
+                log.warning("AMI resync skipped: %s", error)
+                return
+            for signal in self.tracker.resync(channels):
+                self._dispatch(signal)
+        finally:
+            self.resyncs += 1
+            self._notify()
+
+    def _on_event(self, msg) -> None:
+        try:
+            for signal in self.tracker.feed(msg):
+                self._dispatch(signal)
+        finally:
+            self.events_handled += 1
+            self._notify()
+
+    def _dispatch(self, signal: Signal) -> None:
+        if isinstance(signal, Ringing):
+            self._handle(signal, self._ringing)
+        elif isinstance(signal, Answered):
+            self._handle(signal, self._answered)
+        elif isinstance(signal, StoppedRinging):
+            if signal.rang:  # a busy phone never showed a pop: nothing to close
+                self._handle(signal, self._stopped_ringing)
+        elif isinstance(signal, AnswerIgnored):
+            log.info("call %s: ext %s answered after ext %s did; %s keeps the call",
+                     signal.linkedid, signal.extension, signal.owner, signal.owner)
+        elif isinstance(signal, CallEnded):
+            if self.hangup_grace <= 0:
+                self._handle(signal, self._call_ended_now)
+            else:
+                with self._wake:
+                    heapq.heappush(self._endings, (time.monotonic() + self.hangup_grace,
+                                                   next(self._seq), signal))
+                    self._wake.notify_all()
+
+    def _handle(self, signal: Signal, handler: Callable[[Session, Signal], None]) -> None:
+        """One signal, one transaction; a failure is logged and the next signal goes on."""
+        try:
+            with transaction(self.engine) as session:
+                handler(session, signal)
+        except Exception:  # the database may be away; the calls go on
+            log.exception("AMI listener: %s not written to the CRM; going on",
+                          type(signal).__name__)
+            with self._progress:  # two threads count here: dispatcher and housekeeping
+                self.failures += 1
+        else:
+            with self._progress:
+                self.signals_handled += 1
+
+    # --- what each signal writes ---
+
+    def _ringing(self, session: Session, signal: Ringing) -> None:
+        user = user_for_extension(session, signal.extension)
+        if user is None:
+            return
+        call = _call_of(session, signal.inbound_uniqueid, signal.linkedid)
+        payload = (_known_call_payload(session, call) if call is not None
+                   else self._unknown_call_payload(session, signal))
+        if payload is None:
+            return  # an internal call: no card to show
+        payload.update(extension=signal.extension, source="ami")
+        if not _pop_shown(session, user.id, signal.linkedid):  # e.g. the owner's AGI copy
+            events.emit(session, events.RINGING, target_user_id=user.id, payload=payload,
+                        deal_id=payload["deal_id"], linkedid=signal.linkedid)
+        if call is None and not _heads_told(session, signal.linkedid):
+            events.emit(session, events.RINGING, target_user_id=None, payload=payload,
+                        deal_id=payload["deal_id"], linkedid=signal.linkedid)
+
+    def _unknown_call_payload(self, session: Session, signal: Ringing) -> dict | None:
+        """The pop of a call no AGI hook recorded: the caller looked up, nothing written."""
+        caller = classify_caller(signal.caller_number, region=self.settings.phone_region,
+                                 extensions=self.settings.internal_extensions)
+        if caller.kind is CallerKind.INTERNAL:
+            return None
+        status, contact, deal = calls.ANONYMOUS, None, None
+        if caller.kind is CallerKind.NUMBER:
+            try:
+                contact = find_contact_by_number(session, caller.e164)
+            except NumberConflict:
+                status = calls.CONFLICT
+            else:
+                status = calls.FOUND if contact is not None else UNKNOWN
+            if contact is not None:
+                deal = open_deal_of_contact(session, contact.id)
+        return {"uniqueid": signal.inbound_uniqueid, "linkedid": signal.linkedid,
+                "status": status, "caller": caller.e164 or signal.caller_number,
+                "caller_name": (contact.name if contact else "") or signal.caller_name,
+                "deal_id": deal.id if deal else None,
+                "contact_id": contact.id if contact else None, "did": None,
+                "recorded": False}
+
+    def _answered(self, session: Session, signal: Answered) -> None:
+        call = _call_of(session, signal.inbound_uniqueid, signal.linkedid)
+        if call is not None:
+            calls.record_answer(session, uniqueid=call.uniqueid, extension=signal.extension)
+
+    def _stopped_ringing(self, session: Session, signal: StoppedRinging) -> None:
+        user = user_for_extension(session, signal.extension)
+        if user is None:
+            return
+        events.emit(session, events.STOPPED_RINGING, target_user_id=user.id,
+                    payload={"linkedid": signal.linkedid, "extension": signal.extension,
+                             "status": signal.status},
+                    linkedid=signal.linkedid)
+
+    def _call_ended_now(self, session: Session, signal: CallEnded) -> None:
+        call = _call_of(session, signal.inbound_uniqueid, signal.linkedid)
+        if call is None:
+            if _heads_told(session, signal.linkedid):  # we popped it: close the pops
+                owner = user_for_extension(session, signal.owner) if signal.owner else None
+                events.emit_to_users(
+                    session, events.CALL_ENDED, [owner.id if owner else None],
+                    payload={"uniqueid": signal.inbound_uniqueid, "linkedid": signal.linkedid,
+                             "disposition": "answered" if signal.owner else "missed",
+                             "deal_id": None, "source": "ami"},
+                    linkedid=signal.linkedid)
+            return
+        if call.ended_at is not None:
+            return  # the hangup hook closed it, as it should
+        calls.record_hangup(session, uniqueid=call.uniqueid,
+                            dial_status="ANSWER" if signal.owner else "NOANSWER",
+                            hangup_cause=None, linkedid=signal.linkedid)
+
+    # --- housekeeping thread: the periodic refresh, call ends after their grace ---
+
+    def _housekeeping(self) -> None:
+        next_refresh = time.monotonic() + self.refresh_interval
+        while not self._stopping.is_set():
+            now = time.monotonic()
+            if now >= next_refresh:
+                self.refresh_devices()
+                next_refresh = now + self.refresh_interval
+            for ended in self._take_endings(due_before=now):
+                self._handle(ended, self._call_ended_now)
+            with self._wake:
+                due = min([next_refresh] + [item[0] for item in self._endings[:1]])
+                if not self._stopping.is_set():
+                    self._wake.wait(max(0.0, due - time.monotonic()))
+
+    def _take_endings(self, due_before: float | None) -> list[CallEnded]:
+        taken = []
+        with self._wake:
+            while self._endings and (due_before is None or self._endings[0][0] <= due_before):
+                taken.append(heapq.heappop(self._endings)[2])
+        return taken
+
+
+def _call_of(session: Session, uniqueid: str, linkedid: str) -> Call | None:
+    """The CRM's record of an inbound call: by the AGI hooks' uniqueid, else by linkedid
+    (a call first seen in a resync names its inbound leg by guess)."""
+    if uniqueid:
+        call = calls.find_call(session, uniqueid)
+        if call is not None:
+            return call
+    return session.exec(select(Call).where(Call.linkedid == linkedid,
+                                           Call.direction != CallDirection.OUTBOUND.value)
+                        .order_by(Call.id)).first()
+
+
+def _known_call_payload(session: Session, call: Call) -> dict:
+    """What the ``incoming`` hook's pop says about a recorded call."""
+    contact = session.get(Contact, call.contact_id) if call.contact_id else None
+    if call.direction == CallDirection.INTERNAL.value:
+        status = calls.INTERNAL
+    elif not call.caller_e164:
+        status = calls.ANONYMOUS
+    elif call.contact_id is None and call.deal_id is None:
+        status = calls.CONFLICT
+    else:
+        status = calls.FOUND
+    return {"uniqueid": call.uniqueid, "linkedid": call.linkedid, "status": status,
+            "caller": call.caller_e164 or call.caller_raw,
+            "caller_name": (contact.name if contact else "") or call.caller_name or "",
+            "deal_id": call.deal_id, "contact_id": call.contact_id, "did": call.did,
+            "recorded": True}
+
+
+def _pop_shown(session: Session, user_id: int, linkedid: str) -> bool:
+    """Whether this seller's browser shows this call's pop now (a ringing not yet closed)."""
+    last = session.exec(select(Event.kind).where(
+        Event.target_user_id == user_id, Event.linkedid == linkedid,
+        Event.kind.in_([events.RINGING, events.STOPPED_RINGING])).order_by(Event.id.desc())
+    ).first()
+    return last == events.RINGING
+
+
+def _heads_told(session: Session, linkedid: str) -> bool:
+    return session.exec(select(Event.id).where(
+        Event.target_user_id.is_(null()), Event.linkedid == linkedid,
+        Event.kind == events.RINGING)).first() is not None

@@ -1,0 +1,142 @@
+"""Click-to-call: a seller rings a deal's contact from the CRM.
+
+This module owns one service, ``call_contact``: check that the seller may work the deal, pick
+the contact's number and the seller's extension, and ask Asterisk (AMI ``Originate``, async) to
+ring the seller's phone first and, when it answers, to dial the contact. The web route and
+``pbx-crm call`` call it with the ``originate`` of a connected ``AmiClient``, so the service
+holds no connection of its own and tests pass the client they built.
+
+Choices, kept in one place:
+
+* The number goes to the dialplan as E.164 digits without the ``+`` (``6281234567890``), the
+  one form that is unambiguous and that every dialplan can match (``_X.``); the outbound route
+  adds the trunk's prefix. Not configurable yet (it would need a setting).
+* The seller's phone shows the contact's name and number in the caller-ID *name*; the caller-ID
+  *number* is the seller's own extension, so the dialplan sees the call as one the seller
+  dialed (FreePBX picks the outbound caller ID by that number) and the contact never gets their
+  own number presented back.
+* ``ChannelId`` is chosen here (``crm-<deal>-<random>``) and ``CRM_DEAL_ID`` goes along as a
+  channel variable, so the outbound and hangup hooks can tie the call to this deal.
+* A refused or unanswered Originate raises ``ClickToCallFailed`` and writes nothing (the
+  caller's transaction rolls back): the seller sees the message at once, and a call that never
+  started is not a deal event. A successful one writes a timeline entry and an audit row.
+* The session stays open while Asterisk answers the Originate (milliseconds; at most the
+  client's action timeout), so with SQLite the write lock is held that long: give the client a
+  short ``action_timeout``.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlmodel import Session, select
+
+from .ami import AmiActionError, AmiError, AmiNotConnected, AmiTimeout, OriginateResult
+from .config import Settings
+from .contacts import phones_of
+from .deals import load_deal
+from .enums import TimelineKind
+from .errors import CrmError, ValidationError
+from .funnel import Actor, ensure_can_change_deal
+from .journal import audit, timeline
+from .models import Contact, User, UserExtension
+from .phones import normalize_number
+
+# Quotes, angle brackets and backslashes would end or escape the caller-ID name; control
+# characters (CR/LF) would end the AMI header.
+_NOT_IN_CALLER_NAME = re.compile(r'["<>\\\x00-\x1f\x7f]')
+CALLER_NAME_LIMIT = 40
+
+
+class ClickToCallFailed(CrmError):
+    """Asterisk did not take the call: AMI down, the action refused or not answered in time."""
+
+    status = 502
+
+
+@dataclass(frozen=True)
+class ClickToCall:
+    """What the UI shows after the click: the seller's phone is about to ring."""
+
+    action_id: str
+    deal_id: int
+    contact_id: int
+    number: str  # E.164, as stored
+    dialed: str  # what the dialplan got as Exten
+    extension: str  # the seller's phone
+    channel: str
+    channel_id: str
+    # The Originate's outcome (a Future): the seller's phone answered or not.
+    result: OriginateResult | None = field(default=None, compare=False, repr=False)
+
+
+def call_contact(session: Session, actor: Actor, deal_id: int, *, number: str | None,
+                 originate: Callable[..., OriginateResult],
+                 settings: Settings) -> ClickToCall:
+    """Ring ``actor``'s phone, then dial the deal's contact at ``number`` (one of the
+    contact's phones; default: their first)."""
+    deal, stage = load_deal(session, deal_id)
+    ensure_can_change_deal(actor, deal, stage)
+    contact = session.get(Contact, deal.contact_id) if deal.contact_id else None
+    if contact is None:
+        raise ValidationError(f"Deal #{deal.id} has no contact to call; add one first.",
+                              field="contact")
+    phones = [phone.e164 for phone in phones_of(session, contact.id)]
+    if not phones:
+        raise ValidationError(f"{contact.name} has no phone number to call.", field="phone")
+    if number is None:
+        e164 = phones[0]
+    else:
+        e164 = normalize_number(number, region=settings.phone_region)
+        if e164 not in phones:
+            raise ValidationError(f"{e164} is not a number of {contact.name} "
+                                  f"({', '.join(phones)}).", field="phone")
+    extension = _extension_of(session, actor)
+    channel = f"{settings.device_technology}/{extension}"
+    dialed = e164.lstrip("+")
+    channel_id = f"crm-{deal.id}-{secrets.token_hex(6)}"
+    name = _NOT_IN_CALLER_NAME.sub("", contact.name).strip()
+    shown = f"{name[:CALLER_NAME_LIMIT - len(e164) - 1].rstrip()} {e164}".strip()
+    try:
+        result = originate(channel=channel, exten=dialed, context=settings.originate_context,
+                           caller_id=f'"{shown}" <{extension}>',
+                           variables={"CRM_DEAL_ID": str(deal.id)}, channel_id=channel_id)
+    except AmiError as error:
+        raise ClickToCallFailed(_failure_message(error, extension)) from error
+    timeline(session, actor, deal.id, TimelineKind.CALL,
+             body=f"Calling {e164} from ext {extension}",
+             data={"click_to_call": True, "number": e164, "extension": extension,
+                   "action_id": result.action_id, "channel_id": channel_id})
+    audit(session, actor, "deal", deal.id, "click_to_call",
+          {"number": e164, "extension": extension, "action_id": result.action_id,
+           "channel_id": channel_id})
+    return ClickToCall(action_id=result.action_id, deal_id=deal.id, contact_id=contact.id,
+                       number=e164, dialed=dialed, extension=extension, channel=channel,
+                       channel_id=channel_id, result=result)
+
+
+def _extension_of(session: Session, actor: Actor) -> str:
+    extension = None
+    if actor.user_id is not None:
+        extension = session.exec(select(UserExtension.extension).join(User)
+                                 .where(UserExtension.user_id == actor.user_id, User.active)
+                                 .order_by(UserExtension.id)).first()
+    if not extension:
+        raise ValidationError(f"{actor.name} has no phone extension to ring; ask a head to "
+                              "set one.", field="extension")
+    return extension
+
+
+def _failure_message(error: AmiError, extension: str) -> str:
+    if isinstance(error, AmiTimeout):
+        return ("The phone system did not confirm the call in time; your phone "
+                f"(ext {extension}) may still ring.")
+    if isinstance(error, AmiNotConnected):
+        return "The phone system is not reachable right now; try again in a minute."
+    if isinstance(error, AmiActionError):
+        reason = (error.response.get("Message") if error.response is not None else None)
+        return f"The phone system refused the call: {reason or error}."
+    return f"The call could not be placed: {error}."

@@ -1,0 +1,55 @@
+"""Call services directly: the decisions the hooks hand to the dialplan."""
+
+from datetime import timedelta
+
+from factories import PBX, at, make_pipeline, make_user
+from sqlmodel import select
+
+from pbx_crm import calls
+from pbx_crm.models import Call, Contact, Deal
+from pbx_crm.phones import ExtensionPlan, classify_caller
+
+PLAN = ExtensionPlan.parse("100-199")
+
+
+def caller(number):
+    return classify_caller(number, region="ID", extensions=PLAN)
+
+
+def ring(session, uniqueid, number="+62 812-3456-7890", *, create_deals=True):
+    return calls.record_inbound_call(session, uniqueid=uniqueid, linkedid=uniqueid,
+                                     caller=caller(number), caller_name="Budi", did="2150001",
+                                     create_deals=create_deals, region="ID", now=at(0))
+
+
+def test_an_unknown_caller_is_new_even_when_calls_create_no_deals(session):
+    make_pipeline(session)
+
+    first = ring(session, "1.1", create_deals=False)
+    again = ring(session, "1.1", create_deals=False)
+
+    assert first.status == again.status == calls.NEW
+    assert (first.deal_id, first.contact_id) == (None, None)
+    assert session.exec(select(Contact)).all() == [] and session.exec(select(Deal)).all() == []
+
+
+def test_an_answer_on_a_phone_that_is_no_sellers_leaves_the_answer_to_the_device(session):
+    make_pipeline(session)
+    ana = make_user(session, "ana", extensions=["101"])
+    lookup = ring(session, "2.1")
+
+    # A FreePBX ring group answers on Local/600@from-internal before the phone itself does.
+    calls.record_answer(session, uniqueid="2.1", extension="600", now=at(1))
+    calls.record_answer(session, uniqueid="2.1", extension="101", now=at(1) + timedelta(1))
+
+    call = session.exec(select(Call)).one()
+    assert (call.answered_exten, call.answered_by_id) == ("101", ana.user_id)
+    assert session.get(Deal, lookup.deal_id).owner_id == ana.user_id
+
+
+def test_an_internal_caller_is_recorded_as_an_internal_call(session):
+    make_pipeline(session)
+    lookup = ring(session, "3.1", "102")
+    assert lookup.status == calls.INTERNAL
+    assert session.exec(select(Call.direction)).one() == "internal"
+    assert PBX.name == "pbx"
