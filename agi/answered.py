@@ -1,6 +1,6 @@
 """``answered``: run by Dial's ``U()`` option on the leg that answered. Who picked up?
 
-Dialplan: ``Dial(...,U(crm-answered^${UNIQUEID}))`` with the subroutine running
+Dialplan: ``Dial(...,U(pbx-crm-answered^${UNIQUEID}))`` with the subroutine running
 ``AGI(agi://127.0.0.1:4573/answered,${ARG1})``. On this leg CALLERID is the DID, not the
 caller, so the inbound call is named by its uniqueid (ARG1) and the seller by this channel's
 device (``PJSIP/101-...`` or ``Local/101@...``). The seller becomes the owner of an Unsorted

@@ -1,6 +1,6 @@
 """``hangup``: the inbound (or outbound) channel's hangup handler. How did the call end?
 
-Dialplan: ``Set(CHANNEL(hangup_handler_push)=crm-hangup,s,1)`` before Dial; the handler runs
+Dialplan: ``Set(CHANNEL(hangup_handler_push)=pbx-crm-hangup,s,1)`` before Dial; the handler runs
 ``AGI(agi://127.0.0.1:4573/hangup,${UNIQUEID},${DIALSTATUS},${HANGUPCAUSE},${ANSWEREDTIME})``
 on the dead channel (SET VARIABLE still works there; nothing else is needed).
 """

@@ -132,9 +132,14 @@ class HookDispatcher:
                 request = AgiRequest.from_env(item.env)
                 try:
                     self._run(hook, request, item.received_at, replay=True)
-                except (OperationalError, IntegrityError) as error:
-                    # The database is still away, or the original run is committing now.
+                except OperationalError as error:
+                    # The database is still away: try again next round, in the same order.
                     self.spool.failed(item.id, repr(error), retryable=True)
+                    break
+                except IntegrityError as error:
+                    # Most likely the original run committing right now: next round finds its
+                    # work done. A clash that stays is a fault, set aside in the end.
+                    self.spool.failed(item.id, repr(error), retryable=False)
                     break
                 except DBAPIError as error:
                     retryable = bool(error.connection_invalidated)

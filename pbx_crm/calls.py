@@ -222,11 +222,16 @@ def record_hangup(session: Session, *, uniqueid: str, dial_status: str | None,
         # No answered hook ran (an outbound call): Dial's ANSWEREDTIME tells the talk time.
         call.answered_at = now - timedelta(seconds=max(0, answered_seconds))
     disposition = "answered" if call.answered_at else _DISPOSITIONS.get(status, "failed")
-    call.disposition = disposition
-    call.ended_at = now
-    call.hangup_cause = hangup_cause
-    session.add(call)
-    session.flush()
+    # Conditional, so that the hangup hook and the AMI listener closing the same call at the
+    # same moment close it once.
+    closed = session.exec(
+        update(Call).where(Call.id == call.id, Call.ended_at.is_(None))
+        .values(disposition=disposition, ended_at=now, hangup_cause=hangup_cause,
+                answered_at=call.answered_at)
+        .execution_options(synchronize_session=False))
+    session.refresh(call)
+    if closed.rowcount != 1:
+        return call
     if call.deal_id is not None:
         _put_on_timeline(session, call, talk_seconds=answered_seconds
                          if disposition == "answered" else None)
@@ -272,8 +277,10 @@ def _callback_task(session: Session, call: Call, now: datetime) -> Task:
 
 
 def record_outbound_call(session: Session, *, uniqueid: str, linkedid: str, extension: str,
-                         dialed: CallerNumber, now: datetime | None = None) -> Call:
-    """A seller's phone dials out: log the call on the open deal of the dialed number."""
+                         dialed: CallerNumber, clicked_deal_id: int | None = None,
+                         now: datetime | None = None) -> Call:
+    """A seller's phone dials out: log the call on the deal the seller clicked to call, or
+    else on the open deal of the dialed number."""
     now = now or utcnow()
     existing = find_call(session, uniqueid)
     if existing is not None:
@@ -283,7 +290,10 @@ def record_outbound_call(session: Session, *, uniqueid: str, linkedid: str, exte
                 direction=CallDirection.OUTBOUND.value, caller_raw=extension[:80],
                 dialed_raw=dialed.raw[:80], caller_e164=dialed.e164, ringing_at=now,
                 answered_exten=extension[:32], answered_by_id=user.id if user else None)
-    if dialed.kind is CallerKind.NUMBER:
+    clicked = session.get(Deal, clicked_deal_id) if clicked_deal_id else None
+    if clicked is not None:
+        call.deal_id, call.contact_id = clicked.id, clicked.contact_id
+    elif dialed.kind is CallerKind.NUMBER:
         try:
             contact = find_contact_by_number(session, dialed.e164)
         except NumberConflict:

@@ -43,8 +43,8 @@ class Spool:
             "CREATE TABLE IF NOT EXISTS spooled ("
             " id INTEGER PRIMARY KEY AUTOINCREMENT, hook TEXT NOT NULL,"
             " call_key TEXT NOT NULL, env TEXT NOT NULL, received_at TEXT NOT NULL,"
-            " attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT,"
-            " dead INTEGER NOT NULL DEFAULT 0)")
+            " attempts INTEGER NOT NULL DEFAULT 0, faults INTEGER NOT NULL DEFAULT 0,"
+            " last_error TEXT, dead INTEGER NOT NULL DEFAULT 0)")
         self._db.execute("CREATE INDEX IF NOT EXISTS spooled_call ON spooled (call_key)")
 
     def put(self, hook: str, call_key: str, env: dict[str, str], received_at: datetime,
@@ -77,13 +77,15 @@ class Spool:
             self._db.execute("DELETE FROM spooled WHERE id = ?", (request_id,))
 
     def failed(self, request_id: int, error: str, *, retryable: bool) -> None:
-        """Count a failed replay; a request that keeps failing for a reason other than the
-        database being away is set aside (kept, listed, never replayed again)."""
+        """Count a failed replay. A request that fails MAX_ATTEMPTS times for a reason other
+        than the database being away (``retryable``) is set aside: kept, listed, never
+        replayed again. Waiting out an outage, however long, counts no fault."""
+        fault = 0 if retryable else 1
         with self._lock:
             self._db.execute(
-                "UPDATE spooled SET attempts = attempts + 1, last_error = ?,"
-                " dead = CASE WHEN ? THEN 0 ELSE attempts + 1 >= ? END WHERE id = ?",
-                (error[:2000], retryable, MAX_ATTEMPTS, request_id))
+                "UPDATE spooled SET attempts = attempts + 1, faults = faults + ?,"
+                " last_error = ?, dead = faults + ? >= ? WHERE id = ?",
+                (fault, error[:2000], fault, MAX_ATTEMPTS, request_id))
 
     def counts(self) -> tuple[int, int]:
         """(waiting, set aside)."""

@@ -5,7 +5,7 @@ from datetime import timedelta
 from factories import PBX, at, make_pipeline, make_user
 from sqlmodel import select
 
-from pbx_crm import calls
+from pbx_crm import calls, deals
 from pbx_crm.models import Call, Contact, Deal
 from pbx_crm.phones import ExtensionPlan, classify_caller
 
@@ -53,3 +53,24 @@ def test_an_internal_caller_is_recorded_as_an_internal_call(session):
     assert lookup.status == calls.INTERNAL
     assert session.exec(select(Call.direction)).one() == "internal"
     assert PBX.name == "pbx"
+
+
+def test_a_click_to_call_lands_on_the_deal_the_seller_clicked(session):
+    make_pipeline(session)
+    ana = make_user(session, "ana", extensions=["101"])
+    older = ring(session, "4.1").deal_id
+    clicked = deals.create_deal(session, ana, title="Second project", contact_id=session.get(
+        Deal, older).contact_id).id
+
+    by_number = calls.record_outbound_call(session, uniqueid="5.1", linkedid="5.1",
+                                           extension="101", dialed=caller("081234567890"))
+    by_click = calls.record_outbound_call(session, uniqueid="6.1", linkedid="6.1",
+                                          extension="101", dialed=caller("081234567890"),
+                                          clicked_deal_id=clicked)
+
+    # The number alone finds the contact's most recent open deal; the click says which one.
+    assert by_number.deal_id == clicked and by_click.deal_id == clicked
+    older_call = calls.record_outbound_call(session, uniqueid="7.1", linkedid="7.1",
+                                            extension="101", dialed=caller("081234567890"),
+                                            clicked_deal_id=older)
+    assert older_call.deal_id == older

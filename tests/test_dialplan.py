@@ -53,7 +53,7 @@ HOOK_ARGUMENTS = {
     "incoming": ("the DID", "the linkedid"),
     "answered": ("the inbound uniqueid",),
     "hangup": ("the uniqueid", "DIALSTATUS", "HANGUPCAUSE", "ANSWEREDTIME"),
-    "outbound": ("the number dialled", "the linkedid"),
+    "outbound": ("the number dialled", "the linkedid", "the clicked deal"),
 }
 # What a dialplan expression means, wherever it appears.
 EXPRESSIONS = {
@@ -62,6 +62,7 @@ EXPRESSIONS = {
     "${DIALSTATUS}": "DIALSTATUS",
     "${HANGUPCAUSE}": "HANGUPCAUSE",
     "${ANSWEREDTIME}": "ANSWEREDTIME",
+    "${CRM_DEAL_ID}": "the clicked deal",
 }
 # What ARG1 means in each subroutine; the tests below check the callers pass just that.
 ARG1 = {

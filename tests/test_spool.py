@@ -89,6 +89,16 @@ def test_a_database_failure_is_retried_for_ever_and_counted(spool):
     assert spool.counts() == (1, 0) and spool.holds_call("1.1")
 
 
+def test_a_long_outage_does_not_use_up_the_attempts_for_other_faults(spool):
+    request_id = spool.put("incoming", "1.1", env("1.1"), RANG_AT, "budget")
+    for _ in range(MAX_ATTEMPTS * 3):
+        spool.failed(request_id, "OperationalError('connection refused')", retryable=True)
+
+    spool.failed(request_id, "IntegrityError('duplicate key')", retryable=False)
+
+    assert spool.counts() == (1, 0)
+
+
 def test_another_failure_sets_the_request_aside_after_max_attempts(spool):
     doomed = spool.put("lookup", "1.1", env("1.1", "lookup"), RANG_AT, "budget")
     behind = spool.put("incoming", "1.2", env("1.2"), RANG_AT, "budget")
