@@ -84,9 +84,10 @@ def _wait_for_interrupt() -> None:
 
 
 def start_components(settings: Settings, engine: Engine, out, *,
-                     only: str | None = None) -> int:
+                     only: str | None = None, also: tuple[Callable[[], object], ...] = ()) -> int:
     """Start every built component (or the one named) and run until Ctrl-C; say which are
-    not built yet."""
+    not built yet. ``also``: starters of the caller's own parts (the demo's calls), started
+    after the components and stopped before them (each returns an object with ``stop()``)."""
     chosen = [c for c in COMPONENTS if only is None or c.name == only]
     ready = [c for c in chosen if c.start is not None]
     missing = [c for c in chosen if c.start is None]
@@ -104,6 +105,7 @@ def start_components(settings: Settings, engine: Engine, out, *,
         for component in ready:
             running.append(component.start(settings, engine))
             print(f"Started {component.name}: {component.what}.", file=out)
+        running.extend(start() for start in also)
         _wait_for_interrupt()
     except KeyboardInterrupt:
         pass
@@ -429,7 +431,185 @@ def cmd_demo(args, settings, engine, out) -> int:
     if args.no_serve:
         return 0
     print(file=out)
-    return start_components(settings, engine, out)
+    # No Asterisk on a demo machine: the emulator plays one, and the AMI listener follows it.
+    fake_ami, settings = _start_demo_ami(settings)
+    try:
+        ami = f"{settings.ami_host}:{settings.ami_port}"
+        print(f"PBX: the demo's Asterisk emulator serves AMI on {ami} (user "
+              f"{settings.ami_username}); the AMI listener follows it.", file=out)
+        calls = None
+        if not args.no_calls:
+            calls = _demo_calls(args, settings, engine, fake_ami, out)
+            print(f"A simulated call rings every {args.calls_every:g} s (--no-calls: none).",
+                  file=out)
+        print("Play more calls from another terminal with:\n  "
+              + _simulate_hint(args, settings, engine), file=out, flush=True)
+        # The calls stop before the components, so a call in progress still hangs up.
+        return start_components(settings, engine, out,
+                                also=(calls.start,) if calls is not None else ())
+    finally:
+        fake_ami.stop()
+
+
+DEMO_AMI_HOST = "127.0.0.1"
+
+
+def _start_demo_ami(settings: Settings):
+    """A FakeAmiServer on loopback (at ami_port when free, else any port) with an AMI user
+    made up for this run, and the settings that point the AMI listener at it."""
+    import secrets
+
+    from .simulator.ami import FakeAmiServer
+
+    username, secret = settings.ami_username or "pbx-crm", secrets.token_urlsafe(12)
+    for port in (settings.ami_port, 0):
+        try:
+            server = FakeAmiServer(DEMO_AMI_HOST, port, {username: secret}).start()
+            break
+        except OSError as error:
+            failure = error
+    else:
+        raise CrmError(f"cannot listen on {DEMO_AMI_HOST} for the demo's AMI: {failure}")
+    return server, settings.replace(ami_host=DEMO_AMI_HOST, ami_port=server.port,
+                                    ami_username=username, ami_secret=secret)
+
+
+def _demo_calls(args, settings, engine, fake_ami, out):
+    """The demo's calls: one every --calls-every seconds from the demo's contacts and
+    strangers, printed as they end; the first waits for the AMI listener to log in."""
+    import random
+
+    from .simulator import pbx as simulator
+
+    known, names, ring_group = _callers_and_team(engine)
+    rng = random.Random()
+    player = simulator.CallPlayer(_fastagi_target(settings), fake_ami, ring_group=ring_group,
+                                  time_scale=args.time_scale)
+    lock = threading.Lock()
+
+    def show(played) -> None:
+        with lock:
+            print(played.describe(names), file=out, flush=True)
+
+    return simulator.CallLoop(
+        player, simulator.random_calls(rng, known, ring_group=ring_group), args.calls_every,
+        on_played=show, ready=lambda: fake_ami.wait_until(lambda: fake_ami.clients > 0, 0.2))
+
+
+def _simulate_hint(args, settings: Settings, engine: Engine) -> str:
+    """The `pbx-crm simulate` command line that reaches this demo."""
+    import shlex
+
+    env = {"PBX_CRM_FASTAGI_LISTEN": str(settings.fastagi_listen),
+           "PBX_CRM_AMI_HOST": settings.ami_host, "PBX_CRM_AMI_PORT": str(settings.ami_port),
+           "PBX_CRM_AMI_USERNAME": settings.ami_username,
+           "PBX_CRM_AMI_SECRET": settings.ami_secret}
+    options = []
+    for flag, value in (("--config", args.config), ("--data-dir", args.data_dir),
+                        ("--database-url", args.database_url and _shown_url(engine))):
+        if value:
+            options += [flag, str(value)]
+    return " ".join([*(f"{name}={shlex.quote(value)}" for name, value in env.items()), PROG,
+                     *map(shlex.quote, options), "simulate", "--calls", "20", "--rate", "2"])
+
+
+def _callers_and_team(engine: Engine):
+    """From the database: the known callers' numbers (E.164), extension -> login, and the
+    ring group (the active sellers' extensions, at most RING_GROUP_MAX)."""
+    from sqlmodel import select
+
+    from .enums import Role
+    from .models import ContactPhone
+    from .simulator.pbx import RING_GROUP
+
+    with transaction(engine, read_only=True) as session:
+        numbers = list(session.exec(select(ContactPhone.e164).order_by(ContactPhone.id)
+                                    .limit(KNOWN_CALLERS_MAX)))
+        team = [(user.login, user.role, user.active, extensions)
+                for user, extensions in users.list_users(session)]
+    names = {ext: login for login, _, _, extensions in team for ext in extensions}
+    sellers = sorted({ext for _, role, active, extensions in team
+                      if active and role == Role.SELLER.value for ext in extensions},
+                     key=lambda ext: (len(ext), ext))
+    return numbers, names, tuple(sellers[:RING_GROUP_MAX]) or RING_GROUP
+
+
+KNOWN_CALLERS_MAX = 5000  # numbers the simulated known callers are drawn from
+RING_GROUP_MAX = 10
+
+
+def _fastagi_target(settings: Settings) -> tuple[str, int]:
+    """Where a local Asterisk reaches the FastAGI server (a wildcard listen means loopback)."""
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(settings.fastagi_listen.host,
+                                                      settings.fastagi_listen.host)
+    return host, settings.fastagi_listen.port
+
+
+def cmd_simulate(args, settings, engine, out) -> int:
+    import itertools
+    import random
+    import time
+
+    from .simulator import pbx as simulator
+
+    if args.fastagi:
+        settings = settings.replace(fastagi_listen=_setting("fastagi_listen", args.fastagi,
+                                                            "--fastagi"))
+    known, names, ring_group = _callers_and_team(engine)
+    ring_group = tuple(args.ring_group) if args.ring_group else ring_group
+    target = _fastagi_target(settings)
+    link = _emulator_link(settings, out)
+    rng = random.Random(args.seed)
+    calls = list(itertools.islice(simulator.random_calls(rng, known, ring_group=ring_group),
+                                  args.calls))
+    player = simulator.CallPlayer(target, link, did=args.did, ring_group=ring_group,
+                                  time_scale=args.time_scale, give_up_unreachable=True)
+    where = f"{target[0]}:{target[1]}"
+    print(f"Playing {args.calls} call{'s' if args.calls != 1 else ''} at {args.rate:g}/s into "
+          f"the FastAGI server at {where} (DID {args.did}, ring group "
+          f"{', '.join(ring_group)}).", file=out, flush=True)
+    width = len(str(args.calls))
+
+    def show(index, played) -> None:
+        print(f"[{index + 1:>{width}}/{args.calls}] {played.describe(names)}", file=out,
+              flush=True)
+
+    started = time.monotonic()
+    try:
+        played = simulator.play_at_rate(player, calls, args.rate, on_played=show)
+    finally:
+        if link is not None:
+            link.close()
+    print(simulator.summary(played, time.monotonic() - started), file=out)
+    if any(not call.reached_crm for call in played):
+        raise CrmError(f"no FastAGI server answered at {where}: start "
+                       "`pbx-crm serve` (or `pbx-crm demo`) first, or give --fastagi HOST:PORT")
+    return 0
+
+
+def _emulator_link(settings: Settings, out):
+    """The AMI side of `simulate`: the demo's emulator through its PbxCrmSimulate action, or
+    None (said why) when there is no AMI, or it is a real Asterisk."""
+    from .simulator.pbx import EmulatorLink, NotTheEmulator
+
+    if not settings.ami_host:
+        print("No AMI configured (ami_host): playing the AGI path only, so no phone rings for "
+              "the AMI listener. Use the PBX_CRM_AMI_* settings `pbx-crm demo` prints to ring "
+              "its phones too.", file=out)
+        return None
+    link = EmulatorLink(settings.ami_host, settings.ami_port, settings.ami_username,
+                        settings.ami_secret)
+    try:
+        link.connect()
+    except NotTheEmulator as error:
+        print(f"{error}; playing the AGI path only (on a real Asterisk the phones ring for "
+              "real calls only).", file=out)
+        return None
+    except ConnectionError as error:
+        print(f"{error}; playing the AGI path only.", file=out)
+        return None
+    print(f"AMI: the phones ring through the demo's emulator at {link.address}.", file=out)
+    return link
 
 
 def cmd_serve(args, settings, engine, out) -> int:
@@ -545,6 +725,34 @@ def _group(subparsers, name: str, help: str):
     parser = subparsers.add_parser(name, help=help, description=help, allow_abbrev=False)
     parser.set_defaults(func=None, group_parser=parser)
     return parser.add_subparsers(title="commands", metavar="COMMAND")
+
+
+def _positive(kind, *, zero: bool = False):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = -1
+        if not (value >= 0 if zero else value > 0):
+            raise argparse.ArgumentTypeError(
+                f"expected a {'non-negative' if zero else 'positive'} number, got {text!r}")
+        return value
+    return parse
+
+
+def _extensions(text: str) -> list[str]:
+    extensions = [part.strip() for part in text.split(",") if part.strip()]
+    if not extensions or not all(ext.isdigit() for ext in extensions):
+        raise argparse.ArgumentTypeError(f"expected extensions such as 101,102,103, got {text!r}")
+    return extensions
+
+
+def _time_scale_option(parser) -> None:
+    parser.add_argument("--time-scale", type=_positive(float, zero=True), default=0.1,
+                        metavar="FACTOR",
+                        help="real seconds per second of a simulated call: 0.1 (the default) "
+                             "plays a 40 s conversation in 4 s; 1 plays calls in real time, "
+                             "0 without any wait")
 
 
 def _password_option(parser) -> None:
@@ -699,12 +907,50 @@ def build_parser() -> argparse.ArgumentParser:
         description="Migrate the database; fill it with demo data if it has no users yet (a "
                     "sales pipeline, a head and three sellers, Indonesian contacts, deals in "
                     "every stage); print the board and the logins; then start every built "
-                    "component.")
+                    "component with an Asterisk emulator in place of a PBX: the AMI listener "
+                    "follows it, and a simulated call rings every few seconds through the "
+                    "real FastAGI and AMI paths (new callers, known callers ringing their "
+                    "seller first, missed calls, the ring group). It prints the settings "
+                    "`pbx-crm simulate` needs to play more calls into it.")
     command.add_argument("--fresh", action="store_true",
                          help="DELETE the configured SQLite database file first and start "
                               "over (stop anything using it first; refused on PostgreSQL)")
     command.add_argument("--no-serve", action="store_true",
                          help="set up and print, but start nothing")
+    command.add_argument("--no-calls", action="store_true",
+                         help="start everything, but play no simulated calls")
+    command.add_argument("--calls-every", type=_positive(float), default=8.0,
+                         metavar="SECONDS",
+                         help="how often a simulated call rings (default 8)")
+    _time_scale_option(command)
+    command = _command(
+        commands, "simulate", cmd_simulate,
+        "play realistic calls into a running `serve` or `demo`, as Asterisk would",
+        description="Play N simulated inbound calls into a running pbx-crm, at R calls per "
+                    "second (overlapping as they last): each asks the FastAGI server "
+                    "(fastagi_listen) what the dialplan asks, rings the caller's seller first "
+                    "when the CRM names one, then the ring group, and hangs up with the "
+                    "dialplan's hangup hook. The callers are a mix of the database's contacts, "
+                    "strangers (they land in Unsorted) and withheld numbers; some calls go "
+                    "unanswered. With the AMI settings `pbx-crm demo` prints, the phones also "
+                    "ring through the demo's Asterisk emulator, so the AMI listener pops them:"
+                    "\n  PBX_CRM_AMI_HOST=... PBX_CRM_AMI_SECRET=... pbx-crm simulate --calls 20 "
+                    "--rate 2\nWithout AMI settings, or with a real Asterisk's, only the AGI path "
+                    "is played: no real call is ever placed.")
+    command.add_argument("--calls", type=_positive(int), default=10, metavar="N",
+                         help="how many calls (default 10)")
+    command.add_argument("--rate", type=_positive(float), default=1.0, metavar="R",
+                         help="calls started per second (default 1)")
+    command.add_argument("--seed", type=int, metavar="S",
+                         help="make the calls repeatable (default: different every run)")
+    _time_scale_option(command)
+    command.add_argument("--did", default="2150001", metavar="NUMBER",
+                         help="the number the callers dial (default 2150001)")
+    command.add_argument("--ring-group", type=_extensions, metavar="EXT,EXT",
+                         help="the phones of the ring group (default: the active sellers' "
+                              "extensions)")
+    command.add_argument("--fastagi", metavar="HOST:PORT",
+                         help="the FastAGI server to call (default: fastagi_listen)")
     command = _command(
         commands, "fastagi", cmd_fastagi, "run the FastAGI server the dialplan's hooks call",
         description="Serve the AGI hooks (incoming, answered, hangup, outbound) at "

@@ -1,8 +1,8 @@
 """Test helpers for whole calls: a PBX that plays calls against the real FastAGI server.
 
 ``Pbx`` starts pbx-crm's FastAGI component (``start_fastagi``: server, dispatcher, spool) on a
-free loopback port and plays each step of a call through the Asterisk emulator, with the
-channel shapes of the recorded captures and the arguments the hooks document:
+free loopback port and plays each step of a call through the shipped call player's AGI steps
+(``pbx_crm.simulator.pbx``), with the channel shapes and URLs of the recorded captures:
 
 * ``incoming`` on the inbound trunk leg, before Dial:
   ``AGI(agi://.../incoming?did=${EXTEN},${EXTEN},${CHANNEL(linkedid)})``;
@@ -35,8 +35,9 @@ from pbx_crm.components import start_fastagi
 from pbx_crm.config import Address, Settings
 from pbx_crm.db import make_engine
 from pbx_crm.fastagi import relay_script_path
-from pbx_crm.simulator.agi import (FakeChannel, Transcript, parse_args, run_fastagi,
-                                   run_process_agi)
+from pbx_crm.simulator.agi import FakeChannel, Transcript, run_process_agi
+from pbx_crm.simulator.pbx import (agi_answered, agi_hangup, agi_incoming, answering_leg,
+                                   hang_up, inbound_leg, variables_set)
 
 DID = "2150001"
 CALLER = "+62 812-3456-7890"
@@ -68,12 +69,7 @@ class Timed:
     @property
     def variables(self) -> dict[str, str]:
         """The variables this session set, as Asterisk decoded them."""
-        variables = {}
-        for exchange in self.transcript.exchanges:
-            argv = parse_args(exchange.command)
-            if [word.upper() for word in argv[:2]] == ["SET", "VARIABLE"] and len(argv) == 4:
-                variables[argv[2]] = argv[3]
-        return variables
+        return variables_set(self.transcript)
 
 
 def _timed(run) -> Timed:
@@ -125,9 +121,9 @@ class Pbx:
                    callingpres: int = 0, did: str = DID) -> FakeChannel:
         """The inbound leg of a call from the trunk (its uniqueid is the call's linkedid)."""
         n = self._next()
-        return FakeChannel(name=f"PJSIP/trunk-{n:08x}", uniqueid=f"1795892488.{n}",
-                           callerid=number, calleridname=name, callingpres=callingpres,
-                           context="from-trunk", extension=did, priority=3)
+        return inbound_leg(f"PJSIP/trunk-{n:08x}", f"1795892488.{n}", number=number,
+                           caller_name=name, callingpres=callingpres, did=did,
+                           context="from-trunk", extension=did, priority=3, dnid="unknown")
 
     def internal_call(self, extension: str, name: str, *, dialed: str = DID) -> FakeChannel:
         """A seller's phone calling in (``from-internal``)."""
@@ -142,40 +138,28 @@ class Pbx:
         n = self._next()
         name = (f"Local/{extension}@phones-{n:08x};1" if device == "local"
                 else f"PJSIP/{extension}-{n:08x}")
-        connected = f'"{inbound.calleridname or ""}" <{inbound.callerid or ""}>'
-        return FakeChannel(name=name, uniqueid=f"1795892488.{n}", linkedid=inbound.linkedid,
-                           callerid=inbound.extension, calleridname=inbound.calleridname,
-                           context="crm-answered", extension="s", priority=2, up=True,
-                           type="Local" if device == "local" else "PJSIP",
-                           variables={"CONNECTEDLINE(all)": connected})
+        return answering_leg(inbound, name, f"1795892488.{n}", did=inbound.extension,
+                             context="crm-answered")
 
     # --- the hooks ----------------------------------------------------------------------------
 
     def incoming(self, inbound: FakeChannel, **options) -> Timed:
-        args = [inbound.extension, inbound.linkedid]
-        return _timed(lambda: run_fastagi(self.address, f"incoming?did={inbound.extension}",
-                                          args, inbound, **options))
+        did = inbound.extension
+        return _timed(lambda: agi_incoming(self.address, inbound, did,
+                                           script=f"incoming?did={did}", **options))
 
     def answered(self, inbound: FakeChannel, extension: str = "101", *,
                  device: str = "local", leg: FakeChannel | None = None) -> Timed:
         leg = leg or self.answering_leg(inbound, extension, device=device)
-        return _timed(lambda: run_fastagi(self.address, f"answered?inbound={inbound.uniqueid}",
-                                          [inbound.uniqueid], leg))
+        return _timed(lambda: agi_answered(self.address, inbound, leg,
+                                           script=f"answered?inbound={inbound.uniqueid}"))
 
     def hangup(self, inbound: FakeChannel, dialstatus: str, *, talk: int | None = None,
                cause: int = 16) -> Timed:
         """The hangup handler on the inbound leg, which is dead by now."""
-        self._hang_up(inbound, dialstatus, talk, cause)
-        args = hangup_args(inbound, dialstatus, talk, cause)
-        return _timed(lambda: run_fastagi(self.address, f"hangup?uniqueid={inbound.uniqueid}",
-                                          args, inbound))
-
-    @staticmethod
-    def _hang_up(inbound: FakeChannel, dialstatus: str, talk: int | None, cause: int) -> None:
-        inbound.hangup()
-        inbound.variables.update({"DIALSTATUS": dialstatus, "HANGUPCAUSE": str(cause),
-                                  "ANSWEREDTIME": "" if talk is None else str(talk)})
-        inbound.context, inbound.extension, inbound.priority = "crm-hangup", "s", 2
+        args = hang_up(inbound, dialstatus, talk=talk, cause=cause, context="crm-hangup")
+        return _timed(lambda: agi_hangup(self.address, inbound, args,
+                                         script=f"hangup?uniqueid={inbound.uniqueid}"))
 
     def call(self, inbound: FakeChannel, *, answered_by: str | None = "101",
              dialstatus: str | None = None, talk: int | None = 3) -> dict[str, Timed]:
@@ -200,12 +184,8 @@ class Pbx:
 
     def relayed_hangup(self, inbound: FakeChannel, dialstatus: str, *, talk: int | None = None,
                        cause: int = 16) -> Timed:
-        self._hang_up(inbound, dialstatus, talk, cause)
-        return self.relayed("hangup", hangup_args(inbound, dialstatus, talk, cause), inbound)
-
-
-def hangup_args(inbound: FakeChannel, dialstatus: str, talk: int | None, cause: int):
-    return [inbound.uniqueid, dialstatus, str(cause), "" if talk is None else str(talk)]
+        args = hang_up(inbound, dialstatus, talk=talk, cause=cause, context="crm-hangup")
+        return self.relayed("hangup", args, inbound)
 
 
 def closed_port() -> int:

@@ -8,6 +8,13 @@ from the events it has sent), ``Originate`` (recorded; ``Async`` answers at once
 Error``. Test hooks: hold an action's response back (``hold_next``), stop answering pings
 (``answer_pings``), drop every client (``drop_clients``).
 
+One action is the emulator's own, not Asterisk's: ``Action: PbxCrmSimulate`` with ``Data:`` the
+base64 of an AMI event stream. A logged-in client sends it to make the server play those events
+to its clients as if calls were happening on it: that is how ``pbx-crm simulate``, in another
+process, rings the phones the demo's AMI listener follows. A real Asterisk answers it with
+``Response: Error`` (``Invalid/unknown command``), which tells a client it is not talking to the
+emulator.
+
 Calls come in two ways: ``replay(raw)`` sends the events of a recorded capture byte for byte
 (the recording session's banner, responses, list answers and login events are left out), and
 ``ScenarioBuilder`` writes PJSIP calls in the shapes the captures show: ``PJSIP/trunk-...``
@@ -18,6 +25,8 @@ busy phones, no answer, the caller giving up, two phones answering at once, queu
 
 from __future__ import annotations
 
+import base64
+import binascii
 import itertools
 import logging
 import re
@@ -41,6 +50,8 @@ from pbx_crm.ami_protocol import (
 log = logging.getLogger(__name__)
 
 BANNER = "Asterisk Call Manager/11.0.0"
+# The emulator's own action (see the module's docstring); Asterisk has no such action.
+SIMULATE_ACTION = "PbxCrmSimulate"
 STATE_DESC = {"0": "Down", "4": "Ring", "5": "Ringing", "6": "Up", "7": "Busy"}
 # The channel snapshot every channel event carries, in Asterisk 22's order.
 SNAPSHOT_FIELDS = ("Channel", "ChannelState", "ChannelStateDesc", "CallerIDNum", "CallerIDName",
@@ -363,7 +374,8 @@ class FakeAmiServer:
         """Answer one action; False closes the connection."""
         name = (action.get("Action") or "").lower()
         with self._state:
-            self.actions.append(action)
+            if name != SIMULATE_ACTION.lower():  # a demo sends thousands: not kept
+                self.actions.append(action)
             hold = next((h for h in self._holds if h.action == name), None)
             if hold is not None:
                 self._holds.remove(hold)
@@ -399,6 +411,8 @@ class FakeAmiServer:
             client.send(self._core_show_channels(action_id))
         elif name == "originate":
             self._originate(client, action)
+        elif name == SIMULATE_ACTION.lower():
+            self._simulate(client, action)
         else:
             client.send(_response(action_id, "Error", Message="Invalid/unknown command"))
         return True
@@ -430,6 +444,18 @@ class FakeAmiServer:
             except OSError:
                 return False
         return True
+
+    def _simulate(self, client: _Client, action: Message) -> None:
+        """``PbxCrmSimulate``: play the events in ``Data`` (base64) to the logged-in clients,
+        then answer with how many were played (the events go out before the answer)."""
+        action_id = action.get("ActionID")
+        try:
+            raw = base64.b64decode(action.get("Data") or "", validate=True)
+        except (binascii.Error, ValueError):
+            client.send(_response(action_id, "Error", Message="Data is not base64"))
+            return
+        count = self.replay(raw)
+        client.send(_response(action_id, "Success", Message="Events played", Events=count))
 
     def _core_show_channels(self, action_id: str | None) -> bytes:
         now = time.monotonic()
@@ -527,6 +553,8 @@ class SyntheticCall:
     phases: dict[str, bytes]
     stop_after: str | None = None
     legs: dict[str, str] = field(default_factory=dict)  # extension -> its phone leg's Uniqueid
+    trunk: str = ""  # the inbound leg's channel name (its Uniqueid is the linkedid)
+    channels: dict[str, str] = field(default_factory=dict)  # extension -> its phone leg's name
 
     def _split(self) -> int:
         names = list(self.phases)
@@ -571,13 +599,14 @@ class ScenarioBuilder:
     ``Newchannel``, ``DialBegin`` with the dialed leg as ``Dest*``, ``Newstate`` 5 and
     ``DialState RINGING``, ``DialEnd`` with ANSWER / CANCEL / NOANSWER / BUSY, bridge events,
     ``Hangup`` last. The dialed phone leg shows the DID as its caller number and the real
-    caller as its connected line, as Dial sets it. Ids grow from one builder to the next call.
+    caller as its connected line, as Dial sets it. Ids grow from one builder to the next call,
+    from ``first_id`` (a player that must not reuse another run's uniqueids starts elsewhere).
     """
 
-    def __init__(self, epoch: int = 1795900000, trunk: str = "trunk"):
+    def __init__(self, epoch: int = 1795900000, trunk: str = "trunk", *, first_id: int = 0):
         self.epoch = epoch
         self.trunk = trunk
-        self._uniqueids = itertools.count()
+        self._uniqueids = itertools.count(first_id)
         self._suffixes = itertools.count(1)
 
     def _uniqueid(self) -> str:
@@ -585,6 +614,11 @@ class ScenarioBuilder:
 
     def _suffix(self) -> str:
         return f"{next(self._suffixes):08x}"
+
+    def new_inbound(self) -> tuple[str, str]:
+        """(channel name, uniqueid) of a new inbound trunk leg, for ``ring_pjsip(inbound=...)``:
+        Asterisk creates that leg, and runs the lookup on it, before anything is dialed."""
+        return f"PJSIP/{self.trunk}-{self._suffix()}", self._uniqueid()
 
     def ring_pjsip(
         self,
@@ -599,6 +633,8 @@ class ScenarioBuilder:
         abandon: bool = False,
         queue: bool = False,
         stop_after: str | None = None,
+        inbound: tuple[str, str] | None = None,
+        tried_first: Sequence[str] = (),
     ) -> SyntheticCall:
         """An inbound call from ``caller`` to ``did`` ringing ``extensions`` together.
 
@@ -610,18 +646,25 @@ class ScenarioBuilder:
         ``stop_after="ringing"`` or ``"answer"`` leaves the call there (``data``); the events
         after it are in ``call.rest``, each phase in ``call.phases``. An empty ``caller`` is a
         call without caller ID (``<unknown>``).
+
+        ``inbound``: the trunk leg's (channel name, uniqueid) from ``new_inbound()``.
+        ``tried_first``: phones a Dial of their own rang before this one, unanswered (the
+        dialplan's owner-first ring): they ring in a ``"first"`` phase, then end NOANSWER and
+        hang up as the group's Dial begins.
         """
         if answer is not None and (answer not in extensions or answer in busy):
             raise ValueError(f"answer={answer!r} must be a dialed extension that is not busy")
         if stop_after not in (None, "ringing", "answer"):
             raise ValueError(f"stop_after={stop_after!r}: use 'ringing', 'answer' or None")
         script = _Script()
-        linkedid = self._uniqueid()
+        trunk_name, linkedid = inbound or self.new_inbound()
         number = caller or "<unknown>"
         name = caller_name or "<unknown>"
-        trunk = _Channel(f"PJSIP/{self.trunk}-{self._suffix()}", linkedid, linkedid, "4",
-                         "from-pstn", did, cid_num=number, cid_name=name)
+        trunk = _Channel(trunk_name, linkedid, linkedid, "4", "from-pstn", did, cid_num=number,
+                         cid_name=name)
         script.channel_event("Newchannel", trunk)
+        if tried_first:
+            self._ring_unanswered_first(script, trunk, did, tried_first, name, number)
 
         # Each extension: the leg the trunk dials (the phone itself, or a queue's Local ;1),
         # and in queue mode the hop from the Local ;2 half to the phone.
@@ -669,7 +712,7 @@ class ScenarioBuilder:
         if not ringing:
             self._hangup(script, [trunk], "16", "Normal Clearing")
             script.end_phase("end")
-            return self._finish(script, linkedid, phones, stop_after)
+            return self._finish(script, linkedid, phones, stop_after, trunk.name)
 
         if answer is not None:
             winners = [answer] + [ext for ext in also_answer if ext != answer and ext in ringing]
@@ -717,7 +760,26 @@ class ScenarioBuilder:
             ("Channel", trunk.name), ("Disposition", "ANSWERED" if answer else "NO ANSWER"),
             ("UniqueID", linkedid)], privilege="cdr,all")
         script.end_phase("end")
-        return self._finish(script, linkedid, phones, stop_after)
+        return self._finish(script, linkedid, phones, stop_after, trunk.name)
+
+    def _ring_unanswered_first(self, script: _Script, trunk: _Channel, did: str,
+                               extensions: Sequence[str], name: str, number: str) -> None:
+        """A Dial of its own to ``extensions`` that rings (phase ``"first"``), then times out:
+        its DialEnd NOANSWER and hangups open the next phase."""
+        phones = [_Channel(f"PJSIP/{ext}-{self._suffix()}", self._uniqueid(), trunk.linkedid, "0",
+                           "from-internal", ext, cid_num=did, cid_name=name, cl_num=number,
+                           cl_name=name) for ext in extensions]
+        for ext, phone in zip(extensions, phones):
+            script.channel_event("Newchannel", phone)
+            script.dial_event("DialBegin", trunk, phone, ("DialString", ext))
+        for phone in phones:
+            phone.state = "5"
+            script.channel_event("Newstate", phone)
+            script.dial_event("DialState", trunk, phone, ("DialStatus", "RINGING"))
+        script.end_phase("first")
+        for phone in phones:
+            script.dial_event("DialEnd", trunk, phone, ("DialStatus", "NOANSWER"))
+        self._hangup(script, phones, "0", "Unknown")
 
     @staticmethod
     def _halves(hops: list[tuple[_Channel, _Channel]]) -> list[_Channel]:
@@ -731,9 +793,10 @@ class ScenarioBuilder:
 
     @staticmethod
     def _finish(script: _Script, linkedid: str, phones: dict[str, _Channel],
-                stop_after: str | None) -> SyntheticCall:
+                stop_after: str | None, trunk: str = "") -> SyntheticCall:
         return SyntheticCall(linkedid, script.phases, stop_after,
-                             {ext: phone.uniqueid for ext, phone in phones.items()})
+                             {ext: phone.uniqueid for ext, phone in phones.items()}, trunk,
+                             {ext: phone.name for ext, phone in phones.items()})
 
 
 def ring_pjsip(caller: str, did: str, extensions: Sequence[str], answer: str | None = None,

@@ -1,0 +1,433 @@
+"""The PBX in the box: the call player, `pbx-crm demo` playing calls, `pbx-crm simulate`.
+
+The player's stories run in-process on SQLite and PostgreSQL against the real FastAGI server
+and the real AMI listener following a loopback FakeAmiServer; each plays one whole call, both
+paths, in Asterisk's order, with its waits scaled to nothing, and checks what the CRM wrote.
+Then the two commands as a user runs them: real processes from ``/`` on an SQLite file,
+stopped with SIGTERM like a service.
+
+Cast: ana 101, budi 102, citra 103 (the ring group), hana a head; DID 2150001.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import random
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from functools import partial
+from itertools import islice
+from pathlib import Path
+
+import pytest
+from sqlmodel import select
+
+from factories import make_contact, make_deal, make_pipeline, make_user
+from pbx_crm import events
+from pbx_crm.ami import AmiClient
+from pbx_crm.ami_listener import AmiListener
+from pbx_crm.components import start_fastagi
+from pbx_crm.config import Address, Settings
+from pbx_crm.db import make_engine, transaction
+from pbx_crm.models import Call, Deal, Event, Stage, Task, TimelineEntry
+from pbx_crm.simulator.ami import FakeAmiServer
+from pbx_crm.simulator.pbx import (OWNER, CallPlayer, EmulatorLink, SimulatedCall,
+                                   random_calls)
+
+WAIT = 10.0
+PBX_CRM = str(Path(sys.executable).parent / "pbx-crm")
+
+
+# --- in-process: the player against the real FastAGI server and AMI listener -------------
+
+
+@dataclass(frozen=True)
+class Team:
+    ana: int
+    budi: int
+    citra: int
+    hana: int
+    actors: dict
+
+
+@pytest.fixture
+def team(engine) -> Team:
+    with transaction(engine) as session:
+        make_pipeline(session)
+        actors = {login: make_user(session, login, role=role, extensions=exts)
+                  for login, role, exts in (("ana", "seller", ["101"]),
+                                            ("budi", "seller", ["102"]),
+                                            ("citra", "seller", ["103"]),
+                                            ("hana", "head", []))}
+    return Team(**{login: actor.user_id for login, actor in actors.items()}, actors=actors)
+
+
+@dataclass
+class PhoneSystem:
+    ami: FakeAmiServer
+    listener: AmiListener
+    fastagi: object
+
+    def player(self, ami=None) -> CallPlayer:
+        return CallPlayer(self.fastagi.address, ami or self.ami, time_scale=0)
+
+    def play(self, call: SimulatedCall, *, ami=None):
+        """One whole call; returns once the listener has handled every event it caused."""
+        played = self.player(ami).play(call)
+        assert self.listener.wait_idle(WAIT), "the AMI listener fell behind"
+        assert not played.errors, played.errors
+        return played
+
+
+@pytest.fixture
+def phones(engine, tmp_path, team):
+    """The CRM's two telephony edges, running, and Asterisk's AMI played by the emulator."""
+    with FakeAmiServer(users={"crm": "secret"}) as ami:
+        settings = Settings(data_dir=tmp_path, database_url=engine.url.render_as_string(False),
+                            fastagi_listen=Address("127.0.0.1", 0), hook_budget_ms=5000,
+                            ami_host=ami.host, ami_port=ami.port, ami_username="crm",
+                            ami_secret="secret")
+        fastagi = start_fastagi(settings, engine, replay_interval=3600)
+        client = partial(AmiClient, reconnect_delay=0.01, connect_timeout=WAIT,
+                         action_timeout=WAIT)
+        listener = AmiListener(engine, settings, client_factory=client, hangup_grace=0).start()
+        try:
+            assert listener.wait_until(lambda: listener.resyncs >= 1, WAIT)
+            yield PhoneSystem(ami, listener, fastagi)
+        finally:
+            listener.stop()
+            fastagi.stop()
+
+
+def the_call(engine, linkedid: str) -> Call:
+    with transaction(engine, read_only=True) as session:
+        return session.exec(select(Call).where(Call.uniqueid == linkedid)).one()
+
+
+def deal_of(engine, call: Call) -> tuple[Deal, str]:
+    with transaction(engine, read_only=True) as session:
+        deal = session.get(Deal, call.deal_id)
+        return deal, session.get(Stage, deal.stage_id).name
+
+
+def pops(engine, linkedid: str, kind: str = events.RINGING) -> list[int | None]:
+    with transaction(engine, read_only=True) as session:
+        return [event.target_user_id for event in session.exec(
+            select(Event).where(Event.linkedid == linkedid, Event.kind == kind)
+            .order_by(Event.id))]
+
+
+def known_caller_of(engine, seller, number: str = "0812-1034-5521") -> int:
+    """Agus Salim, whose open deal is ``seller``'s; returns the deal's id."""
+    with transaction(engine) as session:
+        contact = make_contact(session, "Agus Salim", phones=[number])
+        return make_deal(session, seller, title="Cloud PBX", contact_id=contact.id).id
+
+
+def test_a_new_caller_rings_the_group_and_ana_who_answers_takes_the_unsorted_deal(
+        engine, team, phones):
+    played = phones.play(SimulatedCall("081355006611", "TOKO MAJU", answer="101",
+                                       ring_seconds=4, talk_seconds=42))
+
+    assert (played.status, played.dials, played.answered_by) == (
+        "NEW", [("101", "102", "103")], "101")
+    assert (played.dialstatus, played.disposition) == ("ANSWER", "answered")
+    call = the_call(engine, played.linkedid)
+    assert (call.linkedid, call.caller_e164, call.did) == (
+        played.linkedid, "+6281355006611", "2150001")
+    assert (call.disposition, call.answered_exten, call.answered_by_id) == (
+        "answered", "101", team.ana)
+    deal, stage = deal_of(engine, call)
+    assert (deal.owner_id, stage, deal.source) == (team.ana, "Opportunity", "call")
+    # Every phone that rang popped the card (AMI); the heads heard of it from the lookup.
+    assert sorted(pops(engine, played.linkedid), key=str) == sorted(
+        [None, team.ana, team.budi, team.citra], key=str)
+    assert sorted(pops(engine, played.linkedid, events.STOPPED_RINGING)) == [team.budi,
+                                                                            team.citra]
+    with transaction(engine, read_only=True) as session:
+        entry = session.exec(select(TimelineEntry).where(
+            TimelineEntry.deal_id == deal.id, TimelineEntry.kind == "call")).one()
+    assert entry.body == "Inbound call answered: +6281355006611, 42 s"
+    assert played.describe({"101": "ana", "102": "budi", "103": "citra"}) == (
+        "call from 081355006611 (TOKO MAJU) [NEW] → rings ana, budi, citra "
+        "→ answered by ana, 42 s")
+
+
+def test_a_known_caller_rings_their_seller_first_and_only_that_seller_pops(
+        engine, team, phones):
+    deal_id = known_caller_of(engine, team.actors["budi"])
+
+    played = phones.play(SimulatedCall("081210345521", answer=OWNER, talk_seconds=90))
+
+    assert (played.status, played.lookup["CRM_OWNER_EXTEN"]) == ("FOUND", "102")
+    assert (played.dials, played.owner_first, played.answered_by) == ([("102",)], "102", "102")
+    # budi's pop came with the lookup, and his ringing phone did not repeat it.
+    assert [user for user in pops(engine, played.linkedid) if user] == [team.budi]
+    call = the_call(engine, played.linkedid)
+    assert (call.deal_id, call.answered_by_id, call.disposition) == (deal_id, team.budi,
+                                                                      "answered")
+    assert "Agus Salim" in played.describe() and "(owner)" in played.describe()
+
+
+def test_when_the_seller_does_not_answer_the_group_rings_and_the_deal_stays_theirs(
+        engine, team, phones):
+    deal_id = known_caller_of(engine, team.actors["budi"])
+
+    played = phones.play(SimulatedCall("+6281210345521", answer="103"))
+
+    assert played.dials == [("102",), ("101", "102", "103")]
+    call = the_call(engine, played.linkedid)
+    assert (call.answered_exten, call.answered_by_id) == ("103", team.citra)
+    deal, _ = deal_of(engine, call)
+    assert (deal.id, deal.owner_id) == (deal_id, team.budi)
+    assert team.budi in pops(engine, played.linkedid, events.STOPPED_RINGING)
+    assert {team.ana, team.citra} <= set(pops(engine, played.linkedid))
+
+
+def test_a_missed_call_leaves_a_callback_task_in_the_unsorted_queue(engine, team, phones):
+    played = phones.play(SimulatedCall("0857-1100-2299", answer=None, unanswered="missed"))
+
+    assert (played.dialstatus, played.disposition, played.outcome) == (
+        "NOANSWER", "missed", "missed")
+    call = the_call(engine, played.linkedid)
+    assert (call.disposition, call.answered_at) == ("missed", None)
+    with transaction(engine, read_only=True) as session:
+        task = session.exec(select(Task).where(Task.deal_id == call.deal_id)).one()
+    assert (task.kind, task.assignee_id) == ("callback", None)
+    assert sorted(pops(engine, played.linkedid, events.STOPPED_RINGING)) == sorted(
+        [team.ana, team.budi, team.citra])
+
+
+@pytest.mark.parametrize("ending, dialstatus, callback", [("abandoned", "CANCEL", True),
+                                                           ("busy", "BUSY", False)])
+def test_a_caller_who_gives_up_or_finds_everyone_busy(engine, team, phones, ending,
+                                                      dialstatus, callback):
+    played = phones.play(SimulatedCall("0813-5500-6611", answer=None, unanswered=ending))
+
+    assert (played.dialstatus, played.disposition) == (dialstatus, ending)
+    call = the_call(engine, played.linkedid)
+    with transaction(engine, read_only=True) as session:
+        tasks = session.exec(select(Task).where(Task.deal_id == call.deal_id)).all()
+    assert (call.disposition, len(tasks)) == (ending, 1 if callback else 0)
+
+
+def test_a_ring_group_of_three_with_budi_answering_gives_the_deal_one_owner(
+        engine, team, phones):
+    played = phones.play(SimulatedCall("", answer="102"))  # a withheld number, too
+    assert played.status == "ANONYMOUS"
+    new = phones.play(SimulatedCall("0822-9911-2233", answer="102"))
+
+    call = the_call(engine, new.linkedid)
+    deal, _ = deal_of(engine, call)
+    assert (deal.owner_id, call.answered_by_id) == (team.budi, team.budi)
+    assert pops(engine, new.linkedid, events.ANSWERED).count(team.budi) == 1
+    assert sorted(pops(engine, new.linkedid, events.STOPPED_RINGING)) == [team.ana,
+                                                                          team.citra]
+    with transaction(engine, read_only=True) as session:
+        taken = session.exec(select(TimelineEntry).where(
+            TimelineEntry.deal_id == deal.id, TimelineEntry.kind == "assignment")).all()
+    assert [entry.body for entry in taken] == ["Taken by Budi"]
+
+
+def test_the_phones_ring_through_the_emulators_own_action_as_simulate_plays_them(
+        engine, team, phones):
+    link = EmulatorLink(phones.ami.host, phones.ami.port, "crm", "secret").connect()
+    try:
+        played = phones.play(SimulatedCall("0878-1234-5678", answer="103"), ami=link)
+    finally:
+        link.close()
+
+    with transaction(engine, read_only=True) as session:
+        from_ami = [event.target_user_id for event in session.exec(select(Event).where(
+            Event.linkedid == played.linkedid, Event.kind == events.RINGING))
+            if event.payload.get("source") == "ami"]
+    assert sorted(from_ami) == sorted([team.ana, team.budi, team.citra])
+    assert the_call(engine, played.linkedid).answered_by_id == team.citra
+
+
+def test_random_calls_are_a_believable_mix():
+    known = [f"+62812{n:07d}" for n in range(40)]
+    calls = list(islice(random_calls(random.Random(1), known), 2000))
+
+    kinds = Counter("anonymous" if not c.caller
+                    else "known" if c.caller.replace("+62", "0", 1) in
+                    {k.replace("+62", "0", 1) for k in known} else "new" for c in calls)
+    unanswered = Counter(c.unanswered for c in calls if c.answer is None)
+    assert 0.38 < kinds["new"] / 2000 < 0.52 and 0.38 < kinds["known"] / 2000 < 0.52
+    assert 0.06 < kinds["anonymous"] / 2000 < 0.14
+    assert 0.11 < sum(unanswered.values()) / 2000 < 0.19
+    assert set(unanswered) == {"missed", "abandoned", "busy"}
+    assert any(c.answer == OWNER for c in calls) and any(not c.owner_first for c in calls)
+    assert all(5 <= c.talk_seconds <= 300 for c in calls)
+    # The trunk sends numbers both ways: national 0812... and +62812...
+    assert {c.caller[:1] for c in calls if c.caller} == {"0", "+"}
+
+
+# --- the commands ----------------------------------------------------------------------------
+
+
+def test_simulate_with_nothing_serving_says_so_and_fails(engine, team, capsys):
+    from pbx_crm import cli
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    code = cli.main(["--database-url", engine.url.render_as_string(False), "simulate",
+                     "--calls", "3", "--fastagi", f"127.0.0.1:{port}", "--time-scale", "0"])
+
+    out, err = capsys.readouterr()
+    assert code == 1 and "Traceback" not in err
+    assert f"no FastAGI server answered at 127.0.0.1:{port}" in err
+    assert "playing the AGI path only" in out and "UNAVAILABLE 1" in out
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Process:
+    """A `pbx-crm` process whose stdout lines are read as they come."""
+
+    def __init__(self, args, env):
+        self.popen = subprocess.Popen([PBX_CRM, *args], cwd="/", env=env, text=True,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.lines: list[str] = []
+        self._queue: queue.Queue = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.popen.stdout:
+            self._queue.put(line.rstrip("\n"))
+
+    def wait_for(self, condition, *, timeout: float = 30.0, what: str = "a line"):
+        """Read lines until ``condition(lines)`` is true (returned), or fail at the deadline."""
+        deadline = time.monotonic() + timeout
+        while not (found := condition(self.lines)):
+            try:
+                self.lines.append(self._queue.get(timeout=max(0.0, deadline - time.monotonic())))
+            except queue.Empty:
+                raise AssertionError(f"no {what} within {timeout} s; stdout so far:\n"
+                                     + "\n".join(self.lines)) from None
+        return found
+
+    def terminate(self) -> tuple[int, str]:
+        self.popen.send_signal(signal.SIGTERM)
+        _, err = self.popen.communicate(timeout=30)
+        return self.popen.returncode, err
+
+    def kill(self):
+        if self.popen.poll() is None:
+            self.popen.kill()
+            self.popen.communicate()
+
+
+@pytest.fixture
+def demo_env():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PBX_CRM_")}
+    env.update(PYTHONUNBUFFERED="1", PBX_CRM_FASTAGI_LISTEN=f"127.0.0.1:{free_port()}",
+               PBX_CRM_AMI_PORT=str(free_port()))
+    return env
+
+
+@pytest.fixture
+def running(tmp_path, demo_env):
+    """Start `pbx-crm demo ...` on a data directory of its own; killed if a test fails."""
+    started = []
+
+    def start(*args) -> Process:
+        started.append(Process(["--data-dir", str(tmp_path / "data"), "demo", *args],
+                               demo_env))
+        return started[-1]
+
+    yield start
+    for process in started:
+        process.kill()
+
+
+def demo_database(tmp_path):
+    return make_engine(f"sqlite:///{tmp_path / 'data' / 'pbx-crm.sqlite3'}")
+
+
+def eventually(condition, *, timeout: float = WAIT, what: str = "the condition"):
+    deadline = time.monotonic() + timeout
+    while not (result := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {timeout} s")
+        time.sleep(0.05)
+    return result
+
+
+def ami_pops_for_sellers(engine) -> int:
+    with transaction(engine, read_only=True) as session:
+        return sum(1 for event in session.exec(select(Event).where(
+            Event.kind == events.RINGING, Event.target_user_id.is_not(None)))
+            if event.payload.get("source") == "ami")
+
+
+def test_the_demo_rings_calls_through_fastagi_and_ami_until_stopped_like_a_service(
+        tmp_path, running):
+    demo = running("--calls-every", "0.3", "--time-scale", "0.005")
+
+    calls = demo.wait_for(lambda lines: [line for line in lines if line.startswith(
+        "call from ")][:2] if sum(line.startswith("call from ") for line in lines) >= 2
+        else None, what="two demo calls")
+    engine = demo_database(tmp_path)
+    try:
+        with transaction(engine, read_only=True) as session:
+            recorded = session.exec(select(Call).where(Call.ended_at.is_not(None))).all()
+            demo_deals = {deal.id for deal in session.exec(select(Deal))}
+        assert len(recorded) >= 2
+        assert all(call.deal_id in demo_deals for call in recorded if call.deal_id)
+        eventually(lambda: ami_pops_for_sellers(engine), what="an AMI pop for a seller")
+    finally:
+        engine.dispose()
+    code, err = demo.terminate()
+    assert code == 0, err
+    assert "Traceback" not in err
+    assert any(re.search(r"→ (answered by (ana|budi|citra), \d+ s|missed|busy|the caller)",
+                         line) for line in calls)
+    assert any(line.startswith("PBX: the demo's Asterisk emulator serves AMI on 127.0.0.1:")
+               for line in demo.lines)
+
+
+def test_simulate_plays_calls_into_a_running_demo_through_both_paths(tmp_path, running):
+    demo = running("--no-calls")
+    hint = demo.wait_for(lambda lines: next((line for line in lines if " simulate " in line),
+                                            None), what="the simulate command line")
+    demo.wait_for(lambda lines: any(line.startswith("Started ami") for line in lines),
+                  what="the AMI listener starting")
+    words = shlex.split(hint)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PBX_CRM_")}
+    env.update(word.split("=", 1) for word in words if word.startswith("PBX_CRM_"))
+    options = words[words.index("pbx-crm") + 1:words.index("simulate")]
+    engine = demo_database(tmp_path)
+    try:
+        simulate = subprocess.run(
+            [PBX_CRM, *options, "simulate", "--calls", "5", "--rate", "5", "--seed", "3",
+             "--time-scale", "0.005"], cwd="/", env=env, capture_output=True, text=True,
+            timeout=60, check=False)
+        assert simulate.returncode == 0, simulate.stderr
+        out = simulate.stdout
+        assert "AMI: the phones ring through the demo's emulator" in out
+        assert len(re.findall(r"^\[\d/5\] call from ", out, re.MULTILINE)) == 5
+        summary = out.strip().splitlines()[-1]
+        assert re.match(r"5 calls in [\d.]+ s: NEW \d, FOUND \d, ANONYMOUS \d, UNAVAILABLE 0; "
+                        r"answered \d, missed \d, busy \d, abandoned \d$", summary), summary
+        with transaction(engine, read_only=True) as session:
+            assert len(session.exec(select(Call)).all()) == 5
+        eventually(lambda: ami_pops_for_sellers(engine), what="an AMI pop for a seller")
+    finally:
+        engine.dispose()
+    code, err = demo.terminate()
+    assert code == 0, err
