@@ -39,4 +39,13 @@ def arg(request, position: int, default: str = "") -> str:
     return request.args[position - 1] if len(request.args) >= position else default
 
 
+def caller_of(request, settings):
+    """The caller as the AGI environment names them, recognised with the settings' rules."""
+    from pbx_crm.phones import classify_caller
+
+    return classify_caller(request.callerid, region=settings.phone_region,
+                           extensions=settings.internal_extensions,
+                           presentation=request.callingpres)
+
+
 from . import answered, hangup, incoming, outbound  # noqa: E402,F401  (they register)

@@ -6,9 +6,8 @@ on the dead channel (SET VARIABLE still works there; nothing else is needed).
 """
 
 from pbx_crm import calls
-from pbx_crm.phones import classify_caller
 
-from . import arg, hook
+from . import arg, caller_of, hook
 
 
 def _int_or_none(text: str) -> int | None:
@@ -19,9 +18,7 @@ def _int_or_none(text: str) -> int | None:
 @hook(call_key=lambda request: arg(request, 1) or request.uniqueid)
 def hangup(session, request, context):
     settings = context.settings
-    caller = classify_caller(request.callerid, region=settings.phone_region,
-                             extensions=settings.internal_extensions,
-                             presentation=request.callingpres)
+    caller = caller_of(request, settings)
     call = calls.record_hangup(
         session, uniqueid=arg(request, 1) or request.uniqueid, dial_status=arg(request, 2),
         hangup_cause=_int_or_none(arg(request, 3)),

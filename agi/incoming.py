@@ -8,17 +8,14 @@ dialplan then keeps the trunk's name and rings the normal group).
 """
 
 from pbx_crm import calls
-from pbx_crm.phones import classify_caller
 
-from . import arg, hook
+from . import arg, caller_of, hook
 
 
 @hook(call_key=lambda request: request.uniqueid)
 def incoming(session, request, context):
     settings = context.settings
-    caller = classify_caller(request.callerid, region=settings.phone_region,
-                             extensions=settings.internal_extensions,
-                             presentation=request.callingpres)
+    caller = caller_of(request, settings)
     lookup = calls.record_inbound_call(
         session, uniqueid=request.uniqueid, linkedid=arg(request, 2) or request.uniqueid,
         caller=caller, caller_name=request.calleridname,

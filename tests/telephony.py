@@ -321,3 +321,23 @@ class TcpProxy:
 def proxied_engine(engine, proxy: TcpProxy):
     """An engine like ``engine`` that reaches its PostgreSQL server through ``proxy``."""
     return make_engine(proxy.engine_url(engine.url))
+
+
+class RecordingDispatcher:
+    """A plain dispatcher for the server alone: fixed variables, and the requests it saw."""
+
+    def __init__(self, variables=None, on_handle=None):
+        self.variables = variables if variables is not None else {"CRM_DEAL_ID": "42"}
+        self.on_handle = on_handle
+        self.requests = []
+        self.overloaded_requests = []
+
+    def handle(self, request):
+        self.requests.append(request)
+        if self.on_handle:
+            self.on_handle(request)
+        return self.variables
+
+    def overloaded(self, request):
+        self.overloaded_requests.append(request)
+        return {"CRM_STATUS": "UNAVAILABLE"}

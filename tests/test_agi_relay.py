@@ -16,27 +16,12 @@ import pytest
 from pbx_crm.agi_protocol import read_request
 from pbx_crm.fastagi import FastAgiServer, relay_script_path
 from pbx_crm.simulator.agi import FakeChannel, fastagi_env_block, run_process_agi
+from telephony import RecordingDispatcher as Dispatcher
 
 RELAY = relay_script_path()
 BUDGET = 2.0  # the relay's hard cap on one run
 # "/usr/bin/env python3" finds this interpreter first, as it finds /usr/bin/python3 on a PBX.
 PATH = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
-
-
-class Dispatcher:
-    def __init__(self, variables, on_handle=None):
-        self.variables = variables
-        self.on_handle = on_handle
-        self.requests = []
-
-    def handle(self, request):
-        self.requests.append(request)
-        if self.on_handle:
-            self.on_handle(request)
-        return self.variables
-
-    def overloaded(self, request):
-        return {"CRM_STATUS": "UNAVAILABLE"}
 
 
 @pytest.fixture

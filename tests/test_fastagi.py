@@ -18,26 +18,7 @@ import pytest
 
 from pbx_crm.fastagi import FastAgiServer
 from pbx_crm.simulator.agi import FakeChannel, fastagi_env_block, run_fastagi
-
-
-class Dispatcher:
-    """Returns fixed variables and remembers the requests it saw."""
-
-    def __init__(self, variables=None, on_handle=None):
-        self.variables = variables if variables is not None else {"CRM_DEAL_ID": "42"}
-        self.on_handle = on_handle
-        self.requests = []
-        self.overloaded_requests = []
-
-    def handle(self, request):
-        self.requests.append(request)
-        if self.on_handle:
-            self.on_handle(request)
-        return self.variables
-
-    def overloaded(self, request):
-        self.overloaded_requests.append(request)
-        return {"CRM_STATUS": "UNAVAILABLE"}
+from telephony import RecordingDispatcher as Dispatcher
 
 
 @contextmanager
