@@ -125,6 +125,8 @@ class HookDispatcher:
         replayed = 0
         with self._replay_lock:
             for item in self.spool.pending(limit):
+                if self._stopping.is_set():
+                    break  # shutting down: the rest waits in the spool for the next start
                 hook = self.hooks.get(item.hook)
                 if hook is None:
                     self.spool.failed(item.id, f"unknown hook {item.hook}", retryable=False)

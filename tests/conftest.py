@@ -20,6 +20,7 @@ from pbx_crm import users
 from pbx_crm.config import Settings
 from pbx_crm.db import make_engine, transaction, upgrade
 from pbx_crm.models import metadata
+from pbx_crm.simulator.ami import FakeAmiServer
 
 POSTGRES_URL = os.environ.get("PBX_CRM_TEST_POSTGRES_URL", "")
 
@@ -97,3 +98,10 @@ def session(engine):
 @pytest.fixture
 def settings(tmp_path, engine):
     return Settings(data_dir=tmp_path, database_url=str(engine.url.render_as_string(False)))
+
+
+@pytest.fixture
+def server():
+    """The loopback AMI server the emulator ships, with the CRM's AMI user."""
+    with FakeAmiServer(users={"crm": "secret"}) as server:
+        yield server

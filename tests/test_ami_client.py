@@ -18,16 +18,9 @@ import pytest
 
 from pbx_crm.ami import AmiClient, AmiNotConnected, AmiTimeout
 from pbx_crm.ami_protocol import AmiReader, format_action, parse_stream, split_stream
-from pbx_crm.simulator.ami import FakeAmiServer
 
 CAPTURES = Path(__file__).parent / "fixtures" / "asterisk-captures" / "ami"
 WAIT = 5.0
-
-
-@pytest.fixture
-def server():
-    with FakeAmiServer(users={"crm": "secret"}) as server:
-        yield server
 
 
 @pytest.fixture

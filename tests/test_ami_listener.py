@@ -28,19 +28,12 @@ from pbx_crm.config import Settings
 from pbx_crm.db import is_sqlite, make_engine, transaction
 from pbx_crm.models import Call, Deal, Event, utcnow
 from pbx_crm.phones import ExtensionPlan, classify_caller
-from pbx_crm.simulator.ami import FakeAmiServer
 
 CAPTURES = Path(__file__).parent / "fixtures" / "asterisk-captures" / "ami"
 BUDI = "+62 812-3456-7890"
 BUDI_E164 = "+6281234567890"
 DID = "2150001"
 WAIT = 5.0
-
-
-@pytest.fixture
-def server():
-    with FakeAmiServer(users={"crm": "secret"}) as server:
-        yield server
 
 
 @pytest.fixture

@@ -18,17 +18,10 @@ from pbx_crm.config import Settings
 from pbx_crm.db import transaction
 from pbx_crm.enums import TimelineKind
 from pbx_crm.errors import Forbidden, ValidationError
-from pbx_crm.simulator.ami import FakeAmiServer
 
 WAIT = 5.0
 BUDI_E164 = "+6281234567890"
 BUDI_OFFICE = "+62215550123"
-
-
-@pytest.fixture
-def server():
-    with FakeAmiServer(users={"crm": "secret"}) as server:
-        yield server
 
 
 @pytest.fixture
