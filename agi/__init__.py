@@ -19,16 +19,19 @@ class Hook:
     run: Callable  # (session, request, context) -> dict[str, str]
     # Which call a request belongs to, so the spool can keep one call's requests in order.
     call_key: Callable  # (request) -> str
+    # A read-only answer for the dialplan, given before ``run`` records anything: the call
+    # then waits for one read, and ``run`` follows on the dispatcher's writer.
+    answer: Callable | None = None  # (session, request, context) -> dict[str, str]
 
 
 HOOKS: dict[str, Hook] = {}
 
 
-def hook(call_key: Callable):
+def hook(call_key: Callable, answer: Callable | None = None):
     """Register the decorated function under its own name, the name the dialplan uses."""
 
     def register(function):
-        HOOKS[function.__name__] = Hook(function.__name__, function, call_key)
+        HOOKS[function.__name__] = Hook(function.__name__, function, call_key, answer)
         return function
 
     return register

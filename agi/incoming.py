@@ -5,6 +5,10 @@ number, name and presentation come from the AGI environment. Sets ``CRM_STATUS``
 ANONYMOUS, INTERNAL, CONFLICT; UNAVAILABLE comes from the dispatcher), ``CRM_DEAL_ID``,
 ``CRM_CONTACT_ID``, ``CRM_CALLER_NAME`` and ``CRM_OWNER_EXTEN`` (empty when unknown: the
 dialplan then keeps the trunk's name and rings the normal group).
+
+The dialplan waits only for ``answer_incoming``, one read; the call is recorded (and a new
+caller's contact and Unsorted deal made, and the screen-pop sent) right after, by ``incoming``
+on the dispatcher's writer.
 """
 
 from pbx_crm import calls
@@ -12,7 +16,22 @@ from pbx_crm import calls
 from . import arg, caller_of, hook
 
 
-@hook(call_key=lambda request: request.uniqueid)
+def _variables(lookup: calls.CallerLookup) -> dict[str, str]:
+    return {"CRM_STATUS": lookup.status,
+            "CRM_DEAL_ID": str(lookup.deal_id or ""),
+            "CRM_CONTACT_ID": str(lookup.contact_id or ""),
+            "CRM_CALLER_NAME": lookup.caller_name,
+            "CRM_OWNER_EXTEN": lookup.owner_extension}
+
+
+def answer_incoming(session, request, context):
+    settings = context.settings
+    return _variables(calls.lookup_caller(
+        session, uniqueid=request.uniqueid, caller=caller_of(request, settings),
+        create_deals=settings.unknown_callers_create_deals))
+
+
+@hook(call_key=lambda request: request.uniqueid, answer=answer_incoming)
 def incoming(session, request, context):
     settings = context.settings
     caller = caller_of(request, settings)
@@ -22,8 +41,4 @@ def incoming(session, request, context):
         did=arg(request, 1) or request.query.get("did") or request.dnid,
         create_deals=settings.unknown_callers_create_deals, region=settings.phone_region,
         now=context.now)
-    return {"CRM_STATUS": lookup.status,
-            "CRM_DEAL_ID": str(lookup.deal_id or ""),
-            "CRM_CONTACT_ID": str(lookup.contact_id or ""),
-            "CRM_CALLER_NAME": lookup.caller_name,
-            "CRM_OWNER_EXTEN": lookup.owner_extension}
+    return _variables(lookup)

@@ -5,12 +5,19 @@ owns the database transaction of each hook, and the rule a PBX admin judges us b
 never waits on the CRM. Each hook gets a time budget; when the budget runs out, the database
 fails, or every database worker is busy, the dispatcher answers ``CRM_STATUS=UNAVAILABLE`` at
 once, so the dialplan routes the call normally, and spools the request to replay it later.
+
+A hook with a read-only ``answer`` (``incoming``) makes the call wait for that one read only;
+its writes (``run``) go to the writer, one thread that records calls in batches, one
+transaction per batch, in arrival order. Later requests of a call whose writes are still
+queued queue behind them, so a call's lookup, answer and hangup are recorded in order.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
@@ -27,6 +34,9 @@ from .spool import Spool
 log = logging.getLogger(__name__)
 
 UNAVAILABLE = {"CRM_STATUS": "UNAVAILABLE"}
+# Writes queued beyond this go straight to the spool: memory stays bounded in a flood.
+WRITER_QUEUE_LIMIT = 5000
+WRITER_BATCH = 200
 
 
 @dataclass(frozen=True)
@@ -54,6 +64,7 @@ class HookDispatcher:
         self._replay_lock = threading.Lock()
         self._stopping = threading.Event()
         self._replayer: threading.Thread | None = None
+        self.writer = CallWriter(self)
 
     # --- the call path ----------------------------------------------------------------------
 
@@ -68,6 +79,15 @@ class HookDispatcher:
         if self.spool.holds_call(key):
             # An earlier request of this call waits in the spool: keep the call's order.
             return self._spool(hook, key, request, received_at, "earlier request spooled")
+        if hook.answer is not None:
+            variables = self._answer(hook, request, received_at)
+            self.writer.put(hook, key, request, received_at)
+            return variables
+        if not self.writer.wait_released(key, self.budget):
+            # An earlier request of this call is still not recorded: record this one after
+            # it, and let the call go on.
+            self.writer.put(hook, key, request, received_at)
+            return dict(UNAVAILABLE)
         if not self._free_workers.acquire(blocking=False):
             return self._spool(hook, key, request, received_at, "all database workers busy")
         future = self._pool.submit(self._run_and_release, hook, request, received_at)
@@ -80,6 +100,29 @@ class HookDispatcher:
         except Exception as error:  # noqa: BLE001 - whatever failed, the call goes on
             log.warning("hook %s failed for %s: %r", hook.name, request.uniqueid, error)
             return self._spool(hook, key, request, received_at, repr(error))
+
+    def _answer(self, hook, request: AgiRequest, received_at: datetime) -> dict[str, str]:
+        """The hook's read-only answer within the budget; UNAVAILABLE when it cannot be had
+        (the writes are queued all the same, and spooled if the database stays away)."""
+        if not self._free_workers.acquire(blocking=False):
+            return dict(UNAVAILABLE)
+        future = self._pool.submit(self._answer_and_release, hook, request, received_at)
+        try:
+            return future.result(timeout=self.budget)
+        except FutureTimeout:
+            log.warning("%s answer for %s over the %d ms budget", hook.name, request.uniqueid,
+                        self.settings.hook_budget_ms)
+        except Exception as error:  # noqa: BLE001 - whatever failed, the call goes on
+            log.warning("%s answer failed for %s: %r", hook.name, request.uniqueid, error)
+        return dict(UNAVAILABLE)
+
+    def _answer_and_release(self, hook, request: AgiRequest, received_at: datetime):
+        try:
+            context = HookContext(settings=self.settings, now=received_at)
+            with transaction(self.engine, read_only=True) as session:
+                return hook.answer(session, request, context)
+        finally:
+            self._free_workers.release()
 
     def overloaded(self, request: AgiRequest) -> dict[str, str]:
         hook = self.hooks.get(request.script)
@@ -108,9 +151,14 @@ class HookDispatcher:
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Wait until no hook runs on a database worker (one that overran its budget may
-        still be finishing); False if ``timeout`` ran out first."""
+        still be finishing) and the writer has recorded what it was given; False if
+        ``timeout`` ran out first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         with self._running_changed:
-            return self._running_changed.wait_for(lambda: self._running == 0, timeout)
+            if not self._running_changed.wait_for(lambda: self._running == 0, timeout):
+                return False
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        return self.writer.wait_empty(left)
 
     def _run(self, hook, request: AgiRequest, received_at: datetime, *, replay: bool):
         context = HookContext(settings=self.settings, now=received_at, replay=replay)
@@ -170,7 +218,94 @@ class HookDispatcher:
         self._replayer.start()
 
     def close(self) -> None:
+        self.writer.close()
         self._stopping.set()
         if self._replayer:
             self._replayer.join(timeout=5)
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+class CallWriter:
+    """The dispatcher's writer: hooks' writes recorded off the call's wait, in arrival order.
+
+    One thread takes what is queued (up to ``WRITER_BATCH``) and runs each hook in a savepoint
+    of one transaction, so a burst of calls costs one commit. A request whose hook fails, or
+    the whole batch when the database fails, goes to the spool and is replayed like any
+    spooled request. On close the queue is written (or spooled): nothing given is dropped.
+    """
+
+    def __init__(self, dispatcher: HookDispatcher):
+        self.dispatcher = dispatcher
+        self._queue: deque = deque()
+        self._held: Counter = Counter()  # call key -> requests queued or being written
+        self._changed = threading.Condition()
+        self._closing = False
+        self._thread = threading.Thread(target=self._loop, name="crm-call-writer", daemon=True)
+        self._thread.start()
+
+    def put(self, hook, key: str, request: AgiRequest, received_at: datetime) -> None:
+        with self._changed:
+            if not self._closing and len(self._queue) < WRITER_QUEUE_LIMIT:
+                self._queue.append((hook, key, request, received_at))
+                self._held[key] += 1
+                self._changed.notify_all()
+                return
+        self.dispatcher._spool(hook, key, request, received_at, "writer queue full")
+
+    def wait_released(self, key: str, timeout: float) -> bool:
+        """Wait (up to ``timeout``) until nothing of this call waits to be recorded."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self._held.get(key, 0) == 0, timeout)
+
+    def wait_empty(self, timeout: float | None = None) -> bool:
+        with self._changed:
+            return self._changed.wait_for(lambda: not self._held, timeout)
+
+    def close(self, timeout: float = 10.0) -> None:
+        with self._changed:
+            self._closing = True
+            self._changed.notify_all()
+        self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        while True:
+            with self._changed:
+                self._changed.wait_for(lambda: self._queue or self._closing)
+                if not self._queue:
+                    return
+                batch = [self._queue.popleft()
+                         for _ in range(min(WRITER_BATCH, len(self._queue)))]
+            try:
+                self._write(batch)
+            except Exception as error:  # noqa: BLE001 - the database failed: keep them all
+                log.warning("writing %d request(s) failed: %r", len(batch), error)
+                for hook, key, request, received_at in batch:
+                    self.dispatcher._spool(hook, key, request, received_at, repr(error))
+            finally:
+                with self._changed:
+                    for _hook, key, _request, _at in batch:
+                        self._held[key] -= 1
+                        if self._held[key] <= 0:
+                            del self._held[key]
+                    self._changed.notify_all()
+
+    def _write(self, batch) -> None:
+        dispatcher = self.dispatcher
+        spooled, spooled_keys = [], set()
+        with transaction(dispatcher.engine) as session:
+            for hook, key, request, received_at in batch:
+                if dispatcher.spool.holds_call(key) or key in spooled_keys:
+                    spooled.append((hook, key, request, received_at, "earlier request spooled"))
+                    continue
+                context = HookContext(settings=dispatcher.settings, now=received_at)
+                try:
+                    with session.begin_nested():
+                        hook.run(session, request, context)
+                except OperationalError:
+                    raise  # the database is away: the whole batch goes to the spool
+                except Exception as error:  # noqa: BLE001 - one bad request must not block
+                    log.warning("hook %s failed for %s: %r", hook.name, request.uniqueid, error)
+                    spooled.append((hook, key, request, received_at, repr(error)))
+                    spooled_keys.add(key)
+        for hook, key, request, received_at, reason in spooled:
+            dispatcher._spool(hook, key, request, received_at, reason)

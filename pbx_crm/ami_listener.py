@@ -224,6 +224,7 @@ class AmiListener:
         user = user_for_extension(session, signal.extension)
         if user is None:
             return
+        events.serialize_pops(session, signal.linkedid)
         call = _call_of(session, signal.inbound_uniqueid, signal.linkedid)
         payload = (_known_call_payload(session, call) if call is not None
                    else self._unknown_call_payload(session, signal))

@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import update
+from sqlalchemy import and_, bindparam, func, literal_column, update
+from sqlalchemy import select as core_select
 from sqlmodel import Session, select
 
 from . import events
@@ -20,7 +21,8 @@ from .enums import CallDirection, DealSource, TaskKind, TimelineKind
 from .errors import AlreadyTaken, Conflict, NumberConflict
 from .funnel import Actor
 from .journal import timeline
-from .models import Call, Contact, Event, Deal, Task, User, UserExtension, utcnow
+from .models import (Call, Contact, ContactPhone, Event, Deal, Pipeline, Stage, Task, User,
+                     UserExtension, utcnow)
 from .phones import CallerKind, CallerNumber
 from .users import user_for_extension
 
@@ -75,6 +77,68 @@ def _popped_for(session: Session, call: Call) -> list[int]:
         Event.target_user_id.is_not(None))))
 
 
+def _caller_query():
+    """One statement for what the dialplan needs about a number: up to two contacts having it
+    (two is a conflict), each with its most recent open deal, the seller (the deal's, else the
+    contact's) and that seller's first extension."""
+    contacts, phones, deals = Contact.__table__, ContactPhone.__table__, Deal.__table__
+    stages, extensions, users = Stage.__table__, UserExtension.__table__, User.__table__
+    open_deal = (core_select(deals.c.id).select_from(deals.join(stages, stages.c.id
+                                                                == deals.c.stage_id))
+                 .where(deals.c.contact_id == contacts.c.id, stages.c.kind == "open")
+                 .order_by(deals.c.created_at.desc(), deals.c.id.desc()).limit(1)
+                 .correlate(contacts).scalar_subquery())
+    deal = deals.alias("open_deal")
+    seller = func.coalesce(deal.c.owner_id, contacts.c.owner_id)
+    extension = (core_select(extensions.c.extension)
+                 .select_from(extensions.join(users, users.c.id == extensions.c.user_id))
+                 .where(extensions.c.user_id == seller, users.c.active)
+                 .order_by(extensions.c.id).limit(1).scalar_subquery())
+    return (core_select(contacts.c.id, contacts.c.name, deal.c.id, extension)
+            .select_from(phones.join(contacts, contacts.c.id == phones.c.contact_id)
+                         .outerjoin(deal, deal.c.id == open_deal))
+            .where(phones.c.e164 == bindparam("e164"))
+            .limit(2))
+
+
+_CALLER_QUERY = _caller_query()
+_CALL_RECORDED = core_select(literal_column("1")).where(
+    Call.__table__.c.uniqueid == bindparam("uniqueid"))
+_CALLS_MAKE_DEALS = core_select(literal_column("1")).where(
+    and_(Pipeline.__table__.c.is_default, Pipeline.__table__.c.creates_deals_from_calls))
+
+
+def lookup_caller(session: Session, *, uniqueid: str, caller: CallerNumber,
+                  create_deals: bool) -> CallerLookup:
+    """What ``record_inbound_call`` will decide, read without writing anything, so the
+    dialplan gets its answer before the call is recorded (the recording follows at once).
+
+    A new caller reads NEW with no deal yet: their contact and Unsorted deal are made by the
+    recording, and the screen-pop carries the new deal's number.
+    """
+    if caller.kind is CallerKind.INTERNAL:
+        return CallerLookup(INTERNAL)
+    if caller.kind is not CallerKind.NUMBER:
+        return CallerLookup(ANONYMOUS)
+    connection = session.connection()
+    if connection.execute(_CALL_RECORDED, {"uniqueid": uniqueid}).first() is not None:
+        # A retry of a call already recorded: the first run's decision stands.
+        call = find_call(session, uniqueid)
+        return _lookup_of(session, _status_of(session, call, caller), call)
+    rows = connection.execute(_CALLER_QUERY, {"e164": caller.e164}).all()
+    if len(rows) > 1:
+        return CallerLookup(CONFLICT)
+    if not rows:
+        return CallerLookup(NEW)
+    contact_id, name, deal_id, extension = rows[0]
+    if deal_id is None and create_deals and connection.execute(_CALLS_MAKE_DEALS).first():
+        # Known, but nothing open: the recording opens a new deal for them.
+        return CallerLookup(NEW, contact_id=contact_id, caller_name=name,
+                            owner_extension=extension or "")
+    return CallerLookup(FOUND, deal_id=deal_id, contact_id=contact_id, caller_name=name,
+                        owner_extension=extension or "")
+
+
 def find_call(session: Session, uniqueid: str) -> Call | None:
     return session.exec(select(Call).where(Call.uniqueid == uniqueid)).first()
 
@@ -118,9 +182,16 @@ def record_inbound_call(session: Session, *, uniqueid: str, linkedid: str,
     if call.deal_id is not None:
         session.get(Deal, call.deal_id).last_activity_at = now
     owner = user_for_extension(session, lookup.owner_extension) if lookup.owner_extension else None
-    events.emit_to_users(session, events.RINGING, [owner.id if owner else None],
-                         payload=_call_payload(call, lookup), deal_id=call.deal_id,
-                         linkedid=call.linkedid, now=now)
+    # The AMI listener may have popped the call already (the dialplan rings the phones as soon
+    # as the lookup answered, maybe before this is written): one pop per browser and call.
+    events.serialize_pops(session, call.linkedid)
+    told = set(session.exec(select(Event.target_user_id).where(
+        Event.linkedid == call.linkedid, Event.kind == events.RINGING)))
+    payload = _call_payload(call, lookup)
+    for target in [None] + ([owner.id] if owner else []):
+        if target not in told:
+            events.emit(session, events.RINGING, target_user_id=target, payload=payload,
+                        deal_id=call.deal_id, linkedid=call.linkedid, now=now)
     return lookup
 
 

@@ -38,6 +38,15 @@ def emit(session: Session, kind: str, *, target_user_id: int | None, payload: di
     return event
 
 
+def serialize_pops(session: Session, linkedid: str) -> None:
+    """Make the writers of one call's pops (the AGI lookup's recording and the AMI listener)
+    take turns, so each sees what the other wrote and no browser gets a pop twice. SQLite
+    writers take turns anyway; PostgreSQL's run side by side, hence a lock per call."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.exec(text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
+                     params={"key": "pops:" + linkedid})
+
+
 def events_after(session: Session, actor: Actor, last_id: int, *, limit: int = 100) -> list[Event]:
     """Events after ``last_id`` for ``actor``'s browser: their own, and a head's copy of every
     call (the events addressed to nobody in particular)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,6 +47,9 @@ class Spool:
             " attempts INTEGER NOT NULL DEFAULT 0, faults INTEGER NOT NULL DEFAULT 0,"
             " last_error TEXT, dead INTEGER NOT NULL DEFAULT 0)")
         self._db.execute("CREATE INDEX IF NOT EXISTS spooled_call ON spooled (call_key)")
+        # Asked on every call, so kept in memory: how many requests of each call wait here.
+        self._waiting = Counter(dict(self._db.execute(
+            "SELECT call_key, COUNT(*) FROM spooled WHERE NOT dead GROUP BY call_key")))
 
     def put(self, hook: str, call_key: str, env: dict[str, str], received_at: datetime,
             reason: str) -> int:
@@ -55,13 +59,12 @@ class Spool:
                 " VALUES (?, ?, ?, ?, ?)",
                 (hook, call_key, json.dumps(env), received_at.astimezone(UTC).isoformat(),
                  reason[:2000]))
+            self._waiting[call_key] += 1
             return cursor.lastrowid
 
     def holds_call(self, call_key: str) -> bool:
         """Whether an earlier request of this call waits here (later ones must queue behind)."""
-        with self._lock:
-            return self._db.execute("SELECT 1 FROM spooled WHERE call_key = ? AND NOT dead",
-                                    (call_key,)).fetchone() is not None
+        return self._waiting.get(call_key, 0) > 0
 
     def pending(self, limit: int = 100) -> list[SpooledRequest]:
         with self._lock:
@@ -72,9 +75,17 @@ class Spool:
                                attempts, error)
                 for id, hook, key, env, at, attempts, error in rows]
 
+    def _forget(self, call_key: str) -> None:
+        self._waiting[call_key] -= 1
+        if self._waiting[call_key] <= 0:
+            del self._waiting[call_key]
+
     def done(self, request_id: int) -> None:
         with self._lock:
-            self._db.execute("DELETE FROM spooled WHERE id = ?", (request_id,))
+            row = self._db.execute("DELETE FROM spooled WHERE id = ? AND NOT dead"
+                                   " RETURNING call_key", (request_id,)).fetchone()
+            if row is not None:
+                self._forget(row[0])
 
     def failed(self, request_id: int, error: str, *, retryable: bool) -> None:
         """Count a failed replay. A request that fails MAX_ATTEMPTS times for a reason other
@@ -82,10 +93,13 @@ class Spool:
         replayed again. Waiting out an outage, however long, counts no fault."""
         fault = 0 if retryable else 1
         with self._lock:
-            self._db.execute(
+            row = self._db.execute(
                 "UPDATE spooled SET attempts = attempts + 1, faults = faults + ?,"
-                " last_error = ?, dead = faults + ? >= ? WHERE id = ?",
-                (fault, error[:2000], fault, MAX_ATTEMPTS, request_id))
+                " last_error = ?, dead = faults + ? >= ? WHERE id = ? AND NOT dead"
+                " RETURNING call_key, dead",
+                (fault, error[:2000], fault, MAX_ATTEMPTS, request_id)).fetchone()
+            if row is not None and row[1]:
+                self._forget(row[0])
 
     def counts(self) -> tuple[int, int]:
         """(waiting, set aside)."""

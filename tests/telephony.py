@@ -143,10 +143,15 @@ class Pbx:
 
     # --- the hooks ----------------------------------------------------------------------------
 
-    def incoming(self, inbound: FakeChannel, **options) -> Timed:
+    def incoming(self, inbound: FakeChannel, *, recorded: bool = True, **options) -> Timed:
+        """The lookup. The dialplan waits for the lookup only and the call is recorded right
+        after, on the dispatcher's writer: with ``recorded`` this returns once it is."""
         did = inbound.extension
-        return _timed(lambda: agi_incoming(self.address, inbound, did,
-                                           script=f"incoming?did={did}", **options))
+        timed = _timed(lambda: agi_incoming(self.address, inbound, did,
+                                            script=f"incoming?did={did}", **options))
+        if recorded:
+            assert self.dispatcher.writer.wait_empty(15), "the call was never recorded"
+        return timed
 
     def answered(self, inbound: FakeChannel, extension: str = "101", *,
                  device: str = "local", leg: FakeChannel | None = None) -> Timed:

@@ -250,7 +250,9 @@ def test_the_phones_ring_through_the_emulators_own_action_as_simulate_plays_them
         from_ami = [event.target_user_id for event in session.exec(select(Event).where(
             Event.linkedid == played.linkedid, Event.kind == events.RINGING))
             if event.payload.get("source") == "ami"]
-    assert sorted(from_ami) == sorted([team.ana, team.budi, team.citra])
+    # (The heads' pop comes from whichever of the lookup and the listener writes first.)
+    assert sorted(u for u in from_ami if u is not None) == sorted([team.ana, team.budi,
+                                                                   team.citra])
     assert the_call(engine, played.linkedid).answered_by_id == team.citra
 
 
