@@ -21,7 +21,7 @@ class Hook:
     call_key: Callable  # (request) -> str
     # A read-only answer for the dialplan, given before ``run`` records anything: the call
     # then waits for one read, and ``run`` follows on the dispatcher's writer.
-    answer: Callable | None = None  # (session, request, context) -> dict[str, str]
+    answer: Callable | None = None  # (connection, request, context) -> dict[str, str]
 
 
 HOOKS: dict[str, Hook] = {}

@@ -24,10 +24,10 @@ def _variables(lookup: calls.CallerLookup) -> dict[str, str]:
             "CRM_OWNER_EXTEN": lookup.owner_extension}
 
 
-def answer_incoming(session, request, context):
+def answer_incoming(connection, request, context):
     settings = context.settings
     return _variables(calls.lookup_caller(
-        session, uniqueid=request.uniqueid, caller=caller_of(request, settings),
+        connection, uniqueid=request.uniqueid, caller=caller_of(request, settings),
         create_deals=settings.unknown_callers_create_deals))
 
 

@@ -53,6 +53,8 @@ class HookDispatcher:
         if hooks is None:
             from .agi import HOOKS as hooks
         self.engine = engine
+        # Answers only read: on SQLite they must not queue for the write lock.
+        self._reader = engine.execution_options(sqlite_begin="DEFERRED")
         self.settings = settings
         self.spool = spool
         self.hooks = hooks
@@ -119,8 +121,9 @@ class HookDispatcher:
     def _answer_and_release(self, hook, request: AgiRequest, received_at: datetime):
         try:
             context = HookContext(settings=self.settings, now=received_at)
-            with transaction(self.engine, read_only=True) as session:
-                return hook.answer(session, request, context)
+            # A plain connection, not a session: the answer is a read or two, and rolled back.
+            with self._reader.connect() as connection:
+                return hook.answer(connection, request, context)
         finally:
             self._free_workers.release()
 

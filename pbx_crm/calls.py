@@ -48,6 +48,7 @@ class CallerLookup:
     contact_id: int | None = None
     caller_name: str = ""
     owner_extension: str = ""
+    owner_id: int | None = None  # the seller behind owner_extension
 
 
 def _first_extension(session: Session, user_id: int | None) -> str:
@@ -94,7 +95,7 @@ def _caller_query():
                  .select_from(extensions.join(users, users.c.id == extensions.c.user_id))
                  .where(extensions.c.user_id == seller, users.c.active)
                  .order_by(extensions.c.id).limit(1).scalar_subquery())
-    return (core_select(contacts.c.id, contacts.c.name, deal.c.id, extension)
+    return (core_select(contacts.c.id, contacts.c.name, deal.c.id, extension, seller)
             .select_from(phones.join(contacts, contacts.c.id == phones.c.contact_id)
                          .outerjoin(deal, deal.c.id == open_deal))
             .where(phones.c.e164 == bindparam("e164"))
@@ -108,9 +109,10 @@ _CALLS_MAKE_DEALS = core_select(literal_column("1")).where(
     and_(Pipeline.__table__.c.is_default, Pipeline.__table__.c.creates_deals_from_calls))
 
 
-def lookup_caller(session: Session, *, uniqueid: str, caller: CallerNumber,
+def lookup_caller(connection, *, uniqueid: str, caller: CallerNumber,
                   create_deals: bool) -> CallerLookup:
-    """What ``record_inbound_call`` will decide, read without writing anything, so the
+    """What ``record_inbound_call`` will decide, read without writing anything (on a plain
+    connection or a session), so the
     dialplan gets its answer before the call is recorded (the recording follows at once).
 
     A new caller reads NEW with no deal yet: their contact and Unsorted deal are made by the
@@ -120,23 +122,72 @@ def lookup_caller(session: Session, *, uniqueid: str, caller: CallerNumber,
         return CallerLookup(INTERNAL)
     if caller.kind is not CallerKind.NUMBER:
         return CallerLookup(ANONYMOUS)
-    connection = session.connection()
+    if isinstance(connection, Session):
+        connection = connection.connection()
     if connection.execute(_CALL_RECORDED, {"uniqueid": uniqueid}).first() is not None:
         # A retry of a call already recorded: the first run's decision stands.
-        call = find_call(session, uniqueid)
-        return _lookup_of(session, _status_of(session, call, caller), call)
+        with Session(bind=connection) as session:
+            call = find_call(session, uniqueid)
+            return _lookup_of(session, _status_of(session, call, caller), call)
     rows = connection.execute(_CALLER_QUERY, {"e164": caller.e164}).all()
     if len(rows) > 1:
         return CallerLookup(CONFLICT)
     if not rows:
         return CallerLookup(NEW)
-    contact_id, name, deal_id, extension = rows[0]
+    contact_id, name, deal_id, extension, seller = rows[0]
+    owner = dict(owner_extension=extension, owner_id=seller) if extension else {}
     if deal_id is None and create_deals and connection.execute(_CALLS_MAKE_DEALS).first():
         # Known, but nothing open: the recording opens a new deal for them.
-        return CallerLookup(NEW, contact_id=contact_id, caller_name=name,
-                            owner_extension=extension or "")
+        return CallerLookup(NEW, contact_id=contact_id, caller_name=name, **owner)
     return CallerLookup(FOUND, deal_id=deal_id, contact_id=contact_id, caller_name=name,
-                        owner_extension=extension or "")
+                        **owner)
+
+
+def _insert(session: Session, table):
+    """INSERT .. ON CONFLICT DO NOTHING, in the session's dialect."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(table)
+
+
+def _record_known_call(session: Session, lookup: CallerLookup, *, uniqueid: str, linkedid: str,
+                       caller: CallerNumber, caller_name: str | None, did: str | None,
+                       now: datetime) -> None:
+    """The common case, a known caller with an open deal, in a few plain statements: the
+    call, the deal's last activity, the pops. Safe to repeat (the uniqueid decides)."""
+    calls_table = Call.__table__
+    recorded = session.execute(
+        _insert(session, calls_table).values(
+            uniqueid=uniqueid, linkedid=linkedid, direction=CallDirection.INBOUND.value,
+            caller_raw=caller.raw[:80], caller_e164=caller.e164,
+            caller_name=_clean_name(caller_name), did=did[:64] if did else None,
+            ringing_at=now, deal_id=lookup.deal_id, contact_id=lookup.contact_id)
+        .on_conflict_do_nothing(index_elements=[calls_table.c.uniqueid])
+        .returning(calls_table.c.id)).first()
+    if recorded is None:
+        return  # a repeat: the first run recorded it
+    session.execute(update(Deal.__table__).where(Deal.__table__.c.id == lookup.deal_id)
+                    .values(last_activity_at=now))
+    payload = {"uniqueid": uniqueid, "linkedid": linkedid, "status": lookup.status,
+               "caller": caller.e164, "caller_name": lookup.caller_name, "deal_id":
+               lookup.deal_id, "contact_id": lookup.contact_id, "did": did[:64] if did else None}
+    _pop_ringing(session, linkedid, lookup.owner_id, payload, deal_id=lookup.deal_id, now=now)
+
+
+def _pop_ringing(session: Session, linkedid: str, owner_id: int | None, payload: dict, *,
+                 deal_id: int | None, now: datetime) -> None:
+    """Tell the heads and the owner's browser that the call rings. The AMI listener may have
+    popped it already (the dialplan rings the phones as soon as the lookup answered, maybe
+    before this is written): one pop per browser and call."""
+    events.serialize_pops(session, linkedid)
+    told = set(session.exec(select(Event.target_user_id).where(
+        Event.linkedid == linkedid, Event.kind == events.RINGING)))
+    for target in [None] + ([owner_id] if owner_id else []):
+        if target not in told:
+            events.emit(session, events.RINGING, target_user_id=target, payload=payload,
+                        deal_id=deal_id, linkedid=linkedid, now=now)
 
 
 def find_call(session: Session, uniqueid: str) -> Call | None:
@@ -150,6 +201,14 @@ def record_inbound_call(session: Session, *, uniqueid: str, linkedid: str,
     """An inbound call rings: find or create the caller's deal, record the call, and tell
     the browsers. A repeat of the same uniqueid returns what the first run decided."""
     now = now or utcnow()
+    linkedid = linkedid or uniqueid
+    if caller.kind is CallerKind.NUMBER:
+        lookup = lookup_caller(session, uniqueid=uniqueid, caller=caller,
+                               create_deals=create_deals)
+        if lookup.status == FOUND and lookup.deal_id is not None:
+            _record_known_call(session, lookup, uniqueid=uniqueid, linkedid=linkedid,
+                               caller=caller, caller_name=caller_name, did=did, now=now)
+            return lookup
     existing = find_call(session, uniqueid)
     status = NEW
     if existing is not None:
@@ -182,16 +241,8 @@ def record_inbound_call(session: Session, *, uniqueid: str, linkedid: str,
     if call.deal_id is not None:
         session.get(Deal, call.deal_id).last_activity_at = now
     owner = user_for_extension(session, lookup.owner_extension) if lookup.owner_extension else None
-    # The AMI listener may have popped the call already (the dialplan rings the phones as soon
-    # as the lookup answered, maybe before this is written): one pop per browser and call.
-    events.serialize_pops(session, call.linkedid)
-    told = set(session.exec(select(Event.target_user_id).where(
-        Event.linkedid == call.linkedid, Event.kind == events.RINGING)))
-    payload = _call_payload(call, lookup)
-    for target in [None] + ([owner.id] if owner else []):
-        if target not in told:
-            events.emit(session, events.RINGING, target_user_id=target, payload=payload,
-                        deal_id=call.deal_id, linkedid=call.linkedid, now=now)
+    _pop_ringing(session, call.linkedid, owner.id if owner else None,
+                 _call_payload(call, lookup), deal_id=call.deal_id, now=now)
     return lookup
 
 

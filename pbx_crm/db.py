@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session, create_engine
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+POOL_SIZE = 24
 
 
 def is_sqlite(engine_or_url) -> bool:
@@ -27,10 +28,15 @@ def is_sqlite(engine_or_url) -> bool:
 
 def make_engine(url: str, **options) -> Engine:
     """An engine for ``url``; an SQLite file's directory is created on first use."""
+    # Enough connections for the FastAGI database workers, the call writer and the replayer
+    # at once: a hook waiting for a pooled connection would wait out its budget.
+    options.setdefault("pool_size", POOL_SIZE)
     if is_sqlite(url):
         database = make_url(url).database
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
+        else:
+            options.pop("pool_size")
         engine = create_engine(
             url, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
             **options,
