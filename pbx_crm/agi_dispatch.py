@@ -231,8 +231,8 @@ class HookDispatcher:
 class CallWriter:
     """The dispatcher's writer: hooks' writes recorded off the call's wait, in arrival order.
 
-    One thread takes what is queued (up to ``WRITER_BATCH``) and runs each hook in a savepoint
-    of one transaction, so a burst of calls costs one commit. A request whose hook fails, or
+    One thread takes what is queued (up to ``WRITER_BATCH``) and runs the hooks in one
+    transaction, so a burst of calls costs one commit. A request whose hook fails, or
     the whole batch when the database fails, goes to the spool and is replayed like any
     spooled request. On close the queue is written (or spooled): nothing given is dropped.
     """
@@ -293,22 +293,42 @@ class CallWriter:
                     self._changed.notify_all()
 
     def _write(self, batch) -> None:
+        """All in one transaction; if one request fails, each on its own, and only the
+        ones that fail (and the requests of their calls after them) go to the spool."""
+        try:
+            spooled = self._write_together(batch)
+        except OperationalError:
+            raise  # the database is away: the whole batch goes to the spool
+        except Exception as error:  # noqa: BLE001 - find the one at fault
+            log.warning("a batch of %d failed (%r): writing one by one", len(batch), error)
+            spooled = []
+            for item in batch:
+                spooled_keys = {key for _h, key, _r, _a, _why in spooled}
+                if item[1] in spooled_keys:
+                    spooled.append((*item, "earlier request spooled"))
+                    continue
+                try:
+                    spooled += self._write_together([item])
+                except OperationalError:
+                    raise
+                except Exception as item_error:  # noqa: BLE001
+                    hook, _key, request, _at = item
+                    log.warning("hook %s failed for %s: %r", hook.name, request.uniqueid,
+                                item_error)
+                    spooled.append((*item, repr(item_error)))
+        for hook, key, request, received_at, reason in spooled:
+            self.dispatcher._spool(hook, key, request, received_at, reason)
+
+    def _write_together(self, batch) -> list:
+        """Run the batch's hooks in one transaction; returns the requests held back because
+        an earlier request of their call waits in the spool."""
         dispatcher = self.dispatcher
-        spooled, spooled_keys = [], set()
+        held = []
         with transaction(dispatcher.engine) as session:
             for hook, key, request, received_at in batch:
-                if dispatcher.spool.holds_call(key) or key in spooled_keys:
-                    spooled.append((hook, key, request, received_at, "earlier request spooled"))
+                if dispatcher.spool.holds_call(key):
+                    held.append((hook, key, request, received_at, "earlier request spooled"))
                     continue
                 context = HookContext(settings=dispatcher.settings, now=received_at)
-                try:
-                    with session.begin_nested():
-                        hook.run(session, request, context)
-                except OperationalError:
-                    raise  # the database is away: the whole batch goes to the spool
-                except Exception as error:  # noqa: BLE001 - one bad request must not block
-                    log.warning("hook %s failed for %s: %r", hook.name, request.uniqueid, error)
-                    spooled.append((hook, key, request, received_at, repr(error)))
-                    spooled_keys.add(key)
-        for hook, key, request, received_at, reason in spooled:
-            dispatcher._spool(hook, key, request, received_at, reason)
+                hook.run(session, request, context)
+        return held

@@ -184,10 +184,9 @@ def _pop_ringing(session: Session, linkedid: str, owner_id: int | None, payload:
     events.serialize_pops(session, linkedid)
     told = set(session.exec(select(Event.target_user_id).where(
         Event.linkedid == linkedid, Event.kind == events.RINGING)))
-    for target in [None] + ([owner_id] if owner_id else []):
-        if target not in told:
-            events.emit(session, events.RINGING, target_user_id=target, payload=payload,
-                        deal_id=deal_id, linkedid=linkedid, now=now)
+    targets = [t for t in [None] + ([owner_id] if owner_id else []) if t not in told]
+    events.emit_many(session, events.RINGING, targets, payload=payload, deal_id=deal_id,
+                     linkedid=linkedid, now=now)
 
 
 def find_call(session: Session, uniqueid: str) -> Call | None:

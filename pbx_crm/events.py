@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import or_, text
+from sqlalchemy import insert, or_, text
 from sqlmodel import Session, select
 
 from .funnel import Actor
@@ -36,6 +36,24 @@ def emit(session: Session, kind: str, *, target_user_id: int | None, payload: di
         session.exec(text("SELECT pg_notify(:channel, :id)"),
                      params={"channel": NOTIFY_CHANNEL, "id": str(event.id)})
     return event
+
+
+def emit_many(session: Session, kind: str, targets, *, payload: dict, deal_id: int | None,
+              linkedid: str | None, now: datetime | None = None) -> None:
+    """``emit`` for several browsers in one plain statement (the AGI hooks' hot path)."""
+    if not targets:
+        return
+    now = now or utcnow()
+    table = Event.__table__
+    rows = [dict(kind=kind, target_user_id=target, deal_id=deal_id, linkedid=linkedid,
+                 payload=payload, created_at=now) for target in targets]
+    if session.get_bind().dialect.name == "postgresql":
+        ids = session.execute(insert(table).returning(table.c.id), rows).scalars().all()
+        for event_id in ids:
+            session.exec(text("SELECT pg_notify(:channel, :id)"),
+                         params={"channel": NOTIFY_CHANNEL, "id": str(event_id)})
+    else:
+        session.execute(insert(table), rows)
 
 
 def serialize_pops(session: Session, linkedid: str) -> None:
