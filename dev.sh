@@ -71,6 +71,8 @@ case "${1:-}" in
     test)
         shift
         ensure_postgres
+        # The browser tests drive Debian's Chromium (Playwright never downloads a browser).
+        command -v chromium >/dev/null || apt_install chromium
         ensure_venv "[test]"
         exec "$VENV/bin/pytest" "$@"
         ;;

@@ -14,10 +14,12 @@ import os
 import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import time
 from pathlib import Path
 
 from .errors import ValidationError
 from .phones import ExtensionPlan
+from .working_hours import parse_working_days, parse_working_hours
 
 DEFAULT_CONFIG_FILE = Path("/etc/pbx-crm/pbx-crm.ini")
 ENV_PREFIX = "PBX_CRM_"
@@ -103,6 +105,12 @@ def _parse_positive_int(text: str) -> int:
     return int(text)
 
 
+def _parse_workers(text: str) -> int:
+    if not text.strip().isdigit():
+        raise ValueError(f"expected a number of worker processes (0: one per core), got {text!r}")
+    return int(text)
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path = field(default_factory=_default_data_dir)
@@ -128,6 +136,28 @@ class Settings:
     # Where click-to-call rings the seller's phone first, then dials out.
     device_technology: str = "PJSIP"
     originate_context: str = "from-internal"
+    # Web UI: mark the session cookie Secure (set it when the UI is served over HTTPS).
+    web_secure_cookies: bool = False
+    # Web worker processes; 0 means one per CPU core.
+    web_workers: int = 0
+    # Where call recordings are fetched from: the base URL a recording reference is appended to.
+    recordings_url: str = ""
+    # The company's working clock (in time_zone), for robots counting business days.
+    working_hours: tuple[time, time] = (time(9), time(18))
+    working_days: frozenset[int] = frozenset(range(5))
+    # Robot nudges by e-mail; an empty host sends none (the CRM's notifications still show).
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_from: str = "pbx-crm@localhost"
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_starttls: bool = False
+    # The robots' clock: a pass over every rule, and the reading of telephony triggers.
+    robot_pass_seconds: int = 60
+    robot_trigger_seconds: int = 5
+    # How far back a pass looks again (late writes, replayed calls) and how late a missed
+    # pass may still run after a restart; runs are keyed, so looking again repeats nothing.
+    robot_grace_minutes: int = 60
 
     @property
     def database(self) -> str:
@@ -157,6 +187,20 @@ _PARSERS = {
     "ami_secret": str,
     "device_technology": str.strip,
     "originate_context": str.strip,
+    "web_secure_cookies": _parse_bool,
+    "web_workers": _parse_workers,
+    "recordings_url": str.strip,
+    "working_hours": parse_working_hours,
+    "working_days": parse_working_days,
+    "smtp_host": str.strip,
+    "smtp_port": _parse_port,
+    "smtp_from": str.strip,
+    "smtp_username": str.strip,
+    "smtp_password": str,
+    "smtp_starttls": _parse_bool,
+    "robot_pass_seconds": _parse_positive_int,
+    "robot_trigger_seconds": _parse_positive_int,
+    "robot_grace_minutes": _parse_positive_int,
 }
 SETTING_NAMES = tuple(_PARSERS)
 

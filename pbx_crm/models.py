@@ -120,6 +120,8 @@ class User(SQLModel, table=True):
     language: str = Field(default="en", sa_column=Column(String(8), nullable=False,
                                                          server_default="en"))
     time_zone: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
+    # Where robot nudges go by e-mail (when SMTP is configured); empty: in the CRM only.
+    email: str | None = Field(default=None, sa_column=Column(String(254), nullable=True))
     created_at: datetime = _at()
 
 
@@ -212,6 +214,9 @@ class Deal(SQLModel, table=True):
         # Column totals (count and money per stage), read from the index alone.
         Index("ix_deals_stage_totals", "pipeline_id", "stage_id", "amount_minor"),
         Index("ix_deals_owner_totals", "owner_id", "pipeline_id", "stage_id", "amount_minor"),
+        # The robots' due deals: a time window per stage, read as one index range.
+        Index("ix_deals_stage_entered", "stage_id", "stage_entered_at"),
+        Index("ix_deals_stage_activity", "stage_id", "last_activity_at"),
         # A deal number is read out on the phone: SQLite must never hand out a used one again.
         {"sqlite_autoincrement": True},
     )
@@ -266,6 +271,9 @@ class StageHistory(SQLModel, table=True):
 # --- telephony ----------------------------------------------------------------------------
 
 
+_MISSED_INBOUND = "direction = 'inbound' AND disposition IN ('missed', 'abandoned')"
+
+
 class Call(SQLModel, table=True):
     """One call as the PBX saw it, keyed by the Asterisk channel uniqueid."""
 
@@ -275,6 +283,9 @@ class Call(SQLModel, table=True):
         CheckConstraint("disposition IS NULL OR disposition IN "
                         "('answered', 'missed', 'abandoned', 'busy', 'failed')",
                         name="disposition"),
+        # The robots' "missed call not returned": missed inbound calls by when they ended.
+        Index("ix_calls_missed_ended", "ended_at", sqlite_where=text(_MISSED_INBOUND),
+              postgresql_where=text(_MISSED_INBOUND)),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -311,6 +322,11 @@ class TimelineEntry(SQLModel, table=True):
     __table_args__ = (
         _checked("kind", TimelineKind),
         Index("ix_timeline_entries_deal", "deal_id", "created_at"),
+        # Deleting a robot rule clears its runs from the timeline: without this, one scan of
+        # the whole timeline per run.
+        Index("ix_timeline_entries_robot_run", "robot_run_id",
+              sqlite_where=text("robot_run_id IS NOT NULL"),
+              postgresql_where=text("robot_run_id IS NOT NULL")),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -347,7 +363,12 @@ class Task(SQLModel, table=True):
 
 class Notification(SQLModel, table=True):
     __tablename__ = "notifications"
-    __table_args__ = (Index("ix_notifications_user_unread", "user_id", "read_at"),)
+    __table_args__ = (
+        Index("ix_notifications_user_unread", "user_id", "read_at"),
+        Index("ix_notifications_robot_run", "robot_run_id",
+              sqlite_where=text("robot_run_id IS NOT NULL"),
+              postgresql_where=text("robot_run_id IS NOT NULL")),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     user_id: int = _fk("users.id", nullable=False, ondelete="CASCADE")
@@ -379,6 +400,9 @@ class RobotRule(SQLModel, table=True):
     action_params: dict = Field(default_factory=dict, sa_column=Column(JSONData, nullable=False))
     created_by_id: int | None = _fk("users.id", ondelete="SET NULL")
     created_at: datetime = _at()
+    # How far the scheduler has looked (in the condition's own time column); empty: not yet,
+    # so the first pass takes every deal already due, not only new arrivals.
+    checked_until: datetime | None = _at(nullable=True)
 
 
 class RobotRun(SQLModel, table=True):
@@ -390,6 +414,9 @@ class RobotRun(SQLModel, table=True):
         CheckConstraint("answer IS NULL OR answer IN ('moved_on', 'lower_priority', 'snooze')",
                         name="answer"),
         Index("ix_robot_runs_fired", "fired_at"),
+        Index("ix_robot_runs_snoozed", "rule_id", "snooze_until",
+              sqlite_where=text("snooze_until IS NOT NULL"),
+              postgresql_where=text("snooze_until IS NOT NULL")),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -406,6 +433,18 @@ class RobotRun(SQLModel, table=True):
     snooze_until: datetime | None = _at(nullable=True)
 
 
+class RobotCursor(SQLModel, table=True):
+    """Where the robots' trigger reader stands in a stream (the events outbox), so that a
+    restarted scheduler goes on from there and no event triggers twice."""
+
+    __tablename__ = "robot_cursors"
+
+    name: str = Field(sa_column=Column(String(64), primary_key=True))
+    position: int = Field(default=0, sa_column=Column(BigInteger, nullable=False,
+                                                      server_default="0"))
+    updated_at: datetime = _at()
+
+
 # --- plumbing -----------------------------------------------------------------------------
 
 
@@ -416,8 +455,12 @@ class Event(SQLModel, table=True):
     """
 
     __tablename__ = "events"
-    # Browsers resume from the last id they saw, so an id is never reused.
-    __table_args__ = ({"sqlite_autoincrement": True},)
+    __table_args__ = (
+        # A call's pops, asked for on every ring and answer: who was told already?
+        Index("ix_events_call", "linkedid", "kind"),
+        # Browsers resume from the last id they saw, so an id is never reused.
+        {"sqlite_autoincrement": True},
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     kind: str = Field(sa_column=Column(String(32), nullable=False))
@@ -444,3 +487,37 @@ class AuditEntry(SQLModel, table=True):
     entity_id: int = Field(nullable=False)
     action: str = Field(sa_column=Column(String(32), nullable=False))
     changes: dict = Field(default_factory=dict, sa_column=Column(JSONData, nullable=False))
+
+
+# --- the web UI ---------------------------------------------------------------------------
+
+
+class WebSession(SQLModel, table=True):
+    """A signed-in browser. The cookie holds a random token; only its SHA-256 is stored, so a
+    copy of the table signs nobody in. Every web worker process reads the same rows."""
+
+    __tablename__ = "web_sessions"
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
+    user_id: int = _fk("users.id", nullable=False, ondelete="CASCADE", index=True)
+    # Sent back with every state-changing request (form field or header).
+    csrf_token: str = Field(sa_column=Column(String(64), nullable=False))
+    created_at: datetime = _at()
+    last_seen_at: datetime = _at()
+    expires_at: datetime = _at(index=True)
+
+
+class LoginFailure(SQLModel, table=True):
+    """One failed sign-in, counted per login and per address to slow down password guessing."""
+
+    __tablename__ = "login_failures"
+    __table_args__ = (
+        Index("ix_login_failures_login", "login", "at"),
+        Index("ix_login_failures_address", "address", "at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    login: str = Field(sa_column=Column(String(64), nullable=False))
+    address: str = Field(sa_column=Column(String(64), nullable=False))
+    at: datetime = _at()

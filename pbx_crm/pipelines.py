@@ -77,6 +77,18 @@ def create_pipeline(session: Session, actor: Actor, *, name: str, stages, curren
     return pipeline
 
 
+def set_creates_deals_from_calls(session: Session, actor: Actor, pipeline_id: int,
+                                 enabled: bool) -> Pipeline:
+    """Whether inbound calls from new callers open Unsorted deals in this pipeline."""
+    ensure_head(actor, "set up pipelines")
+    pipeline = get_pipeline(session, pipeline_id)
+    pipeline.creates_deals_from_calls = bool(enabled)
+    session.add(pipeline)
+    audit(session, actor, "pipeline", pipeline.id, "creates_deals_from_calls",
+          {"enabled": bool(enabled)})
+    return pipeline
+
+
 def get_pipeline(session: Session, pipeline_id: int | None = None) -> Pipeline:
     """The pipeline asked for, or the default one (where inbound calls land)."""
     if pipeline_id is None:

@@ -139,6 +139,26 @@ def set_active(session: Session, actor: Actor, login: str, active: bool) -> User
     return user
 
 
+# The languages the web UI has catalogs for.
+LANGUAGES = ("en", "id")
+
+
+def set_language(session: Session, actor: Actor, user_id: int, language: str) -> User:
+    """A user's language for the web UI; users choose their own, heads anyone's."""
+    if actor.user_id != user_id:
+        ensure_head(actor, "change another user's language")
+    if language not in LANGUAGES:
+        raise ValidationError(f"The language is one of {', '.join(LANGUAGES)}.",
+                              field="language")
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound(f"No user #{user_id}.")
+    user.language = language
+    session.add(user)
+    audit(session, actor, "user", user.id, "set_language", {"language": language})
+    return user
+
+
 def get_user_by_login(session: Session, login: str) -> User:
     user = session.exec(select(User).where(User.login == (login or "").strip().lower())).first()
     if user is None:

@@ -1,4 +1,4 @@
--- pbx-crm schema for postgres at migration 0001; regenerate with: pbx-crm db dump > sql/schema.postgres.sql
+-- pbx-crm schema for postgres at migration 0004; regenerate with: pbx-crm db dump > sql/schema.postgres.sql
 
 CREATE TABLE public.alembic_version (
     version_num character varying(32) NOT NULL
@@ -153,6 +153,23 @@ CREATE SEQUENCE public.events_id_seq
 
 ALTER SEQUENCE public.events_id_seq OWNED BY public.events.id;
 
+CREATE TABLE public.login_failures (
+    id integer NOT NULL,
+    login character varying(64) NOT NULL,
+    address character varying(64) NOT NULL,
+    at timestamp with time zone NOT NULL
+);
+
+CREATE SEQUENCE public.login_failures_id_seq
+    AS integer
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+
+ALTER SEQUENCE public.login_failures_id_seq OWNED BY public.login_failures.id;
+
 CREATE TABLE public.notifications (
     id integer NOT NULL,
     user_id integer NOT NULL,
@@ -194,6 +211,12 @@ CREATE SEQUENCE public.pipelines_id_seq
 
 ALTER SEQUENCE public.pipelines_id_seq OWNED BY public.pipelines.id;
 
+CREATE TABLE public.robot_cursors (
+    name character varying(64) NOT NULL,
+    "position" bigint DEFAULT '0'::bigint NOT NULL,
+    updated_at timestamp with time zone NOT NULL
+);
+
 CREATE TABLE public.robot_rules (
     id integer NOT NULL,
     stage_id integer NOT NULL,
@@ -204,7 +227,8 @@ CREATE TABLE public.robot_rules (
     action character varying(32) NOT NULL,
     action_params jsonb NOT NULL,
     created_by_id integer,
-    created_at timestamp with time zone NOT NULL
+    created_at timestamp with time zone NOT NULL,
+    checked_until timestamp with time zone
 );
 
 CREATE SEQUENCE public.robot_rules_id_seq
@@ -360,6 +384,7 @@ CREATE TABLE public.users (
     language character varying(8) DEFAULT 'en'::character varying NOT NULL,
     time_zone character varying(64),
     created_at timestamp with time zone NOT NULL,
+    email character varying(254),
     CONSTRAINT ck_users_role CHECK (((role)::text = ANY ((ARRAY['seller'::character varying, 'head'::character varying])::text[])))
 );
 
@@ -373,6 +398,26 @@ CREATE SEQUENCE public.users_id_seq
 
 ALTER SEQUENCE public.users_id_seq OWNED BY public.users.id;
 
+CREATE TABLE public.web_sessions (
+    id integer NOT NULL,
+    token_hash character varying(64) NOT NULL,
+    user_id integer NOT NULL,
+    csrf_token character varying(64) NOT NULL,
+    created_at timestamp with time zone NOT NULL,
+    last_seen_at timestamp with time zone NOT NULL,
+    expires_at timestamp with time zone NOT NULL
+);
+
+CREATE SEQUENCE public.web_sessions_id_seq
+    AS integer
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+
+ALTER SEQUENCE public.web_sessions_id_seq OWNED BY public.web_sessions.id;
+
 ALTER TABLE ONLY public.audit_log ALTER COLUMN id SET DEFAULT nextval('public.audit_log_id_seq'::regclass);
 
 ALTER TABLE ONLY public.calls ALTER COLUMN id SET DEFAULT nextval('public.calls_id_seq'::regclass);
@@ -384,6 +429,8 @@ ALTER TABLE ONLY public.contacts ALTER COLUMN id SET DEFAULT nextval('public.con
 ALTER TABLE ONLY public.deals ALTER COLUMN id SET DEFAULT nextval('public.deals_id_seq'::regclass);
 
 ALTER TABLE ONLY public.events ALTER COLUMN id SET DEFAULT nextval('public.events_id_seq'::regclass);
+
+ALTER TABLE ONLY public.login_failures ALTER COLUMN id SET DEFAULT nextval('public.login_failures_id_seq'::regclass);
 
 ALTER TABLE ONLY public.notifications ALTER COLUMN id SET DEFAULT nextval('public.notifications_id_seq'::regclass);
 
@@ -404,6 +451,8 @@ ALTER TABLE ONLY public.timeline_entries ALTER COLUMN id SET DEFAULT nextval('pu
 ALTER TABLE ONLY public.user_extensions ALTER COLUMN id SET DEFAULT nextval('public.user_extensions_id_seq'::regclass);
 
 ALTER TABLE ONLY public.users ALTER COLUMN id SET DEFAULT nextval('public.users_id_seq'::regclass);
+
+ALTER TABLE ONLY public.web_sessions ALTER COLUMN id SET DEFAULT nextval('public.web_sessions_id_seq'::regclass);
 
 ALTER TABLE ONLY public.alembic_version
     ADD CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num);
@@ -426,11 +475,17 @@ ALTER TABLE ONLY public.deals
 ALTER TABLE ONLY public.events
     ADD CONSTRAINT pk_events PRIMARY KEY (id);
 
+ALTER TABLE ONLY public.login_failures
+    ADD CONSTRAINT pk_login_failures PRIMARY KEY (id);
+
 ALTER TABLE ONLY public.notifications
     ADD CONSTRAINT pk_notifications PRIMARY KEY (id);
 
 ALTER TABLE ONLY public.pipelines
     ADD CONSTRAINT pk_pipelines PRIMARY KEY (id);
+
+ALTER TABLE ONLY public.robot_cursors
+    ADD CONSTRAINT pk_robot_cursors PRIMARY KEY (name);
 
 ALTER TABLE ONLY public.robot_rules
     ADD CONSTRAINT pk_robot_rules PRIMARY KEY (id);
@@ -456,6 +511,9 @@ ALTER TABLE ONLY public.user_extensions
 ALTER TABLE ONLY public.users
     ADD CONSTRAINT pk_users PRIMARY KEY (id);
 
+ALTER TABLE ONLY public.web_sessions
+    ADD CONSTRAINT pk_web_sessions PRIMARY KEY (id);
+
 ALTER TABLE ONLY public.calls
     ADD CONSTRAINT uq_calls_uniqueid UNIQUE (uniqueid);
 
@@ -477,6 +535,9 @@ ALTER TABLE ONLY public.user_extensions
 ALTER TABLE ONLY public.users
     ADD CONSTRAINT uq_users_login UNIQUE (login);
 
+ALTER TABLE ONLY public.web_sessions
+    ADD CONSTRAINT uq_web_sessions_token_hash UNIQUE (token_hash);
+
 CREATE INDEX ix_audit_log_entity ON public.audit_log USING btree (entity, entity_id);
 
 CREATE INDEX ix_calls_caller_e164 ON public.calls USING btree (caller_e164);
@@ -486,6 +547,8 @@ CREATE INDEX ix_calls_contact_id ON public.calls USING btree (contact_id);
 CREATE INDEX ix_calls_deal_id ON public.calls USING btree (deal_id);
 
 CREATE INDEX ix_calls_linkedid ON public.calls USING btree (linkedid);
+
+CREATE INDEX ix_calls_missed_ended ON public.calls USING btree (ended_at) WHERE (((direction)::text = 'inbound'::text) AND ((disposition)::text = ANY ((ARRAY['missed'::character varying, 'abandoned'::character varying])::text[])));
 
 CREATE INDEX ix_contact_phones_e164 ON public.contact_phones USING btree (e164);
 
@@ -499,7 +562,13 @@ CREATE INDEX ix_deals_owner_board ON public.deals USING btree (owner_id, stage_i
 
 CREATE INDEX ix_deals_owner_totals ON public.deals USING btree (owner_id, pipeline_id, stage_id, amount_minor);
 
+CREATE INDEX ix_deals_stage_activity ON public.deals USING btree (stage_id, last_activity_at);
+
+CREATE INDEX ix_deals_stage_entered ON public.deals USING btree (stage_id, stage_entered_at);
+
 CREATE INDEX ix_deals_stage_totals ON public.deals USING btree (pipeline_id, stage_id, amount_minor);
+
+CREATE INDEX ix_events_call ON public.events USING btree (linkedid, kind);
 
 CREATE INDEX ix_events_created_at ON public.events USING btree (created_at);
 
@@ -507,7 +576,13 @@ CREATE INDEX ix_events_deal_id ON public.events USING btree (deal_id);
 
 CREATE INDEX ix_events_target_user_id ON public.events USING btree (target_user_id);
 
+CREATE INDEX ix_login_failures_address ON public.login_failures USING btree (address, at);
+
+CREATE INDEX ix_login_failures_login ON public.login_failures USING btree (login, at);
+
 CREATE INDEX ix_notifications_deal_id ON public.notifications USING btree (deal_id);
+
+CREATE INDEX ix_notifications_robot_run ON public.notifications USING btree (robot_run_id) WHERE (robot_run_id IS NOT NULL);
 
 CREATE INDEX ix_notifications_user_unread ON public.notifications USING btree (user_id, read_at);
 
@@ -519,6 +594,8 @@ CREATE INDEX ix_robot_runs_fired ON public.robot_runs USING btree (fired_at);
 
 CREATE INDEX ix_robot_runs_rule_id ON public.robot_runs USING btree (rule_id);
 
+CREATE INDEX ix_robot_runs_snoozed ON public.robot_runs USING btree (rule_id, snooze_until) WHERE (snooze_until IS NOT NULL);
+
 CREATE INDEX ix_stage_history_deal ON public.stage_history USING btree (deal_id, moved_at);
 
 CREATE INDEX ix_stage_history_pipeline ON public.stage_history USING btree (pipeline_id, moved_at);
@@ -529,7 +606,13 @@ CREATE INDEX ix_tasks_deal_id ON public.tasks USING btree (deal_id);
 
 CREATE INDEX ix_timeline_entries_deal ON public.timeline_entries USING btree (deal_id, created_at);
 
+CREATE INDEX ix_timeline_entries_robot_run ON public.timeline_entries USING btree (robot_run_id) WHERE (robot_run_id IS NOT NULL);
+
 CREATE INDEX ix_user_extensions_user_id ON public.user_extensions USING btree (user_id);
+
+CREATE INDEX ix_web_sessions_expires_at ON public.web_sessions USING btree (expires_at);
+
+CREATE INDEX ix_web_sessions_user_id ON public.web_sessions USING btree (user_id);
 
 CREATE UNIQUE INDEX uq_pipelines_default ON public.pipelines USING btree (is_default) WHERE is_default;
 
@@ -645,3 +728,6 @@ ALTER TABLE ONLY public.timeline_entries
 
 ALTER TABLE ONLY public.user_extensions
     ADD CONSTRAINT fk_user_extensions_user_id_users FOREIGN KEY (user_id) REFERENCES public.users(id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.web_sessions
+    ADD CONSTRAINT fk_web_sessions_user_id_users FOREIGN KEY (user_id) REFERENCES public.users(id) ON DELETE CASCADE;

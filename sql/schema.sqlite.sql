@@ -1,4 +1,4 @@
--- pbx-crm schema for sqlite at migration 0001; regenerate with: pbx-crm db dump > sql/schema.sqlite.sql
+-- pbx-crm schema for sqlite at migration 0004; regenerate with: pbx-crm db dump > sql/schema.sqlite.sql
 
 CREATE TABLE alembic_version (
 	version_num VARCHAR(32) NOT NULL,
@@ -113,6 +113,14 @@ CREATE TABLE events (
 	CONSTRAINT fk_events_target_user_id_users FOREIGN KEY(target_user_id) REFERENCES users (id) ON DELETE CASCADE
 );
 
+CREATE TABLE login_failures (
+	id INTEGER NOT NULL,
+	login VARCHAR(64) NOT NULL,
+	address VARCHAR(64) NOT NULL,
+	at DATETIME NOT NULL,
+	CONSTRAINT pk_login_failures PRIMARY KEY (id)
+);
+
 CREATE TABLE notifications (
 	id INTEGER NOT NULL,
 	user_id INTEGER NOT NULL,
@@ -140,6 +148,13 @@ CREATE TABLE pipelines (
 	CONSTRAINT uq_pipelines_name UNIQUE (name)
 );
 
+CREATE TABLE robot_cursors (
+	name VARCHAR(64) NOT NULL,
+	position BIGINT DEFAULT '0' NOT NULL,
+	updated_at DATETIME NOT NULL,
+	CONSTRAINT pk_robot_cursors PRIMARY KEY (name)
+);
+
 CREATE TABLE robot_rules (
 	id INTEGER NOT NULL,
 	stage_id INTEGER NOT NULL,
@@ -150,7 +165,7 @@ CREATE TABLE robot_rules (
 	action VARCHAR(32) NOT NULL,
 	action_params JSON NOT NULL,
 	created_by_id INTEGER,
-	created_at DATETIME NOT NULL,
+	created_at DATETIME NOT NULL, checked_until DATETIME,
 	CONSTRAINT pk_robot_rules PRIMARY KEY (id),
 	CONSTRAINT fk_robot_rules_created_by_id_users FOREIGN KEY(created_by_id) REFERENCES users (id) ON DELETE SET NULL,
 	CONSTRAINT fk_robot_rules_stage_id_stages FOREIGN KEY(stage_id) REFERENCES stages (id) ON DELETE CASCADE
@@ -266,10 +281,23 @@ CREATE TABLE users (
 	team VARCHAR(64),
 	language VARCHAR(8) DEFAULT 'en' NOT NULL,
 	time_zone VARCHAR(64),
-	created_at DATETIME NOT NULL,
+	created_at DATETIME NOT NULL, email VARCHAR(254),
 	CONSTRAINT pk_users PRIMARY KEY (id),
 	CONSTRAINT ck_users_role CHECK (role IN ('seller', 'head')),
 	CONSTRAINT uq_users_login UNIQUE (login)
+);
+
+CREATE TABLE web_sessions (
+	id INTEGER NOT NULL,
+	token_hash VARCHAR(64) NOT NULL,
+	user_id INTEGER NOT NULL,
+	csrf_token VARCHAR(64) NOT NULL,
+	created_at DATETIME NOT NULL,
+	last_seen_at DATETIME NOT NULL,
+	expires_at DATETIME NOT NULL,
+	CONSTRAINT pk_web_sessions PRIMARY KEY (id),
+	CONSTRAINT fk_web_sessions_user_id_users FOREIGN KEY(user_id) REFERENCES users (id) ON DELETE CASCADE,
+	CONSTRAINT uq_web_sessions_token_hash UNIQUE (token_hash)
 );
 
 CREATE INDEX ix_audit_log_entity ON audit_log (entity, entity_id);
@@ -281,6 +309,8 @@ CREATE INDEX ix_calls_contact_id ON calls (contact_id);
 CREATE INDEX ix_calls_deal_id ON calls (deal_id);
 
 CREATE INDEX ix_calls_linkedid ON calls (linkedid);
+
+CREATE INDEX ix_calls_missed_ended ON calls (ended_at) WHERE direction = 'inbound' AND disposition IN ('missed', 'abandoned');
 
 CREATE INDEX ix_contact_phones_e164 ON contact_phones (e164);
 
@@ -294,7 +324,13 @@ CREATE INDEX ix_deals_owner_board ON deals (owner_id, stage_id, created_at, id);
 
 CREATE INDEX ix_deals_owner_totals ON deals (owner_id, pipeline_id, stage_id, amount_minor);
 
+CREATE INDEX ix_deals_stage_activity ON deals (stage_id, last_activity_at);
+
+CREATE INDEX ix_deals_stage_entered ON deals (stage_id, stage_entered_at);
+
 CREATE INDEX ix_deals_stage_totals ON deals (pipeline_id, stage_id, amount_minor);
+
+CREATE INDEX ix_events_call ON events (linkedid, kind);
 
 CREATE INDEX ix_events_created_at ON events (created_at);
 
@@ -302,7 +338,13 @@ CREATE INDEX ix_events_deal_id ON events (deal_id);
 
 CREATE INDEX ix_events_target_user_id ON events (target_user_id);
 
+CREATE INDEX ix_login_failures_address ON login_failures (address, at);
+
+CREATE INDEX ix_login_failures_login ON login_failures (login, at);
+
 CREATE INDEX ix_notifications_deal_id ON notifications (deal_id);
+
+CREATE INDEX ix_notifications_robot_run ON notifications (robot_run_id) WHERE robot_run_id IS NOT NULL;
 
 CREATE INDEX ix_notifications_user_unread ON notifications (user_id, read_at);
 
@@ -314,6 +356,8 @@ CREATE INDEX ix_robot_runs_fired ON robot_runs (fired_at);
 
 CREATE INDEX ix_robot_runs_rule_id ON robot_runs (rule_id);
 
+CREATE INDEX ix_robot_runs_snoozed ON robot_runs (rule_id, snooze_until) WHERE snooze_until IS NOT NULL;
+
 CREATE INDEX ix_stage_history_deal ON stage_history (deal_id, moved_at);
 
 CREATE INDEX ix_stage_history_pipeline ON stage_history (pipeline_id, moved_at);
@@ -324,7 +368,13 @@ CREATE INDEX ix_tasks_deal_id ON tasks (deal_id);
 
 CREATE INDEX ix_timeline_entries_deal ON timeline_entries (deal_id, created_at);
 
+CREATE INDEX ix_timeline_entries_robot_run ON timeline_entries (robot_run_id) WHERE robot_run_id IS NOT NULL;
+
 CREATE INDEX ix_user_extensions_user_id ON user_extensions (user_id);
+
+CREATE INDEX ix_web_sessions_expires_at ON web_sessions (expires_at);
+
+CREATE INDEX ix_web_sessions_user_id ON web_sessions (user_id);
 
 CREATE UNIQUE INDEX uq_pipelines_default ON pipelines (is_default) WHERE is_default;
 

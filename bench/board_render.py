@@ -1,0 +1,114 @@
+"""Benchmark: the board page's server time, through the whole web app, on a large pipeline.
+
+Calls the WSGI app the way gunicorn does (no network), signed in as a head and as a seller,
+and times a full ``GET /board`` (session lookup, the column pages as rows, the totals, the
+template), against a trivial route (``/healthz``) measured in the same run as the baseline.
+The head's board is timed twice: with the totals cache as it runs in production (a slow
+totals query is reused for 10 s), and cold (every page load recomputes the totals).
+
+    python bench/board_render.py                       # SQLite, 100k deals
+    python bench/board_render.py --database-url postgresql+psycopg://.../pbx_crm_bench \\
+        --deals 1000000
+
+The database is seeded on first use (the same data as ``bench/board_queries.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import argon2
+from sqlalchemy import text
+from sqlmodel import select
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from board_queries import PIPELINE, ensure_data, percentile, timed  # noqa: E402
+
+from pbx_crm import board, users, web_sessions  # noqa: E402
+from pbx_crm.config import Settings  # noqa: E402
+from pbx_crm.db import make_engine, transaction  # noqa: E402
+from pbx_crm.funnel import Actor  # noqa: E402
+from pbx_crm.models import User  # noqa: E402
+from pbx_crm.webui import create_app  # noqa: E402
+
+HEAD_LOGIN = "bench-head"
+GOAL_P95_MS = 50.0
+
+
+def sign_in(engine, role: str) -> str:
+    """A session cookie for a head (made once) or the first seeded seller."""
+    with transaction(engine) as session:
+        if role == "head":
+            user = session.exec(select(User).where(User.login == HEAD_LOGIN)).first()
+            if user is None:
+                users.use_password_profile(argon2.profiles.CHEAPEST)
+                user = users.create_user(session, Actor.system("bench"), login=HEAD_LOGIN,
+                                         name="Bench head", password="bench-head-password",
+                                         role="head")
+        else:
+            user = session.exec(select(User).where(User.role == "seller")
+                                .order_by(User.id)).first()
+        return web_sessions.open_session(session, user)
+
+
+def wsgi_get(app, path: str, cookie: str):
+    def call():
+        status = []
+        environ = {"REQUEST_METHOD": "GET", "PATH_INFO": path.partition("?")[0],
+                   "QUERY_STRING": path.partition("?")[2], "SERVER_NAME": "bench",
+                   "SERVER_PORT": "80", "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(),
+                   "wsgi.errors": sys.stderr, "HTTP_COOKIE": f"pbx_crm_session={cookie}",
+                   "REMOTE_ADDR": "127.0.0.1"}
+        body = b"".join(app(environ, lambda s, h, e=None: status.append(s)))
+        if not status[0].startswith("200"):
+            raise SystemExit(f"{path}: {status[0]}")
+        return body
+    return call
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--database-url", help="default: an SQLite file in the temp directory")
+    parser.add_argument("--deals", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=200)
+    args = parser.parse_args(argv)
+    url = args.database_url or \
+        f"sqlite:///{Path(tempfile.gettempdir()) / f'pbx-crm-bench-{args.deals}.sqlite3'}"
+    engine = make_engine(url)
+    ensure_data(engine, args.deals)
+    if engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.execute(text("VACUUM ANALYZE deals"))
+    settings = Settings(database_url=url)
+    head, seller = sign_in(engine, "head"), sign_in(engine, "seller")
+    app = create_app(settings, engine)
+    cold = create_app(settings, engine, totals=board.TotalsCache(slow_ms=float("inf")))
+    page = wsgi_get(app, "/board", head)()
+    cards = page.count(b'class="card ')
+    cases = [
+        ("baseline: GET /healthz", wsgi_get(app, "/healthz", head)),
+        ("board, head (totals cache)", wsgi_get(app, "/board", head)),
+        ("board, head (cold totals)", wsgi_get(cold, "/board", head)),
+        ("board, seller", wsgi_get(app, "/board", seller)),
+        ("search by name, head", wsgi_get(app, "/board?q=budi", head)),
+    ]
+    results = [(name, timed(call, args.repeat)) for name, call in cases]
+    baseline = statistics.median(results[0][1])
+    print(f"{engine.dialect.name}, {args.deals:,} deals in “{PIPELINE}”, {args.repeat} runs "
+          f"each; the head's board shows {cards} cards")
+    print(f"{'page':<30} {'p50 ms':>9} {'p95 ms':>9} {'p50 / baseline':>15}")
+    for name, samples in results:
+        p50, p95 = statistics.median(samples), percentile(samples, 0.95)
+        mark = "" if name.startswith(("baseline", "search")) else \
+            ("  ok" if p95 < GOAL_P95_MS else f"  over the {GOAL_P95_MS:g} ms goal")
+        print(f"{name:<30} {p50:>9.3f} {p95:>9.3f} {p50 / baseline:>14.1f}x{mark}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

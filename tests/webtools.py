@@ -1,0 +1,119 @@
+"""A real HTTP server around the web app, and a small cookie-keeping client, for the web
+tests: the same WSGI app gunicorn serves, on a loopback port of its own per test."""
+
+from __future__ import annotations
+
+import http.cookiejar
+import re
+import socketserver
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from pbx_crm.webui import create_ui
+
+CSRF = re.compile(r'name="csrf_token" value="([^"]*)"')
+
+
+class _ThreadingServer(socketserver.ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format, *args):
+        pass
+
+
+class WebServer:
+    """``create_ui(settings, engine)`` served over HTTP on 127.0.0.1 in a thread."""
+
+    def __init__(self, settings, engine, **options):
+        self.ui = create_ui(settings, engine, **options)
+        self.server = make_server("127.0.0.1", 0, self.ui.app, server_class=_ThreadingServer,
+                                  handler_class=_QuietHandler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,),
+                                       daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+        self.ui.close()
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: dict
+    text: str
+
+    @property
+    def location(self) -> str:
+        return self.headers.get("Location", "")
+
+    def csrf(self) -> str:
+        match = CSRF.search(self.text)
+        assert match, "no CSRF token on the page"
+        return match.group(1)
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+class Client:
+    """One browser's worth of cookies; redirects are returned, not followed."""
+
+    def __init__(self, base: str):
+        self.base = base
+        self.cookies = http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(
+            self.cookies), _NoRedirects)
+        self.csrf_token = ""
+
+    def request(self, method: str, path: str, data: dict | None = None,
+                headers: dict | None = None) -> Answer:
+        body = urllib.parse.urlencode(data, doseq=True).encode() if data is not None else None
+        request = urllib.request.Request(self.base + path, data=body, method=method,
+                                         headers=headers or {})
+        try:
+            with self.opener.open(request, timeout=30) as response:
+                return Answer(response.status, dict(response.headers),
+                              response.read().decode())
+        except urllib.error.HTTPError as error:
+            return Answer(error.code, dict(error.headers), error.read().decode())
+
+    def get(self, path: str, **kw) -> Answer:
+        return self.request("GET", path, **kw)
+
+    def post(self, path: str, data: dict | None = None, *, csrf: bool = True, **kw) -> Answer:
+        data = dict(data or {})
+        if csrf:
+            data.setdefault("csrf_token", self.csrf_token)
+        return self.request("POST", path, data=data, **kw)
+
+    def post_json(self, path: str, data: dict) -> tuple[Answer, dict]:
+        import json
+
+        answer = self.post(path, data, headers={"Accept": "application/json"})
+        return answer, json.loads(answer.text)
+
+    def cookie(self, name: str):
+        return next((c for c in self.cookies if c.name == name), None)
+
+    def sign_in(self, login: str, password: str) -> Answer:
+        form = self.get("/login")
+        answer = self.post("/login", {"login": login, "password": password,
+                                      "csrf_token": form.csrf(), "next": "/board"})
+        if answer.status == 303:
+            self.csrf_token = self.get("/board").csrf()
+        return answer

@@ -1,0 +1,366 @@
+"""The web UI's plumbing: who is signed in, CSRF, ownership of deals, pages, errors.
+
+``WebUI`` holds what every route needs (settings, engine, one Jinja2 environment per language,
+the board's totals cache) and installs one Bottle plugin that runs before every route:
+
+* a route is for signed-in users unless registered with ``public=True``; the session cookie's
+  token is looked up in ``web_sessions`` (``pbx_crm.web_sessions``);
+* every state-changing request carries the session's CSRF token (form field ``csrf_token`` or
+  header ``X-CSRF-Token``); the public sign-in form uses a double-submit cookie instead;
+* a route with ``<deal_id>`` in its path is checked for the deal's ownership here, once, by
+  ``deals.get_deal`` (which asks ``pbx_crm.funnel``), before its own code runs;
+* refusals of the core (``CrmError``) become a page (or JSON) with their HTTP status.
+
+Routes live in the ``routes_*`` modules and stay thin: parse, call one service, shape output.
+"""
+
+from __future__ import annotations
+
+import functools
+import gettext
+import hmac
+import io
+import json
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from importlib import resources
+from urllib.parse import quote, urlencode
+from zoneinfo import ZoneInfo
+
+import bottle
+import jinja2
+from babel.dates import format_datetime, format_timedelta
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from babel.support import Translations
+
+from pbx_crm import board, deals, web_sessions
+from pbx_crm.db import transaction
+from pbx_crm.errors import CrmError, Forbidden, ValidationError
+from pbx_crm.funnel import Actor
+from pbx_crm.models import User, utcnow
+from pbx_crm.money import format_money, plain_amount
+
+SESSION_COOKIE = "pbx_crm_session"
+LOGIN_CSRF_COOKIE = "pbx_crm_login_csrf"
+LANGUAGES = {"en": "English", "id": "Bahasa Indonesia"}
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+SECURITY_HEADERS = {
+    # No inline script or style anywhere: text that slipped through as markup still runs nothing.
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; "
+                               "img-src 'self' data:; frame-ancestors 'none'; "
+                               "form-action 'self'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "X-Frame-Options": "DENY",
+}
+
+
+def load_translations(language: str) -> gettext.NullTranslations:
+    """The catalog for ``language``, compiled from its .po file when loaded (no .mo files to
+    keep in step); English is the source language."""
+    if language == "en":
+        return gettext.NullTranslations()
+    path = resources.files("pbx_crm.webui") / "locale" / language / "LC_MESSAGES" / "messages.po"
+    with path.open("rb") as file:
+        catalog = read_po(file, locale=language)
+    buffer = io.BytesIO()
+    write_mo(buffer, catalog)
+    buffer.seek(0)
+    return Translations(fp=buffer)
+
+
+# Babel's units for format_timedelta, largest first.
+_AGE_UNITS = (("year", 3600 * 24 * 365), ("month", 3600 * 24 * 30), ("week", 3600 * 24 * 7),
+              ("day", 3600 * 24), ("hour", 3600), ("minute", 60), ("second", 1))
+
+
+@functools.lru_cache(maxsize=2048)
+def _age_text(locale: str, unit_seconds: int, value: int) -> str:
+    return format_timedelta(unit_seconds * value, threshold=1.0, locale=locale)
+
+
+@functools.cache
+def _environment(language: str) -> jinja2.Environment:
+    """One environment per language, shared by every app in the process (compiled templates
+    are kept); the settings never change what a template says."""
+    env = jinja2.Environment(loader=jinja2.PackageLoader("pbx_crm.webui", "templates"),
+                             autoescape=True, undefined=jinja2.StrictUndefined,
+                             extensions=["jinja2.ext.i18n"], trim_blocks=True,
+                             lstrip_blocks=True, auto_reload=False)
+    env.install_gettext_translations(load_translations(language), newstyle=True)
+    env.globals.update(LANGUAGES=LANGUAGES, url_quote=quote)
+    return env
+
+
+@dataclass(frozen=True)
+class Formatter:
+    """Dates, times, durations and money in one user's locale and time zone."""
+
+    locale: str
+    zone: ZoneInfo
+    now: datetime
+
+    def datetime(self, value: datetime | None, format: str = "medium") -> str:
+        return "" if value is None else format_datetime(value, format, tzinfo=self.zone,
+                                                        locale=self.locale)
+
+    def age(self, since: datetime) -> str:
+        """How long ago, as Babel's ``format_timedelta`` says it ("3 days"), cached per unit
+        and value: a board shows hundreds of ages."""
+        seconds = max(0.0, (self.now - since).total_seconds())
+        for unit, length in _AGE_UNITS:
+            value = seconds / length
+            if value >= 1.0 or unit == "second":
+                return _age_text(self.locale, length, max(1, round(value)))
+        raise AssertionError("unreachable")
+
+    def seconds(self, seconds: int | None) -> str:
+        if seconds is None:
+            return ""
+        minutes, rest = divmod(seconds, 60)
+        return f"{minutes}:{rest:02d}"
+
+    def money(self, amount_minor: int, currency: str) -> str:
+        return format_money(amount_minor, currency, locale=self.locale)
+
+    def amount_field(self, amount_minor: int, currency: str) -> str:
+        return plain_amount(amount_minor, currency, locale=self.locale)
+
+
+class WebUI:
+    def __init__(self, settings, engine, *, totals: board.TotalsCache | None = None,
+                 originate=None):
+        self.settings = settings
+        self.engine = engine
+        self.totals = totals or board.TotalsCache()
+        # Click-to-call: a callable like AmiClient.originate; made on first use when AMI is set.
+        self._originate = originate
+        self._ami_client = None
+        self.translations = {lang: load_translations(lang) for lang in LANGUAGES}
+        self.envs = {lang: _environment(lang) for lang in LANGUAGES}
+        self.app = bottle.Bottle()
+        self.app.install(self._guard)
+        self.app.add_hook("after_request", self._security_headers)
+        self.app.error_handler.update({404: self._not_found, 405: self._not_found,
+                                       500: self._server_error})
+
+    # --- templates -------------------------------------------------------------------
+
+    def language(self) -> str:
+        signed = bottle.request.environ.get("pbx_crm.signed_in")
+        if signed is not None and signed.user.language in LANGUAGES:
+            return signed.user.language
+        accepted = bottle.request.headers.get("Accept-Language", "")
+        return "id" if accepted.lower().startswith("id") else "en"
+
+    def gettext(self, message: str, **values) -> str:
+        text = self.translations[self.language()].gettext(message)
+        return text % values if values else text
+
+    def formatter(self) -> Formatter:
+        signed = bottle.request.environ.get("pbx_crm.signed_in")
+        zone = (signed.user.time_zone if signed and signed.user.time_zone
+                else self.settings.time_zone)
+        return Formatter(locale=self.language(), zone=ZoneInfo(zone), now=utcnow())
+
+    def render(self, template: str, *, status: int = 200, **context) -> str:
+        signed = bottle.request.environ.get("pbx_crm.signed_in")
+        context.setdefault("error", None)
+        context.setdefault("notice", None)
+        context.update(
+            user=signed.user if signed else None,
+            csrf_token=signed.web_session.csrf_token if signed else "",
+            fmt=self.formatter(), path=bottle.request.path,
+            unread=bottle.request.environ.get("pbx_crm.unread", 0),
+            has_route=self.has_route, lang=self.language())
+        bottle.response.status = status
+        bottle.response.content_type = "text/html; charset=utf-8"
+        return self.envs[self.language()].get_template(template).render(**context)
+
+    def has_route(self, name: str) -> bool:
+        return any(route.name == name for route in self.app.routes)
+
+    # --- the request's user ------------------------------------------------------------
+
+    @property
+    def actor(self) -> Actor:
+        return Actor.of(bottle.request.environ["pbx_crm.signed_in"].user)
+
+    @property
+    def user(self) -> User:
+        return bottle.request.environ["pbx_crm.signed_in"].user
+
+    def wants_json(self) -> bool:
+        return "application/json" in bottle.request.headers.get("Accept", "")
+
+    def client_address(self) -> str:
+        # Behind a reverse proxy, gunicorn's forwarded_allow_ips sets REMOTE_ADDR from the
+        # proxy's header; nothing here trusts X-Forwarded-For by itself.
+        return bottle.request.environ.get("REMOTE_ADDR") or "unknown"
+
+    def set_cookie(self, name: str, value: str, **options) -> None:
+        bottle.response.set_cookie(name, value, path="/", httponly=True, samesite="lax",
+                                   secure=self.settings.web_secure_cookies, **options)
+
+    def _signed_in(self):
+        token = bottle.request.get_cookie(SESSION_COOKIE)
+        if not token:
+            return None
+        with transaction(self.engine, read_only=True) as session:
+            signed = web_sessions.signed_in(session, token)
+            if signed is not None:
+                from pbx_crm.notifications import unread_count
+
+                bottle.request.environ["pbx_crm.unread"] = unread_count(
+                    session, Actor.of(signed.user))
+        if signed is not None and signed.needs_touch:
+            with transaction(self.engine) as session:
+                web_sessions.touch(session, signed.web_session.id)
+        return signed
+
+    # --- the guard plugin ---------------------------------------------------------------
+
+    def _guard(self, callback):
+        def guarded(*args, **kwargs):
+            request = bottle.request
+            route = request.route
+            try:
+                if route.config.get("public"):
+                    if request.method not in SAFE_METHODS:
+                        self._check_login_csrf()
+                    return callback(*args, **kwargs)
+                signed = self._signed_in()
+                if signed is None:
+                    return self._sign_in_first()
+                request.environ["pbx_crm.signed_in"] = signed
+                if request.method not in SAFE_METHODS:
+                    sent = (request.headers.get("X-CSRF-Token")
+                            or request.forms.get("csrf_token") or "")
+                    if not hmac.compare_digest(sent.encode(), signed.web_session.csrf_token
+                                               .encode()):
+                        raise Forbidden("This form has expired; reload the page and try again.")
+                if "deal_id" in kwargs:
+                    self.check_deal(kwargs["deal_id"])
+                return callback(*args, **kwargs)
+            except CrmError as error:
+                return self.refusal(error)
+        return guarded
+
+    def check_deal(self, deal_id: int) -> None:
+        """The one ownership check of every deal route: read access, as the funnel rules it
+        (a seller on another seller's deal gets 403; a missing deal 404)."""
+        with transaction(self.engine, read_only=True) as session:
+            deals.get_deal(session, self.actor, deal_id)
+
+    def _check_login_csrf(self) -> None:
+        cookie = bottle.request.get_cookie(LOGIN_CSRF_COOKIE) or ""
+        sent = bottle.request.forms.get("csrf_token") or ""
+        if not cookie or not hmac.compare_digest(cookie.encode(), sent.encode()):
+            raise Forbidden("This form has expired; reload the page and try again.")
+
+    def login_csrf_token(self) -> str:
+        token = bottle.request.get_cookie(LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(32)
+        self.set_cookie(LOGIN_CSRF_COOKIE, token)
+        return token
+
+    def _sign_in_first(self):
+        request = bottle.request
+        if request.method in SAFE_METHODS and not self.wants_json():
+            target = request.fullpath + (f"?{request.query_string}" if request.query_string
+                                         else "")
+            return bottle.redirect("/login?" + urlencode({"next": target}), 303)
+        return self.json({"error": self.gettext("Sign in first.")}, status=401)
+
+    # --- shaping answers -------------------------------------------------------------------
+
+    def refusal(self, error: CrmError):
+        """A refusal of the core as a page or JSON, with its status; nothing was changed
+        (the route's transaction rolled back)."""
+        status = getattr(error, "status", 400)
+        if self.wants_json():
+            return self.json({"error": error.message}, status=status)
+        if bottle.request.environ.get("pbx_crm.signed_in") is None \
+                and not bottle.request.route.config.get("public"):
+            bottle.response.status = status
+            return error.message
+        return self.render("error.html", status=status, error=error.message)
+
+    def json(self, payload: dict, *, status: int = 200) -> str:
+        bottle.response.status = status
+        bottle.response.content_type = "application/json"
+        return json.dumps(payload)
+
+    def _security_headers(self) -> None:
+        for name, value in SECURITY_HEADERS.items():
+            bottle.response.headers[name] = value
+        if bottle.request.path.startswith("/static/"):
+            bottle.response.headers["Cache-Control"] = "public, max-age=3600"
+        else:
+            bottle.response.headers["Cache-Control"] = "no-store"
+
+    def _not_found(self, error) -> str:
+        bottle.response.content_type = "text/plain; charset=utf-8"
+        return "Not found."
+
+    def _server_error(self, error) -> str:
+        bottle.response.content_type = "text/plain; charset=utf-8"
+        return "Something went wrong on the server; the error is in its log."
+
+    # --- click-to-call -------------------------------------------------------------------
+
+    def originate(self):
+        """The AMI originate callable, or None when no AMI is configured."""
+        if self._originate is not None:
+            return self._originate
+        if not self.settings.ami_host:
+            return None
+        if self._ami_client is None:
+            from pbx_crm.ami import AmiClient
+
+            client = AmiClient(self.settings.ami_host, self.settings.ami_port,
+                               self.settings.ami_username, self.settings.ami_secret,
+                               events="call", action_timeout=5.0)
+            client.start()
+            # The first click waits for the login; later ones find the session up (the
+            # client reconnects by itself when Asterisk restarts).
+            client.wait_connected(5.0)
+            self._ami_client = client
+        return self._ami_client.originate
+
+    def close(self) -> None:
+        if self._ami_client is not None:
+            self._ami_client.close()
+
+
+# --- form reading -------------------------------------------------------------------------
+
+
+def form() -> bottle.FormsDict:
+    """The posted form, as UTF-8 text."""
+    return bottle.request.forms.decode()
+
+
+def query() -> bottle.FormsDict:
+    return bottle.request.query.decode()
+
+
+def int_field(values, name: str, what: str, *, required: bool = True) -> int | None:
+    text = (values.get(name) or "").strip()
+    if not text:
+        if required:
+            raise ValidationError(f"Choose {what}.", field=name)
+        return None
+    if not text.isdigit() or len(text) > 18:
+        raise ValidationError(f"“{text[:20]}” is not a valid {what}.", field=name)
+    return int(text)
+
+
+def version_field(values) -> int:
+    """The deal version the page was showing; moves and edits are refused on an old one."""
+    text = (values.get("version") or "").strip()
+    if not text.isdigit() or len(text) > 18:
+        raise ValidationError("This form is missing the deal's version; reload the page.",
+                              field="version")
+    return int(text)

@@ -1,0 +1,109 @@
+"""The Kanban board: columns per stage, a page of cards each, "show more", search, filters.
+
+Cards are read as plain rows (``board.column_card_rows``), and the column totals come through
+the shared ``TotalsCache``, so a board over a large pipeline stays one short index range per
+column plus one totals query at most.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import bottle
+from sqlmodel import select
+
+from pbx_crm import board, pipelines
+from pbx_crm.db import transaction
+from pbx_crm.enums import Role
+from pbx_crm.errors import NotFound, ValidationError
+from pbx_crm.models import User
+
+from .app import WebUI, int_field, query
+
+# Cards per column on a page load; "show more" fetches the next ones.
+BOARD_PAGE = 20
+
+
+def cursor_of(row) -> str:
+    return f"{row.created_at.isoformat()}|{row.id}"
+
+
+def parse_cursor(text: str | None) -> tuple[datetime, int] | None:
+    if not text:
+        return None
+    stamp, _, deal_id = text.partition("|")
+    try:
+        moment = datetime.fromisoformat(stamp)
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None or not deal_id.isdigit():
+        raise ValidationError("This “show more” link is malformed; reload the board.",
+                              field="after")
+    return moment, int(deal_id)
+
+
+def _sellers(session) -> list[User]:
+    return list(session.exec(select(User).where(User.role == Role.SELLER.value)
+                             .order_by(User.name)))
+
+
+def register(ui: WebUI) -> None:
+    app = ui.app
+
+    @app.get("/", name="home")
+    def home():
+        return bottle.redirect("/board", 303)
+
+    def _filters(session):
+        values = query()
+        pipeline_id = int_field(values, "pipeline", "pipeline", required=False)
+        pipeline = pipelines.get_pipeline(session, pipeline_id)
+        owner_id = None
+        if ui.actor.sees_everything:
+            owner_id = int_field(values, "owner", "seller", required=False)
+        return pipeline, owner_id
+
+    @app.get("/board", name="board")
+    def show_board():
+        actor = ui.actor
+        with transaction(ui.engine, read_only=True) as session:
+            try:
+                pipeline, owner_id = _filters(session)
+            except NotFound:
+                return ui.render("board.html", pipeline=None, columns=[], all_pipelines=[],
+                                 sellers=[], owner_id=None, search=None, q="")
+            text = (query().get("q") or "").strip()
+            stages = pipelines.stages_of(session, pipeline.id)
+            search = None
+            columns = []
+            if text:
+                search = board.search_cards(session, actor, text,
+                                            region=ui.settings.phone_region)
+            else:
+                totals = ui.totals.totals(session, actor, pipeline.id, owner_id=owner_id)
+                for stage in stages:
+                    cards = board.column_card_rows(session, actor, stage, owner_id=owner_id,
+                                                   limit=BOARD_PAGE + 1)
+                    columns.append((stage, cards[:BOARD_PAGE],
+                                    cursor_of(cards[BOARD_PAGE - 1])
+                                    if len(cards) > BOARD_PAGE else None,
+                                    totals.get(stage.id, board.ColumnTotal(stage.id, 0, 0))))
+            all_pipelines = pipelines.list_pipelines(session)
+            sellers = _sellers(session) if actor.sees_everything else []
+        return ui.render("board.html", pipeline=pipeline, columns=columns,
+                         all_pipelines=all_pipelines, sellers=sellers, owner_id=owner_id,
+                         search=search, q=text)
+
+    @app.get("/board/column/<stage_id:int>", name="board_column")
+    def more_cards(stage_id):
+        actor = ui.actor
+        values = query()
+        with transaction(ui.engine, read_only=True) as session:
+            stage = pipelines.get_stage(session, stage_id)
+            owner_id = (int_field(values, "owner", "seller", required=False)
+                        if actor.sees_everything else None)
+            after = parse_cursor(values.get("after"))
+            cards = board.column_card_rows(session, actor, stage, owner_id=owner_id,
+                                           after=after, limit=BOARD_PAGE + 1)
+        more = cursor_of(cards[BOARD_PAGE - 1]) if len(cards) > BOARD_PAGE else None
+        return ui.render("_cards.html", cards=cards[:BOARD_PAGE], stage=stage, more=more)

@@ -1,0 +1,89 @@
+"""The screen-pop push stream: ``GET /events`` as Server-Sent Events.
+
+Each signed-in browser holds one stream (``static/screenpop.js``); this process's
+``EventHub`` (``pbx_crm.event_stream``) hands it the events its user may receive. Each message
+carries ``id:`` (the event id, which the browser sends back as ``Last-Event-ID`` when it
+reconnects), ``event:`` (the kind: ringing, answered, stopped_ringing, call_ended) and
+``data:`` (JSON: what the pop card shows). A comment line goes out every ``HEARTBEAT_SECONDS``
+so proxies keep an idle stream open; at each one the sign-in is checked again, so a stream
+ends when its session does.
+"""
+
+from __future__ import annotations
+
+import json
+
+import bottle
+
+from pbx_crm import web_sessions
+from pbx_crm.db import transaction
+from pbx_crm.errors import ValidationError
+from pbx_crm.event_stream import EventHub
+
+from .app import SESSION_COOKIE, WebUI
+
+HEARTBEAT_SECONDS = 15.0
+RETRY_MS = 2000  # how soon a browser reconnects after the stream broke
+
+
+def last_event_id() -> int | None:
+    """Where the browser resumes: the ``Last-Event-ID`` header of a reconnect, or the
+    ``last_event_id`` query parameter of a page's first connect (a browser moving between
+    pages keeps its place)."""
+    text = (bottle.request.headers.get("Last-Event-ID")
+            or bottle.request.query.get("last_event_id") or "").strip()
+    if not text:
+        return None
+    if not text.isdigit() or len(text) > 18:
+        raise ValidationError(f"“{text[:20]}” is not an event id.", field="last_event_id")
+    return int(text)
+
+
+def message(delivery, actor) -> str:
+    data = json.dumps(delivery.data_for(actor), ensure_ascii=False, separators=(",", ":"))
+    return f"id: {delivery.id}\nevent: {delivery.kind}\ndata: {data}\n\n"
+
+
+def register(ui: WebUI, *, heartbeat: float = HEARTBEAT_SECONDS) -> EventHub:
+    app = ui.app
+    hub = EventHub(ui.engine)
+    ui.event_hub = hub
+    close_ui = ui.close
+
+    def close():
+        hub.close()
+        close_ui()
+
+    ui.close = close  # the reader stops with the app
+
+    def still_signed_in(token: str) -> bool:
+        with transaction(ui.engine, read_only=True) as session:
+            return web_sessions.signed_in(session, token) is not None
+
+    @app.get("/events", name="events")
+    def stream():
+        after = last_event_id()
+        actor = ui.actor
+        token = bottle.request.get_cookie(SESSION_COOKIE)
+        subscription = hub.subscribe(actor, after=after)
+        bottle.response.content_type = "text/event-stream; charset=utf-8"
+        # Not buffered by a reverse proxy (nginx honours this header).
+        bottle.response.headers["X-Accel-Buffering"] = "no"
+
+        def messages():
+            try:
+                yield f"retry: {RETRY_MS}\n: stream of user {actor.user_id}\n\n"
+                while not subscription.dropped:
+                    delivery = subscription.get(heartbeat)
+                    if delivery is not None:
+                        yield message(delivery, actor)
+                        continue
+                    if not still_signed_in(token):
+                        return
+                    yield ": heartbeat\n\n"
+            finally:
+                subscription.close()
+
+        return messages()
+
+    return hub
