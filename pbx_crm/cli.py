@@ -65,21 +65,34 @@ def _start_ami(settings: Settings, engine: Engine):
     return start_ami(settings, engine)
 
 
+def _start_robots(settings: Settings, engine: Engine):
+    from .components import start_robots
+
+    return start_robots(settings, engine)
+
+
+def _start_web(settings: Settings, engine: Engine):
+    from .webserver import start_web
+
+    return start_web(settings, engine)
+
+
 # A component that gets built replaces its line here with one that names its starter.
 COMPONENTS: list[Component] = [
-    Component("web", "the Kanban board in the browser"),
+    Component("web", "the Kanban board in the browser", _start_web),
     Component("fastagi", "the FastAGI server Asterisk asks on every call", _start_fastagi),
     Component("ami", "the AMI listener that follows calls as they ring and end", _start_ami),
-    Component("robots", "the scheduler that runs the stage robots"),
+    Component("robots", "the scheduler that runs the stage robots", _start_robots),
 ]
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def _wait_for_interrupt() -> None:
     """Block until Ctrl-C, or SIGTERM (how systemd stops a service)."""
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     threading.Event().wait()
 
 
@@ -100,6 +113,8 @@ def start_components(settings: Settings, engine: Engine, out, *,
     if not ready:
         print("Nothing to serve yet.", file=out)
         return 0
+    # From here a SIGTERM stops cleanly, even while the components are still starting.
+    signal.signal(signal.SIGTERM, _interrupt)
     running = []
     try:
         for component in ready:
@@ -400,6 +415,73 @@ def cmd_contacts_import(args, settings, engine, out) -> int:
     return 0
 
 
+# --- reports --------------------------------------------------------------------------------
+
+# The tables each `report` view shows, the first being the one --csv writes by default.
+REPORT_VIEWS = {"funnel": ("stages", "outcomes", "weeks"),
+                "losses": ("losses", "team_losses"),
+                "calls": ("calls", "callbacks"),
+                "nudges": ("nudges",),
+                "advice": ("advice",)}
+REPORT_DEFAULT_DAYS = 30
+ADVICE_DEALS_SHOWN = 20
+
+
+def cmd_report(args, settings, engine, out) -> int:
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    from .advisor import advise
+    from .report_charts import Table, report_tables, to_csv
+    from .reports import deals_matching, funnel_report
+
+    last = args.to or datetime.now(ZoneInfo(settings.time_zone)).date()
+    first = args.start or last - timedelta(days=REPORT_DEFAULT_DAYS - 1)
+    with transaction(engine, read_only=True) as session:
+        pipeline_id = _find_pipeline(session, args.pipeline).id if args.pipeline else None
+        report = funnel_report(session, _admin(), pipeline_id=pipeline_id, start=first,
+                               end=last + timedelta(days=1), time_zone=settings.time_zone,
+                               seller_login=args.seller)
+        tables = report_tables(report)
+        if args.view == "advice":
+            hints = advise(report)
+            tables["advice"] = Table(
+                "advice", "Advice", ["hint", "advice", "deals"],
+                [[hint.kind, hint.message, " ".join(
+                    f"#{deal_id}" for deal_id in deals_matching(
+                        session, _admin(), hint.deals, limit=ADVICE_DEALS_SHOWN))]
+                 for hint in hints])
+    names = [name for name in REPORT_VIEWS[args.view] if name in tables]
+    if args.csv:
+        wanted = args.table or names[0]
+        if wanted not in tables:
+            raise CrmError(f"no table “{wanted}” here; choose one of {', '.join(names)}")
+        print(to_csv(tables[wanted]), end="", file=out)
+        return 0
+    who = report.seller_name or "all sellers"
+    print(f"{report.pipeline_name}, {report.period.label} ({report.period.time_zone}), {who}; "
+          f"amounts in {report.currency} minor units", file=out)
+    for name in names:
+        table = tables[name]
+        print(f"\n{table.title}", file=out)
+        if not table.rows:
+            print("  (nothing in this period)", file=out)
+            continue
+        _table(table.headers, [["-" if cell is None else str(cell) for cell in row]
+                               for row in table.rows], out)
+    return 0
+
+
+def _date(text: str):
+    from datetime import date
+
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date such as 2024-05-31, got {text!r}") \
+            from None
+
+
 # --- seed, demo, serve, version -------------------------------------------------------------
 
 
@@ -610,6 +692,118 @@ def _emulator_link(settings: Settings, out):
         return None
     print(f"AMI: the phones ring through the demo's emulator at {link.address}.", file=out)
     return link
+
+
+def cmd_web(args, settings, engine, out) -> int:
+    """gunicorn with gevent workers in this process (see pbx_crm.webserver)."""
+    from .webserver import serve_web, workers_for
+
+    changes = {}
+    if args.listen:
+        changes["web_listen"] = _setting("web_listen", args.listen, "--listen")
+    if args.workers is not None:
+        changes["web_workers"] = args.workers
+    settings = settings.replace(**changes)
+    engine = _engine(settings)
+    try:
+        _require_schema(engine)
+    finally:
+        engine.dispose()
+    print(f"Web UI on http://{settings.web_listen} ({workers_for(settings)} gevent workers).",
+          file=out, flush=True)
+    serve_web(settings)
+    return 0
+
+
+def cmd_robots(args, settings, engine, out) -> int:
+    return start_components(settings, engine, out, only="robots")
+
+
+# --- robot rules ------------------------------------------------------------------------------
+
+
+def _params(pairs: list[str] | None, flag: str) -> dict:
+    """KEY=VALUE pairs as a dict; digits become numbers."""
+    params = {}
+    for pair in pairs or ():
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise CrmError(f"{flag} takes KEY=VALUE, got {pair!r}")
+        value = value.strip()
+        params[key.strip()] = int(value) if value.isdigit() else value
+    return params
+
+
+def cmd_robot_add(args, settings, engine, out) -> int:
+    from . import robots
+
+    with transaction(engine) as session:
+        rule = robots.create_rule(session, _admin(), stage_id=args.stage_id, name=args.name,
+                                  condition=args.condition,
+                                  condition_params=_params(args.when, "--when"),
+                                  action=args.action, action_params=_params(args.do, "--do"),
+                                  active=not args.disabled)
+        stage = pipelines.get_stage(session, rule.stage_id)
+    print(f"Added robot #{rule.id} “{rule.name}” on {stage.name} (#{stage.id})"
+          + (", disabled" if not rule.active else "") + ".", file=out)
+    return 0
+
+
+def _shown_params(params: dict) -> str:
+    return ", ".join(f"{key}={value}" for key, value in params.items())
+
+
+def cmd_robot_list(args, settings, engine, out) -> int:
+    from . import robots
+
+    with transaction(engine, read_only=True) as session:
+        pipeline_id = _find_pipeline(session, args.pipeline).id if args.pipeline else None
+        rows = [[str(rule.id), f"{stage.name} (#{stage.id})", rule.name,
+                 f"{rule.condition} {_shown_params(rule.condition_params)}".strip(),
+                 f"{rule.action} {_shown_params(rule.action_params)}".strip(),
+                 "yes" if rule.active else "no"]
+                for rule, stage in robots.list_rules(session, _admin(), pipeline_id)]
+    if not rows:
+        print("No robots yet: add one with `pbx-crm robot add`.", file=out)
+        return 0
+    _table(["ID", "STAGE", "NAME", "WHEN", "DO", "ACTIVE"], rows, out)
+    return 0
+
+
+def cmd_robot_active(args, settings, engine, out) -> int:
+    from . import robots
+
+    with transaction(engine) as session:
+        rule = robots.set_rule_active(session, _admin(), args.rule_id, args.active)
+    print(f"Robot #{rule.id} “{rule.name}” is {'on' if rule.active else 'off'}.", file=out)
+    return 0
+
+
+def cmd_robot_delete(args, settings, engine, out) -> int:
+    from . import robots
+
+    with transaction(engine) as session:
+        name = robots.get_rule(session, args.rule_id).name
+        robots.delete_rule(session, _admin(), args.rule_id)
+    print(f"Deleted robot #{args.rule_id} “{name}” and its run history.", file=out)
+    return 0
+
+
+def cmd_robot_runs(args, settings, engine, out) -> int:
+    from . import robots
+
+    with transaction(engine, read_only=True) as session:
+        views = robots.recent_runs(session, _admin(), limit=args.limit,
+                                   failed_only=args.failed)
+    if not views:
+        print("No robot runs yet." if not args.failed else "No failed robot runs.", file=out)
+        return 0
+    rows = [[str(v.run.id), f"{v.run.fired_at:%Y-%m-%d %H:%M}", f"#{v.run.rule_id} {v.rule_name}",
+             f"#{v.run.deal_id} {v.deal_title[:40]}", v.run.status,
+             (v.run.answer or "").replace("_", " "), (v.run.error or "")[:60]]
+            for v in views]
+    _table(["RUN", "FIRED (UTC)", "ROBOT", "DEAL", "STATUS", "ANSWER", "ERROR"], rows, out)
+    return 0
 
 
 def cmd_serve(args, settings, engine, out) -> int:
@@ -885,6 +1079,32 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--skip-invalid", action="store_true",
                          help="import the good rows and report the rejected ones")
 
+    group = _group(commands, "report", "funnel reports for a pipeline and a period")
+    for view, help in (
+            ("funnel", "stage by stage: open now, entered, moved on, lost, conversion, time "
+                       "in stage; win rate and cycle; week by week"),
+            ("losses", "the loss map: the share lost per stage and seller (and team), weak cells "
+                       "flagged"),
+            ("calls", "calls per deal by stage, and missed-call callback time per seller"),
+            ("nudges", "how each seller answered the robots' nudges, per stage"),
+            ("advice", "plain-language hints read off the figures, with their deals")):
+        command = _command(group, view, cmd_report, help,
+                           description=f"{help[0].upper()}{help[1:]}. Dates are the company's "
+                                       "(time_zone); --from and --to are both included.")
+        command.set_defaults(view=view)
+        command.add_argument("--pipeline", metavar="NAME",
+                             help="pipeline name (or id); default: the default pipeline")
+        command.add_argument("--from", dest="start", type=_date, metavar="YYYY-MM-DD",
+                             help=f"first day (default: {REPORT_DEFAULT_DAYS} days before "
+                                  "--to)")
+        command.add_argument("--to", type=_date, metavar="YYYY-MM-DD",
+                             help="last day, included (default: today)")
+        command.add_argument("--seller", metavar="LOGIN", help="one seller's figures only")
+        command.add_argument("--csv", action="store_true",
+                             help="write one table as CSV instead of the text tables")
+        command.add_argument("--table", choices=REPORT_VIEWS[view],
+                             help=f"with --csv: which table (default {REPORT_VIEWS[view][0]})")
+
     command = _command(
         commands, "seed", cmd_seed, "fill the database with synthetic data for benchmarks",
         description="Add synthetic contacts and deals (spread over every stage and the past "
@@ -986,6 +1206,62 @@ def build_parser() -> argparse.ArgumentParser:
     _command(commands, "relay-path", cmd_relay_path,
              "print where the process-AGI relay script (pbx-crm.agi) is installed, to link "
              "it into Asterisk's agi-bin", needs=NOTHING)
+    command = _command(
+        commands, "web", cmd_web, "run the web UI (the Kanban board) alone",
+        description="Serve the web UI at web_listen with gunicorn, one gevent worker process "
+                    "per CPU core (or --workers). Put it behind an HTTPS reverse proxy and set "
+                    "web_secure_cookies; see \"Production layout\" in the README.",
+        needs=SETTINGS)
+    command.add_argument("--listen", metavar="HOST:PORT",
+                         help="address to listen on (default web_listen, 127.0.0.1:8080)")
+    command.add_argument("--workers", type=_positive(int, zero=True), metavar="N",
+                         help="worker processes (default web_workers; 0: one per core)")
+    group = _group(commands, "robot", "set up the stage robots and see what they did")
+    command = _command(
+        group, "add", cmd_robot_add, "add a robot to a stage",
+        description="Add a robot: when its condition holds for a deal in the stage, it acts. "
+                    "It applies to the deals already in the stage too.\n"
+                    "conditions (--when settings): time_in_stage (hours=N | days=N | "
+                    "business_hours=N | business_days=N), no_activity (days=N), "
+                    "unsorted_not_taken (minutes=N), missed_call_not_returned (minutes=N), "
+                    "amount, stage_entered, call_answered, call_missed; any of them also takes "
+                    "min_amount=N and max_amount=N (minor units)\n"
+                    "actions (--do settings): notify_owner (message=...), notify_heads "
+                    "(message=...), create_task (title=..., due_hours=N), set_priority "
+                    "(priority=low|normal|high), move_to_stage (stage=NAME | stage_id=N, "
+                    "lost_reason=...), reassign (login=LOGIN), call_owner\n"
+                    "  pbx-crm robot add 3 --name 'Proposal waits' --condition time_in_stage "
+                    "--when business_days=2 --action notify_owner")
+    command.add_argument("stage_id", type=int, metavar="STAGE_ID",
+                         help="the stage's id, from `pipeline list`")
+    command.add_argument("--name", required=True, help="what the robot is for, as users read it")
+    command.add_argument("--condition", required=True, metavar="KIND", help="when it fires")
+    command.add_argument("--when", action="append", metavar="KEY=VALUE",
+                         help="a setting of the condition; repeat for several")
+    command.add_argument("--action", required=True, metavar="KIND", help="what it does")
+    command.add_argument("--do", action="append", metavar="KEY=VALUE",
+                         help="a setting of the action; repeat for several")
+    command.add_argument("--disabled", action="store_true", help="add it switched off")
+    command = _command(group, "list", cmd_robot_list, "list the robots, stage by stage")
+    command.add_argument("--pipeline", metavar="NAME", help="only this pipeline's (name or id)")
+    for name, active, help in (("enable", True, "switch a robot on (it catches up)"),
+                               ("disable", False, "switch a robot off, keeping its history")):
+        command = _command(group, name, cmd_robot_active, help)
+        command.add_argument("rule_id", type=int, metavar="ROBOT_ID")
+        command.set_defaults(active=active)
+    command = _command(group, "delete", cmd_robot_delete,
+                       "delete a robot and its run history (disable it to keep the history)")
+    command.add_argument("rule_id", type=int, metavar="ROBOT_ID")
+    command = _command(group, "runs", cmd_robot_runs, "what the robots did lately, failures too")
+    command.add_argument("--limit", type=_positive(int), default=30, metavar="N",
+                         help="how many runs, newest first (default 30)")
+    command.add_argument("--failed", action="store_true", help="only the failed runs")
+    _command(
+        commands, "robots", cmd_robots, "run the robot scheduler alone",
+        description="Run the stage robots on their clock (APScheduler): a pass over every "
+                    "rule each robot_pass_seconds, telephony triggers each "
+                    "robot_trigger_seconds. Several may run against one PostgreSQL: no robot "
+                    "fires twice.")
     _command(commands, "serve", cmd_serve,
              "start every built long-running component (web UI, FastAGI, AMI, robots)")
     _command(commands, "version", cmd_version, "print the version", needs=NOTHING)

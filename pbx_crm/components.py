@@ -8,6 +8,7 @@ returns an object with ``stop()``.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from dataclasses import dataclass
 
@@ -38,9 +39,15 @@ class RunningFastAgi:
         self.spool.close()
 
 
+CALL_SWITCH_INTERVAL = 0.001
+
+
 def start_fastagi(settings: Settings, engine, *, replay_interval: float = 2.0,
                   workers: int = 64, db_workers: int = 16) -> RunningFastAgi:
     """The FastAGI server with the hook dispatcher and its spool replayer."""
+    # A call's answer waits for the interpreter while the call writer runs; Python lets a
+    # busy thread run 5 ms before switching, which a call would feel. 1 ms is plenty.
+    sys.setswitchinterval(min(sys.getswitchinterval(), CALL_SWITCH_INTERVAL))
     address = (settings.fastagi_listen.host, settings.fastagi_listen.port)
     spool = Spool(settings.data_dir / "spool.sqlite3")
     dispatcher = HookDispatcher(engine, settings, spool, workers=db_workers)
@@ -87,3 +94,10 @@ def start_ami(settings: Settings, engine):
     log.info("AMI listener connecting to %s:%s as %r", settings.ami_host, settings.ami_port,
              settings.ami_username)
     return listener
+
+
+def start_robots(settings: Settings, engine):
+    """The robot scheduler (stage robots and telephony triggers); see ``pbx_crm.jobs``."""
+    from .jobs import start_robot_scheduler
+
+    return start_robot_scheduler(settings, engine)

@@ -368,12 +368,17 @@ def _chunks(total: int, size: int):
 def seed_synthetic(engine: Engine, *, deals: int, contacts: int, sellers: int, region: str,
                    pipeline_name: str = "Sales", random_seed: int | None = None,
                    currency: str = "IDR", now: datetime | None = None,
-                   progress: Callable[[int], object] | None = None) -> SeedReport:
+                   progress: Callable[[int], object] | None = None,
+                   detour_rate: float = 0.0) -> SeedReport:
     """Add ``contacts`` contacts and ``deals`` deals to ``pipeline_name`` (created with the
     seller funnel if absent), owned by ``sellers`` synthetic sellers (created if absent).
 
     Runs again add more. ``progress(n)`` is called as rows are written: contacts, then deals.
+    ``detour_rate``: the chance that a deal went back one working stage and forward again
+    (repeated with the same chance), as a redone proposal does; 0 keeps every path straight.
     """
+    if not 0 <= detour_rate < 1:
+        raise ValidationError("The detour rate is at least 0 and below 1.")
     if deals < 0 or contacts < 0 or sellers < 0:
         raise ValidationError("Counts cannot be negative.")
     if deals and sellers < 1:
@@ -395,7 +400,7 @@ def seed_synthetic(engine: Engine, *, deals: int, contacts: int, sellers: int, r
         contact_refs = _seed_contacts(chunk, report, rng, contacts, seller_ids, region,
                                       now_epoch, progress)
         _seed_deals(chunk, report, rng, deals, funnel, seller_ids, contact_refs, now_epoch,
-                    progress)
+                    progress, detour_rate)
     report.seconds = time.perf_counter() - started
     return report
 
@@ -427,12 +432,12 @@ def _seed_contacts(chunk, report: SeedReport, rng: random.Random, count: int,
 
 def _seed_deals(chunk, report: SeedReport, rng: random.Random, count: int, funnel: _Funnel,
                 seller_ids: list[int], contact_refs: list[tuple[int, str]], now: int,
-                progress) -> None:
+                progress, detour_rate: float = 0.0) -> None:
     for size in _chunks(count, DEAL_CHUNK):
         with chunk() as bulk:
             first_id = bulk.reserve_ids(Deal.__table__) + 1
             rows, history, entries = _deal_rows(rng, bulk, first_id, size, funnel, seller_ids,
-                                                contact_refs, now)
+                                                contact_refs, now, detour_rate)
             bulk.insert(Deal.__table__, _DEAL_COLUMNS, rows)
             bulk.insert(StageHistory.__table__, _HISTORY_COLUMNS, history)
             bulk.insert(TimelineEntry.__table__, _TIMELINE_COLUMNS, entries)
@@ -470,7 +475,7 @@ def _contact_rows(rng: random.Random, bulk: _Bulk, first_id: int, size: int,
 
 def _deal_rows(rng: random.Random, bulk: _Bulk, first_id: int, size: int, funnel: _Funnel,
                seller_ids: list[int], contact_refs: list[tuple[int, str]],
-               now: int) -> tuple[list[tuple], list[tuple], list[tuple]]:
+               now: int, detour_rate: float = 0.0) -> tuple[list[tuple], list[tuple], list[tuple]]:
     rows, history, entries = [], [], []
     choice, rand, expovariate = rng.choice, rng.random, rng.expovariate
     targets, cum_weights, total = funnel.targets, funnel.cum_weights, funnel.cum_weights[-1]
@@ -482,6 +487,15 @@ def _deal_rows(rng: random.Random, bulk: _Bulk, first_id: int, size: int, funnel
         path = choice(funnel.paths[target])
         if from_call:
             path = (unsorted, *path)
+        # Detours draw from the generator only when asked for: the same seed, the same data.
+        while detour_rate and rand() < detour_rate:
+            spots = [k for k in range(1, len(path))
+                     if path[k - 1] not in funnel.closed and path[k - 1] != unsorted
+                     and path[k] not in funnel.closed]
+            if not spots:
+                break
+            k = choice(spots)
+            path = (*path[:k + 1], path[k - 1], path[k], *path[k + 1:])
         owner = None if target == unsorted else choice(seller_ids)
         source = ("call" if from_call else "popup" if rand() < 0.15 else "manual")
 

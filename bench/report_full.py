@@ -1,0 +1,146 @@
+"""Benchmark: the full funnel report for one pipeline and a year, on a large pipeline.
+
+Times ``pbx_crm.reports.funnel_report`` (every figure of the reports page: stage figures,
+outcomes, loss maps by seller and team, calls, callbacks, nudges, weeks) for a head, for a
+head filtering on one seller, and for a quarter; then each part alone. The baseline,
+measured in the same run: one plain count of the pipeline's stage-history rows in the period
+(the least any report from the history must read), so the figures read as ratios.
+
+    python bench/report_full.py                                    # SQLite, 100k deals
+    python bench/report_full.py --deals 500000 --database-url sqlite:////tmp/r500k.sqlite3
+    python bench/report_full.py --deals 1000000 \\
+        --database-url postgresql+psycopg://USER:PW@127.0.0.1/pbx_crm_bench_reports
+
+The database is seeded on first use (``pbx_crm.seed``, with detours so a deal has about five
+history rows, spread over the year before 2025-01-01) and reused by later runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+from sqlalchemy import func, text
+from sqlmodel import select
+
+from pbx_crm import pipelines, reports
+from pbx_crm.db import is_sqlite, make_engine, transaction, upgrade
+from pbx_crm.funnel import Actor
+from pbx_crm.models import Deal, StageHistory, User
+from pbx_crm.seed import seed_synthetic
+
+PIPELINE = "Bench"
+TIME_ZONE = "Asia/Jakarta"
+YEAR = (date(2024, 1, 1), date(2025, 1, 1))
+QUARTER = (date(2024, 10, 1), date(2025, 1, 1))
+DETOUR_RATE = 0.45  # about five history rows per deal
+SEED_NOW = "2025-01-01T00:00:00+00:00"
+
+
+def timed(function, repeat: int) -> list[float]:
+    """Milliseconds per call, ``repeat`` calls after one warm-up."""
+    function()
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        function()
+        samples.append((time.perf_counter() - start) * 1000)
+    return samples
+
+
+def ensure_data(engine, deals: int) -> None:
+    from datetime import datetime
+
+    upgrade(engine)
+    with transaction(engine, read_only=True) as session:
+        present = session.exec(select(func.count()).select_from(Deal)).one()
+    if present >= deals:
+        return
+    if present:
+        sys.exit(f"the database holds {present} deals, fewer than {deals}: use an empty one")
+    print(f"seeding {deals:,} deals (once; later runs reuse them)...", file=sys.stderr)
+    start = time.perf_counter()
+    report = seed_synthetic(engine, deals=deals, contacts=max(1, deals // 5), sellers=20,
+                            region="ID", pipeline_name=PIPELINE, random_seed=1,
+                            now=datetime.fromisoformat(SEED_NOW), detour_rate=DETOUR_RATE)
+    print(f"seeded {report.deals:,} deals, {report.history_rows:,} history rows in "
+          f"{time.perf_counter() - start:.1f} s", file=sys.stderr)
+    if not is_sqlite(engine):
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.execute(text("VACUUM ANALYZE"))  # as autovacuum would after a bulk load
+
+
+def run(engine, repeat: int) -> tuple[list[tuple[str, list[float]]], dict]:
+    with transaction(engine, read_only=True) as session:
+        pipeline = pipelines.find_pipeline(session, PIPELINE)
+        head = Actor.system("bench")
+        seller = session.exec(select(User).where(User.role == "seller")
+                              .order_by(User.id)).first()
+        year = reports.make_period(*YEAR, TIME_ZONE)
+        sizes = {
+            "deals": session.exec(select(func.count()).select_from(Deal)).one(),
+            "history": session.exec(select(func.count()).select_from(StageHistory)).one(),
+        }
+
+        def baseline():
+            return session.exec(select(func.count()).select_from(StageHistory).where(
+                StageHistory.pipeline_id == pipeline.id,
+                StageHistory.moved_at >= year.start_utc,
+                StageHistory.moved_at < year.end_utc)).one()
+
+        sizes["history in the year"] = baseline()
+
+        def full(period, **kw):
+            return lambda: reports.funnel_report(session, head, pipeline_id=pipeline.id,
+                                                 start=period[0], end=period[1],
+                                                 time_zone=TIME_ZONE, **kw)
+
+        scope = reports.report_scope(session, head, pipeline_id=pipeline.id, period=year)
+        figures = reports.stage_figures(session, scope)
+        cases = [
+            ("baseline: count of the year's history", baseline),
+            ("full report, head, a year", full(YEAR)),
+            ("full report, one seller, a year", full(YEAR, seller_id=seller.id)),
+            ("full report, head, a quarter", full(QUARTER)),
+            ("  part: stage figures", lambda: reports.stage_figures(session, scope)),
+            ("  part: outcomes", lambda: reports.outcomes(session, scope)),
+            ("  part: loss maps", lambda: reports.loss_maps(session, scope, figures)),
+            ("  part: calls by stage", lambda: reports.stage_calls(session, scope)),
+            ("  part: callbacks", lambda: reports.callbacks(session, scope)),
+            ("  part: nudges", lambda: reports.nudges(session, scope)),
+            ("  part: weeks", lambda: reports.weekly_trend(session, scope)),
+        ]
+        return [(name, timed(function, repeat)) for name, function in cases], sizes
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--database-url", help="default: an SQLite file in the temp directory")
+    parser.add_argument("--deals", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args(argv)
+    url = args.database_url or (
+        f"sqlite:///{Path(tempfile.gettempdir()) / f'pbx_crm_report_{args.deals}.sqlite3'}")
+    engine = make_engine(url)
+    try:
+        ensure_data(engine, args.deals)
+        results, sizes = run(engine, args.repeat)
+    finally:
+        engine.dispose()
+    base = statistics.median(results[0][1])
+    print(f"{engine.dialect.name}, {sizes['deals']:,} deals, {sizes['history']:,} history rows "
+          f"({sizes['history in the year']:,} in the year), {args.repeat} runs each")
+    print(f"{'query':<40}{'p50 ms':>10}{'max ms':>10}{'p50 / baseline':>16}")
+    for name, samples in results:
+        p50 = statistics.median(samples)
+        print(f"{name:<40}{p50:>10.1f}{max(samples):>10.1f}{p50 / base:>15.1f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,340 @@
+"""Delivering the event outbox to the browsers of one web process (screen-pops).
+
+One ``EventHub`` per web worker process: a background reader wakes when events may have been
+written (PostgreSQL: a ``LISTEN`` on ``events.NOTIFY_CHANNEL``; SQLite: a short poll of the
+outbox), reads what is new once per wake-up, and hands each event to the connected
+subscribers whose user may receive it (``may_receive``). The web route (``webui.routes_stream``)
+turns a ``Subscription`` into a Server-Sent Events stream.
+
+Ids are the stream positions browsers resume from, so the hub releases events strictly in id
+order and never past a hole: on PostgreSQL ids come from a sequence, and a transaction that
+commits late can publish an id lower than one already read. An id missing below the highest
+one read is waited for (its commit sends a NOTIFY) up to ``gap_grace`` seconds, then taken as
+rolled back. Everything up to ``released`` is therefore final, and a browser that resumes
+after id N gets the events from N to ``released`` from the table and the rest live: none lost,
+none twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from sqlalchemy import text
+from sqlmodel import Session, select
+
+from . import events
+from .db import transaction
+from .funnel import Actor, can_read_deal
+from .models import Contact, Deal, Event, Stage, User
+
+log = logging.getLogger(__name__)
+
+POLL_INTERVAL = 0.1  # SQLite: how often the outbox is read
+SAFETY_INTERVAL = 5.0  # PostgreSQL: a read now and then even without a NOTIFY
+GAP_GRACE = 2.0  # how long a missing id is waited for before it counts as rolled back
+READ_BATCH = 1000
+QUEUE_LIMIT = 2000  # a browser this far behind is dropped; it resumes from its last id
+RESUME_LIMIT = 2000  # at most this many missed events are replayed to a resuming browser
+
+
+def may_receive(actor: Actor, target_user_id: int | None) -> bool:
+    """Whose browser gets an event: a seller the ones addressed to them; a head also the
+    copy of every call addressed to nobody in particular (heads watch all calls, once each).
+    The same rule as ``events.events_after``, which a resume's read of the table uses."""
+    if target_user_id is None:
+        return actor.sees_everything
+    return actor.user_id is None or target_user_id == actor.user_id
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One event as the stream sends it: the pop card's data, shaped once per event."""
+
+    id: int
+    kind: str
+    target_user_id: int | None
+    data: dict
+    # The deal the event is about, for the read check of each receiver (funnel rules).
+    deal_owner_id: int | None = None
+    deal_in_unsorted: bool = False
+
+    def data_for(self, actor: Actor) -> dict:
+        """The data ``actor`` may see: a deal's title and contact only when ``actor`` may
+        open that deal; the caller's number and name always (their phone rang)."""
+        if self.data.get("deal_id") is None or can_read_deal(
+                actor, owner_id=self.deal_owner_id, in_unsorted=self.deal_in_unsorted):
+            return self.data
+        hidden = dict(self.data)
+        hidden.update(deal_id=None, deal_title=None, contact_name=None, deal_hidden=True)
+        return hidden
+
+
+def _iso(value: datetime) -> str:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc).isoformat()
+
+
+def shape(session: Session, rows: list[Event]) -> list[Delivery]:
+    """The pop data of ``rows``: the payload written by the telephony side, plus what the card
+    shows that the payload only names by id (deal title, contact, who answered), read in
+    three queries for the whole batch."""
+    deal_ids = {row.deal_id or (row.payload or {}).get("deal_id") for row in rows} - {None}
+    deals = {}
+    if deal_ids:
+        query = (select(Deal.id, Deal.title, Deal.owner_id, Stage.is_unsorted, Contact.name)
+                 .join(Stage, Stage.id == Deal.stage_id)
+                 .outerjoin(Contact, Contact.id == Deal.contact_id)
+                 .where(Deal.id.in_(deal_ids)))
+        deals = {row[0]: row for row in session.exec(query)}
+    user_ids = {(row.payload or {}).get("user_id") for row in rows} - {None}
+    names = dict(session.exec(select(User.id, User.name).where(User.id.in_(user_ids)))
+                 ) if user_ids else {}
+    shaped = []
+    for row in rows:
+        payload = dict(row.payload or {})
+        deal_id = row.deal_id or payload.get("deal_id")
+        deal = deals.get(deal_id)
+        data = dict(payload, id=row.id, kind=row.kind, created_at=_iso(row.created_at),
+                    linkedid=row.linkedid or payload.get("linkedid"),
+                    deal_id=deal[0] if deal else None,
+                    deal_title=deal[1] if deal else None,
+                    contact_name=deal[4] if deal else None)
+        if payload.get("user_id") is not None:
+            data["answered_by"] = names.get(payload["user_id"])
+        shaped.append(Delivery(id=row.id, kind=row.kind, target_user_id=row.target_user_id,
+                               data=data, deal_owner_id=deal[2] if deal else None,
+                               deal_in_unsorted=bool(deal[3]) if deal else False))
+    return shaped
+
+
+@dataclass(eq=False)
+class Subscription:
+    """One browser's stream: what it missed (read from the table), then what the hub hands
+    it. ``get`` returns the next delivery, or None after ``timeout`` (time for a heartbeat)."""
+
+    actor: Actor
+    after: int  # the hub's position when it subscribed: later events come live
+    hub: EventHub
+    _missed: deque = field(default_factory=deque)
+    _queue: queue.Queue = field(default_factory=queue.Queue)
+    dropped: bool = False
+
+    def get(self, timeout: float) -> Delivery | None:
+        # What it missed first: ids stay in order, so the browser's last id is a true cursor.
+        if self._missed:
+            return self._missed.popleft()
+        try:
+            return self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def _put(self, delivery: Delivery) -> None:
+        if self._queue.qsize() >= QUEUE_LIMIT:
+            # A browser that stopped reading: end its stream rather than grow without bound.
+            self.dropped = True
+            return
+        self._queue.put(delivery)
+
+    def close(self) -> None:
+        self.hub.unsubscribe(self)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class EventHub:
+    """The outbox reader and fan-out of one web process; started by the first subscriber."""
+
+    def __init__(self, engine, *, poll_interval: float = POLL_INTERVAL,
+                 gap_grace: float = GAP_GRACE, safety_interval: float = SAFETY_INTERVAL):
+        self.engine = engine
+        self.postgres = engine.dialect.name == "postgresql"
+        self.poll_interval = poll_interval
+        self.gap_grace = gap_grace
+        self.safety_interval = safety_interval
+        self.released = 0  # every id up to here was delivered or given up
+        self._pending: dict[int, Event] = {}  # read, but above a missing id
+        self._gaps: dict[int, float] = {}  # missing id -> when it counts as rolled back
+        self._subscribers: set[Subscription] = set()
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._reader = None
+        self._listen = None  # the psycopg connection that LISTENs
+
+    # --- subscribers --------------------------------------------------------------------
+
+    def subscribe(self, actor: Actor, *, after: int | None = None) -> Subscription:
+        """A stream for ``actor``: with ``after`` (the browser's Last-Event-ID) it first gets
+        the events it missed after that id, then every new one it may receive."""
+        self._start()
+        with self._lock:
+            subscription = Subscription(actor=actor, after=self.released, hub=self)
+            self._subscribers.add(subscription)
+        if after is not None and after < subscription.after:
+            try:
+                with transaction(self.engine, read_only=True) as session:
+                    subscription._missed.extend(
+                        self._read_missed(session, actor, after, subscription.after))
+            except BaseException:
+                self.unsubscribe(subscription)
+                raise
+        return subscription
+
+    def _read_missed(self, session: Session, actor: Actor, after: int,
+                     upto: int) -> list[Delivery]:
+        rows: list[Event] = []
+        cursor = after
+        while len(rows) < RESUME_LIMIT:
+            batch = [row for row in events.events_after(session, actor, cursor, limit=500)
+                     if row.id <= upto]
+            rows.extend(batch)
+            if len(batch) < 500:
+                break
+            cursor = batch[-1].id
+        # Up to the hub's position at subscription; the live ones come after: no overlap.
+        return shape(session, rows[-RESUME_LIMIT:])
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        with self._lock:
+            self._subscribers.discard(subscription)
+
+    @property
+    def subscriber_count(self) -> int:
+        with self._lock:
+            return len(self._subscribers)
+
+    # --- the reader ---------------------------------------------------------------------
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._reader is not None:
+                return
+            if self.postgres:
+                # Listen before reading where to start: an event committed in between wakes
+                # the reader, which reads from ``released``.
+                self._listen = self._connect_listener()
+            with transaction(self.engine, read_only=True) as session:
+                self.released = events.latest_event_id(session)
+            # A greenlet under gevent's monkey-patching (psycopg then waits cooperatively),
+            # a thread otherwise.
+            self._reader = threading.Thread(target=self._run, name="event-hub", daemon=True)
+            self._reader.start()
+
+    def _connect_listener(self):
+        import psycopg
+
+        url = self.engine.url
+        listen = psycopg.connect(host=url.host or "", port=url.port or 5432,
+                                 user=url.username or "", password=url.password or "",
+                                 dbname=url.database or "", autocommit=True)
+        listen.execute(f"LISTEN {events.NOTIFY_CHANNEL}")
+        return listen
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self._wait()
+                if self._stopping.is_set():
+                    break
+                self.read_once()
+            except Exception:
+                log.exception("event stream: reading the outbox failed; retrying")
+                self._drop_listener()
+                self._stopping.wait(1.0)
+
+    def _wait(self) -> None:
+        timeout = self.poll_interval if self._gaps else self.safety_interval
+        if not self.postgres:
+            self._stopping.wait(self.poll_interval)
+            return
+        if self._listen is None:
+            self._listen = self._connect_listener()
+        # One wake-up takes every notification that came in; one read serves them all.
+        for _ in self._listen.notifies(timeout=timeout, stop_after=1):
+            pass
+
+    def _drop_listener(self) -> None:
+        listen, self._listen = self._listen, None
+        if listen is not None:
+            try:
+                listen.close()
+            except Exception:
+                pass
+
+    def read_once(self) -> int:
+        """Read what is new and deliver what can be released; returns how many were."""
+        delivered = 0
+        while True:
+            with transaction(self.engine, read_only=True) as session:
+                rows = list(session.exec(select(Event).where(Event.id > self.released)
+                                         .order_by(Event.id).limit(READ_BATCH)))
+                ready = self._release(rows, time.monotonic())
+                deliveries = shape(session, ready) if ready else []
+            self._fan_out(deliveries)
+            delivered += len(deliveries)
+            if len(rows) < READ_BATCH:
+                return delivered
+
+    def _release(self, rows: list[Event], now: float) -> list[Event]:
+        """The rows that can go out now, in id order, never past a missing id that may still
+        commit; ``released`` moves past them."""
+        for row in rows:
+            if row.id > self.released:
+                self._pending.setdefault(row.id, row)
+                self._gaps.pop(row.id, None)
+        if not self._pending:
+            return []
+        highest = max(self._pending)
+        for missing in range(self.released + 1, highest):
+            if missing not in self._pending and missing not in self._gaps:
+                self._gaps[missing] = now + self.gap_grace
+        ready = []
+        while self.released < highest:
+            following = self.released + 1
+            if following in self._pending:
+                ready.append(self._pending.pop(following))
+            elif self._gaps.get(following, now) <= now:
+                self._gaps.pop(following, None)
+                log.debug("event stream: id %d never committed; going past it", following)
+            else:
+                break
+            self.released = following
+        return ready
+
+    def _fan_out(self, deliveries: list[Delivery]) -> None:
+        if not deliveries:
+            return
+        with self._lock:
+            subscribers = list(self._subscribers)
+        for delivery in deliveries:
+            for subscription in subscribers:
+                # One that subscribed after this was released read it from the table.
+                if delivery.id > subscription.after and may_receive(
+                        subscription.actor, delivery.target_user_id):
+                    subscription._put(delivery)
+
+    def close(self) -> None:
+        """Stop the reader (the web process is stopping)."""
+        self._stopping.set()
+        reader = self._reader
+        if reader is not None and self.postgres:
+            # Wake the LISTEN at once instead of at its timeout.
+            try:
+                with self.engine.begin() as connection:
+                    connection.execute(text("SELECT pg_notify(:channel, '')"),
+                                       {"channel": events.NOTIFY_CHANNEL})
+            except Exception:
+                pass
+        if reader is not None:
+            reader.join(10)
+        self._drop_listener()

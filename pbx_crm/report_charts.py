@@ -1,0 +1,202 @@
+"""How a ``FunnelReport`` is shown outside Python: tables (for the CLI and CSV export) and
+server-side SVG charts (a funnel, a trend per week) for the reports page.
+
+Pure functions over the report's dataclasses. Tables hold plain values (numbers, text), one
+``Table`` per part of the report, so the CLI, the CSV export and a template show the same
+columns. SVG is built with ElementTree, which escapes every stage and seller name; no
+script, so the charts work with JavaScript off and are safe to inline.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+
+from .reports import FunnelReport, LossMap
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str  # short, for file names and --table
+    title: str
+    headers: list[str]
+    rows: list[list]
+
+
+def _pct(share: float | None):
+    return None if share is None else round(share * 100, 1)
+
+
+def _hours(seconds: float | None):
+    return None if seconds is None else round(seconds / 3600, 1)
+
+
+def _days(seconds: float | None):
+    return None if seconds is None else round(seconds / 86400, 1)
+
+
+def _minutes(seconds: float | None):
+    return None if seconds is None else round(seconds / 60, 1)
+
+
+def stages_table(report: FunnelReport) -> Table:
+    return Table("stages", "Stage by stage",
+                 ["stage", "open deals", "open amount", "entered", "moved on", "moved back",
+                  "lost", "conversion %", "loss %", "avg hours in stage",
+                  "median hours in stage"],
+                 [[s.name, s.open_deals, s.open_amount_minor, s.entered, s.moved_on,
+                   s.moved_back, s.lost, _pct(s.conversion), _pct(s.loss_rate),
+                   _hours(s.avg_seconds), _hours(s.median_seconds)] for s in report.stages])
+
+
+def outcomes_table(report: FunnelReport) -> Table:
+    o = report.outcomes
+    return Table("outcomes", "Outcomes",
+                 ["created", "won", "lost", "won amount", "win rate %", "avg cycle days",
+                  "median cycle days"],
+                 [[o.created, o.won, o.lost, o.won_amount_minor, _pct(o.win_rate),
+                   _days(o.cycle_avg_seconds), _days(o.cycle_median_seconds)]])
+
+
+def losses_table(losses: LossMap, name: str = "losses") -> Table:
+    """The loss map, one row per (seller or team, stage), weak cells marked."""
+    stage_names = dict(losses.stages)
+    rows = [[row.name, stage_names[cell.stage_id], cell.moved_on, cell.lost,
+             _pct(cell.loss_rate), _pct(losses.overall_cell(cell.stage_id).loss_rate),
+             "weak" if cell.weak else ""]
+            for row in losses.rows for cell in row.cells if cell.decided]
+    return Table(name, f"Losses by {losses.by}",
+                 [losses.by, "stage", "moved on", "lost", "loss %", "stage loss %", "flag"],
+                 rows)
+
+
+def calls_table(report: FunnelReport) -> Table:
+    return Table("calls", "Calls by stage",
+                 ["stage", "deals", "calls", "outbound", "missed", "calls per deal"],
+                 [[c.name, c.deals, c.calls, c.outbound, c.missed,
+                   None if c.calls_per_deal is None else round(c.calls_per_deal, 2)]
+                  for c in report.calls])
+
+
+def callbacks_table(report: FunnelReport) -> Table:
+    return Table("callbacks", "Missed calls and callbacks",
+                 ["seller", "missed", "called back", "not called back", "avg minutes",
+                  "median minutes"],
+                 [[c.seller_name, c.missed, c.called_back, c.not_called_back,
+                   _minutes(c.avg_seconds), _minutes(c.median_seconds)]
+                  for c in report.callbacks])
+
+
+def nudges_table(report: FunnelReport) -> Table:
+    return Table("nudges", "Robot nudges and their answers",
+                 ["seller", "stage", "nudges", "moved on", "lower priority", "snooze",
+                  "unanswered"],
+                 [[n.seller_name, n.stage_name, n.fired, n.moved_on, n.lower_priority,
+                   n.snooze, n.unanswered] for n in report.nudges])
+
+
+def weeks_table(report: FunnelReport) -> Table:
+    return Table("weeks", "Week by week",
+                 ["week of", "created", "moved on", "won", "lost"],
+                 [[w.start.isoformat(), w.created, w.moved_on, w.won, w.lost]
+                  for w in report.weeks])
+
+
+def report_tables(report: FunnelReport) -> dict[str, Table]:
+    """Every table of the report, by name, in the order the page shows them."""
+    tables = [stages_table(report), outcomes_table(report), weeks_table(report),
+              losses_table(report.losses)]
+    if report.losses_by_team is not None:
+        tables.append(losses_table(report.losses_by_team, "team_losses"))
+    tables += [calls_table(report), callbacks_table(report), nudges_table(report)]
+    return {table.name: table for table in tables}
+
+
+def to_csv(table: Table) -> str:
+    """The table as CSV text (header row first; an empty cell for a figure with no value)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(table.headers)
+    writer.writerows([["" if cell is None else cell for cell in row] for row in table.rows])
+    return out.getvalue()
+
+
+# --- SVG ------------------------------------------------------------------------------------
+
+SVG_NS = "http://www.w3.org/2000/svg"
+FONT = "font-family:sans-serif;font-size:12px"
+SERIES = (("created", "#3b82f6"), ("won", "#16a34a"), ("lost", "#dc2626"))
+
+
+def _svg(width: int, height: int, title: str) -> ET.Element:
+    root = ET.Element("svg", {"xmlns": SVG_NS, "width": str(width), "height": str(height),
+                              "viewBox": f"0 0 {width} {height}", "role": "img",
+                              "style": FONT})
+    ET.SubElement(root, "title").text = title
+    return root
+
+
+def _text(parent, x, y, content, anchor="start", **attributes) -> None:
+    element = ET.SubElement(parent, "text", {"x": f"{x:.1f}", "y": f"{y:.1f}",
+                                             "text-anchor": anchor, **attributes})
+    element.text = content
+
+
+def funnel_svg(report: FunnelReport, *, width: int = 640, bar_height: int = 28) -> str:
+    """The funnel: one centred bar per stage, as wide as the deals that entered it in the
+    period, labelled with the count and the conversion to the next stage."""
+    rows = report.stages
+    height = bar_height * len(rows) + 40
+    root = _svg(width, height, f"Funnel of {report.pipeline_name}, {report.period.label}")
+    label_width, most = 190, max((s.entered for s in rows), default=0) or 1
+    room = width - label_width - 10
+    for i, stage in enumerate(rows):
+        y = 10 + i * bar_height
+        bar = max(2.0, room * stage.entered / most)
+        x = label_width + (room - bar) / 2
+        _text(root, label_width - 8, y + bar_height * 0.62, stage.name, anchor="end")
+        rect = ET.SubElement(root, "rect", {"x": f"{x:.1f}", "y": str(y + 3),
+                                            "width": f"{bar:.1f}",
+                                            "height": str(bar_height - 6), "fill": "#3b82f6"})
+        ET.SubElement(rect, "title").text = (f"{stage.name}: {stage.entered} entered, "
+                                             f"{stage.open_deals} open now")
+        conversion = ("" if stage.conversion is None
+                      else f" · {stage.conversion * 100:.0f}% on")
+        _text(root, label_width + room / 2, y + bar_height * 0.62,
+              f"{stage.entered}{conversion}", anchor="middle", fill="#111")
+    _text(root, 10, height - 10, "deals that entered each stage · share moved on")
+    return ET.tostring(root, encoding="unicode")
+
+
+def trend_svg(report: FunnelReport, *, width: int = 640, height: int = 240) -> str:
+    """New, won and lost deals per week, as three lines."""
+    weeks = report.weeks
+    root = _svg(width, height, f"Week by week, {report.pipeline_name}, {report.period.label}")
+    left, right, top, bottom = 40, 10, 20, 40
+    plot_w, plot_h = width - left - right, height - top - bottom
+    most = max((max(w.created, w.won, w.lost) for w in weeks), default=0) or 1
+    step = plot_w / max(1, len(weeks) - 1)
+
+    def point(i, value):
+        return left + i * step, top + plot_h * (1 - value / most)
+
+    ET.SubElement(root, "line", {"x1": str(left), "y1": str(top + plot_h),
+                                 "x2": str(left + plot_w), "y2": str(top + plot_h),
+                                 "stroke": "#999"})
+    _text(root, left - 4, top + 4, str(most), anchor="end")
+    _text(root, left - 4, top + plot_h + 4, "0", anchor="end")
+    every = max(1, len(weeks) // 8)
+    for i, week in enumerate(weeks):
+        if i % every == 0:
+            x, _ = point(i, 0)
+            _text(root, x, top + plot_h + 16, week.start.strftime("%d %b"), anchor="middle")
+    for n, (series, colour) in enumerate(SERIES):
+        points = " ".join(f"{x:.1f},{y:.1f}" for x, y in
+                          (point(i, getattr(w, series)) for i, w in enumerate(weeks)))
+        line = ET.SubElement(root, "polyline", {"points": points, "fill": "none",
+                                                "stroke": colour, "stroke-width": "2"})
+        ET.SubElement(line, "title").text = series
+        _text(root, left + n * 90, height - 6, f"■ {series}", fill=colour)
+    return ET.tostring(root, encoding="unicode")

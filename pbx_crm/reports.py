@@ -1,0 +1,774 @@
+"""Funnel reports for a pipeline and a period: stage by stage, seller by seller, week by week.
+
+Plain functions over a session and an ``Actor``, read-only, called by the CLI and the web page.
+Every figure is an SQL aggregate (SQLAlchemy Core, the same statement on SQLite and
+PostgreSQL) over the stage history, the calls and the robot runs; no deal is loaded into
+Python. Python only resolves the period, names the stages and sellers, and fills the rows of
+the dataclasses the page and the CLI render (``FunnelReport`` and its parts).
+
+Definitions (the period is ``[start, end)`` in the company time zone):
+- *entered*: moves into the stage in the period (creation in it included);
+- *moved on*: moves out of the stage to a later stage or to a won stage; *lost*: moves out of
+  it to a lost stage; *moved back*: any other move out (to an earlier stage);
+- *conversion* = moved on / (moved on + lost), the share of the deals decided at the stage that
+  went forward; *loss %* = lost / (moved on + lost);
+- *time in stage*: from entering the stage to leaving it, over the moves out in the period;
+- *win rate* = won / (won + lost) over the closings in the period; *cycle*: creation to win;
+- a deal's figures count for its responsible seller (its current owner); a seller sees their
+  own figures only, a head sees everyone's and may ask for one seller's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy import BigInteger, and_, case, cast, func, literal, or_, select, union_all
+from sqlmodel import Session
+
+from . import pipelines
+from .enums import CallDirection, Disposition, NudgeAnswer, RobotRunStatus, StageKind
+from .errors import ValidationError
+from .funnel import Actor, ensure_head
+from .models import Call, Deal, RobotRule, RobotRun, Stage, StageHistory, User
+from .users import get_user_by_login
+
+MAX_PERIOD_DAYS = 5 * 366
+WEEK_SECONDS = 7 * 86400
+# A missed call: the customer rang and nobody picked up (or they hung up while it rang).
+MISSED_DISPOSITIONS = (Disposition.MISSED.value, Disposition.ABANDONED.value)
+# A loss-map cell is weak when its loss % is this many points above its stage's, over at
+# least this many decided deals (fewer are chance, not a pattern).
+WEAK_CELL_MARGIN = 0.15
+WEAK_CELL_MIN_DECIDED = 3
+# The robot action that asks the deal's owner for a decision (moved on, lower priority,
+# snooze): ``Action.NOTIFY_OWNER`` in pbx_crm.robots. Other actions ask nobody anything.
+NUDGE_ACTIONS = ("notify_owner",)
+NOBODY = "(nobody yet)"
+NO_TEAM = "(no team)"
+
+history = StageHistory.__table__
+deals = Deal.__table__
+stages = Stage.__table__
+users = User.__table__
+calls = Call.__table__
+runs = RobotRun.__table__
+rules = RobotRule.__table__
+
+
+# --- the period ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Period:
+    """``[start, end)`` in local dates of ``time_zone``, and the same bounds as UTC instants."""
+
+    start: date
+    end: date
+    time_zone: str
+    start_utc: datetime
+    end_utc: datetime
+
+    @property
+    def label(self) -> str:
+        return f"{self.start.isoformat()} to {(self.end - timedelta(days=1)).isoformat()}"
+
+
+def _zone(time_zone: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(time_zone)
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        raise ValidationError(f"Unknown time zone “{str(time_zone)[:64]}”.",
+                              field="time_zone") from None
+
+
+def _local_midnight(day: date, zone: ZoneInfo) -> datetime:
+    return datetime.combine(day, time(), tzinfo=zone).astimezone(UTC)
+
+
+def make_period(start: date, end: date, time_zone: str) -> Period:
+    """The period from ``start`` (included) to ``end`` (excluded), local dates."""
+    if not isinstance(start, date) or not isinstance(end, date):
+        raise ValidationError("A period is two dates.", field="period")
+    if end <= start:
+        raise ValidationError("The period must end after it starts.", field="period")
+    if (end - start).days > MAX_PERIOD_DAYS:
+        raise ValidationError("A report covers at most five years.", field="period")
+    zone = _zone(time_zone)
+    return Period(start, end, time_zone, _local_midnight(start, zone), _local_midnight(end, zone))
+
+
+# --- what the report holds ------------------------------------------------------------------
+
+
+def _share(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
+@dataclass(frozen=True)
+class StageFigures:
+    stage_id: int
+    name: str
+    position: int
+    is_unsorted: bool
+    open_deals: int
+    open_amount_minor: int
+    entered: int
+    moved_on: int
+    moved_back: int
+    lost: int
+    avg_seconds: float | None
+    median_seconds: float | None
+
+    @property
+    def decided(self) -> int:
+        return self.moved_on + self.lost
+
+    @property
+    def conversion(self) -> float | None:
+        return _share(self.moved_on, self.decided)
+
+    @property
+    def loss_rate(self) -> float | None:
+        return _share(self.lost, self.decided)
+
+
+@dataclass(frozen=True)
+class Outcomes:
+    created: int
+    won: int
+    lost: int
+    won_amount_minor: int
+    cycle_avg_seconds: float | None
+    cycle_median_seconds: float | None
+
+    @property
+    def win_rate(self) -> float | None:
+        return _share(self.won, self.won + self.lost)
+
+
+@dataclass(frozen=True)
+class LossCell:
+    stage_id: int
+    moved_on: int
+    lost: int
+    weak: bool
+
+    @property
+    def decided(self) -> int:
+        return self.moved_on + self.lost
+
+    @property
+    def loss_rate(self) -> float | None:
+        return _share(self.lost, self.decided)
+
+
+@dataclass(frozen=True)
+class LossRow:
+    """One seller (``key`` their user id) or one team (``key`` its name) across the stages."""
+
+    key: int | str | None
+    name: str
+    cells: list[LossCell]
+
+    def cell(self, stage_id: int) -> LossCell:
+        return next(cell for cell in self.cells if cell.stage_id == stage_id)
+
+
+@dataclass(frozen=True)
+class LossMap:
+    """Stages (columns, board order) x sellers or teams (rows); ``overall`` is the team's."""
+
+    by: str  # "seller" or "team"
+    stages: list[tuple[int, str]]
+    overall: list[LossCell]
+    rows: list[LossRow]
+
+    def overall_cell(self, stage_id: int) -> LossCell:
+        return next(cell for cell in self.overall if cell.stage_id == stage_id)
+
+
+@dataclass(frozen=True)
+class StageCalls:
+    stage_id: int
+    name: str
+    deals: int  # deals that spent time in the stage during the period
+    calls: int
+    outbound: int
+    missed: int
+
+    @property
+    def calls_per_deal(self) -> float | None:
+        return _share(self.calls, self.deals)
+
+
+@dataclass(frozen=True)
+class Callbacks:
+    """Missed calls on a seller's deals and how fast the deal got a call back."""
+
+    seller_id: int | None
+    seller_name: str
+    missed: int
+    called_back: int
+    avg_seconds: float | None
+    median_seconds: float | None
+
+    @property
+    def not_called_back(self) -> int:
+        return self.missed - self.called_back
+
+
+@dataclass(frozen=True)
+class NudgeAnswers:
+    seller_id: int | None
+    seller_name: str
+    stage_id: int
+    stage_name: str
+    fired: int
+    moved_on: int
+    lower_priority: int
+    snooze: int
+
+    @property
+    def answered(self) -> int:
+        return self.moved_on + self.lower_priority + self.snooze
+
+    @property
+    def unanswered(self) -> int:
+        return self.fired - self.answered
+
+
+@dataclass(frozen=True)
+class Week:
+    start: date  # the local Monday the week starts on (the first may start before the period)
+    created: int
+    moved_on: int
+    won: int
+    lost: int
+
+
+@dataclass(frozen=True)
+class FunnelReport:
+    """Everything the reports page and ``pbx-crm report`` show, for one pipeline and period."""
+
+    pipeline_id: int
+    pipeline_name: str
+    currency: str
+    period: Period
+    seller_id: int | None  # None: every seller
+    seller_name: str | None
+    stages: list[StageFigures]
+    outcomes: Outcomes
+    losses: LossMap
+    losses_by_team: LossMap | None  # None when no user has a team
+    calls: list[StageCalls]
+    callbacks: list[Callbacks]
+    nudges: list[NudgeAnswers]
+    weeks: list[Week] = field(default_factory=list)
+
+
+# --- scope: whose figures, which stages -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What every query of one report shares: the pipeline, its stages, the period, whose."""
+
+    pipeline_id: int
+    pipeline_name: str
+    currency: str
+    period: Period
+    seller_id: int | None
+    seller_name: str | None
+    stage_list: tuple  # (id, name, position, kind, is_unsorted), board order
+    dialect: str
+
+    @property
+    def work_stages(self) -> list[tuple]:
+        return [s for s in self.stage_list if s[3] == StageKind.OPEN.value]
+
+    def ids_of(self, kind: StageKind) -> list[int]:
+        return [s[0] for s in self.stage_list if s[3] == kind.value]
+
+    def name_of(self, stage_id: int) -> str:
+        return next((s[1] for s in self.stage_list if s[0] == stage_id), f"#{stage_id}")
+
+
+def report_scope(session: Session, actor: Actor, *, pipeline_id: int | None, period: Period,
+                 seller_id: int | None = None, seller_login: str | None = None) -> Scope:
+    """Resolve whose figures the actor gets: a seller their own, a head all or one seller's."""
+    pipeline = pipelines.get_pipeline(session, pipeline_id)
+    if seller_login is not None:
+        seller_id = get_user_by_login(session, seller_login).id
+    if not actor.sees_everything:
+        if seller_id is not None and seller_id != actor.user_id:
+            ensure_head(actor, "see another seller's figures")
+        seller_id = actor.user_id
+    seller_name = None
+    if seller_id is not None:
+        seller = session.get(User, seller_id)
+        if seller is None:
+            raise ValidationError(f"No user #{seller_id}.", field="seller")
+        seller_name = seller.name
+    stage_list = tuple((s.id, s.name, s.position, s.kind, s.is_unsorted)
+                       for s in pipelines.stages_of(session, pipeline.id))
+    return Scope(pipeline.id, pipeline.name, pipeline.currency, period, seller_id, seller_name,
+                 stage_list, session.get_bind().dialect.name)
+
+
+# --- SQL helpers: the few places the two databases differ -------------------------------------
+
+
+def _epoch(scope: Scope, column):
+    """Whole seconds since 1970 of a timestamp column (text on SQLite, timestamptz on PG)."""
+    if scope.dialect == "sqlite":
+        return cast(func.strftime("%s", column), BigInteger)
+    return cast(func.floor(func.extract("epoch", column)), BigInteger)
+
+
+def _seconds_between(scope: Scope, later, earlier):
+    return _epoch(scope, later) - _epoch(scope, earlier)
+
+
+def _medians(session: Session, scope: Scope, values, value, keys: list) -> dict:
+    """Median of ``value`` per ``keys`` over the subquery ``values``: PostgreSQL's
+    percentile_cont; on SQLite (no median) the middle row(s) picked by a window function."""
+    if scope.dialect == "postgresql":
+        query = select(*keys, func.percentile_cont(0.5).within_group(value)).group_by(*keys)
+    else:
+        partition = keys or None
+        ranked = select(*keys, value.label("value"),
+                        func.row_number().over(partition_by=partition, order_by=value)
+                        .label("rank"),
+                        func.count().over(partition_by=partition).label("size")).subquery()
+        rank, size, middle = ranked.c.rank, ranked.c.size, ranked.c.value
+        ranked_keys = [ranked.c[key.name] for key in keys]
+        # Integer division: the middle row for an odd count, the two middle ones for even.
+        query = (select(*ranked_keys, func.avg(middle))
+                 .where(rank >= (size + 1) // 2, rank <= (size + 2) // 2).group_by(*ranked_keys))
+    # Without keys an empty set still gives one row, holding NULL: no median then.
+    return {tuple(row[:-1]): float(row[-1]) for row in session.execute(query)
+            if row[-1] is not None}
+
+
+def _in_period(column, period: Period):
+    return and_(column >= period.start_utc, column < period.end_utc)
+
+
+def _owned(scope: Scope, owner_column):
+    return owner_column == scope.seller_id if scope.seller_id is not None else literal(True)
+
+
+def _moves_in_period(scope: Scope, *columns):
+    """Stage-history rows of the pipeline in the period, joined to their deal (for the
+    responsible seller) only when the figures are one seller's."""
+    query = select(*columns).where(history.c.pipeline_id == scope.pipeline_id,
+                                   _in_period(history.c.moved_at, scope.period))
+    if scope.seller_id is not None:
+        query = query.join(deals, deals.c.id == history.c.deal_id).where(
+            deals.c.owner_id == scope.seller_id)
+    return query
+
+
+_FROM, _TO = "from_stage", "to_stage"
+
+
+def _sum_if(condition):
+    return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+
+
+# --- the parts of the report ------------------------------------------------------------------
+
+
+def stage_figures(session: Session, scope: Scope) -> list[StageFigures]:
+    """Per open stage: deals and money in it now; entered, moved on, back, lost and the time
+    spent in it over the period."""
+    now = dict(((stage_id, (count, amount)) for stage_id, count, amount in session.execute(
+        select(deals.c.stage_id, func.count(), func.coalesce(func.sum(deals.c.amount_minor), 0))
+        .where(deals.c.pipeline_id == scope.pipeline_id, _owned(scope, deals.c.owner_id))
+        .group_by(deals.c.stage_id))))
+    entered = dict(session.execute(
+        _moves_in_period(scope, history.c.to_stage_id, func.count())
+        .group_by(history.c.to_stage_id)).all())
+
+    from_stage, to_stage = stages.alias(_FROM), stages.alias(_TO)
+    lost_ids = scope.ids_of(StageKind.LOST)
+    exit_kind = case((history.c.to_stage_id.in_(lost_ids), 2),
+                     (to_stage.c.position > from_stage.c.position, 1), else_=0)
+    seconds = _seconds_between(scope, history.c.moved_at, history.c.from_entered_at)
+    exits_query = (_moves_in_period(scope, history.c.from_stage_id.label("stage_id"),
+                                    exit_kind.label("kind"), seconds.label("seconds"))
+                   .join(from_stage, from_stage.c.id == history.c.from_stage_id)
+                   .join(to_stage, to_stage.c.id == history.c.to_stage_id))
+    exits = exits_query.subquery()
+    totals = {row.stage_id: row for row in session.execute(
+        select(exits.c.stage_id, _sum_if(exits.c.kind == 1).label("moved_on"),
+               _sum_if(exits.c.kind == 0).label("moved_back"),
+               _sum_if(exits.c.kind == 2).label("lost"),
+               func.avg(exits.c.seconds).label("avg_seconds")).group_by(exits.c.stage_id))}
+    medians = _medians(session, scope, exits, exits.c.seconds, [exits.c.stage_id])
+
+    figures = []
+    for stage_id, name, position, kind, is_unsorted in scope.work_stages:
+        count, amount = now.get(stage_id, (0, 0))
+        row = totals.get(stage_id)
+        figures.append(StageFigures(
+            stage_id, name, position, is_unsorted, int(count), int(amount),
+            int(entered.get(stage_id, 0)), int(row.moved_on) if row else 0,
+            int(row.moved_back) if row else 0, int(row.lost) if row else 0,
+            float(row.avg_seconds) if row and row.avg_seconds is not None else None,
+            medians.get((stage_id,))))
+    return figures
+
+
+def outcomes(session: Session, scope: Scope) -> Outcomes:
+    """Deals created, won and lost in the period; the win rate; creation-to-win cycle."""
+    won_ids, lost_ids = scope.ids_of(StageKind.WON), scope.ids_of(StageKind.LOST)
+    is_won = history.c.to_stage_id.in_(won_ids)
+    query = (select(history.c.from_stage_id, history.c.to_stage_id, history.c.moved_at,
+                    deals.c.created_at, deals.c.amount_minor)
+             .join(deals, deals.c.id == history.c.deal_id)
+             .where(history.c.pipeline_id == scope.pipeline_id,
+                    _in_period(history.c.moved_at, scope.period),
+                    _owned(scope, deals.c.owner_id)))
+    created = session.execute(
+        _moves_in_period(scope, func.count()).where(history.c.from_stage_id.is_(None))).scalar()
+    closings = query.where(history.c.to_stage_id.in_(won_ids + lost_ids)).subquery()
+    cycle = _seconds_between(scope, closings.c.moved_at, closings.c.created_at)
+    won_now = closings.c.to_stage_id.in_(won_ids)
+    row = session.execute(select(
+        _sum_if(won_now), _sum_if(~won_now),
+        func.coalesce(func.sum(case((won_now, closings.c.amount_minor), else_=0)), 0),
+        func.avg(case((won_now, cycle))))).one()
+    won_cycles = (select(_seconds_between(scope, history.c.moved_at, deals.c.created_at)
+                         .label("seconds"))
+                  .join(deals, deals.c.id == history.c.deal_id)
+                  .where(history.c.pipeline_id == scope.pipeline_id,
+                         _in_period(history.c.moved_at, scope.period), is_won,
+                         _owned(scope, deals.c.owner_id)).subquery())
+    median = _medians(session, scope, won_cycles, won_cycles.c.seconds, []).get(())
+    return Outcomes(int(created), int(row[0]), int(row[1]), int(row[2]),
+                    float(row[3]) if row[3] is not None else None, median)
+
+
+def _loss_cells(scope: Scope, counts: dict, key) -> list[LossCell]:
+    return [LossCell(stage_id, *counts.get((key, stage_id), (0, 0)), weak=False)
+            for stage_id, *_ in scope.work_stages]
+
+
+def _flag_weak(overall: list[LossCell], cells: list[LossCell]) -> list[LossCell]:
+    flagged = []
+    for cell, stage in zip(cells, overall):
+        weak = (cell.decided >= WEAK_CELL_MIN_DECIDED and stage.loss_rate is not None
+                and cell.loss_rate - stage.loss_rate >= WEAK_CELL_MARGIN)
+        flagged.append(LossCell(cell.stage_id, cell.moved_on, cell.lost, weak))
+    return flagged
+
+
+def loss_maps(session: Session, scope: Scope,
+              figures: list[StageFigures]) -> tuple[LossMap, LossMap | None]:
+    """Stages x sellers and stages x teams: what each one moved on and lost at each stage,
+    against the stage's own figures (``figures``, from ``stage_figures``)."""
+    from_stage, to_stage = stages.alias(_FROM), stages.alias(_TO)
+    lost_ids = scope.ids_of(StageKind.LOST)
+    is_lost = history.c.to_stage_id.in_(lost_ids)
+    forward = and_(~is_lost, to_stage.c.position > from_stage.c.position)
+    query = (select(deals.c.owner_id, history.c.from_stage_id, _sum_if(forward), _sum_if(is_lost))
+             .select_from(history)
+             .join(deals, deals.c.id == history.c.deal_id)
+             .join(from_stage, from_stage.c.id == history.c.from_stage_id)
+             .join(to_stage, to_stage.c.id == history.c.to_stage_id)
+             .where(history.c.pipeline_id == scope.pipeline_id,
+                    _in_period(history.c.moved_at, scope.period),
+                    _owned(scope, deals.c.owner_id))
+             .group_by(deals.c.owner_id, history.c.from_stage_id))
+    by_seller = {(owner, stage_id): (int(on), int(lost))
+                 for owner, stage_id, on, lost in session.execute(query)}
+    overall = [LossCell(f.stage_id, f.moved_on, f.lost, weak=False) for f in figures]
+    columns = [(stage_id, name) for stage_id, name, *_ in scope.work_stages]
+
+    sellers = sorted({owner for owner, _ in by_seller})
+    names = dict(session.execute(select(users.c.id, users.c.name)
+                                 .where(users.c.id.in_([s for s in sellers if s is not None])))
+                 .all())
+    rows = [LossRow(owner, names.get(owner, NOBODY),
+                    _flag_weak(overall, _loss_cells(scope, by_seller, owner)))
+            for owner in sorted(sellers, key=lambda s: (s is None, names.get(s, "")))]
+    seller_map = LossMap("seller", columns, overall, rows)
+
+    team_query = (select(users.c.team, history.c.from_stage_id, _sum_if(forward),
+                         _sum_if(is_lost))
+                  .select_from(history)
+                  .join(deals, deals.c.id == history.c.deal_id)
+                  .join(users, users.c.id == deals.c.owner_id)
+                  .join(from_stage, from_stage.c.id == history.c.from_stage_id)
+                  .join(to_stage, to_stage.c.id == history.c.to_stage_id)
+                  .where(history.c.pipeline_id == scope.pipeline_id,
+                         _in_period(history.c.moved_at, scope.period),
+                         _owned(scope, deals.c.owner_id), users.c.team.is_not(None))
+                  .group_by(users.c.team, history.c.from_stage_id))
+    by_team = {(team, stage_id): (int(on), int(lost))
+               for team, stage_id, on, lost in session.execute(team_query)}
+    if not by_team:
+        return seller_map, None
+    teams = sorted({team for team, _ in by_team})
+    team_rows = [LossRow(team, team, _flag_weak(overall, _loss_cells(scope, by_team, team)))
+                 for team in teams]
+    return seller_map, LossMap("team", columns, overall, team_rows)
+
+
+def stage_calls(session: Session, scope: Scope) -> list[StageCalls]:
+    """Per open stage: the calls on deals while they sat in it, and the deals that sat in it
+    during the period. A call belongs to the stage its deal was in when it rang; the call
+    that created a deal (it rang a moment before the deal existed) to the first stage."""
+    at_call, created = history.alias("at_call"), history.alias("created")
+    stage_at_call = func.coalesce(
+        select(at_call.c.to_stage_id)
+        .where(at_call.c.deal_id == calls.c.deal_id, at_call.c.moved_at <= calls.c.ringing_at)
+        .order_by(at_call.c.moved_at.desc(), at_call.c.id.desc()).limit(1).scalar_subquery(),
+        select(created.c.to_stage_id)
+        .where(created.c.deal_id == calls.c.deal_id, created.c.from_stage_id.is_(None))
+        .order_by(created.c.id).limit(1).scalar_subquery())
+    rung = (select(stage_at_call.label("stage_id"), calls.c.direction, calls.c.disposition)
+            .select_from(calls).join(deals, deals.c.id == calls.c.deal_id)
+            .where(deals.c.pipeline_id == scope.pipeline_id,
+                   _in_period(calls.c.ringing_at, scope.period),
+                   _owned(scope, deals.c.owner_id))).subquery()
+    missed = and_(rung.c.direction == CallDirection.INBOUND.value,
+                  rung.c.disposition.in_(MISSED_DISPOSITIONS))
+    per_stage = {row[0]: row[1:] for row in session.execute(
+        select(rung.c.stage_id, func.count(),
+               _sum_if(rung.c.direction == CallDirection.OUTBOUND.value), _sum_if(missed))
+        .group_by(rung.c.stage_id))}
+
+    # The deals whose stay in a stage overlaps the period: stays that ended in it or later
+    # (a move out), and stays still going (the deal's current stage).
+    ended = (select(history.c.deal_id, history.c.from_stage_id.label("stage_id"))
+             .select_from(history).join(deals, deals.c.id == history.c.deal_id)
+             .where(history.c.pipeline_id == scope.pipeline_id,
+                    history.c.from_stage_id.is_not(None),
+                    history.c.moved_at >= scope.period.start_utc,
+                    history.c.from_entered_at < scope.period.end_utc,
+                    _owned(scope, deals.c.owner_id)))
+    going = (select(deals.c.id.label("deal_id"), deals.c.stage_id)
+             .where(deals.c.pipeline_id == scope.pipeline_id,
+                    deals.c.stage_entered_at < scope.period.end_utc,
+                    _owned(scope, deals.c.owner_id)))
+    stays = union_all(ended, going).subquery()
+    present = dict(session.execute(
+        select(stays.c.stage_id, func.count(func.distinct(stays.c.deal_id)))
+        .group_by(stays.c.stage_id)).all())
+
+    rows = []
+    for stage_id, name, *_ in scope.work_stages:
+        count, outbound, missed_count = per_stage.get(stage_id, (0, 0, 0))
+        rows.append(StageCalls(stage_id, name, int(present.get(stage_id, 0)), int(count),
+                               int(outbound), int(missed_count)))
+    return rows
+
+
+def _seller_names(session: Session, ids) -> dict:
+    wanted = [i for i in ids if i is not None]
+    if not wanted:
+        return {}
+    return dict(session.execute(select(users.c.id, users.c.name)
+                                .where(users.c.id.in_(wanted))).all())
+
+
+def callbacks(session: Session, scope: Scope) -> list[Callbacks]:
+    """Per seller: missed calls on their deals in the period, and the time from each to the
+    deal's next outbound or answered call."""
+    later = calls.alias("later")
+    called_back_at = (select(func.min(later.c.ringing_at))
+                      .where(later.c.deal_id == calls.c.deal_id,
+                             later.c.ringing_at > calls.c.ringing_at,
+                             or_(later.c.direction == CallDirection.OUTBOUND.value,
+                                 later.c.disposition == Disposition.ANSWERED.value))
+                      .scalar_subquery())
+    missed = (select(deals.c.owner_id, calls.c.ringing_at,
+                     called_back_at.label("called_back_at"))
+              .select_from(calls).join(deals, deals.c.id == calls.c.deal_id)
+              .where(deals.c.pipeline_id == scope.pipeline_id,
+                     _in_period(calls.c.ringing_at, scope.period),
+                     calls.c.direction == CallDirection.INBOUND.value,
+                     calls.c.disposition.in_(MISSED_DISPOSITIONS),
+                     _owned(scope, deals.c.owner_id))).subquery()
+    seconds = _seconds_between(scope, missed.c.called_back_at, missed.c.ringing_at)
+    totals = session.execute(
+        select(missed.c.owner_id, func.count(), func.count(missed.c.called_back_at),
+               func.avg(seconds)).group_by(missed.c.owner_id)).all()
+    waits = (select(missed.c.owner_id, seconds.label("seconds"))
+             .where(missed.c.called_back_at.is_not(None)).subquery())
+    medians = _medians(session, scope, waits, waits.c.seconds, [waits.c.owner_id])
+    names = _seller_names(session, [owner for owner, *_ in totals])
+    rows = [Callbacks(owner, names.get(owner, NOBODY), int(count), int(back),
+                      float(avg) if avg is not None else None, medians.get((owner,)))
+            for owner, count, back, avg in totals]
+    return sorted(rows, key=lambda row: (row.seller_id is None, row.seller_name))
+
+
+def nudges(session: Session, scope: Scope) -> list[NudgeAnswers]:
+    """Per seller and stage: the robot nudges fired on their deals in the period, and how
+    they were answered."""
+    answer = runs.c.answer
+    query = (select(deals.c.owner_id, rules.c.stage_id, func.count(),
+                    _sum_if(answer == NudgeAnswer.MOVED_ON.value),
+                    _sum_if(answer == NudgeAnswer.LOWER_PRIORITY.value),
+                    _sum_if(answer == NudgeAnswer.SNOOZE.value))
+             .select_from(runs).join(rules, rules.c.id == runs.c.rule_id)
+             .join(deals, deals.c.id == runs.c.deal_id)
+             .where(deals.c.pipeline_id == scope.pipeline_id,
+                    _in_period(runs.c.fired_at, scope.period),
+                    runs.c.status == RobotRunStatus.DONE.value,
+                    rules.c.action.in_(NUDGE_ACTIONS), _owned(scope, deals.c.owner_id))
+             .group_by(deals.c.owner_id, rules.c.stage_id))
+    found = session.execute(query).all()
+    names = _seller_names(session, [owner for owner, *_ in found])
+    position = {s[0]: s[2] for s in scope.stage_list}
+    rows = [NudgeAnswers(owner, names.get(owner, NOBODY), stage_id, scope.name_of(stage_id),
+                         int(fired), int(on), int(lower), int(snooze))
+            for owner, stage_id, fired, on, lower, snooze in found]
+    return sorted(rows, key=lambda row: (row.seller_id is None, row.seller_name,
+                                         position.get(row.stage_id, 0)))
+
+
+# --- weeks in the company's time zone -------------------------------------------------------
+
+
+def _offset_changes(zone: ZoneInfo, start: datetime, end: datetime) -> tuple[int, list]:
+    """The UTC offset (seconds) at ``start``, and each later change before ``end`` as
+    (UTC epoch second it takes effect, new offset)."""
+    def offset(at: datetime) -> int:
+        return int(at.astimezone(zone).utcoffset().total_seconds())
+
+    first = current = offset(start)
+    changes, day = [], start
+    while day < end:
+        following = min(day + timedelta(days=1), end)
+        if offset(following) != current:
+            low, high = int(day.timestamp()), int(following.timestamp())
+            while high - low > 1:  # the first second on the new offset
+                middle = (low + high) // 2
+                if offset(datetime.fromtimestamp(middle, UTC)) == current:
+                    low = middle
+                else:
+                    high = middle
+            current = offset(following)
+            changes.append((high, current))
+        day = following
+    return first, changes
+
+
+def weekly_trend(session: Session, scope: Scope) -> list[Week]:
+    """Per local week (Monday to Sunday) of the period: deals created, moves forward, deals
+    won and lost. The week of a move is found in SQL from its UTC second plus the zone's
+    offset at that second (daylight-saving changes included), so both databases agree."""
+    period = scope.period
+    zone = _zone(period.time_zone)
+    first_monday = period.start - timedelta(days=period.start.weekday())
+    base = (first_monday - date(1970, 1, 1)).days * 86400
+    first_offset, changes = _offset_changes(zone, period.start_utc, period.end_utc)
+    second = _epoch(scope, history.c.moved_at)
+    offset = (case(*[(second < at, before) for (at, _), before in
+                     zip(changes, [first_offset] + [o for _, o in changes])],
+                   else_=changes[-1][1]) if changes else literal(first_offset))
+    week = ((second + offset - base) // WEEK_SECONDS).label("week")
+
+    from_stage, to_stage = stages.alias(_FROM), stages.alias(_TO)
+    won_ids, lost_ids = scope.ids_of(StageKind.WON), scope.ids_of(StageKind.LOST)
+    to_won, to_lost = history.c.to_stage_id.in_(won_ids), history.c.to_stage_id.in_(lost_ids)
+    forward = and_(~to_lost, to_stage.c.position > from_stage.c.position)
+    query = (_moves_in_period(scope, week, _sum_if(history.c.from_stage_id.is_(None)),
+                              _sum_if(forward), _sum_if(to_won), _sum_if(to_lost))
+             .join(to_stage, to_stage.c.id == history.c.to_stage_id)
+             .outerjoin(from_stage, from_stage.c.id == history.c.from_stage_id)
+             .group_by(week))
+    counts = {int(row[0]): row[1:] for row in session.execute(query)}
+    weeks, index = [], 0
+    while first_monday + timedelta(weeks=index) < period.end:
+        figures = counts.get(index, (0, 0, 0, 0))
+        weeks.append(Week(first_monday + timedelta(weeks=index), *map(int, figures)))
+        index += 1
+    return weeks
+
+
+# --- the whole report, and the deals behind a figure --------------------------------------------
+
+
+def funnel_report(session: Session, actor: Actor, *, pipeline_id: int | None, start: date,
+                  end: date, time_zone: str, seller_id: int | None = None,
+                  seller_login: str | None = None) -> FunnelReport:
+    """The full report of a pipeline (None: the default one) from ``start`` to ``end``
+    (excluded), local dates of ``time_zone``; a head may narrow it to one seller."""
+    period = make_period(start, end, time_zone)
+    scope = report_scope(session, actor, pipeline_id=pipeline_id, period=period,
+                         seller_id=seller_id, seller_login=seller_login)
+    figures = stage_figures(session, scope)
+    by_seller, by_team = loss_maps(session, scope, figures)
+    return FunnelReport(scope.pipeline_id, scope.pipeline_name, scope.currency, period,
+                        scope.seller_id, scope.seller_name, figures, outcomes(session, scope),
+                        by_seller, by_team, stage_calls(session, scope),
+                        callbacks(session, scope), nudges(session, scope),
+                        weekly_trend(session, scope))
+
+
+@dataclass(frozen=True)
+class DealFilter:
+    """The deals behind a figure, as a query the page can link to: ``in_stage`` the deals in
+    a stage now; ``lost_from`` the deals lost from a stage in the period."""
+
+    IN_STAGE = "in_stage"
+    LOST_FROM = "lost_from"
+
+    pipeline_id: int
+    stage_id: int
+    what: str
+    owner_id: int | None = None
+    start_utc: datetime | None = None
+    end_utc: datetime | None = None
+
+    def query_params(self) -> dict[str, str]:
+        params = {"pipeline": str(self.pipeline_id), "stage": str(self.stage_id),
+                  "what": self.what}
+        if self.owner_id is not None:
+            params["seller"] = str(self.owner_id)
+        if self.start_utc is not None:
+            params["from"] = self.start_utc.isoformat()
+            params["to"] = self.end_utc.isoformat()
+        return params
+
+
+DEAL_LIST_LIMIT = 200
+
+
+def deals_matching(session: Session, actor: Actor, wanted: DealFilter, *,
+                   limit: int = DEAL_LIST_LIMIT) -> list[int]:
+    """The ids of the deals behind a ``DealFilter`` the actor may see, newest first."""
+    owner = wanted.owner_id
+    if not actor.sees_everything:
+        if owner is not None and owner != actor.user_id:
+            ensure_head(actor, "see another seller's deals")
+        owner = actor.user_id
+    if wanted.what == DealFilter.IN_STAGE:
+        query = (select(deals.c.id).where(deals.c.pipeline_id == wanted.pipeline_id,
+                                          deals.c.stage_id == wanted.stage_id)
+                 .order_by(deals.c.created_at.desc(), deals.c.id.desc()))
+    elif wanted.what == DealFilter.LOST_FROM:
+        if wanted.start_utc is None or wanted.end_utc is None:
+            raise ValidationError("Deals lost from a stage need a period.", field="period")
+        lost_stage = stages.alias("lost_stage")
+        query = (select(deals.c.id).distinct()
+                 .select_from(history).join(deals, deals.c.id == history.c.deal_id)
+                 .join(lost_stage, lost_stage.c.id == history.c.to_stage_id)
+                 .where(history.c.pipeline_id == wanted.pipeline_id,
+                        history.c.from_stage_id == wanted.stage_id,
+                        lost_stage.c.kind == StageKind.LOST.value,
+                        history.c.moved_at >= wanted.start_utc,
+                        history.c.moved_at < wanted.end_utc)
+                 .order_by(deals.c.id.desc()))
+    else:
+        raise ValidationError(f"Unknown deal list “{str(wanted.what)[:20]}”.", field="what")
+    if owner is not None:
+        query = query.where(deals.c.owner_id == owner)
+    return list(session.execute(query.limit(limit)).scalars())
