@@ -276,6 +276,17 @@ def cmd_user_extensions(args, settings, engine, out) -> int:
     return 0
 
 
+def cmd_user_email(args, settings, engine, out) -> int:
+    if bool(args.address) == args.clear:
+        raise CrmError("give the address, or --clear to e-mail this user nothing")
+    with transaction(engine) as session:
+        user = users.get_user_by_login(session, args.login)
+        users.set_email(session, _admin(), user.id, None if args.clear else args.address)
+    print(f"{user.login}'s nudges go to {user.email} too." if user.email
+          else f"{user.login}'s nudges stay in the CRM.", file=out)
+    return 0
+
+
 # --- pipelines and stages ----------------------------------------------------------------
 
 
@@ -1023,6 +1034,11 @@ def build_parser() -> argparse.ArgumentParser:
                          help="the user's extensions from now on")
     command.add_argument("--clear", action="store_true",
                          help="remove all of the user's extensions")
+    command = _command(group, "email", cmd_user_email,
+                       "set the address a user's robot nudges are e-mailed to")
+    command.add_argument("login")
+    command.add_argument("address", nargs="?", help="the user's e-mail address")
+    command.add_argument("--clear", action="store_true", help="e-mail this user nothing")
 
     group = _group(commands, "pipeline", "set up the sales funnels (boards)")
     command = _command(

@@ -159,6 +159,22 @@ def set_language(session: Session, actor: Actor, user_id: int, language: str) ->
     return user
 
 
+def set_email(session: Session, actor: Actor, user_id: int, email: str | None) -> User:
+    """Where a user's robot nudges go by e-mail (when SMTP is set up); empty: in the CRM
+    only. Users set their own, heads anyone's."""
+    from .contacts import _clean_email
+
+    if actor.user_id != user_id:
+        ensure_head(actor, "change another user's e-mail address")
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound(f"No user #{user_id}.")
+    user.email = _clean_email(email)
+    session.add(user)
+    audit(session, actor, "user", user.id, "set_email", {"email": user.email})
+    return user
+
+
 def get_user_by_login(session: Session, login: str) -> User:
     user = session.exec(select(User).where(User.login == (login or "").strip().lower())).first()
     if user is None:

@@ -184,6 +184,22 @@ def test_deactivate_and_activate(run, engine):
     assert run("user", "list")[1].splitlines()[1].split()[-1] == "yes"
 
 
+def test_a_users_nudges_are_e_mailed_to_the_address_set_until_it_is_cleared(run, engine):
+    add_user(run, "ana")
+    code, out, _ = run("user", "email", "ana", "ana@toko.example")
+    assert code == 0 and "ana@toko.example" in out
+    with transaction(engine) as session:
+        assert users.get_user_by_login(session, "ana").email == "ana@toko.example"
+
+    code, _, err = run("user", "email", "ana", "not an address")
+    assert code == 1 and "is not an e-mail address" in err
+    assert run("user", "email", "ana")[0] == 1  # clearing needs saying so
+    code, out, _ = run("user", "email", "ana", "--clear")
+    assert code == 0 and "stay in the CRM" in out
+    with transaction(engine) as session:
+        assert users.get_user_by_login(session, "ana").email is None
+
+
 def test_extensions_are_replaced_and_an_extension_rings_one_user_only(run):
     add_user(run, "ana", "--extension", "101")
     add_user(run, "budi", "--extension", "102")
