@@ -26,19 +26,21 @@ def _variables(lookup: calls.CallerLookup) -> dict[str, str]:
 
 def answer_incoming(connection, request, context):
     settings = context.settings
-    return _variables(calls.lookup_caller(
-        connection, uniqueid=request.uniqueid, caller=caller_of(request, settings),
-        create_deals=settings.unknown_callers_create_deals))
+    caller = caller_of(request, settings)
+    lookup = calls.lookup_caller(connection, uniqueid=request.uniqueid, caller=caller,
+                                 create_deals=settings.unknown_callers_create_deals)
+    context.memo.update(caller=caller, lookup=lookup)  # what the recording need not redo
+    return _variables(lookup)
 
 
 @hook(call_key=lambda request: request.uniqueid, answer=answer_incoming)
 def incoming(session, request, context):
     settings = context.settings
-    caller = caller_of(request, settings)
+    caller = context.memo.get("caller") or caller_of(request, settings)
     lookup = calls.record_inbound_call(
         session, uniqueid=request.uniqueid, linkedid=arg(request, 2) or request.uniqueid,
         caller=caller, caller_name=request.calleridname,
         did=arg(request, 1) or request.query.get("did") or request.dnid,
         create_deals=settings.unknown_callers_create_deals, region=settings.phone_region,
-        now=context.now)
+        now=context.now, looked_up=context.memo.get("lookup"))
     return _variables(lookup)

@@ -20,8 +20,9 @@ import time
 from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
@@ -45,6 +46,9 @@ class HookContext:
     # When Asterisk asked: the replay of a spooled request keeps the original time.
     now: datetime
     replay: bool = False
+    # What a hook's answer learnt, handed to its ``run`` on the writer (not kept when spooled:
+    # a replay reads afresh).
+    memo: dict = field(default_factory=dict)
 
 
 class HookDispatcher:
@@ -82,8 +86,9 @@ class HookDispatcher:
             # An earlier request of this call waits in the spool: keep the call's order.
             return self._spool(hook, key, request, received_at, "earlier request spooled")
         if hook.answer is not None:
-            variables = self._answer(hook, request, received_at)
-            self.writer.put(hook, key, request, received_at)
+            context = HookContext(settings=self.settings, now=received_at)
+            variables = self._answer(hook, request, context)
+            self.writer.put(hook, key, request, received_at, memo=context.memo)
             return variables
         if not self.writer.wait_released(key, self.budget):
             # An earlier request of this call is still not recorded: record this one after
@@ -103,12 +108,12 @@ class HookDispatcher:
             log.warning("hook %s failed for %s: %r", hook.name, request.uniqueid, error)
             return self._spool(hook, key, request, received_at, repr(error))
 
-    def _answer(self, hook, request: AgiRequest, received_at: datetime) -> dict[str, str]:
+    def _answer(self, hook, request: AgiRequest, context: HookContext) -> dict[str, str]:
         """The hook's read-only answer within the budget; UNAVAILABLE when it cannot be had
         (the writes are queued all the same, and spooled if the database stays away)."""
         if not self._free_workers.acquire(blocking=False):
             return dict(UNAVAILABLE)
-        future = self._pool.submit(self._answer_and_release, hook, request, received_at)
+        future = self._pool.submit(self._answer_and_release, hook, request, context)
         try:
             return future.result(timeout=self.budget)
         except FutureTimeout:
@@ -118,9 +123,8 @@ class HookDispatcher:
             log.warning("%s answer failed for %s: %r", hook.name, request.uniqueid, error)
         return dict(UNAVAILABLE)
 
-    def _answer_and_release(self, hook, request: AgiRequest, received_at: datetime):
+    def _answer_and_release(self, hook, request: AgiRequest, context: HookContext):
         try:
-            context = HookContext(settings=self.settings, now=received_at)
             # A plain connection, not a session: the answer is a read or two, and rolled back.
             with self._reader.connect() as connection:
                 return hook.answer(connection, request, context)
@@ -228,6 +232,14 @@ class HookDispatcher:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
+class PendingWrite(NamedTuple):
+    hook: object
+    key: str
+    request: AgiRequest
+    received_at: datetime
+    memo: dict
+
+
 class CallWriter:
     """The dispatcher's writer: hooks' writes recorded off the call's wait, in arrival order.
 
@@ -246,10 +258,11 @@ class CallWriter:
         self._thread = threading.Thread(target=self._loop, name="crm-call-writer", daemon=True)
         self._thread.start()
 
-    def put(self, hook, key: str, request: AgiRequest, received_at: datetime) -> None:
+    def put(self, hook, key: str, request: AgiRequest, received_at: datetime, *,
+            memo: dict | None = None) -> None:
         with self._changed:
             if not self._closing and len(self._queue) < WRITER_QUEUE_LIMIT:
-                self._queue.append((hook, key, request, received_at))
+                self._queue.append(PendingWrite(hook, key, request, received_at, memo or {}))
                 self._held[key] += 1
                 self._changed.notify_all()
                 return
@@ -282,17 +295,20 @@ class CallWriter:
                 self._write(batch)
             except Exception as error:  # noqa: BLE001 - the database failed: keep them all
                 log.warning("writing %d request(s) failed: %r", len(batch), error)
-                for hook, key, request, received_at in batch:
-                    self.dispatcher._spool(hook, key, request, received_at, repr(error))
+                for item in batch:
+                    self._spool(item, repr(error))
             finally:
                 with self._changed:
-                    for _hook, key, _request, _at in batch:
-                        self._held[key] -= 1
-                        if self._held[key] <= 0:
-                            del self._held[key]
+                    for item in batch:
+                        self._held[item.key] -= 1
+                        if self._held[item.key] <= 0:
+                            del self._held[item.key]
                     self._changed.notify_all()
 
-    def _write(self, batch) -> None:
+    def _spool(self, item: PendingWrite, reason: str) -> None:
+        self.dispatcher._spool(item.hook, item.key, item.request, item.received_at, reason)
+
+    def _write(self, batch: list[PendingWrite]) -> None:
         """All in one transaction; if one request fails, each on its own, and only the
         ones that fail (and the requests of their calls after them) go to the spool."""
         try:
@@ -303,32 +319,31 @@ class CallWriter:
             log.warning("a batch of %d failed (%r): writing one by one", len(batch), error)
             spooled = []
             for item in batch:
-                spooled_keys = {key for _h, key, _r, _a, _why in spooled}
-                if item[1] in spooled_keys:
-                    spooled.append((*item, "earlier request spooled"))
+                if item.key in {held.key for held, _reason in spooled}:
+                    spooled.append((item, "earlier request spooled"))
                     continue
                 try:
                     spooled += self._write_together([item])
                 except OperationalError:
                     raise
                 except Exception as item_error:  # noqa: BLE001
-                    hook, _key, request, _at = item
-                    log.warning("hook %s failed for %s: %r", hook.name, request.uniqueid,
-                                item_error)
-                    spooled.append((*item, repr(item_error)))
-        for hook, key, request, received_at, reason in spooled:
-            self.dispatcher._spool(hook, key, request, received_at, reason)
+                    log.warning("hook %s failed for %s: %r", item.hook.name,
+                                item.request.uniqueid, item_error)
+                    spooled.append((item, repr(item_error)))
+        for item, reason in spooled:
+            self._spool(item, reason)
 
-    def _write_together(self, batch) -> list:
+    def _write_together(self, batch: list[PendingWrite]) -> list:
         """Run the batch's hooks in one transaction; returns the requests held back because
         an earlier request of their call waits in the spool."""
         dispatcher = self.dispatcher
         held = []
         with transaction(dispatcher.engine) as session:
-            for hook, key, request, received_at in batch:
-                if dispatcher.spool.holds_call(key):
-                    held.append((hook, key, request, received_at, "earlier request spooled"))
+            for item in batch:
+                if dispatcher.spool.holds_call(item.key):
+                    held.append((item, "earlier request spooled"))
                     continue
-                context = HookContext(settings=dispatcher.settings, now=received_at)
-                hook.run(session, request, context)
+                context = HookContext(settings=dispatcher.settings, now=item.received_at,
+                                      memo=item.memo)
+                item.hook.run(session, item.request, context)
         return held

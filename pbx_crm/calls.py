@@ -195,15 +195,16 @@ def find_call(session: Session, uniqueid: str) -> Call | None:
 
 def record_inbound_call(session: Session, *, uniqueid: str, linkedid: str,
                         caller: CallerNumber, caller_name: str | None, did: str | None,
-                        create_deals: bool, region: str,
-                        now: datetime | None = None) -> CallerLookup:
+                        create_deals: bool, region: str, now: datetime | None = None,
+                        looked_up: CallerLookup | None = None) -> CallerLookup:
     """An inbound call rings: find or create the caller's deal, record the call, and tell
-    the browsers. A repeat of the same uniqueid returns what the first run decided."""
+    the browsers. A repeat of the same uniqueid returns what the first run decided.
+    ``looked_up``: what ``lookup_caller`` told the dialplan a moment ago, not read again."""
     now = now or utcnow()
     linkedid = linkedid or uniqueid
     if caller.kind is CallerKind.NUMBER:
-        lookup = lookup_caller(session, uniqueid=uniqueid, caller=caller,
-                               create_deals=create_deals)
+        lookup = looked_up or lookup_caller(session, uniqueid=uniqueid, caller=caller,
+                                            create_deals=create_deals)
         if lookup.status == FOUND and lookup.deal_id is not None:
             _record_known_call(session, lookup, uniqueid=uniqueid, linkedid=linkedid,
                                caller=caller, caller_name=caller_name, did=did, now=now)
