@@ -143,13 +143,25 @@ def lookup_caller(connection, *, uniqueid: str, caller: CallerNumber,
                         **owner)
 
 
-def _insert(session: Session, table):
-    """INSERT .. ON CONFLICT DO NOTHING, in the session's dialect."""
-    if session.get_bind().dialect.name == "postgresql":
+def _call_insert(dialect: str):
+    """INSERT INTO calls .. ON CONFLICT (uniqueid) DO NOTHING RETURNING id, built once per
+    dialect: the hot path pays for no statement building."""
+    if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    return insert(table)
+    calls_table = Call.__table__
+    return (insert(calls_table)
+            .on_conflict_do_nothing(index_elements=[calls_table.c.uniqueid])
+            .returning(calls_table.c.id))
+
+
+_CALL_INSERTS = {dialect: _call_insert(dialect) for dialect in ("postgresql", "sqlite")}
+_DEAL_TOUCHED = (update(Deal.__table__).where(Deal.__table__.c.id == bindparam("deal_id"))
+                 .values(last_activity_at=bindparam("at")))
+_POPPED = core_select(Event.__table__.c.target_user_id).where(
+    Event.__table__.c.linkedid == bindparam("linkedid"),
+    Event.__table__.c.kind == events.RINGING)
 
 
 def _record_known_call(session: Session, lookup: CallerLookup, *, uniqueid: str, linkedid: str,
@@ -157,22 +169,18 @@ def _record_known_call(session: Session, lookup: CallerLookup, *, uniqueid: str,
                        now: datetime) -> None:
     """The common case, a known caller with an open deal, in a few plain statements: the
     call, the deal's last activity, the pops. Safe to repeat (the uniqueid decides)."""
-    calls_table = Call.__table__
-    recorded = session.execute(
-        _insert(session, calls_table).values(
-            uniqueid=uniqueid, linkedid=linkedid, direction=CallDirection.INBOUND.value,
-            caller_raw=caller.raw[:80], caller_e164=caller.e164,
-            caller_name=_clean_name(caller_name), did=did[:64] if did else None,
-            ringing_at=now, deal_id=lookup.deal_id, contact_id=lookup.contact_id)
-        .on_conflict_do_nothing(index_elements=[calls_table.c.uniqueid])
-        .returning(calls_table.c.id)).first()
+    did = did[:64] if did else None
+    recorded = session.execute(_CALL_INSERTS[session.get_bind().dialect.name], dict(
+        uniqueid=uniqueid, linkedid=linkedid, direction=CallDirection.INBOUND.value,
+        caller_raw=caller.raw[:80], caller_e164=caller.e164,
+        caller_name=_clean_name(caller_name), did=did, ringing_at=now,
+        deal_id=lookup.deal_id, contact_id=lookup.contact_id)).first()
     if recorded is None:
         return  # a repeat: the first run recorded it
-    session.execute(update(Deal.__table__).where(Deal.__table__.c.id == lookup.deal_id)
-                    .values(last_activity_at=now))
+    session.execute(_DEAL_TOUCHED, {"deal_id": lookup.deal_id, "at": now})
     payload = {"uniqueid": uniqueid, "linkedid": linkedid, "status": lookup.status,
                "caller": caller.e164, "caller_name": lookup.caller_name, "deal_id":
-               lookup.deal_id, "contact_id": lookup.contact_id, "did": did[:64] if did else None}
+               lookup.deal_id, "contact_id": lookup.contact_id, "did": did}
     _pop_ringing(session, linkedid, lookup.owner_id, payload, deal_id=lookup.deal_id, now=now)
 
 
@@ -182,8 +190,7 @@ def _pop_ringing(session: Session, linkedid: str, owner_id: int | None, payload:
     popped it already (the dialplan rings the phones as soon as the lookup answered, maybe
     before this is written): one pop per browser and call."""
     events.serialize_pops(session, linkedid)
-    told = set(session.exec(select(Event.target_user_id).where(
-        Event.linkedid == linkedid, Event.kind == events.RINGING)))
+    told = set(session.execute(_POPPED, {"linkedid": linkedid}).scalars())
     targets = [t for t in [None] + ([owner_id] if owner_id else []) if t not in told]
     events.emit_many(session, events.RINGING, targets, payload=payload, deal_id=deal_id,
                      linkedid=linkedid, now=now)

@@ -38,22 +38,25 @@ def emit(session: Session, kind: str, *, target_user_id: int | None, payload: di
     return event
 
 
+_INSERT = insert(Event.__table__)
+_INSERT_RETURNING_ID = _INSERT.returning(Event.__table__.c.id)
+_NOTIFY = text("SELECT pg_notify(:channel, :id)")
+
+
 def emit_many(session: Session, kind: str, targets, *, payload: dict, deal_id: int | None,
               linkedid: str | None, now: datetime | None = None) -> None:
     """``emit`` for several browsers in one plain statement (the AGI hooks' hot path)."""
     if not targets:
         return
     now = now or utcnow()
-    table = Event.__table__
     rows = [dict(kind=kind, target_user_id=target, deal_id=deal_id, linkedid=linkedid,
                  payload=payload, created_at=now) for target in targets]
     if session.get_bind().dialect.name == "postgresql":
-        ids = session.execute(insert(table).returning(table.c.id), rows).scalars().all()
+        ids = session.execute(_INSERT_RETURNING_ID, rows).scalars().all()
         for event_id in ids:
-            session.exec(text("SELECT pg_notify(:channel, :id)"),
-                         params={"channel": NOTIFY_CHANNEL, "id": str(event_id)})
+            session.execute(_NOTIFY, {"channel": NOTIFY_CHANNEL, "id": str(event_id)})
     else:
-        session.execute(insert(table), rows)
+        session.execute(_INSERT, rows)
 
 
 def serialize_pops(session: Session, linkedid: str) -> None:
