@@ -266,15 +266,17 @@ def generator_loop(connection) -> None:
 class SpoolWatch:
     """Why calls were answered UNAVAILABLE, and how much the spool replayer ran meanwhile.
 
-    Wraps two methods of the running dispatcher instance (observation only; nothing changes
-    what they do): ``_spool``, which every UNAVAILABLE answer goes through with its reason, and
-    ``replay_spooled``, which the replayer thread calls every two seconds.
+    Wraps three methods of the running dispatcher instance (observation only; nothing changes
+    what they do): ``_spool``, which every refused request goes through with its reason,
+    ``replay_spooled``, which the replayer thread calls every two seconds, and
+    ``_unanswered``, through which a refused read-only answer goes.
     """
 
     def __init__(self, dispatcher):
         self.reasons: Counter = Counter()
         self.replayed = 0
         spool, replay = dispatcher._spool, dispatcher.replay_spooled
+        unanswered = getattr(dispatcher, "_unanswered", None)
 
         def counted_spool(hook, key, request, received_at, reason):
             reason = reason.split("(")[0]  # an exception's repr: keep its class
@@ -286,8 +288,14 @@ class SpoolWatch:
             self.replayed += replayed
             return replayed
 
+        def counted_unanswered(hook, request, reason):
+            self.reasons["answer: " + reason.split("(")[0]] += 1
+            return unanswered(hook, request, reason)
+
         dispatcher._spool = counted_spool
         dispatcher.replay_spooled = counted_replay
+        if unanswered is not None:  # a read-only answer refused (its writes still queued)
+            dispatcher._unanswered = counted_unanswered
 
     def reset(self) -> None:
         self.reasons = Counter()

@@ -38,6 +38,8 @@ UNAVAILABLE = {"CRM_STATUS": "UNAVAILABLE"}
 # Writes queued beyond this go straight to the spool: memory stays bounded in a flood.
 WRITER_QUEUE_LIMIT = 5000
 WRITER_BATCH = 200
+# How long a read-only answer may wait for a free database worker (seconds).
+ANSWER_WORKER_WAIT = 0.1
 
 
 @dataclass(frozen=True)
@@ -111,16 +113,23 @@ class HookDispatcher:
     def _answer(self, hook, request: AgiRequest, context: HookContext) -> dict[str, str]:
         """The hook's read-only answer within the budget; UNAVAILABLE when it cannot be had
         (the writes are queued all the same, and spooled if the database stays away)."""
-        if not self._free_workers.acquire(blocking=False):
-            return dict(UNAVAILABLE)
+        # A read is short: worth a brief wait for a worker in a burst, never the whole budget.
+        started = time.monotonic()
+        if not self._free_workers.acquire(timeout=min(self.budget, ANSWER_WORKER_WAIT)):
+            return self._unanswered(hook, request, "all database workers busy")
         future = self._pool.submit(self._answer_and_release, hook, request, context)
         try:
-            return future.result(timeout=self.budget)
+            return future.result(timeout=max(0.0, self.budget - (time.monotonic() - started)))
         except FutureTimeout:
-            log.warning("%s answer for %s over the %d ms budget", hook.name, request.uniqueid,
-                        self.settings.hook_budget_ms)
+            return self._unanswered(hook, request,
+                                    f"over the {self.settings.hook_budget_ms} ms budget")
         except Exception as error:  # noqa: BLE001 - whatever failed, the call goes on
-            log.warning("%s answer failed for %s: %r", hook.name, request.uniqueid, error)
+            return self._unanswered(hook, request, repr(error))
+
+    def _unanswered(self, hook, request: AgiRequest, reason: str) -> dict[str, str]:
+        """The answer could not be had: the call goes on without the CRM (its writes are
+        queued all the same)."""
+        log.warning("%s for %s answered UNAVAILABLE: %s", hook.name, request.uniqueid, reason)
         return dict(UNAVAILABLE)
 
     def _answer_and_release(self, hook, request: AgiRequest, context: HookContext):

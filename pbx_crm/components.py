@@ -43,7 +43,7 @@ CALL_SWITCH_INTERVAL = 0.001
 
 
 def start_fastagi(settings: Settings, engine, *, replay_interval: float = 2.0,
-                  workers: int = 64, db_workers: int = 16) -> RunningFastAgi:
+                  workers: int = 128, db_workers: int = 16) -> RunningFastAgi:
     """The FastAGI server with the hook dispatcher and its spool replayer."""
     # A call's answer waits for the interpreter while the call writer runs; Python lets a
     # busy thread run 5 ms before switching, which a call would feel. 1 ms is plenty.
