@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple
 
+from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from .agi_protocol import AgiRequest
@@ -38,6 +39,7 @@ UNAVAILABLE = {"CRM_STATUS": "UNAVAILABLE"}
 # Writes queued beyond this go straight to the spool: memory stays bounded in a flood.
 WRITER_QUEUE_LIMIT = 5000
 WRITER_BATCH = 200
+WRITER_LOCK_TIMEOUT = text("SET LOCAL lock_timeout = '10s'")
 # How long a read-only answer may wait for a free database worker (seconds).
 ANSWER_WORKER_WAIT = 0.1
 
@@ -348,6 +350,10 @@ class CallWriter:
         dispatcher = self.dispatcher
         held = []
         with transaction(dispatcher.engine) as session:
+            if session.get_bind().dialect.name == "postgresql":
+                # Never wait for ever behind a lock: the batch goes to the spool instead, and
+                # the calls after it keep being written (SQLite's busy timeout does the same).
+                session.execute(WRITER_LOCK_TIMEOUT)
             for item in batch:
                 if dispatcher.spool.holds_call(item.key):
                     held.append((item, "earlier request spooled"))
