@@ -16,10 +16,19 @@ from sqlmodel import Session, select
 from . import pipelines, tasks
 from .contacts import phones_of
 from .deals import get_deal
-from .enums import Role, RobotRunStatus
+from .enums import RobotRunStatus, Role
 from .funnel import Actor
 from .models import (
-    Call, Contact, ContactPhone, Deal, Pipeline, RobotRule, RobotRun, Stage, Task, TimelineEntry,
+    Call,
+    Contact,
+    ContactPhone,
+    Deal,
+    Pipeline,
+    RobotRule,
+    RobotRun,
+    Stage,
+    Task,
+    TimelineEntry,
     User,
 )
 
