@@ -3,8 +3,8 @@
 One ``EventHub`` per web worker process: a background reader wakes when events may have been
 written (PostgreSQL: a ``LISTEN`` on ``events.NOTIFY_CHANNEL``; SQLite: a short poll of the
 outbox), reads what is new once per wake-up, and hands each event to the connected
-subscribers whose user may receive it (``may_receive``). The web route (``webui.routes_stream``)
-turns a ``Subscription`` into a Server-Sent Events stream.
+subscribers whose user may receive it (``funnel.can_receive_event``). The web route
+(``webui.routes_stream``) turns a ``Subscription`` into a Server-Sent Events stream.
 
 Ids are the stream positions browsers resume from, so the hub releases events strictly in id
 order and never past a hole: on PostgreSQL ids come from a sequence, and a transaction that
@@ -23,19 +23,20 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, select
 
 from . import events
 from .db import transaction
-from .funnel import Actor, can_read_deal
+from .funnel import Actor, can_read_deal, can_receive_event
 from .models import Contact, Deal, Event, Stage, User
 
 log = logging.getLogger(__name__)
 
-POLL_INTERVAL = 0.1  # SQLite: how often the outbox is read
+POLL_INTERVAL = 0.05  # SQLite: how often the outbox is read (half of it is the mean wait)
 SAFETY_INTERVAL = 5.0  # PostgreSQL: a read now and then even without a NOTIFY
 GAP_GRACE = 2.0  # how long a missing id is waited for before it counts as rolled back
 READ_BATCH = 1000
@@ -43,13 +44,10 @@ QUEUE_LIMIT = 2000  # a browser this far behind is dropped; it resumes from its 
 RESUME_LIMIT = 2000  # at most this many missed events are replayed to a resuming browser
 
 
-def may_receive(actor: Actor, target_user_id: int | None) -> bool:
-    """Whose browser gets an event: a seller the ones addressed to them; a head also the
-    copy of every call addressed to nobody in particular (heads watch all calls, once each).
-    The same rule as ``events.events_after``, which a resume's read of the table uses."""
-    if target_user_id is None:
-        return actor.sees_everything
-    return actor.user_id is None or target_user_id == actor.user_id
+def psycopg_errors() -> tuple[type[BaseException], ...]:
+    import psycopg
+
+    return (psycopg.Error, OSError)
 
 
 @dataclass(frozen=True)
@@ -77,8 +75,8 @@ class Delivery:
 
 def _iso(value: datetime) -> str:
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc).isoformat()
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat()
 
 
 def shape(session: Session, rows: list[Event]) -> list[Delivery]:
@@ -94,7 +92,7 @@ def shape(session: Session, rows: list[Event]) -> list[Delivery]:
                  .where(Deal.id.in_(deal_ids)))
         deals = {row[0]: row for row in session.exec(query)}
     user_ids = {(row.payload or {}).get("user_id") for row in rows} - {None}
-    names = dict(session.exec(select(User.id, User.name).where(User.id.in_(user_ids)))
+    names = dict(session.exec(select(User.id, User.name).where(User.id.in_(user_ids))).all()
                  ) if user_ids else {}
     shaped = []
     for row in rows:
@@ -204,6 +202,14 @@ class EventHub:
         # Up to the hub's position at subscription; the live ones come after: no overlap.
         return shape(session, rows[-RESUME_LIMIT:])
 
+    def position(self) -> int:
+        """Where a stream connecting now starts: a page shows this so its stream resumes from
+        it and misses nothing written in between."""
+        if self._reader is not None:
+            return self.released
+        with transaction(self.engine, read_only=True) as session:
+            return events.latest_event_id(session)
+
     def unsubscribe(self, subscription: Subscription) -> None:
         with self._lock:
             self._subscribers.discard(subscription)
@@ -268,18 +274,24 @@ class EventHub:
         if listen is not None:
             try:
                 listen.close()
-            except Exception:
-                pass
+            except psycopg_errors() as error:
+                log.debug("event stream: closing the listener: %s", error)
 
     def read_once(self) -> int:
         """Read what is new and deliver what can be released; returns how many were."""
         delivered = 0
         while True:
-            with transaction(self.engine, read_only=True) as session:
-                rows = list(session.exec(select(Event).where(Event.id > self.released)
-                                         .order_by(Event.id).limit(READ_BATCH)))
-                ready = self._release(rows, time.monotonic())
-                deliveries = shape(session, ready) if ready else []
+            state = (self.released, dict(self._pending), dict(self._gaps))
+            try:
+                with transaction(self.engine, read_only=True) as session:
+                    rows = list(session.exec(select(Event).where(Event.id > self.released)
+                                             .order_by(Event.id).limit(READ_BATCH)))
+                    ready = self._release(rows, time.monotonic())
+                    deliveries = shape(session, ready) if ready else []
+            except BaseException:
+                # Nothing went out: the next read starts from the same place.
+                self.released, self._pending, self._gaps = state
+                raise
             self._fan_out(deliveries)
             delivered += len(deliveries)
             if len(rows) < READ_BATCH:
@@ -319,7 +331,7 @@ class EventHub:
         for delivery in deliveries:
             for subscription in subscribers:
                 # One that subscribed after this was released read it from the table.
-                if delivery.id > subscription.after and may_receive(
+                if delivery.id > subscription.after and can_receive_event(
                         subscription.actor, delivery.target_user_id):
                     subscription._put(delivery)
 
@@ -333,8 +345,8 @@ class EventHub:
                 with self.engine.begin() as connection:
                     connection.execute(text("SELECT pg_notify(:channel, '')"),
                                        {"channel": events.NOTIFY_CHANNEL})
-            except Exception:
-                pass
+            except SQLAlchemyError as error:  # the reader then stops at its timeout
+                log.debug("event stream: waking the reader: %s", error)
         if reader is not None:
             reader.join(10)
         self._drop_listener()

@@ -70,7 +70,7 @@ def serialize_pops(session: Session, linkedid: str) -> None:
 
 def events_after(session: Session, actor: Actor, last_id: int, *, limit: int = 100) -> list[Event]:
     """Events after ``last_id`` for ``actor``'s browser: their own, and a head's copy of every
-    call (the events addressed to nobody in particular)."""
+    call (the events addressed to nobody in particular); ``funnel.can_receive_event`` in SQL."""
     query = select(Event).where(Event.id > last_id)
     if actor.user_id is not None:
         mine = Event.target_user_id == actor.user_id

@@ -43,6 +43,15 @@ def can_read_deal(actor: Actor, *, owner_id: int | None, in_unsorted: bool) -> b
     return owner_id == actor.user_id or (owner_id is None and in_unsorted)
 
 
+def can_receive_event(actor: Actor, target_user_id: int | None) -> bool:
+    """Whose browser gets a telephony event: a seller the ones addressed to them; a head also
+    the copy of every call addressed to nobody in particular (heads watch all calls, once
+    each). ``events.events_after`` asks the same in SQL."""
+    if target_user_id is None:
+        return actor.sees_everything
+    return actor.user_id is None or target_user_id == actor.user_id
+
+
 def ensure_can_read_deal(actor: Actor, deal, stage) -> None:
     if not can_read_deal(actor, owner_id=deal.owner_id, in_unsorted=stage.is_unsorted):
         raise Forbidden(f"Deal #{deal.id} belongs to another seller.")

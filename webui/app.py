@@ -138,6 +138,7 @@ class WebUI:
         # Click-to-call: a callable like AmiClient.originate; made on first use when AMI is set.
         self._originate = originate
         self._ami_client = None
+        self._closers = []  # what stops with the app (e.g. the event stream's reader)
         self.translations = {lang: load_translations(lang) for lang in LANGUAGES}
         self.envs = {lang: _environment(lang) for lang in LANGUAGES}
         self.app = bottle.Bottle()
@@ -329,7 +330,12 @@ class WebUI:
             self._ami_client = client
         return self._ami_client.originate
 
+    def on_close(self, closer) -> None:
+        self._closers.append(closer)
+
     def close(self) -> None:
+        for closer in self._closers:
+            closer()
         if self._ami_client is not None:
             self._ami_client.close()
 

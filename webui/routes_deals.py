@@ -25,7 +25,7 @@ from pbx_crm.models import RobotRun
 from pbx_crm.money import to_minor
 from pbx_crm.new_deal import create_deal_with_contact
 
-from .app import WebUI, form, int_field, version_field
+from .app import WebUI, form, int_field, query, version_field
 from .routes_board import _sellers
 from .routes_robots import answer_nudge_form
 
@@ -244,7 +244,11 @@ def register(ui: WebUI) -> None:
 
     @app.get("/deals/new", name="deal_new")
     def new_deal_form():
-        return new_deal_page()
+        # A screen-pop's quick-create link prefills the caller's number and name.
+        asked = query()
+        return new_deal_page(values={name: asked.get(name, "")[:200]
+                                     for name in ("phone", "contact_name", "title")
+                                     if asked.get(name)})
 
     @app.post("/deals/new")
     def new_deal_submit():

@@ -39,6 +39,12 @@ def last_event_id() -> int | None:
     return int(text)
 
 
+def stream_position() -> str:
+    """The stream position of the page being rendered ("" outside a request of this app)."""
+    hub = bottle.request.environ.get("pbx_crm.event_hub")
+    return str(hub.position()) if hub is not None else ""
+
+
 def message(delivery, actor) -> str:
     data = json.dumps(delivery.data_for(actor), ensure_ascii=False, separators=(",", ":"))
     return f"id: {delivery.id}\nevent: {delivery.kind}\ndata: {data}\n\n"
@@ -48,13 +54,16 @@ def register(ui: WebUI, *, heartbeat: float = HEARTBEAT_SECONDS) -> EventHub:
     app = ui.app
     hub = EventHub(ui.engine)
     ui.event_hub = hub
-    close_ui = ui.close
+    ui.on_close(hub.close)  # the reader stops with the app
 
-    def close():
-        hub.close()
-        close_ui()
+    # Each page says where its stream starts (``_screenpop.html``), so a pop written between
+    # the page and its stream's connect is not missed.
+    @app.hook("before_request")
+    def expose_hub():
+        bottle.request.environ["pbx_crm.event_hub"] = hub
 
-    ui.close = close  # the reader stops with the app
+    for env in ui.envs.values():
+        env.globals["stream_position"] = stream_position
 
     def still_signed_in(token: str) -> bool:
         with transaction(ui.engine, read_only=True) as session:
