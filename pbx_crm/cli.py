@@ -483,6 +483,16 @@ def cmd_report(args, settings, engine, out) -> int:
     return 0
 
 
+def cmd_report_rebuild(args, settings, engine, out) -> int:
+    from .report_days import rebuild
+
+    with transaction(engine) as session:
+        rows = rebuild(session, time_zone=settings.time_zone)
+    print(f"Recounted the reports' daily table in {settings.time_zone}: {rows:,} rows",
+          file=out)
+    return 0
+
+
 def _date(text: str):
     from datetime import date
 
@@ -1120,6 +1130,12 @@ def build_parser() -> argparse.ArgumentParser:
                              help="write one table as CSV instead of the text tables")
         command.add_argument("--table", choices=REPORT_VIEWS[view],
                              help=f"with --csv: which table (default {REPORT_VIEWS[view][0]})")
+    _command(group, "rebuild", cmd_report_rebuild,
+             "recount the reports' daily table from the stage history",
+             description="Recount the daily counts the reports read (moves per local day, "
+                         "stage and seller) from the stage history, in the company's "
+                         "time_zone: after changing time_zone, or after writing history "
+                         "outside the deal services.")
 
     command = _command(
         commands, "seed", cmd_seed, "fill the database with synthetic data for benchmarks",

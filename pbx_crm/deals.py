@@ -14,7 +14,7 @@ from datetime import datetime
 from sqlalchemy import text, update
 from sqlmodel import Session, select
 
-from . import pipelines
+from . import pipelines, report_days
 from .contacts import create_contact, find_contact_by_number, get_contact
 from .enums import DealSource, Priority, StageKind, TimelineKind
 from .errors import AlreadyTaken, Conflict, NotFound, StaleVersion, ValidationError
@@ -67,10 +67,12 @@ def _clean_priority(priority) -> int:
 def _record_move(session: Session, actor: Actor, deal: Deal, from_stage: Stage | None,
                  to_stage: Stage, *, from_entered_at: datetime | None, at: datetime,
                  reason: str | None = None, note: str | None = None) -> None:
-    session.add(StageHistory(deal_id=deal.id, pipeline_id=deal.pipeline_id,
-                             from_stage_id=from_stage.id if from_stage else None,
-                             to_stage_id=to_stage.id, from_entered_at=from_entered_at,
-                             moved_at=at, moved_by_id=actor.user_id))
+    row = StageHistory(deal_id=deal.id, pipeline_id=deal.pipeline_id,
+                       from_stage_id=from_stage.id if from_stage else None,
+                       to_stage_id=to_stage.id, from_entered_at=from_entered_at,
+                       moved_at=at, moved_by_id=actor.user_id)
+    session.add(row)
+    report_days.record_move(session, deal, row)
     if from_stage is None:
         timeline(session, actor, deal.id, TimelineKind.CREATED, at=at,
                  body=f"Deal created in {to_stage.name}", data={"stage_id": to_stage.id})
@@ -251,6 +253,8 @@ def _claim(session: Session, actor: Actor, deal_id: int, *, owner_id: int,
         session.refresh(deal)
         raise _taken(session, deal)
     session.refresh(deal)
+    report_days.deal_changed(session, deal.id, owner_before=None, owner_after=owner_id,
+                             amount_before=deal.amount_minor, amount_after=deal.amount_minor)
     _record_move(session, actor, deal, unsorted, target, from_entered_at=entered_at, at=now)
     owner = session.get(User, owner_id)
     verb = "Taken by" if action == "take" else "Assigned to"
@@ -282,6 +286,8 @@ def assign_deal(session: Session, actor: Actor, deal_id: int, *, owner_id: int,
     previous = deal.owner_id
     _apply(session, deal, expected_version, owner_id=owner_id, updated_at=now,
            last_activity_at=now)
+    report_days.deal_changed(session, deal.id, owner_before=previous, owner_after=owner_id,
+                             amount_before=deal.amount_minor, amount_after=deal.amount_minor)
     timeline(session, actor, deal.id, TimelineKind.ASSIGNMENT, at=now,
              body=f"Assigned to {owner.name}", data={"from": previous, "to": owner_id})
     audit(session, actor, "deal", deal.id, "assign", {"from": previous, "to": owner_id}, at=now)
@@ -354,6 +360,11 @@ def update_deal(session: Session, actor: Actor, deal_id: int, *, expected_versio
         return deal
     before = {k: getattr(deal, k) for k in changes}
     _apply(session, deal, expected_version, updated_at=now, **changes)
+    if "amount_minor" in changes:
+        report_days.deal_changed(session, deal.id, owner_before=deal.owner_id,
+                                 owner_after=deal.owner_id,
+                                 amount_before=before["amount_minor"],
+                                 amount_after=deal.amount_minor)
     audit(session, actor, "deal", deal.id, "update", {"before": before, "after": changes},
           at=now)
     return deal

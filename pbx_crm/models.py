@@ -9,7 +9,7 @@ naive on SQLite, as ``timestamptz`` on PostgreSQL, and always handed back timezo
 from __future__ import annotations
 
 import enum
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from sqlalchemy import (
     JSON,
@@ -17,6 +17,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Column,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -255,7 +256,11 @@ class StageHistory(SQLModel, table=True):
     __tablename__ = "stage_history"
     __table_args__ = (
         Index("ix_stage_history_deal", "deal_id", "moved_at"),
-        Index("ix_stage_history_pipeline", "pipeline_id", "moved_at"),
+        # The reports' direct queries over a period (medians): read from the index alone.
+        Index("ix_stage_history_period", "pipeline_id", "moved_at", "from_stage_id",
+              "to_stage_id", "from_entered_at", "deal_id"),
+        # Moves into one stage (won cycles, deals lost from a stage) over a period.
+        Index("ix_stage_history_to_stage", "to_stage_id", "moved_at", "deal_id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -266,6 +271,40 @@ class StageHistory(SQLModel, table=True):
     from_entered_at: datetime | None = _at(nullable=True)
     moved_at: datetime = _at()
     moved_by_id: int | None = _fk("users.id", ondelete="SET NULL")
+
+
+class ReportDay(SQLModel, table=True):
+    """Stage moves summed per pipeline, local day, stage pair and responsible seller, for the
+    funnel reports (kept by ``pbx_crm.report_days``); rows are additive, readers sum them."""
+
+    __tablename__ = "report_days"
+    __table_args__ = (Index("ix_report_days_pipeline_day", "pipeline_id", "day"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    pipeline_id: int = _fk("pipelines.id", nullable=False, ondelete="CASCADE")
+    day: date = Field(sa_column=Column(Date, nullable=False))
+    # Empty: the deal's creation in ``to_stage_id``.
+    from_stage_id: int | None = _fk("stages.id", ondelete="CASCADE")
+    to_stage_id: int = _fk("stages.id", nullable=False, ondelete="CASCADE")
+    seller_id: int | None = _fk("users.id", ondelete="SET NULL")
+    moves: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
+    # Sums over the moves: seconds spent in the stage left, the deals' money, seconds from
+    # the deal's creation.
+    stay_seconds: int = Field(default=0, sa_column=Column(BigInteger, nullable=False,
+                                                          server_default="0"))
+    amount_minor: int = Field(default=0, sa_column=Column(BigInteger, nullable=False,
+                                                          server_default="0"))
+    cycle_seconds: int = Field(default=0, sa_column=Column(BigInteger, nullable=False,
+                                                           server_default="0"))
+
+
+class ReportDayZone(SQLModel, table=True):
+    """The time zone ``report_days`` counts local days in (one row; none: not kept)."""
+
+    __tablename__ = "report_day_zone"
+
+    id: int | None = Field(default=None, primary_key=True)
+    time_zone: str = Field(sa_column=Column(String(64), nullable=False))
 
 
 # --- telephony ----------------------------------------------------------------------------

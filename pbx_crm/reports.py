@@ -24,14 +24,33 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import BigInteger, and_, case, cast, func, literal, or_, select, union_all
+from sqlalchemy import (
+    BigInteger,
+    and_,
+    case,
+    cast,
+    func,
+    literal,
+    or_,
+    select,
+    union_all,
+)
 from sqlmodel import Session
 
-from . import pipelines
+from . import pipelines, report_days
 from .enums import CallDirection, Disposition, NudgeAnswer, RobotRunStatus, StageKind
 from .errors import ValidationError
 from .funnel import Actor, ensure_head
-from .models import Call, Deal, RobotRule, RobotRun, Stage, StageHistory, User
+from .models import (
+    Call,
+    Deal,
+    ReportDay,
+    RobotRule,
+    RobotRun,
+    Stage,
+    StageHistory,
+    User,
+)
 from .users import get_user_by_login
 
 MAX_PERIOD_DAYS = 5 * 366
@@ -55,6 +74,7 @@ users = User.__table__
 calls = Call.__table__
 runs = RobotRun.__table__
 rules = RobotRule.__table__
+days = ReportDay.__table__
 
 
 # --- the period ---------------------------------------------------------------------------
@@ -378,6 +398,65 @@ def _sum_if(condition):
     return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
 
 
+# --- the daily counts: moves summed per local day (pbx_crm.report_days) ------------------------
+
+
+def _uses_days(session: Session, scope: Scope) -> bool:
+    """Whether the daily table counts days in the period's zone (else: the history itself)."""
+    return report_days.day_zone(session) == scope.period.time_zone
+
+
+@dataclass(frozen=True)
+class _Pair:
+    """Moves from one stage to another summed over the period (``key``: the grouping)."""
+
+    key: tuple
+    from_stage_id: int | None
+    to_stage_id: int
+    moves: int
+    stay_seconds: int
+    amount_minor: int
+    cycle_seconds: int
+
+
+def _day_pairs(session: Session, scope: Scope, *keys) -> list[_Pair]:
+    query = (select(*keys, days.c.from_stage_id, days.c.to_stage_id, func.sum(days.c.moves),
+                    func.sum(days.c.stay_seconds), func.sum(days.c.amount_minor),
+                    func.sum(days.c.cycle_seconds))
+             .where(days.c.pipeline_id == scope.pipeline_id,
+                    days.c.day >= scope.period.start, days.c.day < scope.period.end,
+                    _owned(scope, days.c.seller_id))
+             .group_by(*keys, days.c.from_stage_id, days.c.to_stage_id))
+    found = []
+    for row in session.execute(query):
+        *key, from_id, to_id, moves, stay, amount, cycle = row
+        if moves:  # a key whose moves all went to another owner sums to nothing
+            found.append(_Pair(tuple(key), from_id, to_id, int(moves), int(stay or 0),
+                               int(amount or 0), int(cycle or 0)))
+    return found
+
+
+_BACK, _ON, _LOST = 0, 1, 2
+
+
+def _exit_kind(scope: Scope, from_id: int, to_id: int) -> int:
+    """A move out of a stage: lost, on (to a later stage) or back, by today's positions."""
+    if to_id in scope.ids_of(StageKind.LOST):
+        return _LOST
+    position = {s[0]: s[2] for s in scope.stage_list}
+    return _ON if position.get(to_id, 0) > position.get(from_id, 0) else _BACK
+
+
+def _stay_medians(session: Session, scope: Scope) -> dict:
+    """Median time in stage per stage over the period's moves out: exact, so one query over
+    the history rows (from the covering index) rather than a sum of days."""
+    seconds = _seconds_between(scope, history.c.moved_at, history.c.from_entered_at)
+    exits = (_moves_in_period(scope, history.c.from_stage_id.label("stage_id"),
+                              seconds.label("seconds"))
+             .where(history.c.from_stage_id.is_not(None))).subquery()
+    return _medians(session, scope, exits, exits.c.seconds, [exits.c.stage_id])
+
+
 # --- the parts of the report ------------------------------------------------------------------
 
 
@@ -388,6 +467,8 @@ def stage_figures(session: Session, scope: Scope) -> list[StageFigures]:
         select(deals.c.stage_id, func.count(), func.coalesce(func.sum(deals.c.amount_minor), 0))
         .where(deals.c.pipeline_id == scope.pipeline_id, _owned(scope, deals.c.owner_id))
         .group_by(deals.c.stage_id))))
+    if _uses_days(session, scope):
+        return _stage_figures_from_days(session, scope, now)
     entered = dict(session.execute(
         _moves_in_period(scope, history.c.to_stage_id, func.count())
         .group_by(history.c.to_stage_id)).all())
@@ -422,8 +503,61 @@ def stage_figures(session: Session, scope: Scope) -> list[StageFigures]:
     return figures
 
 
+def _stage_figures_from_days(session: Session, scope: Scope, now: dict) -> list[StageFigures]:
+    entered, counts, stay, exits = {}, {}, {}, {}
+    for pair in _day_pairs(session, scope):
+        entered[pair.to_stage_id] = entered.get(pair.to_stage_id, 0) + pair.moves
+        if pair.from_stage_id is None:
+            continue
+        stage_id, kind = pair.from_stage_id, _exit_kind(scope, pair.from_stage_id,
+                                                        pair.to_stage_id)
+        counts[stage_id, kind] = counts.get((stage_id, kind), 0) + pair.moves
+        stay[stage_id] = stay.get(stage_id, 0) + pair.stay_seconds
+        exits[stage_id] = exits.get(stage_id, 0) + pair.moves
+    medians = _stay_medians(session, scope)
+    figures = []
+    for stage_id, name, position, kind, is_unsorted in scope.work_stages:
+        count, amount = now.get(stage_id, (0, 0))
+        left = exits.get(stage_id, 0)
+        figures.append(StageFigures(
+            stage_id, name, position, is_unsorted, int(count), int(amount),
+            entered.get(stage_id, 0), counts.get((stage_id, _ON), 0),
+            counts.get((stage_id, _BACK), 0), counts.get((stage_id, _LOST), 0),
+            stay[stage_id] / left if left else None, medians.get((stage_id,))))
+    return figures
+
+
+def _won_cycle_median(session: Session, scope: Scope) -> float | None:
+    won_cycles = (select(_seconds_between(scope, history.c.moved_at, deals.c.created_at)
+                         .label("seconds"))
+                  .join(deals, deals.c.id == history.c.deal_id)
+                  .where(history.c.pipeline_id == scope.pipeline_id,
+                         _in_period(history.c.moved_at, scope.period),
+                         history.c.to_stage_id.in_(scope.ids_of(StageKind.WON)),
+                         _owned(scope, deals.c.owner_id)).subquery())
+    return _medians(session, scope, won_cycles, won_cycles.c.seconds, []).get(())
+
+
+def _outcomes_from_days(session: Session, scope: Scope) -> Outcomes:
+    won_ids, lost_ids = set(scope.ids_of(StageKind.WON)), set(scope.ids_of(StageKind.LOST))
+    created = won = lost = won_amount = cycle = 0
+    for pair in _day_pairs(session, scope):
+        if pair.from_stage_id is None:
+            created += pair.moves
+        if pair.to_stage_id in won_ids:
+            won += pair.moves
+            won_amount += pair.amount_minor
+            cycle += pair.cycle_seconds
+        elif pair.to_stage_id in lost_ids:
+            lost += pair.moves
+    return Outcomes(created, won, lost, won_amount, cycle / won if won else None,
+                    _won_cycle_median(session, scope))
+
+
 def outcomes(session: Session, scope: Scope) -> Outcomes:
     """Deals created, won and lost in the period; the win rate; creation-to-win cycle."""
+    if _uses_days(session, scope):
+        return _outcomes_from_days(session, scope)
     won_ids, lost_ids = scope.ids_of(StageKind.WON), scope.ids_of(StageKind.LOST)
     is_won = history.c.to_stage_id.in_(won_ids)
     query = (select(history.c.from_stage_id, history.c.to_stage_id, history.c.moved_at,
@@ -470,6 +604,8 @@ def loss_maps(session: Session, scope: Scope,
               figures: list[StageFigures]) -> tuple[LossMap, LossMap | None]:
     """Stages x sellers and stages x teams: what each one moved on and lost at each stage,
     against the stage's own figures (``figures``, from ``stage_figures``)."""
+    if _uses_days(session, scope):
+        return _loss_maps_from_days(session, scope, figures)
     from_stage, to_stage = stages.alias(_FROM), stages.alias(_TO)
     lost_ids = scope.ids_of(StageKind.LOST)
     is_lost = history.c.to_stage_id.in_(lost_ids)
@@ -515,6 +651,45 @@ def loss_maps(session: Session, scope: Scope,
     teams = sorted({team for team, _ in by_team})
     team_rows = [LossRow(team, team, _flag_weak(overall, _loss_cells(scope, by_team, team)))
                  for team in teams]
+    return seller_map, LossMap("team", columns, overall, team_rows)
+
+
+def _decided(session: Session, scope: Scope, *keys) -> dict:
+    """(key, stage) -> (moved on, lost) from the daily counts; every key with a move out."""
+    decided: dict = {}
+    for pair in _day_pairs(session, scope, *keys):
+        if pair.from_stage_id is None:
+            continue
+        cell = (pair.key[0], pair.from_stage_id)
+        on, lost = decided.get(cell, (0, 0))
+        kind = _exit_kind(scope, pair.from_stage_id, pair.to_stage_id)
+        decided[cell] = (on + pair.moves * (kind == _ON), lost + pair.moves * (kind == _LOST))
+    return decided
+
+
+def _loss_maps_from_days(session: Session, scope: Scope,
+                         figures: list[StageFigures]) -> tuple[LossMap, LossMap | None]:
+    by_seller = _decided(session, scope, days.c.seller_id)
+    overall = [LossCell(f.stage_id, f.moved_on, f.lost, weak=False) for f in figures]
+    columns = [(stage_id, name) for stage_id, name, *_ in scope.work_stages]
+    sellers = {owner for owner, _ in by_seller}
+    names = _seller_names(session, sellers)
+    rows = [LossRow(owner, names.get(owner, NOBODY),
+                    _flag_weak(overall, _loss_cells(scope, by_seller, owner)))
+            for owner in sorted(sellers, key=lambda s: (s is None, names.get(s, "")))]
+    seller_map = LossMap("seller", columns, overall, rows)
+    teams_of = dict(session.execute(select(users.c.id, users.c.team)
+                                    .where(users.c.team.is_not(None))).all())
+    by_team: dict = {}
+    for (owner, stage_id), (on, lost) in by_seller.items():
+        team = teams_of.get(owner)
+        if team is not None:
+            was_on, was_lost = by_team.get((team, stage_id), (0, 0))
+            by_team[team, stage_id] = (was_on + on, was_lost + lost)
+    if not by_team:
+        return seller_map, None
+    team_rows = [LossRow(team, team, _flag_weak(overall, _loss_cells(scope, by_team, team)))
+                 for team in sorted({team for team, _ in by_team})]
     return seller_map, LossMap("team", columns, overall, team_rows)
 
 
@@ -667,6 +842,8 @@ def weekly_trend(session: Session, scope: Scope) -> list[Week]:
     period = scope.period
     zone = _zone(period.time_zone)
     first_monday = period.start - timedelta(days=period.start.weekday())
+    if _uses_days(session, scope):
+        return _weeks_from_days(session, scope, first_monday)
     base = (first_monday - date(1970, 1, 1)).days * 86400
     first_offset, changes = _offset_changes(zone, period.start_utc, period.end_utc)
     second = _epoch(scope, history.c.moved_at)
@@ -689,6 +866,29 @@ def weekly_trend(session: Session, scope: Scope) -> list[Week]:
     while first_monday + timedelta(weeks=index) < period.end:
         figures = counts.get(index, (0, 0, 0, 0))
         weeks.append(Week(first_monday + timedelta(weeks=index), *map(int, figures)))
+        index += 1
+    return weeks
+
+
+def _weeks_from_days(session: Session, scope: Scope, first_monday: date) -> list[Week]:
+    won_ids, lost_ids = set(scope.ids_of(StageKind.WON)), set(scope.ids_of(StageKind.LOST))
+    counts: dict = {}
+    for pair in _day_pairs(session, scope, days.c.day):
+        day = pair.key[0]
+        day = day if isinstance(day, date) else date.fromisoformat(str(day))
+        index = (day - first_monday).days // 7
+        created, forward, won, lost = counts.get(index, (0, 0, 0, 0))
+        moves = pair.moves
+        if pair.from_stage_id is None:
+            created += moves
+        elif _exit_kind(scope, pair.from_stage_id, pair.to_stage_id) == _ON:
+            forward += moves
+        won += moves * (pair.to_stage_id in won_ids)
+        lost += moves * (pair.to_stage_id in lost_ids)
+        counts[index] = (created, forward, won, lost)
+    weeks, index = [], 0
+    while first_monday + timedelta(weeks=index) < scope.period.end:
+        weeks.append(Week(first_monday + timedelta(weeks=index), *counts.get(index, (0, 0, 0, 0))))
         index += 1
     return weeks
 

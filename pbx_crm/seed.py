@@ -28,7 +28,7 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from . import pipelines
+from . import pipelines, report_days
 from .db import is_sqlite, transaction
 from .enums import Priority, Role, StageKind, TimelineKind
 from .errors import CrmError, NotFound, ValidationError
@@ -401,6 +401,12 @@ def seed_synthetic(engine: Engine, *, deals: int, contacts: int, sellers: int, r
                                       now_epoch, progress)
         _seed_deals(chunk, report, rng, deals, funnel, seller_ids, contact_refs, now_epoch,
                     progress, detour_rate)
+    if deals:
+        # The seeded history, counted per day in bulk for the reports (in the zone in use).
+        with transaction(engine) as session:
+            report_days.rebuild(session, pipeline_id=pipeline.id,
+                                time_zone=report_days.day_zone(session)
+                                or report_days.DEFAULT_TIME_ZONE)
     report.seconds = time.perf_counter() - started
     return report
 

@@ -1,4 +1,4 @@
--- pbx-crm schema for postgres at migration 0004; regenerate with: pbx-crm db dump > sql/schema.postgres.sql
+-- pbx-crm schema for postgres at migration 0005; regenerate with: pbx-crm db dump > sql/schema.postgres.sql
 
 CREATE TABLE public.alembic_version (
     version_num character varying(32) NOT NULL
@@ -210,6 +210,44 @@ CREATE SEQUENCE public.pipelines_id_seq
     CACHE 1;
 
 ALTER SEQUENCE public.pipelines_id_seq OWNED BY public.pipelines.id;
+
+CREATE TABLE public.report_day_zone (
+    id integer NOT NULL,
+    time_zone character varying(64) NOT NULL
+);
+
+CREATE SEQUENCE public.report_day_zone_id_seq
+    AS integer
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+
+ALTER SEQUENCE public.report_day_zone_id_seq OWNED BY public.report_day_zone.id;
+
+CREATE TABLE public.report_days (
+    id integer NOT NULL,
+    pipeline_id integer NOT NULL,
+    day date NOT NULL,
+    from_stage_id integer,
+    to_stage_id integer NOT NULL,
+    seller_id integer,
+    moves integer DEFAULT 0 NOT NULL,
+    stay_seconds bigint DEFAULT '0'::bigint NOT NULL,
+    amount_minor bigint DEFAULT '0'::bigint NOT NULL,
+    cycle_seconds bigint DEFAULT '0'::bigint NOT NULL
+);
+
+CREATE SEQUENCE public.report_days_id_seq
+    AS integer
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+
+ALTER SEQUENCE public.report_days_id_seq OWNED BY public.report_days.id;
 
 CREATE TABLE public.robot_cursors (
     name character varying(64) NOT NULL,
@@ -436,6 +474,10 @@ ALTER TABLE ONLY public.notifications ALTER COLUMN id SET DEFAULT nextval('publi
 
 ALTER TABLE ONLY public.pipelines ALTER COLUMN id SET DEFAULT nextval('public.pipelines_id_seq'::regclass);
 
+ALTER TABLE ONLY public.report_day_zone ALTER COLUMN id SET DEFAULT nextval('public.report_day_zone_id_seq'::regclass);
+
+ALTER TABLE ONLY public.report_days ALTER COLUMN id SET DEFAULT nextval('public.report_days_id_seq'::regclass);
+
 ALTER TABLE ONLY public.robot_rules ALTER COLUMN id SET DEFAULT nextval('public.robot_rules_id_seq'::regclass);
 
 ALTER TABLE ONLY public.robot_runs ALTER COLUMN id SET DEFAULT nextval('public.robot_runs_id_seq'::regclass);
@@ -483,6 +525,12 @@ ALTER TABLE ONLY public.notifications
 
 ALTER TABLE ONLY public.pipelines
     ADD CONSTRAINT pk_pipelines PRIMARY KEY (id);
+
+ALTER TABLE ONLY public.report_day_zone
+    ADD CONSTRAINT pk_report_day_zone PRIMARY KEY (id);
+
+ALTER TABLE ONLY public.report_days
+    ADD CONSTRAINT pk_report_days PRIMARY KEY (id);
 
 ALTER TABLE ONLY public.robot_cursors
     ADD CONSTRAINT pk_robot_cursors PRIMARY KEY (name);
@@ -586,6 +634,8 @@ CREATE INDEX ix_notifications_robot_run ON public.notifications USING btree (rob
 
 CREATE INDEX ix_notifications_user_unread ON public.notifications USING btree (user_id, read_at);
 
+CREATE INDEX ix_report_days_pipeline_day ON public.report_days USING btree (pipeline_id, day);
+
 CREATE INDEX ix_robot_rules_stage_id ON public.robot_rules USING btree (stage_id);
 
 CREATE INDEX ix_robot_runs_deal_id ON public.robot_runs USING btree (deal_id);
@@ -598,7 +648,9 @@ CREATE INDEX ix_robot_runs_snoozed ON public.robot_runs USING btree (rule_id, sn
 
 CREATE INDEX ix_stage_history_deal ON public.stage_history USING btree (deal_id, moved_at);
 
-CREATE INDEX ix_stage_history_pipeline ON public.stage_history USING btree (pipeline_id, moved_at);
+CREATE INDEX ix_stage_history_period ON public.stage_history USING btree (pipeline_id, moved_at, from_stage_id, to_stage_id, from_entered_at, deal_id);
+
+CREATE INDEX ix_stage_history_to_stage ON public.stage_history USING btree (to_stage_id, moved_at, deal_id);
 
 CREATE INDEX ix_tasks_assignee_open ON public.tasks USING btree (assignee_id, done_at, due_at);
 
@@ -665,6 +717,18 @@ ALTER TABLE ONLY public.notifications
 
 ALTER TABLE ONLY public.notifications
     ADD CONSTRAINT fk_notifications_user_id_users FOREIGN KEY (user_id) REFERENCES public.users(id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.report_days
+    ADD CONSTRAINT fk_report_days_from_stage_id_stages FOREIGN KEY (from_stage_id) REFERENCES public.stages(id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.report_days
+    ADD CONSTRAINT fk_report_days_pipeline_id_pipelines FOREIGN KEY (pipeline_id) REFERENCES public.pipelines(id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.report_days
+    ADD CONSTRAINT fk_report_days_seller_id_users FOREIGN KEY (seller_id) REFERENCES public.users(id) ON DELETE SET NULL;
+
+ALTER TABLE ONLY public.report_days
+    ADD CONSTRAINT fk_report_days_to_stage_id_stages FOREIGN KEY (to_stage_id) REFERENCES public.stages(id) ON DELETE CASCADE;
 
 ALTER TABLE ONLY public.robot_rules
     ADD CONSTRAINT fk_robot_rules_created_by_id_users FOREIGN KEY (created_by_id) REFERENCES public.users(id) ON DELETE SET NULL;

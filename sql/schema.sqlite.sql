@@ -1,4 +1,4 @@
--- pbx-crm schema for sqlite at migration 0004; regenerate with: pbx-crm db dump > sql/schema.sqlite.sql
+-- pbx-crm schema for sqlite at migration 0005; regenerate with: pbx-crm db dump > sql/schema.sqlite.sql
 
 CREATE TABLE alembic_version (
 	version_num VARCHAR(32) NOT NULL,
@@ -146,6 +146,30 @@ CREATE TABLE pipelines (
 	created_at DATETIME NOT NULL,
 	CONSTRAINT pk_pipelines PRIMARY KEY (id),
 	CONSTRAINT uq_pipelines_name UNIQUE (name)
+);
+
+CREATE TABLE report_day_zone (
+	id INTEGER NOT NULL,
+	time_zone VARCHAR(64) NOT NULL,
+	CONSTRAINT pk_report_day_zone PRIMARY KEY (id)
+);
+
+CREATE TABLE report_days (
+	id INTEGER NOT NULL,
+	pipeline_id INTEGER NOT NULL,
+	day DATE NOT NULL,
+	from_stage_id INTEGER,
+	to_stage_id INTEGER NOT NULL,
+	seller_id INTEGER,
+	moves INTEGER DEFAULT '0' NOT NULL,
+	stay_seconds BIGINT DEFAULT '0' NOT NULL,
+	amount_minor BIGINT DEFAULT '0' NOT NULL,
+	cycle_seconds BIGINT DEFAULT '0' NOT NULL,
+	CONSTRAINT pk_report_days PRIMARY KEY (id),
+	CONSTRAINT fk_report_days_from_stage_id_stages FOREIGN KEY(from_stage_id) REFERENCES stages (id) ON DELETE CASCADE,
+	CONSTRAINT fk_report_days_pipeline_id_pipelines FOREIGN KEY(pipeline_id) REFERENCES pipelines (id) ON DELETE CASCADE,
+	CONSTRAINT fk_report_days_seller_id_users FOREIGN KEY(seller_id) REFERENCES users (id) ON DELETE SET NULL,
+	CONSTRAINT fk_report_days_to_stage_id_stages FOREIGN KEY(to_stage_id) REFERENCES stages (id) ON DELETE CASCADE
 );
 
 CREATE TABLE robot_cursors (
@@ -348,6 +372,8 @@ CREATE INDEX ix_notifications_robot_run ON notifications (robot_run_id) WHERE ro
 
 CREATE INDEX ix_notifications_user_unread ON notifications (user_id, read_at);
 
+CREATE INDEX ix_report_days_pipeline_day ON report_days (pipeline_id, day);
+
 CREATE INDEX ix_robot_rules_stage_id ON robot_rules (stage_id);
 
 CREATE INDEX ix_robot_runs_deal_id ON robot_runs (deal_id);
@@ -360,7 +386,9 @@ CREATE INDEX ix_robot_runs_snoozed ON robot_runs (rule_id, snooze_until) WHERE s
 
 CREATE INDEX ix_stage_history_deal ON stage_history (deal_id, moved_at);
 
-CREATE INDEX ix_stage_history_pipeline ON stage_history (pipeline_id, moved_at);
+CREATE INDEX ix_stage_history_period ON stage_history (pipeline_id, moved_at, from_stage_id, to_stage_id, from_entered_at, deal_id);
+
+CREATE INDEX ix_stage_history_to_stage ON stage_history (to_stage_id, moved_at, deal_id);
 
 CREATE INDEX ix_tasks_assignee_open ON tasks (assignee_id, done_at, due_at);
 

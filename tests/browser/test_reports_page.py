@@ -1,0 +1,36 @@
+"""The reports page in a real Chromium, on both databases: a head picks a custom period,
+sees the funnel drawn inline, and follows an advisor's hint to the deals it is about."""
+
+from __future__ import annotations
+
+from test_reports import build_funnel
+
+from pbx_crm.db import transaction
+
+
+def test_the_head_sees_the_funnel_and_a_hint_leads_to_its_deals(open_page, engine):
+    with transaction(engine) as session:
+        build_funnel(session)
+    page = open_page("hana")
+    page.click("header nav >> text=Reports")
+    page.wait_for_url("**/reports")
+    page.select_option("select[name=period]", "custom")
+    page.fill("input[name=from]", "2024-05-06")
+    page.fill("input[name=to]", "2024-05-19")
+    page.click("#report-filters button[type=submit]")
+    page.wait_for_url("**/reports?*period=custom*")
+    assert "2024-05-06 to 2024-05-19" in page.locator("#report-scope").inner_text()
+
+    funnel = page.locator("#funnel-chart svg")
+    assert funnel.is_visible() and funnel.bounding_box()["width"] > 100
+    assert "Opportunity" in funnel.inner_html()
+    opportunity = page.locator("#table-stages tbody tr", has_text="Opportunity")
+    assert opportunity.locator("td").nth(3).inner_text() == "11"  # entered
+
+    hint = page.locator("#advice li").first
+    hint.locator("a.hint-deals").click()
+    page.wait_for_url("**/reports/deals?*")
+    deal_links = page.locator("#report-deals a[href^='/deals/']")
+    assert deal_links.count() >= 1
+    deal_links.first.click()
+    page.wait_for_url("**/deals/*")
