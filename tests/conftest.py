@@ -105,6 +105,15 @@ def settings(tmp_path, engine):
 
 
 @pytest.fixture
+def web(settings, engine):
+    """The web UI over real HTTP on loopback, on the test database."""
+    from webtools import WebServer
+
+    with WebServer(settings, engine) as server:
+        yield server
+
+
+@pytest.fixture
 def server():
     """The loopback AMI server the emulator ships, with the CRM's AMI user."""
     with FakeAmiServer(users={"crm": "secret"}) as server:

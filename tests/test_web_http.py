@@ -22,7 +22,7 @@ from pbx_crm.db import transaction
 from pbx_crm.models import (
     Deal, LoginFailure, Notification, RobotRule, RobotRun, Task, User, WebSession,
 )
-from webtools import Client, WebServer
+from webtools import Client, WebServer, signed_in
 
 SCRIPT = '<script>document.title="owned"</script><img src=x onerror=alert(1)>'
 
@@ -45,16 +45,6 @@ def crm(engine):
             "ana_deal": ana_deal, "budi_deal": budi_deal, "waiting": waiting}
 
 
-@pytest.fixture
-def web(settings, engine):
-    with WebServer(settings, engine) as server:
-        yield server
-
-
-def signed_in(web, login: str) -> Client:
-    client = Client(web.url)
-    assert client.sign_in(login, PASSWORD).status == 303
-    return client
 
 
 def deal_row(engine, deal_id: int) -> Deal:

@@ -13,7 +13,6 @@ from datetime import timedelta
 
 import pytest
 from factories import (
-    PASSWORD,
     at,
     make_contact,
     make_deal,
@@ -23,7 +22,7 @@ from factories import (
     timeline_of,
 )
 from sqlmodel import select
-from webtools import Client, WebServer
+from webtools import Client, signed_in
 
 from pbx_crm import robots
 from pbx_crm.db import transaction
@@ -49,16 +48,6 @@ def crm(engine):
             "ana_deal": ana_deal, "budi_deal": budi_deal}
 
 
-@pytest.fixture
-def web(settings, engine):
-    with WebServer(settings, engine) as server:
-        yield server
-
-
-def signed_in(web, login: str) -> Client:
-    client = Client(web.url)
-    assert client.sign_in(login, PASSWORD).status == 303
-    return client
 
 
 def rules(engine) -> list[RobotRule]:

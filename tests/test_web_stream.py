@@ -12,9 +12,9 @@ import json
 from urllib.parse import urlsplit
 
 import pytest
-from factories import PASSWORD, make_contact, make_deal, make_pipeline, make_user
+from factories import make_contact, make_deal, make_pipeline, make_user
 from telephony import eventually
-from webtools import Client, WebServer
+from webtools import Client, signed_in
 
 from pbx_crm import events
 from pbx_crm.db import transaction
@@ -36,16 +36,6 @@ def crm(engine):
             "budi_deal": budi_deal}
 
 
-@pytest.fixture
-def web(settings, engine):
-    with WebServer(settings, engine) as server:
-        yield server
-
-
-def signed_in(web, login: str) -> Client:
-    client = Client(web.url)
-    assert client.sign_in(login, PASSWORD).status == 303
-    return client
 
 
 class Stream:

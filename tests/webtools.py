@@ -13,6 +13,8 @@ import urllib.request
 from dataclasses import dataclass
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
+from factories import PASSWORD
+
 from pbx_crm.webui import create_ui
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]*)"')
@@ -117,3 +119,10 @@ class Client:
         if answer.status == 303:
             self.csrf_token = self.get("/board").csrf()
         return answer
+
+
+def signed_in(web: WebServer, login: str, password: str = PASSWORD) -> Client:
+    """A browser-like client of ``web``, signed in as ``login``."""
+    client = Client(web.url)
+    assert client.sign_in(login, password).status == 303
+    return client
