@@ -7,14 +7,13 @@ A seller's board holds their own deals plus the shared Unsorted column.
 
 from __future__ import annotations
 
-import threading
-import time
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, exists, func, or_, true, tuple_, union_all
+from sqlalchemy import and_, bindparam, exists, func, or_, tuple_
 from sqlmodel import Session, select
 
+from . import stage_totals
 from .enums import RobotRunStatus
 from .errors import ValidationError
 from .funnel import Actor
@@ -60,28 +59,14 @@ def _column_page(query, actor: Actor, stage: Stage, *, owner_id: int | None,
     return query.order_by(Deal.created_at.desc(), Deal.id.desc()).limit(limit)
 
 
-def _totals_query(pipeline_id: int, owner_condition):
-    return (select(Deal.stage_id, func.count().label("deals"),
-                   func.coalesce(func.sum(Deal.amount_minor), 0).label("amount"))
-            .where(Deal.pipeline_id == pipeline_id, owner_condition).group_by(Deal.stage_id))
-
-
 def column_totals(session: Session, actor: Actor, pipeline_id: int, *,
                   owner_id: int | None = None) -> dict[int, ColumnTotal]:
-    """Count and money per stage of a pipeline, as the actor's board shows them.
-
-    Each branch reads one covering index (stage totals; owner totals), never the table.
-    """
-    shown = _owner_shown(actor, owner_id)
-    if shown is None:
-        query = _totals_query(pipeline_id, true())
-    else:
-        parts = union_all(_totals_query(pipeline_id, Deal.owner_id == shown),
-                          _totals_query(pipeline_id, Deal.owner_id.is_(None))).subquery()
-        query = select(parts.c.stage_id, func.sum(parts.c.deals),
-                       func.sum(parts.c.amount)).group_by(parts.c.stage_id)
-    return {stage_id: ColumnTotal(stage_id, int(count), int(total))
-            for stage_id, count, total in session.exec(query)}
+    """Count and money per stage of a pipeline, as the actor's board shows them: read from
+    the totals the deal services keep (``pbx_crm.stage_totals``), a few dozen rows at most."""
+    kept = stage_totals.column_totals(session, pipeline_id,
+                                      owner_id=_owner_shown(actor, owner_id))
+    return {stage_id: ColumnTotal(stage_id, count, money)
+            for stage_id, (count, money) in kept.items()}
 
 
 # --- cards as the page shows them ---------------------------------------------------------
@@ -106,13 +91,40 @@ _card = (select(Deal.id, Deal.title, Deal.amount_minor, Deal.currency, Deal.prio
          .outerjoin(User, User.id == Deal.owner_id))
 
 
+def _card_page(whose: str, continued: bool):
+    """One column page of cards as a statement built once, its values bound per call: a
+    board reads nine columns, and building and compiling nine selects per page load cost
+    more than running them."""
+    query = _card.where(Deal.stage_id == bindparam("stage_id"))
+    if whose == "nobody":
+        query = query.where(Deal.owner_id.is_(None))
+    elif whose == "one":
+        query = query.where(Deal.owner_id == bindparam("owner_id"))
+    if continued:
+        query = query.where(tuple_(Deal.created_at, Deal.id) < tuple_(
+            bindparam("after_at", type_=Deal.__table__.c.created_at.type),
+            bindparam("after_id")))
+    return query.order_by(Deal.created_at.desc(), Deal.id.desc()).limit(bindparam("limit"))
+
+
+_CARD_PAGES = {(whose, continued): _card_page(whose, continued)
+               for whose in ("nobody", "one", "everyone") for continued in (False, True)}
+
+
 def column_card_rows(session: Session, actor: Actor, stage: Stage, *,
                      owner_id: int | None = None, after: tuple[datetime, int] | None = None,
                      limit: int = PAGE_SIZE) -> list:
     """``column_cards`` as plain rows with what a card shows (contact, owner, overdue mark):
     no ORM objects to build, which is most of a board's cost."""
-    query = _column_page(_card, actor, stage, owner_id=owner_id, after=after, limit=limit)
-    return list(session.exec(query))
+    shown = _owner_shown(actor, owner_id)
+    whose = "nobody" if stage.is_unsorted else "everyone" if shown is None else "one"
+    values = {"stage_id": stage.id, "owner_id": shown, "limit": limit}
+    if after is not None:
+        values["after_at"], values["after_id"] = after
+    # Through the connection: the ORM layer adds nothing to plain rows but its own cost.
+    return list(session.connection().execute(_CARD_PAGES[whose, after is not None],
+                                             {k: v for k, v in values.items()
+                                              if whose == "one" or k != "owner_id"}))
 
 
 SEARCH_LIMIT = 50
@@ -150,40 +162,3 @@ def search_cards(session: Session, actor: Actor, text: str, *, region: str,
                                 and_(Deal.owner_id.is_(None), Deal.stage_id.in_(unsorted))))
     return list(session.exec(query.order_by(Deal.created_at.desc(), Deal.id.desc())
                              .limit(limit)))
-
-
-class TotalsCache:
-    """``column_totals`` kept for a few seconds when computing it was slow.
-
-    A head's totals over a pipeline of a million deals read the whole covering index (tens of
-    milliseconds); a busy board asks for them on every page load. Slow answers are reused for
-    ``lifetime`` seconds (the counts lag by at most that much); fast ones, the usual case
-    below a few hundred thousand deals, are never cached. ``forget`` drops a pipeline's
-    entries after a change made in this process.
-    """
-
-    def __init__(self, *, lifetime: float = 10.0, slow_ms: float = 15.0,
-                 clock=time.monotonic):
-        self.lifetime, self.slow_ms, self.clock = lifetime, slow_ms, clock
-        self._entries: dict[tuple, tuple[float, dict[int, ColumnTotal]]] = {}
-        self._lock = threading.Lock()
-
-    def totals(self, session: Session, actor: Actor, pipeline_id: int, *,
-               owner_id: int | None = None) -> dict[int, ColumnTotal]:
-        key = (pipeline_id, _owner_shown(actor, owner_id))
-        now = self.clock()
-        with self._lock:
-            entry = self._entries.get(key)
-        if entry is not None and entry[0] > now:
-            return entry[1]
-        started = time.perf_counter()
-        totals = column_totals(session, actor, pipeline_id, owner_id=owner_id)
-        if (time.perf_counter() - started) * 1000 >= self.slow_ms:
-            with self._lock:
-                self._entries[key] = (self.clock() + self.lifetime, totals)
-        return totals
-
-    def forget(self, pipeline_id: int) -> None:
-        with self._lock:
-            for key in [k for k in self._entries if k[0] == pipeline_id]:
-                del self._entries[key]

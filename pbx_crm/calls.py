@@ -14,7 +14,7 @@ from sqlalchemy import and_, bindparam, func, literal_column, update
 from sqlalchemy import select as core_select
 from sqlmodel import Session, select
 
-from . import events
+from . import events, report_days
 from .contacts import contacts_with_number, find_contact_by_number
 from .deals import deal_for_caller, load_deal, open_deal_of_contact, take_deal
 from .enums import CallDirection, DealSource, TaskKind, TimelineKind
@@ -178,6 +178,8 @@ def _record_known_call(session: Session, lookup: CallerLookup, *, uniqueid: str,
     if recorded is None:
         return  # a repeat: the first run recorded it
     session.execute(_DEAL_TOUCHED, {"deal_id": lookup.deal_id, "at": now})
+    report_days.record_call(session, deal_id=lookup.deal_id, at=now,
+                            direction=CallDirection.INBOUND.value)
     payload = {"uniqueid": uniqueid, "linkedid": linkedid, "status": lookup.status,
                "caller": caller.e164, "caller_name": lookup.caller_name, "deal_id":
                lookup.deal_id, "contact_id": lookup.contact_id, "did": did}
@@ -247,6 +249,7 @@ def record_inbound_call(session: Session, *, uniqueid: str, linkedid: str,
     lookup = _lookup_of(session, status, call)
     if call.deal_id is not None:
         session.get(Deal, call.deal_id).last_activity_at = now
+        report_days.record_call(session, deal_id=call.deal_id, at=now, direction=call.direction)
     owner = user_for_extension(session, lookup.owner_extension) if lookup.owner_extension else None
     _pop_ringing(session, call.linkedid, owner.id if owner else None,
                  _call_payload(call, lookup), deal_id=call.deal_id, now=now)
@@ -433,4 +436,6 @@ def record_outbound_call(session: Session, *, uniqueid: str, linkedid: str, exte
             call.deal_id = deal.id if deal else None
     session.add(call)
     session.flush()
+    if call.deal_id is not None:
+        report_days.record_call(session, deal_id=call.deal_id, at=now, direction=call.direction)
     return call

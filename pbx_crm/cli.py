@@ -106,6 +106,9 @@ def start_components(settings: Settings, engine: Engine, out, *,
     missing = [c for c in chosen if c.start is None]
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # APScheduler says "running job" and "executed successfully" at every tick; the robots log
+    # what they do themselves.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     if missing:
         print("Not built yet:", file=out)
         for component in missing:
@@ -490,6 +493,15 @@ def cmd_report_rebuild(args, settings, engine, out) -> int:
         rows = rebuild(session, time_zone=settings.time_zone)
     print(f"Recounted the reports' daily table in {settings.time_zone}: {rows:,} rows",
           file=out)
+    return 0
+
+
+def cmd_board_rebuild_totals(args, settings, engine, out) -> int:
+    from .stage_totals import rebuild
+
+    with transaction(engine) as session:
+        rows = rebuild(session)
+    print(f"Recounted the board's column totals from the deals: {rows:,} rows", file=out)
     return 0
 
 
@@ -1136,6 +1148,13 @@ def build_parser() -> argparse.ArgumentParser:
                          "stage and seller) from the stage history, in the company's "
                          "time_zone: after changing time_zone, or after writing history "
                          "outside the deal services.")
+
+    group = _group(commands, "board", "the Kanban board's kept figures")
+    _command(group, "rebuild-totals", cmd_board_rebuild_totals,
+             "recount the board's column totals from the deals",
+             description="Recount the deals and money per stage and owner the board reads "
+                         "from the deals themselves: after writing deals outside the deal "
+                         "services (a bulk import, a manual SQL fix).")
 
     command = _command(
         commands, "seed", cmd_seed, "fill the database with synthetic data for benchmarks",

@@ -14,7 +14,7 @@ from datetime import datetime
 from sqlalchemy import text, update
 from sqlmodel import Session, select
 
-from . import pipelines, report_days
+from . import pipelines, report_days, stage_totals
 from .contacts import create_contact, find_contact_by_number, get_contact
 from .enums import DealSource, Priority, StageKind, TimelineKind
 from .errors import AlreadyTaken, Conflict, NotFound, StaleVersion, ValidationError
@@ -154,6 +154,7 @@ def create_deal(session: Session, actor: Actor, *, title: str, pipeline_id: int 
                 stage_entered_at=now, last_activity_at=now)
     session.add(deal)
     session.flush()
+    stage_totals.deal_added(session, deal)
     _record_move(session, actor, deal, None, stage, from_entered_at=None, at=now)
     audit(session, actor, "deal", deal.id, "create",
           {"title": deal.title, "stage": stage.id, "owner": owner_id, "source": source}, at=now)
@@ -175,12 +176,15 @@ def _stale(session: Session, deal_id: int, seen_version: int) -> StaleVersion:
 def _apply(session: Session, deal: Deal, expected_version: int | None, **values) -> Deal:
     """One conditional UPDATE on the deal's version; refuse if another change came first."""
     version = deal.version if expected_version is None else expected_version
+    # Where the deal counted on the board: as read, if the UPDATE below matches its version.
+    counted_before = stage_totals.counted(deal)
     result = session.exec(update(Deal).where(Deal.id == deal.id, Deal.version == version)
                           .values(version=Deal.version + 1, **values)
                           .execution_options(synchronize_session=False))
     if result.rowcount != 1:
         raise _stale(session, deal.id, version)
     session.refresh(deal)
+    stage_totals.deal_changed(session, counted_before, deal)
     return deal
 
 
@@ -253,6 +257,8 @@ def _claim(session: Session, actor: Actor, deal_id: int, *, owner_id: int,
         session.refresh(deal)
         raise _taken(session, deal)
     session.refresh(deal)
+    stage_totals.deal_changed(session, stage_totals.Counted(deal.pipeline_id, unsorted.id, None,
+                                                            deal.amount_minor), deal)
     report_days.deal_changed(session, deal.id, owner_before=None, owner_after=owner_id,
                              amount_before=deal.amount_minor, amount_after=deal.amount_minor)
     _record_move(session, actor, deal, unsorted, target, from_entered_at=entered_at, at=now)

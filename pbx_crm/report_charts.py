@@ -25,6 +25,25 @@ class Table:
     rows: list[list]
 
 
+class Approximate(float):
+    """A figure read from a histogram or from daily counts (to within about 5%): shown with
+    "≈" on the page and the CLI, a plain number in CSV."""
+
+    def __str__(self) -> str:
+        return f"≈{int(self) if self.is_integer() else float(self)}"
+
+    __repr__ = __str__
+
+
+class Money(int):
+    """An amount in minor units: a plain number in CSV and on the CLI, money in the user's
+    locale on the page."""
+
+
+def _approx(value, approximate: bool):
+    return Approximate(value) if approximate and value is not None else value
+
+
 def _pct(share: float | None):
     return None if share is None else round(share * 100, 1)
 
@@ -46,9 +65,10 @@ def stages_table(report: FunnelReport) -> Table:
                  ["stage", "open deals", "open amount", "entered", "moved on", "moved back",
                   "lost", "conversion %", "loss %", "avg hours in stage",
                   "median hours in stage"],
-                 [[s.name, s.open_deals, s.open_amount_minor, s.entered, s.moved_on,
+                 [[s.name, s.open_deals, Money(s.open_amount_minor), s.entered, s.moved_on,
                    s.moved_back, s.lost, _pct(s.conversion), _pct(s.loss_rate),
-                   _hours(s.avg_seconds), _hours(s.median_seconds)] for s in report.stages])
+                   _hours(s.avg_seconds), _approx(_hours(s.median_seconds), s.median_approximate)]
+                  for s in report.stages])
 
 
 def outcomes_table(report: FunnelReport) -> Table:
@@ -56,8 +76,9 @@ def outcomes_table(report: FunnelReport) -> Table:
     return Table("outcomes", "Outcomes",
                  ["created", "won", "lost", "won amount", "win rate %", "avg cycle days",
                   "median cycle days"],
-                 [[o.created, o.won, o.lost, o.won_amount_minor, _pct(o.win_rate),
-                   _days(o.cycle_avg_seconds), _days(o.cycle_median_seconds)]])
+                 [[o.created, o.won, o.lost, Money(o.won_amount_minor), _pct(o.win_rate),
+                   _days(o.cycle_avg_seconds),
+                   _approx(_days(o.cycle_median_seconds), o.cycle_median_approximate)]])
 
 
 def losses_table(losses: LossMap, name: str = "losses") -> Table:
@@ -73,10 +94,15 @@ def losses_table(losses: LossMap, name: str = "losses") -> Table:
 
 
 def calls_table(report: FunnelReport) -> Table:
+    """Calls by stage; over a long period (counts read from the days, ``deals`` counting
+    stays) also the deal-days with calls, the figure the daily counts hold exactly."""
+    long = any(c.approximate for c in report.calls)
+    headers = ["stage", "deals", "calls", "outbound", "missed", "calls per deal"]
     return Table("calls", "Calls by stage",
-                 ["stage", "deals", "calls", "outbound", "missed", "calls per deal"],
-                 [[c.name, c.deals, c.calls, c.outbound, c.missed,
-                   None if c.calls_per_deal is None else round(c.calls_per_deal, 2)]
+                 headers + (["deal-days with calls"] if long else []),
+                 [[c.name, _approx(c.deals, c.approximate), c.calls, c.outbound, c.missed,
+                   _approx(None if c.calls_per_deal is None else round(c.calls_per_deal, 2),
+                           c.approximate)] + ([c.deal_days_called] if long else [])
                   for c in report.calls])
 
 
@@ -119,7 +145,8 @@ def to_csv(table: Table) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(table.headers)
-    writer.writerows([["" if cell is None else cell for cell in row] for row in table.rows])
+    writer.writerows([["" if cell is None else (int(cell) if cell.is_integer() else float(cell)) if isinstance(cell, Approximate)
+                       else cell for cell in row] for row in table.rows])
     return out.getvalue()
 
 

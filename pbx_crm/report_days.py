@@ -7,9 +7,21 @@ time). Keyed by the stage pair rather than by a "moved on / lost" label, the row
 when stages are reordered: the reports classify a pair with the positions of the day they run.
 A report then reads at most days x stage pairs x sellers rows instead of the period's history.
 
+The same family holds what long periods need beyond sums: ``report_stay_buckets`` and
+``report_cycle_buckets`` count the time in a stage and the creation-to-win time in fixed
+log-spaced buckets of duration (``DURATION_BUCKETS``), per day and seller, so a median over a
+year reads a histogram (to within a bucket, about 5%) instead of millions of history rows;
+``report_team_days`` and ``report_team_stay_buckets`` are ``report_days`` and the stay
+histogram summed over the sellers, what a whole team's report reads (kept by the same hooks
+from the same deltas: an owner change moves counts between sellers and nets to nothing in
+them, a change of money moves the team's sums too);
+``report_call_days`` counts the calls on deals per day, the deal's stage when it rang and
+seller, with the deals called that day in that stage (kept by ``record_call``, which the call
+writer calls where a call gets its deal).
+
 Kept by the deal services (``pbx_crm.deals`` calls ``record_move`` for every history row it
 writes, ``deal_changed`` when a deal's owner or amount changes: a deal's figures count for
-its current owner and money), rebuilt in bulk from ``stage_history`` by ``rebuild`` (after a
+its current owner and money), rebuilt in bulk from ``stage_history`` and ``calls`` by ``rebuild`` (after a
 seed, by the migration that adds the table, and by ``pbx-crm report rebuild``). Rows are
 additive: readers always sum them, so two rows for one key (two first moves racing on
 PostgreSQL) are harmless. Updates go in key order, so two moves never wait on each other in
@@ -18,12 +30,16 @@ opposite orders.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
-from datetime import UTC, date, datetime, timedelta
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
     BigInteger,
+    Float,
     Integer,
     and_,
     case,
@@ -32,12 +48,26 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    or_,
     select,
     update,
 )
 
 from .config import Settings
-from .models import Deal, ReportDay, ReportDayZone, StageHistory
+from .enums import CallDirection, StageKind
+from .models import (
+    Call,
+    Deal,
+    ReportCallDay,
+    ReportCycleBucket,
+    ReportDay,
+    ReportDayZone,
+    ReportStayBucket,
+    ReportTeamDay,
+    ReportTeamStayBucket,
+    Stage,
+    StageHistory,
+)
 
 # Where no zone was chosen yet (a seed before any rebuild): the company default.
 DEFAULT_TIME_ZONE = Settings.time_zone
@@ -46,8 +76,96 @@ days = ReportDay.__table__
 zone_table = ReportDayZone.__table__
 history = StageHistory.__table__
 deals = Deal.__table__
+stay_buckets = ReportStayBucket.__table__
+team_stay_buckets = ReportTeamStayBucket.__table__
+team_days = ReportTeamDay.__table__
+cycle_buckets = ReportCycleBucket.__table__
+call_days = ReportCallDay.__table__
+calls = Call.__table__
+stages = Stage.__table__
 _ZONE_CACHE = "pbx_crm.report_days.zone"
 _EPOCH_DAY = date(1970, 1, 1)
+
+
+# --- the duration buckets: the one definition of the histograms' bins ----------------------
+
+
+@dataclass(frozen=True)
+class DurationBuckets:
+    """Log-spaced bins of a duration: bin 0 below ``floor_seconds``; bin i (1..``count``)
+    from floor x ratio^(i-1) to floor x ratio^i; bin ``count`` + 1 from there up (no upper
+    bound). A value's bin is found the same way in Python and in SQL (``bucket_sql``)."""
+
+    floor_seconds: int
+    ceiling_seconds: int
+    ratio: float
+
+    @property
+    def count(self) -> int:
+        return math.ceil(math.log(self.ceiling_seconds / self.floor_seconds)
+                         / math.log(self.ratio))
+
+    @property
+    def overflow(self) -> int:
+        return self.count + 1
+
+    @property
+    def overflow_seconds(self) -> float:
+        return self.floor_seconds * self.ratio ** self.count
+
+    def bucket_of(self, seconds: float) -> int:
+        if seconds < self.floor_seconds:
+            return 0
+        if seconds >= self.overflow_seconds:
+            return self.overflow
+        index = math.floor(math.log(float(seconds) / self.floor_seconds) / math.log(self.ratio))
+        return min(index + 1, self.overflow)
+
+    def bounds(self, bucket: int) -> tuple[float, float | None]:
+        """``[low, high)`` seconds of a bin; ``high`` None for the open-ended last one."""
+        if not 0 <= bucket <= self.overflow:
+            raise ValueError(f"no duration bucket {bucket}")
+        if bucket == 0:
+            return 0.0, float(self.floor_seconds)
+        if bucket == self.overflow:
+            return self.overflow_seconds, None
+        return (self.floor_seconds * self.ratio ** (bucket - 1),
+                self.floor_seconds * self.ratio ** bucket)
+
+    def bucket_sql(self, seconds):
+        """The bin of an integer-seconds SQL expression (``ln`` on both databases)."""
+        index = cast(func.floor(func.ln(cast(seconds, Float) / float(self.floor_seconds))
+                                / math.log(self.ratio)), Integer) + 1
+        return case((seconds < self.floor_seconds, 0),
+                    (seconds >= self.overflow_seconds, self.overflow), else_=index)
+
+    def median(self, counts: Mapping[int, int]) -> float | None:
+        """The median of the values counted per bin: the middle rank (the two middle ones
+        for an even count, averaged) placed inside its bin by linear interpolation, each
+        rank at the middle of its share of the bin. Off by less than a bin's width (the
+        ratio) from the exact median; the last bin gives its lower bound."""
+        bins = sorted((bucket, count) for bucket, count in counts.items() if count > 0)
+        total = sum(count for _, count in bins)
+        if not total:
+            return None
+
+        def value_at(rank: int) -> float:
+            seen = 0
+            for bucket, count in bins:
+                if rank <= seen + count:
+                    low, high = self.bounds(bucket)
+                    if high is None:
+                        return low
+                    return low + (high - low) * (rank - seen - 0.5) / count
+                seen += count
+            raise AssertionError("rank beyond the total")  # unreachable: rank <= total
+
+        return (value_at((total + 1) // 2) + value_at((total + 2) // 2)) / 2
+
+
+# About 5% wide, from a minute to two years: the reports' median times in stage and cycles.
+DURATION_BUCKETS = DurationBuckets(floor_seconds=60, ceiling_seconds=2 * 365 * 86400,
+                                   ratio=1.05)
 
 
 # --- the time zone the days are counted in ------------------------------------------------
@@ -81,31 +199,57 @@ def _key_order(key):
     return tuple((value is not None, value) for value in key)
 
 
-def _apply(session, deltas: dict) -> None:
-    """Add each delta (moves, stay, amount, cycle) to its row, creating missing rows."""
+_DAY_KEYS = ("pipeline_id", "day", "from_stage_id", "to_stage_id", "seller_id")
+_DAY_VALUES = ("moves", "stay_seconds", "amount_minor", "cycle_seconds")
+_TEAM_DAY_KEYS = ("pipeline_id", "day", "from_stage_id", "to_stage_id")
+_STAY_KEYS = ("pipeline_id", "day", "stage_id", "seller_id", "bucket")
+_TEAM_STAY_KEYS = ("pipeline_id", "day", "stage_id", "bucket")
+_CYCLE_KEYS = ("pipeline_id", "day", "seller_id", "bucket")
+_CALL_KEYS = ("pipeline_id", "day", "stage_id", "seller_id")
+_CALL_VALUES = ("calls", "outbound", "deals_called")
+
+
+def _apply_to(session, table, key_names: tuple, value_names: tuple, deltas: dict) -> None:
+    """Add each delta to its row of ``table`` (keyed by ``key_names``), creating missing rows."""
     for key in sorted(deltas, key=_key_order):
-        moves, stay, amount, cycle = deltas[key]
-        if not (moves or stay or amount or cycle):
+        values = deltas[key]
+        if not any(values):
             continue
-        pipeline_id, day, from_stage_id, to_stage_id, seller_id = key
-        match = and_(days.c.pipeline_id == pipeline_id, days.c.day == day,
-                     days.c.from_stage_id.is_(None) if from_stage_id is None
-                     else days.c.from_stage_id == from_stage_id,
-                     days.c.to_stage_id == to_stage_id,
-                     days.c.seller_id.is_(None) if seller_id is None
-                     else days.c.seller_id == seller_id)
+        match = and_(*[table.c[name].is_(None) if value is None else table.c[name] == value
+                       for name, value in zip(key_names, key)])
         # One row per key is enough: add to the lowest id of the (possible) duplicates.
-        first = select(func.min(days.c.id)).where(match).scalar_subquery()
-        done = session.execute(update(days).where(days.c.id == first).values(
-            moves=days.c.moves + moves, stay_seconds=days.c.stay_seconds + stay,
-            amount_minor=days.c.amount_minor + amount,
-            cycle_seconds=days.c.cycle_seconds + cycle)
+        first = select(func.min(table.c.id)).where(match).scalar_subquery()
+        done = session.execute(update(table).where(table.c.id == first).values(
+            {name: table.c[name] + value for name, value in zip(value_names, values)})
             .execution_options(synchronize_session=False))
         if done.rowcount == 0:
-            session.execute(insert(days).values(
-                pipeline_id=pipeline_id, day=day, from_stage_id=from_stage_id,
-                to_stage_id=to_stage_id, seller_id=seller_id, moves=moves, stay_seconds=stay,
-                amount_minor=amount, cycle_seconds=cycle))
+            session.execute(insert(table).values(
+                {**dict(zip(key_names, key)), **dict(zip(value_names, values))}))
+
+
+def _without_seller(deltas: dict, seller_at: int) -> dict:
+    """The deltas summed over the sellers (the key's item at ``seller_at`` dropped): a change
+    of owner nets to nothing there and is skipped."""
+    team: dict = {}
+    for key, values in deltas.items():
+        _add(team, key[:seller_at] + key[seller_at + 1:], values, 1)
+    return team
+
+
+def _apply_stays(session, deltas: dict) -> None:
+    """Add stay-bucket deltas (keyed as ``_STAY_KEYS``) to the per-seller histogram and,
+    summed over the sellers, to the team's."""
+    _apply_to(session, stay_buckets, _STAY_KEYS, ("moves",), deltas)
+    _apply_to(session, team_stay_buckets, _TEAM_STAY_KEYS, ("moves",),
+              _without_seller(deltas, _STAY_KEYS.index("seller_id")))
+
+
+def _apply(session, deltas: dict) -> None:
+    """Add each delta (moves, stay, amount, cycle) to its row, creating missing rows, and
+    summed over the sellers to the team's."""
+    _apply_to(session, days, _DAY_KEYS, _DAY_VALUES, deltas)
+    _apply_to(session, team_days, _TEAM_DAY_KEYS, _DAY_VALUES,
+              _without_seller(deltas, _DAY_KEYS.index("seller_id")))
 
 
 def _contribution(row, *, time_zone: str, seller_id, amount_minor: int, created_at: datetime):
@@ -119,8 +263,24 @@ def _contribution(row, *, time_zone: str, seller_id, amount_minor: int, created_
 
 
 def _add(deltas: dict, key, values, sign: int) -> None:
-    current = deltas.get(key, (0, 0, 0, 0))
+    current = deltas.get(key, (0,) * len(values))
     deltas[key] = tuple(c + sign * v for c, v in zip(current, values))
+
+
+def _bucket_keys(key, values, *, won: bool, from_stage_id, seller_id):
+    """The stay-bucket and cycle-bucket keys one history row counts in (None: none)."""
+    pipeline_id, day = key[0], key[1]
+    _, stay, _, cycle = values
+    stay_key = ((pipeline_id, day, from_stage_id, seller_id, DURATION_BUCKETS.bucket_of(stay))
+                if from_stage_id is not None else None)
+    cycle_key = ((pipeline_id, day, seller_id, DURATION_BUCKETS.bucket_of(cycle))
+                 if won else None)
+    return stay_key, cycle_key
+
+
+def _won_stage_ids(session) -> set:
+    return set(session.execute(select(stages.c.id)
+                               .where(stages.c.kind == StageKind.WON.value)).scalars())
 
 
 def record_move(session, deal: Deal, history_row: StageHistory) -> None:
@@ -133,25 +293,111 @@ def record_move(session, deal: Deal, history_row: StageHistory) -> None:
                                 amount_minor=deal.amount_minor, created_at=deal.created_at)
     _add(deltas, key, values, 1)
     _apply(session, deltas)
+    to_stage = session.get(Stage, history_row.to_stage_id)
+    stay_key, cycle_key = _bucket_keys(
+        key, values, won=to_stage is not None and to_stage.kind == StageKind.WON.value,
+        from_stage_id=history_row.from_stage_id, seller_id=deal.owner_id)
+    if stay_key is not None:
+        _apply_stays(session, {stay_key: (1,)})
+    if cycle_key is not None:
+        _apply_to(session, cycle_buckets, _CYCLE_KEYS, ("wins",), {cycle_key: (1,)})
+
+
+def _stage_at(moves: list, at: datetime):
+    """The stage a deal was in at ``at``, from its history rows in order (the call that
+    created a deal rang a moment before it existed: its first stage)."""
+    found = moves[0].to_stage_id if moves else None
+    for row in moves:
+        if row.moved_at <= at:
+            found = row.to_stage_id
+    return found
+
+
+def _call_contributions(session, deal_id: int, *, pipeline_id: int, seller_id, time_zone: str,
+                        moves: list) -> dict:
+    """(pipeline, day, stage, seller) -> (calls, outbound, deals called) of one deal's calls."""
+    counted: dict = {}
+    for ringing_at, direction in session.execute(
+            select(calls.c.ringing_at, calls.c.direction).where(calls.c.deal_id == deal_id)):
+        stage_id = _stage_at(moves, ringing_at)
+        if stage_id is None:
+            continue
+        key = (pipeline_id, local_day(ringing_at, time_zone), stage_id, seller_id)
+        number, outbound, _ = counted.get(key, (0, 0, 1))
+        counted[key] = (number + 1, outbound + (direction == CallDirection.OUTBOUND.value), 1)
+    return counted
 
 
 def deal_changed(session, deal_id: int, *, owner_before, owner_after, amount_before: int,
                  amount_after: int) -> None:
-    """Move a deal's counted history from its old owner and money to the new ones."""
+    """Move a deal's counted history (and calls) from its old owner and money to the new."""
     time_zone = day_zone(session)
     if time_zone is None or (owner_before == owner_after and amount_before == amount_after):
         return
-    created_at = session.execute(select(deals.c.created_at)
-                                 .where(deals.c.id == deal_id)).scalar_one()
+    created_at, pipeline_id = session.execute(
+        select(deals.c.created_at, deals.c.pipeline_id)
+        .where(deals.c.id == deal_id)).one()
+    moves = session.execute(select(history).where(history.c.deal_id == deal_id)
+                            .order_by(history.c.moved_at, history.c.id)).all()
+    won_ids = _won_stage_ids(session) if owner_before != owner_after else set()
     deltas: dict = {}
-    for row in session.execute(select(history).where(history.c.deal_id == deal_id)):
-        key, values = _contribution(row, time_zone=time_zone, seller_id=owner_before,
-                                    amount_minor=amount_before, created_at=created_at)
-        _add(deltas, key, values, -1)
-        key, values = _contribution(row, time_zone=time_zone, seller_id=owner_after,
-                                    amount_minor=amount_after, created_at=created_at)
-        _add(deltas, key, values, 1)
+    stay_deltas: dict = {}
+    cycle_deltas: dict = {}
+    for row in moves:
+        for seller_id, amount, sign in ((owner_before, amount_before, -1),
+                                        (owner_after, amount_after, 1)):
+            key, values = _contribution(row, time_zone=time_zone, seller_id=seller_id,
+                                        amount_minor=amount, created_at=created_at)
+            _add(deltas, key, values, sign)
+            if owner_before == owner_after:
+                continue
+            stay_key, cycle_key = _bucket_keys(key, values, won=row.to_stage_id in won_ids,
+                                               from_stage_id=row.from_stage_id,
+                                               seller_id=seller_id)
+            if stay_key is not None:
+                _add(stay_deltas, stay_key, (1,), sign)
+            if cycle_key is not None:
+                _add(cycle_deltas, cycle_key, (1,), sign)
     _apply(session, deltas)
+    if owner_before == owner_after:
+        return
+    _apply_stays(session, stay_deltas)
+    _apply_to(session, cycle_buckets, _CYCLE_KEYS, ("wins",), cycle_deltas)
+    call_deltas: dict = {}
+    for seller_id, sign in ((owner_before, -1), (owner_after, 1)):
+        for key, values in _call_contributions(session, deal_id, pipeline_id=pipeline_id,
+                                               seller_id=seller_id, time_zone=time_zone,
+                                               moves=moves).items():
+            _add(call_deltas, key, values, sign)
+    _apply_to(session, call_days, _CALL_KEYS, _CALL_VALUES, call_deltas)
+
+
+def record_call(session, *, deal_id: int, at: datetime, direction: str) -> None:
+    """Count one call just recorded on ``deal_id`` (ringing at ``at``) in the deal's stage
+    and for its owner as they are now; the deal counts once per day and stage."""
+    time_zone = day_zone(session)
+    if time_zone is None:
+        return
+    deal = session.execute(select(deals.c.pipeline_id, deals.c.stage_id, deals.c.owner_id,
+                                  deals.c.stage_entered_at, deals.c.created_at)
+                           .where(deals.c.id == deal_id)).one_or_none()
+    if deal is None:
+        return
+    zone = ZoneInfo(time_zone)
+    day = local_day(at, time_zone)
+    day_start = datetime.combine(day, time(), tzinfo=zone).astimezone(UTC)
+    day_end = datetime.combine(day + timedelta(days=1), time(), tzinfo=zone).astimezone(UTC)
+    # Calls of the deal this day since it entered its stage: this one alone, a new deal-day.
+    # A deal still in its first stage holds the calls that rang before it was created.
+    entered = deal.stage_entered_at
+    since = (max(day_start, entered) if entered is not None and entered > deal.created_at
+             else day_start)
+    same_day = session.execute(select(func.count()).select_from(calls).where(
+        calls.c.deal_id == deal_id, calls.c.ringing_at >= since,
+        calls.c.ringing_at < day_end)).scalar()
+    key = (deal.pipeline_id, day, deal.stage_id, deal.owner_id)
+    _apply_to(session, call_days, _CALL_KEYS, _CALL_VALUES,
+              {key: (1, int(direction == CallDirection.OUTBOUND.value), int(same_day <= 1))})
 
 
 # --- rebuilding from the stage history --------------------------------------------------------
@@ -184,9 +430,59 @@ def _local_day_sql(dialect: str, second, zone: ZoneInfo, first: datetime, last: 
     return literal(_EPOCH_DAY) + cast(day_number, Integer)
 
 
+def stage_at_call_sql():
+    """The stage a call's deal was in when it rang (the last move before the call), or for
+    the call that created the deal (it rang a moment before) the stage it was created in."""
+    at_call, created = history.alias("at_call"), history.alias("created")
+    return func.coalesce(
+        select(at_call.c.to_stage_id)
+        .where(at_call.c.deal_id == calls.c.deal_id, at_call.c.moved_at <= calls.c.ringing_at)
+        .order_by(at_call.c.moved_at.desc(), at_call.c.id.desc()).limit(1).scalar_subquery(),
+        select(created.c.to_stage_id)
+        .where(created.c.deal_id == calls.c.deal_id, created.c.from_stage_id.is_(None))
+        .order_by(created.c.id).limit(1).scalar_subquery())
+
+
+def _bounds(session, column, where):
+    first, last = session.execute(select(func.min(column), func.max(column)).where(*where)).one()
+    if first is not None and first.tzinfo is None:  # a raw SQLite connection: naive UTC
+        first, last = first.replace(tzinfo=UTC), last.replace(tzinfo=UTC)
+    return first, last
+
+
 def rebuild(session, *, time_zone: str, pipeline_id: int | None = None) -> int:
-    """Recount ``report_days`` (one pipeline's rows, or all) from the stage history, in
-    ``time_zone``; returns the number of rows written. Changing the zone recounts them all."""
+    """Recount ``report_days`` and its histograms and call counts (one pipeline's rows, or
+    all) from the stage history and the calls, in ``time_zone``; returns the number of
+    ``report_days`` rows written. Changing the zone recounts them all."""
+    if day_zone(session) != time_zone:
+        pipeline_id = None
+    written = rebuild_days(session, time_zone=time_zone, pipeline_id=pipeline_id)
+    rebuild_histograms(session, time_zone=time_zone, pipeline_id=pipeline_id)
+    rebuild_team_rollups(session, pipeline_id=pipeline_id)
+    return written
+
+
+def _dialect(session) -> str:
+    return (session.dialect if hasattr(session, "dialect")
+            else session.get_bind().dialect).name
+
+
+def _history_columns(session, zone: ZoneInfo, in_pipeline: list):
+    """The local day, time in the stage left and creation-to-move time of a history row
+    (None when the history is empty)."""
+    first, last = _bounds(session, history.c.moved_at, in_pipeline)
+    if first is None:
+        return None
+    dialect = _dialect(session)
+    moved = _epoch_sql(dialect, history.c.moved_at)
+    day = _local_day_sql(dialect, moved, zone, first, last).label("day")
+    stay = func.coalesce(moved - _epoch_sql(dialect, history.c.from_entered_at), 0)
+    return day, stay, moved - _epoch_sql(dialect, deals.c.created_at)
+
+
+def rebuild_days(session, *, time_zone: str, pipeline_id: int | None = None) -> int:
+    """Recount ``report_days`` alone (and set the zone); the rows written. The team's
+    rollup is left as it is (``rebuild`` recounts it next)."""
     zone = ZoneInfo(time_zone)
     if day_zone(session) != time_zone:
         pipeline_id = None
@@ -198,32 +494,126 @@ def rebuild(session, *, time_zone: str, pipeline_id: int | None = None) -> int:
     if pipeline_id is not None:
         wipe = wipe.where(days.c.pipeline_id == pipeline_id)
     session.execute(wipe)
-    bounds = select(func.min(history.c.moved_at), func.max(history.c.moved_at))
-    if pipeline_id is not None:
-        bounds = bounds.where(history.c.pipeline_id == pipeline_id)
-    first, last = session.execute(bounds).one()
-    if first is None:
+    in_pipeline = [history.c.pipeline_id == pipeline_id] if pipeline_id is not None else []
+    columns = _history_columns(session, zone, in_pipeline)
+    if columns is None:
         return 0
-    if first.tzinfo is None:  # a raw SQLite connection hands back naive UTC
-        first, last = first.replace(tzinfo=UTC), last.replace(tzinfo=UTC)
-    dialect = (session.dialect if hasattr(session, "dialect")
-               else session.get_bind().dialect).name
-    moved = _epoch_sql(dialect, history.c.moved_at)
-    day = _local_day_sql(dialect, moved, zone, first, last).label("day")
-    stay = func.coalesce(moved - _epoch_sql(dialect, history.c.from_entered_at), 0)
+    day, stay, cycle = columns
     counted = (select(history.c.pipeline_id, day, history.c.from_stage_id, history.c.to_stage_id,
                       deals.c.owner_id, func.count(), func.sum(stay),
-                      func.sum(deals.c.amount_minor),
-                      func.sum(moved - _epoch_sql(dialect, deals.c.created_at)))
+                      func.sum(deals.c.amount_minor), func.sum(cycle))
                .select_from(history).join(deals, deals.c.id == history.c.deal_id)
+               .where(*in_pipeline)
                .group_by(history.c.pipeline_id, day, history.c.from_stage_id,
                          history.c.to_stage_id, deals.c.owner_id))
-    if pipeline_id is not None:
-        counted = counted.where(history.c.pipeline_id == pipeline_id)
-    result = session.execute(insert(days).from_select(
-        ["pipeline_id", "day", "from_stage_id", "to_stage_id", "seller_id", "moves",
-         "stay_seconds", "amount_minor", "cycle_seconds"], counted))
+    result = session.execute(insert(days).from_select(list(_DAY_KEYS + _DAY_VALUES), counted))
     return result.rowcount
+
+
+def rebuild_histograms(session, *, time_zone: str, pipeline_id: int | None = None) -> None:
+    """Recount the stay and cycle histograms and the call counts in ``time_zone`` (the zone
+    ``report_days`` counts in: call ``rebuild``, which sets it, rather than this alone).
+    The team's rollups are left as they are (``rebuild`` recounts them next): the migrations
+    that add the per-seller tables run this before the team's tables exist."""
+    zone = ZoneInfo(time_zone)
+    for table in (stay_buckets, cycle_buckets, call_days):
+        wipe = delete(table)
+        if pipeline_id is not None:
+            wipe = wipe.where(table.c.pipeline_id == pipeline_id)
+        session.execute(wipe)
+    _rebuild_calls(session, _dialect(session), zone, pipeline_id)
+    in_pipeline = [history.c.pipeline_id == pipeline_id] if pipeline_id is not None else []
+    columns = _history_columns(session, zone, in_pipeline)
+    if columns is None:
+        return
+    day, stay, cycle = columns
+    stay_bucket = DURATION_BUCKETS.bucket_sql(stay).label("bucket")
+    session.execute(insert(stay_buckets).from_select(
+        list(_STAY_KEYS) + ["moves"],
+        select(history.c.pipeline_id, day, history.c.from_stage_id, deals.c.owner_id,
+               stay_bucket, func.count())
+        .select_from(history).join(deals, deals.c.id == history.c.deal_id)
+        .where(history.c.from_stage_id.is_not(None), *in_pipeline)
+        .group_by(history.c.pipeline_id, day, history.c.from_stage_id, deals.c.owner_id,
+                  stay_bucket)))
+    cycle_bucket = DURATION_BUCKETS.bucket_sql(cycle).label("bucket")
+    session.execute(insert(cycle_buckets).from_select(
+        list(_CYCLE_KEYS) + ["wins"],
+        select(history.c.pipeline_id, day, deals.c.owner_id, cycle_bucket, func.count())
+        .select_from(history).join(deals, deals.c.id == history.c.deal_id)
+        .join(stages, stages.c.id == history.c.to_stage_id)
+        .where(stages.c.kind == StageKind.WON.value, *in_pipeline)
+        .group_by(history.c.pipeline_id, day, deals.c.owner_id, cycle_bucket)))
+
+
+def rebuild_team_rollups(session, *, pipeline_id: int | None = None) -> None:
+    """Recount the team's rollups (one pipeline's rows, or all) from ``report_days`` and the
+    per-seller stay histogram as they stand (also what the migration that adds them fills
+    them with)."""
+    for team, source, keys, values in (
+            (team_days, days, _TEAM_DAY_KEYS, _DAY_VALUES),
+            (team_stay_buckets, stay_buckets, _TEAM_STAY_KEYS, ("moves",))):
+        wipe = delete(team)
+        in_pipeline = []
+        if pipeline_id is not None:
+            wipe = wipe.where(team.c.pipeline_id == pipeline_id)
+            in_pipeline = [source.c.pipeline_id == pipeline_id]
+        session.execute(wipe)
+        grouping = [source.c[name] for name in keys]
+        sums = [func.sum(source.c[name]) for name in values]
+        session.execute(insert(team).from_select(
+            list(keys + values),
+            select(*grouping, *sums).where(*in_pipeline).group_by(*grouping)
+            .having(or_(*[total != 0 for total in sums]))))
+
+
+def _rebuild_calls(session, dialect: str, zone: ZoneInfo, pipeline_id: int | None) -> None:
+    in_pipeline = [deals.c.pipeline_id == pipeline_id] if pipeline_id is not None else []
+    on_deals = (calls.c.deal_id.in_(select(deals.c.id).where(*in_pipeline)) if in_pipeline
+                else calls.c.deal_id.is_not(None))
+    first, last = _bounds(session, calls.c.ringing_at, [on_deals])
+    if first is None:
+        return
+    ringing = _epoch_sql(dialect, calls.c.ringing_at)
+    rung = (select(deals.c.pipeline_id, _local_day_sql(dialect, ringing, zone, first, last)
+                   .label("day"), stage_at_call_sql().label("stage_id"),
+                   deals.c.owner_id.label("seller_id"), calls.c.deal_id, calls.c.direction)
+            .select_from(calls).join(deals, deals.c.id == calls.c.deal_id)
+            .where(*in_pipeline)).subquery()
+    keys = [rung.c.pipeline_id, rung.c.day, rung.c.stage_id, rung.c.seller_id]
+    outbound = func.sum(case((rung.c.direction == CallDirection.OUTBOUND.value, 1), else_=0))
+    session.execute(insert(call_days).from_select(
+        list(_CALL_KEYS + _CALL_VALUES),
+        select(*keys, func.count(), outbound, func.count(func.distinct(rung.c.deal_id)))
+        .where(rung.c.stage_id.is_not(None)).group_by(*keys)))
+
+
+def _summed(session, table, key_names, value_names, pipeline_id) -> dict:
+    query = select(*[table.c[name] for name in key_names + value_names])
+    if pipeline_id is not None:
+        query = query.where(table.c.pipeline_id == pipeline_id)
+    width = len(value_names)
+    summed: dict = defaultdict(lambda: (0,) * width)
+    for row in session.execute(query):
+        key = tuple(date.fromisoformat(str(value)) if name == "day"
+                    and not isinstance(value, date) else value
+                    for name, value in zip(key_names, row))
+        summed[key] = tuple(a + int(b) for a, b in zip(summed[key], row[len(key_names):]))
+    return {key: value for key, value in summed.items() if any(value)}
+
+
+def histogram_totals(session, *, pipeline_id: int | None = None) -> dict:
+    """The histograms and call counts, every key summed (what tests compare to a rebuild)."""
+    return {"stay": _summed(session, stay_buckets, _STAY_KEYS, ("moves",), pipeline_id),
+            "team stay": _summed(session, team_stay_buckets, _TEAM_STAY_KEYS, ("moves",),
+                                 pipeline_id),
+            "cycle": _summed(session, cycle_buckets, _CYCLE_KEYS, ("wins",), pipeline_id),
+            "calls": _summed(session, call_days, _CALL_KEYS, _CALL_VALUES, pipeline_id)}
+
+
+def team_totals(session, *, pipeline_id: int | None = None) -> dict:
+    """The team's ``report_days`` rollup, every key summed (what tests compare)."""
+    return _summed(session, team_days, _TEAM_DAY_KEYS, _DAY_VALUES, pipeline_id)
 
 
 def totals(session, *, pipeline_id: int | None = None) -> dict:

@@ -16,6 +16,13 @@ Definitions (the period is ``[start, end)`` in the company time zone):
 - *win rate* = won / (won + lost) over the closings in the period; *cycle*: creation to win;
 - a deal's figures count for its responsible seller (its current owner); a seller sees their
   own figures only, a head sees everyone's and may ask for one seller's.
+
+Medians are exact for periods up to ``EXACT_PERIOD_DAYS`` days (one query over the period's
+history rows). Beyond, they come from the daily histograms of ``pbx_crm.report_days``: to
+within a bucket (about 5%), and flagged approximate (``median_approximate``,
+``cycle_median_approximate``), which the page and the CLI show as "≈". Calls by stage over
+such a period come from the daily call counts, with the deals present in a stage counted as
+stays (a deal back in a stage twice counts twice), flagged the same way.
 """
 
 from __future__ import annotations
@@ -44,7 +51,12 @@ from .funnel import Actor, ensure_head
 from .models import (
     Call,
     Deal,
+    ReportCallDay,
+    ReportCycleBucket,
     ReportDay,
+    ReportStayBucket,
+    ReportTeamDay,
+    ReportTeamStayBucket,
     RobotRule,
     RobotRun,
     Stage,
@@ -54,6 +66,9 @@ from .models import (
 from .users import get_user_by_login
 
 MAX_PERIOD_DAYS = 5 * 366
+# Up to this many days a report's medians and deals per stage are exact; beyond, they are
+# read from the daily histograms and counts, and flagged approximate.
+EXACT_PERIOD_DAYS = 31
 WEEK_SECONDS = 7 * 86400
 # A missed call: the customer rang and nobody picked up (or they hung up while it rang).
 MISSED_DISPOSITIONS = (Disposition.MISSED.value, Disposition.ABANDONED.value)
@@ -75,6 +90,11 @@ calls = Call.__table__
 runs = RobotRun.__table__
 rules = RobotRule.__table__
 days = ReportDay.__table__
+stay_buckets = ReportStayBucket.__table__
+team_stay_buckets = ReportTeamStayBucket.__table__
+team_days = ReportTeamDay.__table__
+cycle_buckets = ReportCycleBucket.__table__
+call_days = ReportCallDay.__table__
 
 
 # --- the period ---------------------------------------------------------------------------
@@ -140,6 +160,7 @@ class StageFigures:
     lost: int
     avg_seconds: float | None
     median_seconds: float | None
+    median_approximate: bool = False  # from the daily histogram, to within about 5%
 
     @property
     def decided(self) -> int:
@@ -162,6 +183,7 @@ class Outcomes:
     won_amount_minor: int
     cycle_avg_seconds: float | None
     cycle_median_seconds: float | None
+    cycle_median_approximate: bool = False  # from the daily histogram, to within about 5%
 
     @property
     def win_rate(self) -> float | None:
@@ -217,6 +239,9 @@ class StageCalls:
     calls: int
     outbound: int
     missed: int
+    # The deals called per day, summed over the days: a deal called on three days counts 3.
+    deal_days_called: int = 0
+    approximate: bool = False  # ``deals`` counts stays (a deal back in the stage twice: 2)
 
     @property
     def calls_per_deal(self) -> float | None:
@@ -406,6 +431,35 @@ def _uses_days(session: Session, scope: Scope) -> bool:
     return report_days.day_zone(session) == scope.period.time_zone
 
 
+def _uses_histograms(session: Session, scope: Scope) -> bool:
+    """Whether medians and calls come from the daily histograms and counts: a period longer
+    than ``EXACT_PERIOD_DAYS``, with the daily tables in its zone."""
+    period = scope.period
+    return (period.end - period.start).days > EXACT_PERIOD_DAYS and _uses_days(session, scope)
+
+
+def _in_days(scope: Scope, table):
+    """The table's rows of the pipeline and period; of the scope's seller when it has one
+    (a table without sellers is a whole team's: read only when no seller is asked for)."""
+    found = and_(table.c.pipeline_id == scope.pipeline_id, table.c.day >= scope.period.start,
+                 table.c.day < scope.period.end)
+    if "seller_id" not in table.c:
+        assert scope.seller_id is None, "a team-wide table read for one seller"
+        return found
+    return and_(found, _owned(scope, table.c.seller_id))
+
+
+def _histogram_medians(session: Session, scope: Scope, table, count_column, *keys) -> dict:
+    """key -> median of the durations counted per bucket in ``table`` over the period."""
+    counts: dict = {}
+    for *key, bucket, count in session.execute(
+            select(*keys, table.c.bucket, func.sum(count_column))
+            .where(_in_days(scope, table)).group_by(*keys, table.c.bucket)):
+        counts.setdefault(tuple(key), {})[int(bucket)] = int(count or 0)
+    medians = {key: report_days.DURATION_BUCKETS.median(bins) for key, bins in counts.items()}
+    return {key: median for key, median in medians.items() if median is not None}
+
+
 @dataclass(frozen=True)
 class _Pair:
     """Moves from one stage to another summed over the period (``key``: the grouping)."""
@@ -419,14 +473,21 @@ class _Pair:
     cycle_seconds: int
 
 
-def _day_pairs(session: Session, scope: Scope, *keys) -> list[_Pair]:
-    query = (select(*keys, days.c.from_stage_id, days.c.to_stage_id, func.sum(days.c.moves),
-                    func.sum(days.c.stay_seconds), func.sum(days.c.amount_minor),
-                    func.sum(days.c.cycle_seconds))
-             .where(days.c.pipeline_id == scope.pipeline_id,
-                    days.c.day >= scope.period.start, days.c.day < scope.period.end,
-                    _owned(scope, days.c.seller_id))
-             .group_by(*keys, days.c.from_stage_id, days.c.to_stage_id))
+def _days_table(scope: Scope, *key_names: str):
+    """The daily moves a report reads: the whole team's rollup (many times fewer rows) unless
+    the figures are one seller's or grouped by seller."""
+    return days if scope.seller_id is not None or "seller_id" in key_names else team_days
+
+
+def _day_pairs(session: Session, scope: Scope, *key_names: str) -> list[_Pair]:
+    """The period's moves summed per stage pair (and per ``key_names`` columns, the key)."""
+    table = _days_table(scope, *key_names)
+    keys = [table.c[name] for name in key_names]
+    query = (select(*keys, table.c.from_stage_id, table.c.to_stage_id,
+                    func.sum(table.c.moves), func.sum(table.c.stay_seconds),
+                    func.sum(table.c.amount_minor), func.sum(table.c.cycle_seconds))
+             .where(_in_days(scope, table))
+             .group_by(*keys, table.c.from_stage_id, table.c.to_stage_id))
     found = []
     for row in session.execute(query):
         *key, from_id, to_id, moves, stay, amount, cycle = row
@@ -448,8 +509,12 @@ def _exit_kind(scope: Scope, from_id: int, to_id: int) -> int:
 
 
 def _stay_medians(session: Session, scope: Scope) -> dict:
-    """Median time in stage per stage over the period's moves out: exact, so one query over
-    the history rows (from the covering index) rather than a sum of days."""
+    """Median time in stage per stage over the period's moves out: from the daily histogram
+    for a long period, else exact, one query over the history rows (the covering index)."""
+    if _uses_histograms(session, scope):
+        # The whole team's: the rollup without the sellers, many times fewer rows to sum.
+        table = team_stay_buckets if scope.seller_id is None else stay_buckets
+        return _histogram_medians(session, scope, table, table.c.moves, table.c.stage_id)
     seconds = _seconds_between(scope, history.c.moved_at, history.c.from_entered_at)
     exits = (_moves_in_period(scope, history.c.from_stage_id.label("stage_id"),
                               seconds.label("seconds"))
@@ -515,6 +580,7 @@ def _stage_figures_from_days(session: Session, scope: Scope, now: dict) -> list[
         stay[stage_id] = stay.get(stage_id, 0) + pair.stay_seconds
         exits[stage_id] = exits.get(stage_id, 0) + pair.moves
     medians = _stay_medians(session, scope)
+    approximate = _uses_histograms(session, scope)
     figures = []
     for stage_id, name, position, kind, is_unsorted in scope.work_stages:
         count, amount = now.get(stage_id, (0, 0))
@@ -523,11 +589,14 @@ def _stage_figures_from_days(session: Session, scope: Scope, now: dict) -> list[
             stage_id, name, position, is_unsorted, int(count), int(amount),
             entered.get(stage_id, 0), counts.get((stage_id, _ON), 0),
             counts.get((stage_id, _BACK), 0), counts.get((stage_id, _LOST), 0),
-            stay[stage_id] / left if left else None, medians.get((stage_id,))))
+            stay[stage_id] / left if left else None, medians.get((stage_id,)),
+            approximate and (stage_id,) in medians))
     return figures
 
 
 def _won_cycle_median(session: Session, scope: Scope) -> float | None:
+    if _uses_histograms(session, scope):
+        return _histogram_medians(session, scope, cycle_buckets, cycle_buckets.c.wins).get(())
     won_cycles = (select(_seconds_between(scope, history.c.moved_at, deals.c.created_at)
                          .label("seconds"))
                   .join(deals, deals.c.id == history.c.deal_id)
@@ -550,8 +619,9 @@ def _outcomes_from_days(session: Session, scope: Scope) -> Outcomes:
             cycle += pair.cycle_seconds
         elif pair.to_stage_id in lost_ids:
             lost += pair.moves
-    return Outcomes(created, won, lost, won_amount, cycle / won if won else None,
-                    _won_cycle_median(session, scope))
+    median = _won_cycle_median(session, scope)
+    return Outcomes(created, won, lost, won_amount, cycle / won if won else None, median,
+                    median is not None and _uses_histograms(session, scope))
 
 
 def outcomes(session: Session, scope: Scope) -> Outcomes:
@@ -654,10 +724,10 @@ def loss_maps(session: Session, scope: Scope,
     return seller_map, LossMap("team", columns, overall, team_rows)
 
 
-def _decided(session: Session, scope: Scope, *keys) -> dict:
+def _decided(session: Session, scope: Scope, *key_names: str) -> dict:
     """(key, stage) -> (moved on, lost) from the daily counts; every key with a move out."""
     decided: dict = {}
-    for pair in _day_pairs(session, scope, *keys):
+    for pair in _day_pairs(session, scope, *key_names):
         if pair.from_stage_id is None:
             continue
         cell = (pair.key[0], pair.from_stage_id)
@@ -669,7 +739,7 @@ def _decided(session: Session, scope: Scope, *keys) -> dict:
 
 def _loss_maps_from_days(session: Session, scope: Scope,
                          figures: list[StageFigures]) -> tuple[LossMap, LossMap | None]:
-    by_seller = _decided(session, scope, days.c.seller_id)
+    by_seller = _decided(session, scope, "seller_id")
     overall = [LossCell(f.stage_id, f.moved_on, f.lost, weak=False) for f in figures]
     columns = [(stage_id, name) for stage_id, name, *_ in scope.work_stages]
     sellers = {owner for owner, _ in by_seller}
@@ -696,19 +766,19 @@ def _loss_maps_from_days(session: Session, scope: Scope,
 def stage_calls(session: Session, scope: Scope) -> list[StageCalls]:
     """Per open stage: the calls on deals while they sat in it, and the deals that sat in it
     during the period. A call belongs to the stage its deal was in when it rang; the call
-    that created a deal (it rang a moment before the deal existed) to the first stage."""
-    at_call, created = history.alias("at_call"), history.alias("created")
-    stage_at_call = func.coalesce(
-        select(at_call.c.to_stage_id)
-        .where(at_call.c.deal_id == calls.c.deal_id, at_call.c.moved_at <= calls.c.ringing_at)
-        .order_by(at_call.c.moved_at.desc(), at_call.c.id.desc()).limit(1).scalar_subquery(),
-        select(created.c.to_stage_id)
-        .where(created.c.deal_id == calls.c.deal_id, created.c.from_stage_id.is_(None))
-        .order_by(created.c.id).limit(1).scalar_subquery())
-    rung = (select(stage_at_call.label("stage_id"), calls.c.direction, calls.c.disposition)
+    that created a deal (it rang a moment before the deal existed) to the first stage.
+    A long period reads the daily call counts and counts stays (``_stage_calls_from_days``)."""
+    if _uses_histograms(session, scope):
+        return _stage_calls_from_days(session, scope)
+    period = scope.period
+    ringing = _epoch(scope, calls.c.ringing_at)
+    local_day = report_days._local_day_sql(scope.dialect, ringing, _zone(period.time_zone),
+                                           period.start_utc, period.end_utc)
+    rung = (select(report_days.stage_at_call_sql().label("stage_id"), calls.c.direction,
+                   calls.c.disposition, calls.c.deal_id, local_day.label("day"))
             .select_from(calls).join(deals, deals.c.id == calls.c.deal_id)
             .where(deals.c.pipeline_id == scope.pipeline_id,
-                   _in_period(calls.c.ringing_at, scope.period),
+                   _in_period(calls.c.ringing_at, period),
                    _owned(scope, deals.c.owner_id))).subquery()
     missed = and_(rung.c.direction == CallDirection.INBOUND.value,
                   rung.c.disposition.in_(MISSED_DISPOSITIONS))
@@ -716,6 +786,9 @@ def stage_calls(session: Session, scope: Scope) -> list[StageCalls]:
         select(rung.c.stage_id, func.count(),
                _sum_if(rung.c.direction == CallDirection.OUTBOUND.value), _sum_if(missed))
         .group_by(rung.c.stage_id))}
+    called = select(rung.c.stage_id, rung.c.deal_id, rung.c.day).distinct().subquery()
+    deal_days = dict(session.execute(select(called.c.stage_id, func.count())
+                                     .group_by(called.c.stage_id)).all())
 
     # The deals whose stay in a stage overlaps the period: stays that ended in it or later
     # (a move out), and stays still going (the deal's current stage).
@@ -739,7 +812,53 @@ def stage_calls(session: Session, scope: Scope) -> list[StageCalls]:
     for stage_id, name, *_ in scope.work_stages:
         count, outbound, missed_count = per_stage.get(stage_id, (0, 0, 0))
         rows.append(StageCalls(stage_id, name, int(present.get(stage_id, 0)), int(count),
-                               int(outbound), int(missed_count)))
+                               int(outbound), int(missed_count),
+                               int(deal_days.get(stage_id, 0))))
+    return rows
+
+
+def _stage_calls_from_days(session: Session, scope: Scope) -> list[StageCalls]:
+    """Calls by stage over a long period: calls, outbound calls and deal-days from the daily
+    call counts; missed calls (few) from the calls themselves; and the stays in each stage
+    that overlap the period from the daily moves. A stay overlaps [start, end) unless it
+    ended before start or began at end or later, so per stage: the deals in it now, plus
+    the moves out of it from start on, minus the moves into it from end on."""
+    period = scope.period
+    counted = {row[0]: row[1:] for row in session.execute(
+        select(call_days.c.stage_id, func.sum(call_days.c.calls),
+               func.sum(call_days.c.outbound), func.sum(call_days.c.deals_called))
+        .where(_in_days(scope, call_days)).group_by(call_days.c.stage_id))}
+    missed_calls = (select(report_days.stage_at_call_sql().label("stage_id"))
+                    .select_from(calls).join(deals, deals.c.id == calls.c.deal_id)
+                    .where(deals.c.pipeline_id == scope.pipeline_id,
+                           _in_period(calls.c.ringing_at, period),
+                           calls.c.direction == CallDirection.INBOUND.value,
+                           calls.c.disposition.in_(MISSED_DISPOSITIONS),
+                           _owned(scope, deals.c.owner_id))).subquery()
+    missed = dict(session.execute(select(missed_calls.c.stage_id, func.count())
+                                  .group_by(missed_calls.c.stage_id)).all())
+    now = dict(session.execute(
+        select(deals.c.stage_id, func.count())
+        .where(deals.c.pipeline_id == scope.pipeline_id, _owned(scope, deals.c.owner_id))
+        .group_by(deals.c.stage_id)).all())
+    moves = _days_table(scope)
+    later = [moves.c.pipeline_id == scope.pipeline_id, moves.c.day >= period.start]
+    if moves is days:
+        later.append(_owned(scope, days.c.seller_id))
+    left = dict(session.execute(select(moves.c.from_stage_id, func.sum(moves.c.moves))
+                                .where(*later, moves.c.from_stage_id.is_not(None))
+                                .group_by(moves.c.from_stage_id)).all())
+    entered_after = dict(session.execute(select(moves.c.to_stage_id, func.sum(moves.c.moves))
+                                         .where(*later, moves.c.day >= period.end)
+                                         .group_by(moves.c.to_stage_id)).all())
+    rows = []
+    for stage_id, name, *_ in scope.work_stages:
+        number, outbound, deal_days = counted.get(stage_id, (0, 0, 0))
+        stays = (int(now.get(stage_id, 0)) + int(left.get(stage_id) or 0)
+                 - int(entered_after.get(stage_id) or 0))
+        rows.append(StageCalls(stage_id, name, max(stays, 0), int(number or 0),
+                               int(outbound or 0), int(missed.get(stage_id, 0)),
+                               int(deal_days or 0), approximate=True))
     return rows
 
 
@@ -873,7 +992,7 @@ def weekly_trend(session: Session, scope: Scope) -> list[Week]:
 def _weeks_from_days(session: Session, scope: Scope, first_monday: date) -> list[Week]:
     won_ids, lost_ids = set(scope.ids_of(StageKind.WON)), set(scope.ids_of(StageKind.LOST))
     counts: dict = {}
-    for pair in _day_pairs(session, scope, days.c.day):
+    for pair in _day_pairs(session, scope, "day"):
         day = pair.key[0]
         day = day if isinstance(day, date) else date.fromisoformat(str(day))
         index = (day - first_monday).days // 7

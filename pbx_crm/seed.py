@@ -28,7 +28,7 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from . import pipelines, report_days
+from . import pipelines, report_days, stage_totals
 from .db import is_sqlite, transaction
 from .enums import Priority, Role, StageKind, TimelineKind
 from .errors import CrmError, NotFound, ValidationError
@@ -402,8 +402,10 @@ def seed_synthetic(engine: Engine, *, deals: int, contacts: int, sellers: int, r
         _seed_deals(chunk, report, rng, deals, funnel, seller_ids, contact_refs, now_epoch,
                     progress, detour_rate)
     if deals:
-        # The seeded history, counted per day in bulk for the reports (in the zone in use).
+        # The seeded history, counted per day in bulk for the reports (in the zone in use),
+        # and the seeded deals counted per column for the board.
         with transaction(engine) as session:
+            stage_totals.rebuild(session, pipeline_id=pipeline.id)
             report_days.rebuild(session, pipeline_id=pipeline.id,
                                 time_zone=report_days.day_zone(session)
                                 or report_days.DEFAULT_TIME_ZONE)

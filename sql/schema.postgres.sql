@@ -1,4 +1,4 @@
--- pbx-crm schema for postgres at migration 0005; regenerate with: pbx-crm db dump > sql/schema.postgres.sql
+-- pbx-crm schema for postgres at migration 0008; regenerate with: pbx-crm db dump > sql/schema.postgres.sql
 
 CREATE TABLE public.alembic_version (
     version_num character varying(32) NOT NULL
@@ -211,6 +211,46 @@ CREATE SEQUENCE public.pipelines_id_seq
 
 ALTER SEQUENCE public.pipelines_id_seq OWNED BY public.pipelines.id;
 
+CREATE TABLE public.report_call_days (
+    id integer NOT NULL,
+    pipeline_id integer NOT NULL,
+    day date NOT NULL,
+    stage_id integer NOT NULL,
+    seller_id integer,
+    calls integer DEFAULT 0 NOT NULL,
+    outbound integer DEFAULT 0 NOT NULL,
+    deals_called integer DEFAULT 0 NOT NULL
+);
+
+CREATE SEQUENCE public.report_call_days_id_seq
+    AS integer
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+
+ALTER SEQUENCE public.report_call_days_id_seq OWNED BY public.report_call_days.id;
+
+CREATE TABLE public.report_cycle_buckets (
+    id integer NOT NULL,
+    pipeline_id integer NOT NULL,
+    day date NOT NULL,
+    seller_id integer,
+    bucket smallint NOT NULL,
+    wins integer DEFAULT 0 NOT NULL
+);
+
+CREATE SEQUENCE public.report_cycle_buckets_id_seq
+    AS integer
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+
+ALTER SEQUENCE public.report_cycle_buckets_id_seq OWNED BY public.report_cycle_buckets.id;
+
 CREATE TABLE public.report_day_zone (
     id integer NOT NULL,
     time_zone character varying(64) NOT NULL
@@ -248,6 +288,67 @@ CREATE SEQUENCE public.report_days_id_seq
     CACHE 1;
 
 ALTER SEQUENCE public.report_days_id_seq OWNED BY public.report_days.id;
+
+CREATE TABLE public.report_stay_buckets (
+    id integer NOT NULL,
+    pipeline_id integer NOT NULL,
+    day date NOT NULL,
+    stage_id integer NOT NULL,
+    seller_id integer,
+    bucket smallint NOT NULL,
+    moves integer DEFAULT 0 NOT NULL
+);
+
+CREATE SEQUENCE public.report_stay_buckets_id_seq
+    AS integer
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+
+ALTER SEQUENCE public.report_stay_buckets_id_seq OWNED BY public.report_stay_buckets.id;
+
+CREATE TABLE public.report_team_days (
+    id integer NOT NULL,
+    pipeline_id integer NOT NULL,
+    day date NOT NULL,
+    from_stage_id integer,
+    to_stage_id integer NOT NULL,
+    moves integer DEFAULT 0 NOT NULL,
+    stay_seconds bigint DEFAULT '0'::bigint NOT NULL,
+    amount_minor bigint DEFAULT '0'::bigint NOT NULL,
+    cycle_seconds bigint DEFAULT '0'::bigint NOT NULL
+);
+
+CREATE SEQUENCE public.report_team_days_id_seq
+    AS integer
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+
+ALTER SEQUENCE public.report_team_days_id_seq OWNED BY public.report_team_days.id;
+
+CREATE TABLE public.report_team_stay_buckets (
+    id integer NOT NULL,
+    pipeline_id integer NOT NULL,
+    day date NOT NULL,
+    stage_id integer NOT NULL,
+    bucket smallint NOT NULL,
+    moves integer DEFAULT 0 NOT NULL
+);
+
+CREATE SEQUENCE public.report_team_stay_buckets_id_seq
+    AS integer
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+
+ALTER SEQUENCE public.report_team_stay_buckets_id_seq OWNED BY public.report_team_stay_buckets.id;
 
 CREATE TABLE public.robot_cursors (
     name character varying(64) NOT NULL,
@@ -326,6 +427,14 @@ CREATE SEQUENCE public.stage_history_id_seq
     CACHE 1;
 
 ALTER SEQUENCE public.stage_history_id_seq OWNED BY public.stage_history.id;
+
+CREATE TABLE public.stage_totals (
+    pipeline_id integer NOT NULL,
+    stage_id integer NOT NULL,
+    owner_key integer NOT NULL,
+    deals integer DEFAULT 0 NOT NULL,
+    amount_minor bigint DEFAULT '0'::bigint NOT NULL
+);
 
 CREATE TABLE public.stages (
     id integer NOT NULL,
@@ -474,9 +583,19 @@ ALTER TABLE ONLY public.notifications ALTER COLUMN id SET DEFAULT nextval('publi
 
 ALTER TABLE ONLY public.pipelines ALTER COLUMN id SET DEFAULT nextval('public.pipelines_id_seq'::regclass);
 
+ALTER TABLE ONLY public.report_call_days ALTER COLUMN id SET DEFAULT nextval('public.report_call_days_id_seq'::regclass);
+
+ALTER TABLE ONLY public.report_cycle_buckets ALTER COLUMN id SET DEFAULT nextval('public.report_cycle_buckets_id_seq'::regclass);
+
 ALTER TABLE ONLY public.report_day_zone ALTER COLUMN id SET DEFAULT nextval('public.report_day_zone_id_seq'::regclass);
 
 ALTER TABLE ONLY public.report_days ALTER COLUMN id SET DEFAULT nextval('public.report_days_id_seq'::regclass);
+
+ALTER TABLE ONLY public.report_stay_buckets ALTER COLUMN id SET DEFAULT nextval('public.report_stay_buckets_id_seq'::regclass);
+
+ALTER TABLE ONLY public.report_team_days ALTER COLUMN id SET DEFAULT nextval('public.report_team_days_id_seq'::regclass);
+
+ALTER TABLE ONLY public.report_team_stay_buckets ALTER COLUMN id SET DEFAULT nextval('public.report_team_stay_buckets_id_seq'::regclass);
 
 ALTER TABLE ONLY public.robot_rules ALTER COLUMN id SET DEFAULT nextval('public.robot_rules_id_seq'::regclass);
 
@@ -526,11 +645,26 @@ ALTER TABLE ONLY public.notifications
 ALTER TABLE ONLY public.pipelines
     ADD CONSTRAINT pk_pipelines PRIMARY KEY (id);
 
+ALTER TABLE ONLY public.report_call_days
+    ADD CONSTRAINT pk_report_call_days PRIMARY KEY (id);
+
+ALTER TABLE ONLY public.report_cycle_buckets
+    ADD CONSTRAINT pk_report_cycle_buckets PRIMARY KEY (id);
+
 ALTER TABLE ONLY public.report_day_zone
     ADD CONSTRAINT pk_report_day_zone PRIMARY KEY (id);
 
 ALTER TABLE ONLY public.report_days
     ADD CONSTRAINT pk_report_days PRIMARY KEY (id);
+
+ALTER TABLE ONLY public.report_stay_buckets
+    ADD CONSTRAINT pk_report_stay_buckets PRIMARY KEY (id);
+
+ALTER TABLE ONLY public.report_team_days
+    ADD CONSTRAINT pk_report_team_days PRIMARY KEY (id);
+
+ALTER TABLE ONLY public.report_team_stay_buckets
+    ADD CONSTRAINT pk_report_team_stay_buckets PRIMARY KEY (id);
 
 ALTER TABLE ONLY public.robot_cursors
     ADD CONSTRAINT pk_robot_cursors PRIMARY KEY (name);
@@ -543,6 +677,9 @@ ALTER TABLE ONLY public.robot_runs
 
 ALTER TABLE ONLY public.stage_history
     ADD CONSTRAINT pk_stage_history PRIMARY KEY (id);
+
+ALTER TABLE ONLY public.stage_totals
+    ADD CONSTRAINT pk_stage_totals PRIMARY KEY (pipeline_id, stage_id, owner_key);
 
 ALTER TABLE ONLY public.stages
     ADD CONSTRAINT pk_stages PRIMARY KEY (id);
@@ -634,7 +771,17 @@ CREATE INDEX ix_notifications_robot_run ON public.notifications USING btree (rob
 
 CREATE INDEX ix_notifications_user_unread ON public.notifications USING btree (user_id, read_at);
 
+CREATE INDEX ix_report_call_days_pipeline_day ON public.report_call_days USING btree (pipeline_id, day);
+
+CREATE INDEX ix_report_cycle_buckets_pipeline_day ON public.report_cycle_buckets USING btree (pipeline_id, day);
+
 CREATE INDEX ix_report_days_pipeline_day ON public.report_days USING btree (pipeline_id, day);
+
+CREATE INDEX ix_report_stay_buckets_pipeline_day ON public.report_stay_buckets USING btree (pipeline_id, day);
+
+CREATE INDEX ix_report_team_days_pipeline_day ON public.report_team_days USING btree (pipeline_id, day);
+
+CREATE INDEX ix_report_team_stay_buckets_read ON public.report_team_stay_buckets USING btree (pipeline_id, day, stage_id, bucket, moves);
 
 CREATE INDEX ix_robot_rules_stage_id ON public.robot_rules USING btree (stage_id);
 
@@ -718,6 +865,21 @@ ALTER TABLE ONLY public.notifications
 ALTER TABLE ONLY public.notifications
     ADD CONSTRAINT fk_notifications_user_id_users FOREIGN KEY (user_id) REFERENCES public.users(id) ON DELETE CASCADE;
 
+ALTER TABLE ONLY public.report_call_days
+    ADD CONSTRAINT fk_report_call_days_pipeline_id_pipelines FOREIGN KEY (pipeline_id) REFERENCES public.pipelines(id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.report_call_days
+    ADD CONSTRAINT fk_report_call_days_seller_id_users FOREIGN KEY (seller_id) REFERENCES public.users(id) ON DELETE SET NULL;
+
+ALTER TABLE ONLY public.report_call_days
+    ADD CONSTRAINT fk_report_call_days_stage_id_stages FOREIGN KEY (stage_id) REFERENCES public.stages(id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.report_cycle_buckets
+    ADD CONSTRAINT fk_report_cycle_buckets_pipeline_id_pipelines FOREIGN KEY (pipeline_id) REFERENCES public.pipelines(id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.report_cycle_buckets
+    ADD CONSTRAINT fk_report_cycle_buckets_seller_id_users FOREIGN KEY (seller_id) REFERENCES public.users(id) ON DELETE SET NULL;
+
 ALTER TABLE ONLY public.report_days
     ADD CONSTRAINT fk_report_days_from_stage_id_stages FOREIGN KEY (from_stage_id) REFERENCES public.stages(id) ON DELETE CASCADE;
 
@@ -729,6 +891,30 @@ ALTER TABLE ONLY public.report_days
 
 ALTER TABLE ONLY public.report_days
     ADD CONSTRAINT fk_report_days_to_stage_id_stages FOREIGN KEY (to_stage_id) REFERENCES public.stages(id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.report_stay_buckets
+    ADD CONSTRAINT fk_report_stay_buckets_pipeline_id_pipelines FOREIGN KEY (pipeline_id) REFERENCES public.pipelines(id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.report_stay_buckets
+    ADD CONSTRAINT fk_report_stay_buckets_seller_id_users FOREIGN KEY (seller_id) REFERENCES public.users(id) ON DELETE SET NULL;
+
+ALTER TABLE ONLY public.report_stay_buckets
+    ADD CONSTRAINT fk_report_stay_buckets_stage_id_stages FOREIGN KEY (stage_id) REFERENCES public.stages(id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.report_team_days
+    ADD CONSTRAINT fk_report_team_days_from_stage_id_stages FOREIGN KEY (from_stage_id) REFERENCES public.stages(id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.report_team_days
+    ADD CONSTRAINT fk_report_team_days_pipeline_id_pipelines FOREIGN KEY (pipeline_id) REFERENCES public.pipelines(id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.report_team_days
+    ADD CONSTRAINT fk_report_team_days_to_stage_id_stages FOREIGN KEY (to_stage_id) REFERENCES public.stages(id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.report_team_stay_buckets
+    ADD CONSTRAINT fk_report_team_stay_buckets_pipeline_id_pipelines FOREIGN KEY (pipeline_id) REFERENCES public.pipelines(id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.report_team_stay_buckets
+    ADD CONSTRAINT fk_report_team_stay_buckets_stage_id_stages FOREIGN KEY (stage_id) REFERENCES public.stages(id) ON DELETE CASCADE;
 
 ALTER TABLE ONLY public.robot_rules
     ADD CONSTRAINT fk_robot_rules_created_by_id_users FOREIGN KEY (created_by_id) REFERENCES public.users(id) ON DELETE SET NULL;
@@ -759,6 +945,12 @@ ALTER TABLE ONLY public.stage_history
 
 ALTER TABLE ONLY public.stage_history
     ADD CONSTRAINT fk_stage_history_to_stage_id_stages FOREIGN KEY (to_stage_id) REFERENCES public.stages(id);
+
+ALTER TABLE ONLY public.stage_totals
+    ADD CONSTRAINT fk_stage_totals_pipeline_id_pipelines FOREIGN KEY (pipeline_id) REFERENCES public.pipelines(id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.stage_totals
+    ADD CONSTRAINT fk_stage_totals_stage_id_stages FOREIGN KEY (stage_id) REFERENCES public.stages(id) ON DELETE CASCADE;
 
 ALTER TABLE ONLY public.stages
     ADD CONSTRAINT fk_stages_pipeline_id_pipelines FOREIGN KEY (pipeline_id) REFERENCES public.pipelines(id) ON DELETE CASCADE;

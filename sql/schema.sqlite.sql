@@ -1,4 +1,4 @@
--- pbx-crm schema for sqlite at migration 0005; regenerate with: pbx-crm db dump > sql/schema.sqlite.sql
+-- pbx-crm schema for sqlite at migration 0008; regenerate with: pbx-crm db dump > sql/schema.sqlite.sql
 
 CREATE TABLE alembic_version (
 	version_num VARCHAR(32) NOT NULL,
@@ -148,6 +148,33 @@ CREATE TABLE pipelines (
 	CONSTRAINT uq_pipelines_name UNIQUE (name)
 );
 
+CREATE TABLE report_call_days (
+	id INTEGER NOT NULL,
+	pipeline_id INTEGER NOT NULL,
+	day DATE NOT NULL,
+	stage_id INTEGER NOT NULL,
+	seller_id INTEGER,
+	calls INTEGER DEFAULT '0' NOT NULL,
+	outbound INTEGER DEFAULT '0' NOT NULL,
+	deals_called INTEGER DEFAULT '0' NOT NULL,
+	CONSTRAINT pk_report_call_days PRIMARY KEY (id),
+	CONSTRAINT fk_report_call_days_pipeline_id_pipelines FOREIGN KEY(pipeline_id) REFERENCES pipelines (id) ON DELETE CASCADE,
+	CONSTRAINT fk_report_call_days_seller_id_users FOREIGN KEY(seller_id) REFERENCES users (id) ON DELETE SET NULL,
+	CONSTRAINT fk_report_call_days_stage_id_stages FOREIGN KEY(stage_id) REFERENCES stages (id) ON DELETE CASCADE
+);
+
+CREATE TABLE report_cycle_buckets (
+	id INTEGER NOT NULL,
+	pipeline_id INTEGER NOT NULL,
+	day DATE NOT NULL,
+	seller_id INTEGER,
+	bucket SMALLINT NOT NULL,
+	wins INTEGER DEFAULT '0' NOT NULL,
+	CONSTRAINT pk_report_cycle_buckets PRIMARY KEY (id),
+	CONSTRAINT fk_report_cycle_buckets_pipeline_id_pipelines FOREIGN KEY(pipeline_id) REFERENCES pipelines (id) ON DELETE CASCADE,
+	CONSTRAINT fk_report_cycle_buckets_seller_id_users FOREIGN KEY(seller_id) REFERENCES users (id) ON DELETE SET NULL
+);
+
 CREATE TABLE report_day_zone (
 	id INTEGER NOT NULL,
 	time_zone VARCHAR(64) NOT NULL,
@@ -170,6 +197,48 @@ CREATE TABLE report_days (
 	CONSTRAINT fk_report_days_pipeline_id_pipelines FOREIGN KEY(pipeline_id) REFERENCES pipelines (id) ON DELETE CASCADE,
 	CONSTRAINT fk_report_days_seller_id_users FOREIGN KEY(seller_id) REFERENCES users (id) ON DELETE SET NULL,
 	CONSTRAINT fk_report_days_to_stage_id_stages FOREIGN KEY(to_stage_id) REFERENCES stages (id) ON DELETE CASCADE
+);
+
+CREATE TABLE report_stay_buckets (
+	id INTEGER NOT NULL,
+	pipeline_id INTEGER NOT NULL,
+	day DATE NOT NULL,
+	stage_id INTEGER NOT NULL,
+	seller_id INTEGER,
+	bucket SMALLINT NOT NULL,
+	moves INTEGER DEFAULT '0' NOT NULL,
+	CONSTRAINT pk_report_stay_buckets PRIMARY KEY (id),
+	CONSTRAINT fk_report_stay_buckets_pipeline_id_pipelines FOREIGN KEY(pipeline_id) REFERENCES pipelines (id) ON DELETE CASCADE,
+	CONSTRAINT fk_report_stay_buckets_seller_id_users FOREIGN KEY(seller_id) REFERENCES users (id) ON DELETE SET NULL,
+	CONSTRAINT fk_report_stay_buckets_stage_id_stages FOREIGN KEY(stage_id) REFERENCES stages (id) ON DELETE CASCADE
+);
+
+CREATE TABLE report_team_days (
+	id INTEGER NOT NULL,
+	pipeline_id INTEGER NOT NULL,
+	day DATE NOT NULL,
+	from_stage_id INTEGER,
+	to_stage_id INTEGER NOT NULL,
+	moves INTEGER DEFAULT '0' NOT NULL,
+	stay_seconds BIGINT DEFAULT '0' NOT NULL,
+	amount_minor BIGINT DEFAULT '0' NOT NULL,
+	cycle_seconds BIGINT DEFAULT '0' NOT NULL,
+	CONSTRAINT pk_report_team_days PRIMARY KEY (id),
+	CONSTRAINT fk_report_team_days_pipeline_id_pipelines FOREIGN KEY(pipeline_id) REFERENCES pipelines (id) ON DELETE CASCADE,
+	CONSTRAINT fk_report_team_days_from_stage_id_stages FOREIGN KEY(from_stage_id) REFERENCES stages (id) ON DELETE CASCADE,
+	CONSTRAINT fk_report_team_days_to_stage_id_stages FOREIGN KEY(to_stage_id) REFERENCES stages (id) ON DELETE CASCADE
+);
+
+CREATE TABLE report_team_stay_buckets (
+	id INTEGER NOT NULL,
+	pipeline_id INTEGER NOT NULL,
+	day DATE NOT NULL,
+	stage_id INTEGER NOT NULL,
+	bucket SMALLINT NOT NULL,
+	moves INTEGER DEFAULT '0' NOT NULL,
+	CONSTRAINT pk_report_team_stay_buckets PRIMARY KEY (id),
+	CONSTRAINT fk_report_team_stay_buckets_pipeline_id_pipelines FOREIGN KEY(pipeline_id) REFERENCES pipelines (id) ON DELETE CASCADE,
+	CONSTRAINT fk_report_team_stay_buckets_stage_id_stages FOREIGN KEY(stage_id) REFERENCES stages (id) ON DELETE CASCADE
 );
 
 CREATE TABLE robot_cursors (
@@ -232,6 +301,17 @@ CREATE TABLE stage_history (
 	CONSTRAINT fk_stage_history_moved_by_id_users FOREIGN KEY(moved_by_id) REFERENCES users (id) ON DELETE SET NULL,
 	CONSTRAINT fk_stage_history_pipeline_id_pipelines FOREIGN KEY(pipeline_id) REFERENCES pipelines (id),
 	CONSTRAINT fk_stage_history_to_stage_id_stages FOREIGN KEY(to_stage_id) REFERENCES stages (id)
+);
+
+CREATE TABLE stage_totals (
+	pipeline_id INTEGER NOT NULL,
+	stage_id INTEGER NOT NULL,
+	owner_key INTEGER NOT NULL,
+	deals INTEGER DEFAULT '0' NOT NULL,
+	amount_minor BIGINT DEFAULT '0' NOT NULL,
+	CONSTRAINT pk_stage_totals PRIMARY KEY (pipeline_id, stage_id, owner_key),
+	CONSTRAINT fk_stage_totals_pipeline_id_pipelines FOREIGN KEY(pipeline_id) REFERENCES pipelines (id) ON DELETE CASCADE,
+	CONSTRAINT fk_stage_totals_stage_id_stages FOREIGN KEY(stage_id) REFERENCES stages (id) ON DELETE CASCADE
 );
 
 CREATE TABLE stages (
@@ -372,7 +452,17 @@ CREATE INDEX ix_notifications_robot_run ON notifications (robot_run_id) WHERE ro
 
 CREATE INDEX ix_notifications_user_unread ON notifications (user_id, read_at);
 
+CREATE INDEX ix_report_call_days_pipeline_day ON report_call_days (pipeline_id, day);
+
+CREATE INDEX ix_report_cycle_buckets_pipeline_day ON report_cycle_buckets (pipeline_id, day);
+
 CREATE INDEX ix_report_days_pipeline_day ON report_days (pipeline_id, day);
+
+CREATE INDEX ix_report_stay_buckets_pipeline_day ON report_stay_buckets (pipeline_id, day);
+
+CREATE INDEX ix_report_team_days_pipeline_day ON report_team_days (pipeline_id, day);
+
+CREATE INDEX ix_report_team_stay_buckets_read ON report_team_stay_buckets (pipeline_id, day, stage_id, bucket, moves);
 
 CREATE INDEX ix_robot_rules_stage_id ON robot_rules (stage_id);
 

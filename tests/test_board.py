@@ -94,3 +94,23 @@ def test_column_totals_count_and_sum_the_cards_each_board_shows(session, sales):
     assert board.column_totals(session, people["budi"], pipeline.id,
                                owner_id=people["ana"].user_id) == {
         unsorted: waiting, opportunity: ColumnTotal(opportunity, 1, 1000)}
+
+
+def test_card_rows_are_the_same_cards_as_the_column_pages(session, sales):
+    """The page the web board reads (plain rows from statements built once) holds the same
+    cards, in the same order, as the column query, for every kind of board and page."""
+    _, stage, people, _ = sales
+    hana, ana, budi = people["hana"], people["ana"], people["budi"]
+    for actor, owner_id in ((hana, None), (hana, budi.user_id), (ana, None),
+                            (ana, budi.user_id)):
+        for column in stage.values():
+            cards = board.column_cards(session, actor, column, owner_id=owner_id, limit=1)
+            rows = board.column_card_rows(session, actor, column, owner_id=owner_id, limit=1)
+            assert [row.id for row in rows] == [deal.id for deal in cards]
+            while cards:
+                after = (cards[-1].created_at, cards[-1].id)
+                cards = board.column_cards(session, actor, column, owner_id=owner_id,
+                                           after=after, limit=1)
+                rows = board.column_card_rows(session, actor, column, owner_id=owner_id,
+                                              after=after, limit=1)
+                assert [row.id for row in rows] == [deal.id for deal in cards]

@@ -1,7 +1,7 @@
 """The web UI's plumbing: who is signed in, CSRF, ownership of deals, pages, errors.
 
-``WebUI`` holds what every route needs (settings, engine, one Jinja2 environment per language,
-the board's totals cache) and installs one Bottle plugin that runs before every route:
+``WebUI`` holds what every route needs (settings, engine, one Jinja2 environment per
+language) and installs one Bottle plugin that runs before every route:
 
 * a route is for signed-in users unless registered with ``public=True``; the session cookie's
   token is looked up in ``web_sessions`` (``pbx_crm.web_sessions``);
@@ -35,7 +35,7 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import Translations
 
-from pbx_crm import board, deals, web_sessions
+from pbx_crm import deals, web_sessions
 from pbx_crm.db import transaction
 from pbx_crm.errors import CrmError, Forbidden, ValidationError
 from pbx_crm.funnel import Actor
@@ -130,11 +130,9 @@ class Formatter:
 
 
 class WebUI:
-    def __init__(self, settings, engine, *, totals: board.TotalsCache | None = None,
-                 originate=None):
+    def __init__(self, settings, engine, *, originate=None):
         self.settings = settings
         self.engine = engine
-        self.totals = totals or board.TotalsCache()
         # Click-to-call: a callable like AmiClient.originate; made on first use when AMI is set.
         self._originate = originate
         self._ami_client = None

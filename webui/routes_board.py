@@ -1,8 +1,8 @@
 """The Kanban board: columns per stage, a page of cards each, "show more", search, filters.
 
-Cards are read as plain rows (``board.column_card_rows``), and the column totals come through
-the shared ``TotalsCache``, so a board over a large pipeline stays one short index range per
-column plus one totals query at most.
+Cards are read as plain rows (``board.column_card_rows``), and the column totals from the
+totals the deal services keep (``pbx_crm.stage_totals``), so a board over a large pipeline
+stays one short index range per column plus one read of a few dozen totals rows.
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def register(ui: WebUI) -> None:
                 search = board.search_cards(session, actor, text,
                                             region=ui.settings.phone_region)
             else:
-                totals = ui.totals.totals(session, actor, pipeline.id, owner_id=owner_id)
+                totals = board.column_totals(session, actor, pipeline.id, owner_id=owner_id)
                 for stage in stages:
                     cards = board.column_card_rows(session, actor, stage, owner_id=owner_id,
                                                    limit=BOARD_PAGE + 1)

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 import bottle
 
-from pbx_crm import deals, pipelines, tasks
+from pbx_crm import board, deals, pipelines, tasks
 from pbx_crm.click_to_call import call_contact
 from pbx_crm.db import transaction
 from pbx_crm.deal_card import deal_card
@@ -61,13 +61,12 @@ def register(ui: WebUI) -> None:
 
     def totals_json(pipeline_id: int) -> dict:
         fmt = ui.formatter()
-        ui.totals.forget(pipeline_id)
         with transaction(ui.engine, read_only=True) as session:
             pipeline = pipelines.get_pipeline(session, pipeline_id)
             owner_id = None
             if ui.actor.sees_everything:
                 owner_id = int_field(form(), "owner", "seller", required=False)
-            totals = ui.totals.totals(session, ui.actor, pipeline_id, owner_id=owner_id)
+            totals = board.column_totals(session, ui.actor, pipeline_id, owner_id=owner_id)
         return {str(stage_id): {"count": total.deals,
                                 "money": fmt.money(total.amount_minor, pipeline.currency)}
                 for stage_id, total in totals.items()}
@@ -88,7 +87,6 @@ def register(ui: WebUI) -> None:
         if ui.wants_json():
             return ui.json({"ok": True, "deal": current_state(deal_id),
                             "totals": totals_json(deal.pipeline_id)})
-        ui.totals.forget(deal.pipeline_id)
         return bottle.redirect(done or f"/deals/{deal_id}", 303)
 
     # --- reading ------------------------------------------------------------------------
@@ -267,6 +265,5 @@ def register(ui: WebUI) -> None:
         except CrmError as error:
             return new_deal_page(values=dict(values), error=error.message,
                                  status=error.status)
-        ui.totals.forget(deal.pipeline_id)
         return bottle.redirect(f"/deals/{deal.id}", 303)
 

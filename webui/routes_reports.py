@@ -23,7 +23,7 @@ from pbx_crm.advisor import advise
 from pbx_crm.db import transaction
 from pbx_crm.errors import ValidationError
 from pbx_crm.models import Deal, User
-from pbx_crm.report_charts import funnel_svg, report_tables, to_csv, trend_svg
+from pbx_crm.report_charts import Money, funnel_svg, report_tables, to_csv, trend_svg
 from pbx_crm.reports import DealFilter, deals_matching
 
 from .app import WebUI, int_field, query
@@ -49,7 +49,8 @@ TABLE_WORDS = (
     gettext("avg cycle days"), gettext("median cycle days"), gettext("week of"),
     gettext("seller"), gettext("team"), gettext("stage loss %"), gettext("flag"),
     gettext("deals"), gettext("calls"), gettext("outbound"), gettext("missed"),
-    gettext("calls per deal"), gettext("called back"), gettext("not called back"),
+    gettext("calls per deal"), gettext("deal-days with calls"), gettext("called back"),
+    gettext("not called back"),
     gettext("avg minutes"), gettext("median minutes"), gettext("nudges"),
     gettext("lower priority"), gettext("snooze"), gettext("unanswered"),
 )
@@ -132,6 +133,7 @@ def register(ui: WebUI) -> None:
         params = query_of(choice, report)
         return ui.render(
             "reports.html", report=report, tables=report_tables(report), hints=hints,
+            is_money=lambda cell: isinstance(cell, Money),
             pipelines=choices, sellers=sellers, choice=choice,
             periods=PERIODS, params=params, query_string=urlencode(params),
             funnel_chart=Markup(funnel_svg(report)), trend_chart=Markup(trend_svg(report)),
