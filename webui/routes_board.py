@@ -81,9 +81,10 @@ def register(ui: WebUI) -> None:
                                             region=ui.settings.phone_region)
             else:
                 totals = board.column_totals(session, actor, pipeline.id, owner_id=owner_id)
+                first_pages = board.board_card_rows(session, actor, stages, owner_id=owner_id,
+                                                    limit=BOARD_PAGE + 1)
                 for stage in stages:
-                    cards = board.column_card_rows(session, actor, stage, owner_id=owner_id,
-                                                   limit=BOARD_PAGE + 1)
+                    cards = first_pages[stage.id]
                     columns.append((stage, cards[:BOARD_PAGE],
                                     cursor_of(cards[BOARD_PAGE - 1])
                                     if len(cards) > BOARD_PAGE else None,

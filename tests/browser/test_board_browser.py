@@ -5,6 +5,7 @@ title made of markup that stays text."""
 from __future__ import annotations
 
 import pytest
+from playwright.sync_api import expect
 from sqlmodel import select
 
 from factories import (
@@ -64,7 +65,7 @@ def test_drag_a_card_to_another_column_and_it_stays_there_after_reload(open_page
     assert moved.value.status == 200
     assert stage_of(engine, deal.id) == target.id
     section = page.locator(f'section.column[data-stage-id="{target.id}"]')
-    assert section.locator(".count").inner_text() == "1"
+    expect(section.locator(".count")).to_have_text("1")  # once the page has taken the answer
     page.reload()
     assert column(page, target).locator(f"#deal-{deal.id}").count() == 1
 
@@ -83,8 +84,9 @@ def test_a_stale_drag_shows_the_message_and_where_the_card_really_is(open_page, 
     with page.expect_response(f"**/deals/{deal.id}/move") as moved:
         page.locator(f"#deal-{deal.id}").drag_to(column(page, stage["Commercial proposal"]))
     assert moved.value.status == 409
-    assert "changed by someone else" in page.locator("#board-message").inner_text()
-    assert column(page, stage["Closing"]).locator(f"#deal-{deal.id}").count() == 1
+    # Once the page has taken the answer: the message, and the card where it really is.
+    expect(page.locator("#board-message")).to_contain_text("changed by someone else")
+    expect(column(page, stage["Closing"]).locator(f"#deal-{deal.id}")).to_have_count(1)
 
 
 def test_change_the_stage_from_the_deal_card(open_page, crm, engine):
