@@ -21,50 +21,20 @@ import random
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+from benchkit import PIPELINE, ensure_deals, percentile, timed
 from sqlalchemy import func, text
 from sqlmodel import select
 
 from pbx_crm import board, pipelines
-from pbx_crm.db import make_engine, transaction, upgrade
+from pbx_crm.db import make_engine, transaction
 from pbx_crm.funnel import Actor
 from pbx_crm.models import Deal, User
-from pbx_crm.seed import seed_synthetic
-
-PIPELINE = "Bench"
-
-
-def timed(function, repeat: int) -> list[float]:
-    """Milliseconds per call, ``repeat`` calls after one warm-up."""
-    function()
-    samples = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        function()
-        samples.append((time.perf_counter() - start) * 1000)
-    return samples
-
-
-def percentile(samples: list[float], share: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
 def ensure_data(engine, deals: int) -> None:
-    upgrade(engine)
-    with transaction(engine, read_only=True) as session:
-        present = session.exec(select(func.count()).select_from(Deal)).one()
-    if present >= deals:
-        return
-    if present:
-        sys.exit(f"the database holds {present} deals, fewer than {deals}: use an empty one")
-    print(f"seeding {deals:,} deals (once; later runs reuse them)...", file=sys.stderr)
-    start = time.perf_counter()
-    seed_synthetic(engine, deals=deals, contacts=max(1, deals // 2), sellers=20, region="ID",
-                   pipeline_name=PIPELINE, random_seed=1)
-    print(f"seeded in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    ensure_deals(engine, deals, contacts=max(1, deals // 2), random_seed=1)
 
 
 def run(engine, repeat: int) -> list[tuple[str, list[float]]]:

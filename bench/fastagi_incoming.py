@@ -47,6 +47,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from benchkit import percentile
 from sqlalchemy import func, text
 from sqlmodel import select
 
@@ -337,11 +338,6 @@ def drain(running, timeout: float = 120.0) -> int:
         running.dispatcher.replay_spooled()
     waiting, set_aside = running.spool.counts()
     return waiting + set_aside
-
-
-def percentile(samples: list[float], share: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
 @dataclass

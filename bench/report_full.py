@@ -21,20 +21,18 @@ import argparse
 import statistics
 import sys
 import tempfile
-import time
 from datetime import date
 from pathlib import Path
 
+from benchkit import PIPELINE, ensure_deals, timed
 from sqlalchemy import func, text
 from sqlmodel import select
 
 from pbx_crm import pipelines, reports
-from pbx_crm.db import is_sqlite, make_engine, transaction, upgrade
+from pbx_crm.db import is_sqlite, make_engine, transaction
 from pbx_crm.funnel import Actor
 from pbx_crm.models import Deal, StageHistory, User
-from pbx_crm.seed import seed_synthetic
 
-PIPELINE = "Bench"
 TIME_ZONE = "Asia/Jakarta"
 YEAR = (date(2024, 1, 1), date(2025, 1, 1))
 QUARTER = (date(2024, 10, 1), date(2025, 1, 1))
@@ -42,34 +40,15 @@ DETOUR_RATE = 0.45  # about five history rows per deal
 SEED_NOW = "2025-01-01T00:00:00+00:00"
 
 
-def timed(function, repeat: int) -> list[float]:
-    """Milliseconds per call, ``repeat`` calls after one warm-up."""
-    function()
-    samples = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        function()
-        samples.append((time.perf_counter() - start) * 1000)
-    return samples
-
-
 def ensure_data(engine, deals: int) -> None:
     from datetime import datetime
 
-    upgrade(engine)
-    with transaction(engine, read_only=True) as session:
-        present = session.exec(select(func.count()).select_from(Deal)).one()
-    if present >= deals:
+    report = ensure_deals(engine, deals, contacts=max(1, deals // 5), random_seed=1,
+                          now=datetime.fromisoformat(SEED_NOW), detour_rate=DETOUR_RATE)
+    if report is None:
         return
-    if present:
-        sys.exit(f"the database holds {present} deals, fewer than {deals}: use an empty one")
-    print(f"seeding {deals:,} deals (once; later runs reuse them)...", file=sys.stderr)
-    start = time.perf_counter()
-    report = seed_synthetic(engine, deals=deals, contacts=max(1, deals // 5), sellers=20,
-                            region="ID", pipeline_name=PIPELINE, random_seed=1,
-                            now=datetime.fromisoformat(SEED_NOW), detour_rate=DETOUR_RATE)
-    print(f"seeded {report.deals:,} deals, {report.history_rows:,} history rows in "
-          f"{time.perf_counter() - start:.1f} s", file=sys.stderr)
+    print(f"seeded {report.deals:,} deals, {report.history_rows:,} history rows",
+          file=sys.stderr)
     if not is_sqlite(engine):
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
             connection.execute(text("VACUUM ANALYZE"))  # as autovacuum would after a bulk load

@@ -31,12 +31,13 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+from benchkit import PIPELINE, ensure_deals
 from sqlalchemy import delete, func, text, update
 from sqlmodel import select
 
 from pbx_crm import pipelines, robots, users
 from pbx_crm.config import Settings
-from pbx_crm.db import make_engine, transaction, upgrade
+from pbx_crm.db import make_engine, transaction
 from pbx_crm.enums import StageKind
 from pbx_crm.funnel import Actor
 from pbx_crm.models import (
@@ -51,26 +52,10 @@ from pbx_crm.models import (
     User,
     utcnow,
 )
-from pbx_crm.seed import seed_synthetic
 from pbx_crm.working_hours import WorkingClock
 
-PIPELINE = "Bench"
 ADMIN = Actor.system("bench")
 
-
-def ensure_data(engine, deals: int) -> None:
-    upgrade(engine)
-    with transaction(engine, read_only=True) as session:
-        present = session.exec(select(func.count()).select_from(Deal)).one()
-    if present >= deals:
-        return
-    if present:
-        sys.exit(f"the database holds {present} deals, fewer than {deals}: use an empty one")
-    print(f"seeding {deals:,} deals (once; later runs reuse them)...", file=sys.stderr)
-    start = time.perf_counter()
-    seed_synthetic(engine, deals=deals, contacts=max(1, deals // 5), sellers=20, region="ID",
-                   pipeline_name=PIPELINE, random_seed=7)
-    print(f"seeded in {time.perf_counter() - start:.1f} s", file=sys.stderr)
 
 
 def reset_robots(engine) -> None:
@@ -141,7 +126,7 @@ def main(argv=None) -> int:
     url = args.database_url or \
         f"sqlite:///{Path(tempfile.gettempdir()) / f'pbx-crm-bench-robots-{args.deals}.sqlite3'}"
     engine = make_engine(url)
-    ensure_data(engine, args.deals)
+    ensure_deals(engine, args.deals, contacts=max(1, args.deals // 5), random_seed=7)
     if engine.dialect.name == "postgresql":
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
             connection.execute(text("VACUUM ANALYZE"))

@@ -31,11 +31,6 @@ from pathlib import Path
 GOAL_P95_MS = 100.0
 
 
-def percentile(samples: list[float], share: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
-
-
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -229,6 +224,8 @@ def measure(port: int, signed, writer, args, events: int) -> list[float]:
 
 
 def report(name: str, latencies: list[float]) -> dict:
+    from benchkit import percentile  # imports pbx_crm: after the fork, like the rest here
+
     figures = {"p50": statistics.median(latencies), "p95": percentile(latencies, 0.95),
                "p99": percentile(latencies, 0.99), "max": max(latencies)}
     print(f"{name:<34} " + "  ".join(f"{k} {v:7.1f} ms" for k, v in figures.items()),

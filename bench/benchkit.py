@@ -1,0 +1,54 @@
+"""What the benchmarks share: seeding a database once, timing a call, reading percentiles.
+
+Each benchmark script runs as ``python bench/<name>.py`` (this folder is then first on the
+import path) and imports from here.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from sqlalchemy import func
+from sqlmodel import select
+
+from pbx_crm.db import transaction, upgrade
+from pbx_crm.models import Deal
+from pbx_crm.seed import seed_synthetic
+
+PIPELINE = "Bench"
+
+
+def timed(function, repeat: int) -> list[float]:
+    """Milliseconds per call, ``repeat`` calls after one warm-up."""
+    function()
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        function()
+        samples.append((time.perf_counter() - start) * 1000)
+    return samples
+
+
+def percentile(samples: list[float], share: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+def ensure_deals(engine, deals: int, *, contacts: int, random_seed: int, **seed_options):
+    """Migrate, and seed ``deals`` synthetic deals in the "Bench" pipeline unless the database
+    holds them already (seeding a million takes minutes: later runs reuse them). Returns the
+    seed's report, or None when nothing was seeded."""
+    upgrade(engine)
+    with transaction(engine, read_only=True) as session:
+        present = session.exec(select(func.count()).select_from(Deal)).one()
+    if present >= deals:
+        return None
+    if present:
+        sys.exit(f"the database holds {present} deals, fewer than {deals}: use an empty one")
+    print(f"seeding {deals:,} deals (once; later runs reuse them)...", file=sys.stderr)
+    start = time.perf_counter()
+    report = seed_synthetic(engine, deals=deals, contacts=contacts, sellers=20, region="ID",
+                            pipeline_name=PIPELINE, random_seed=random_seed, **seed_options)
+    print(f"seeded in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    return report
