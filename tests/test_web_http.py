@@ -524,6 +524,7 @@ HEAD_ONLY = [
     ("/settings/users/{budi}/active", {"active": "no"}),
     ("/settings/users/{budi}/extensions", {"extensions": "105"}),
     ("/settings/users/{budi}/language", {"language": "id"}),
+    ("/settings/users/{budi}/email", {"email": "budi@toko.example"}),
 ]
 
 
@@ -559,11 +560,17 @@ def test_the_head_sets_up_stages_and_users(web, crm, engine):
                                            "extensions": "103", "language": "id"}).status == 303
     assert client.post(f"/settings/pipelines/{pipeline.id}/calls",
                        {"enabled": "no"}).status == 303
+    budi = crm["budi"].user_id
+    assert client.post(f"/settings/users/{budi}/email", {"email": "budi at toko"}).status == 400
+    assert client.post(f"/settings/users/{budi}/email",
+                       {"email": "budi@toko.example"}).status == 303
     page = client.get("/settings").text
+    assert 'value="budi@toko.example"' in page
     assert "Final check" in page and 'data-login="eka"' in page
     with transaction(engine, read_only=True) as session:
         eka = session.exec(select(User).where(User.login == "eka")).one()
         assert eka.language == "id"
+        assert session.get(User, budi).email == "budi@toko.example"
         assert not session.get(type(pipeline), pipeline.id).creates_deals_from_calls
 
 

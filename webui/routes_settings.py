@@ -138,4 +138,12 @@ def register(ui: WebUI) -> None:
         return change(lambda session, values: users.set_language(
             session, ui.actor, user_id, values.get("language", "")))
 
+    @app.post("/settings/users/<user_id:int>/email")
+    def set_email(user_id):
+        def work(session, values):
+            ensure_head(ui.actor, "change e-mail addresses")
+            users.set_email(session, ui.actor, user_of(session, user_id).id,
+                            values.get("email", "").strip() or None)
+        return change(work)
+
 
