@@ -749,15 +749,23 @@ def _act_all(session: Session, rule: RobotRule, claimed, *, now: datetime,
     found = {deal.id: (deal, stage) for deal, stage in rows}
     for run_id, deal_id in claimed:
         deal, stage = found[deal_id]
-        report.fired += 1
-        report.run_ids.append(run_id)
-        pending = _fire(session, rule, run_id, deal, stage, now=now, settings=settings)
-        if pending is None:
-            report.failed += 1
-        elif pending.mails or pending.call_owner_id is not None:
-            after.append(pending)
+        _fire_counted(session, rule, run_id, deal, stage, report, after, now=now,
+                      settings=settings)
         if on_run is not None:
             on_run(run_id)
+
+
+def _fire_counted(session: Session, rule: RobotRule, run_id: int, deal: Deal, stage: Stage,
+                  report: PassReport, after: list, *, now: datetime, settings: Settings) -> None:
+    """``_fire``, counted in the pass's report; what must follow the commit (mails, a
+    reminder call) goes to ``after``."""
+    report.fired += 1
+    report.run_ids.append(run_id)
+    pending = _fire(session, rule, run_id, deal, stage, now=now, settings=settings)
+    if pending is None:
+        report.failed += 1
+    elif pending.mails or pending.call_owner_id is not None:
+        after.append(pending)
 
 
 def _fire(session: Session, rule: RobotRule, run_id: int, deal: Deal, stage: Stage, *,
@@ -1046,13 +1054,8 @@ def _on_call_event(session: Session, kind: str, payload: dict, *, now: datetime,
             continue
         claimed = _claim(session, rule, [(deal.id, f"r{rule.id}:d{deal.id}:c{call.id}")], now)
         for run_id, _ in claimed:
-            report.fired += 1
-            report.run_ids.append(run_id)
-            pending = _fire(session, rule, run_id, deal, stage, now=now, settings=settings)
-            if pending is None:
-                report.failed += 1
-            elif pending.mails or pending.call_owner_id is not None:
-                after.append(pending)
+            _fire_counted(session, rule, run_id, deal, stage, report, after, now=now,
+                          settings=settings)
             session.refresh(deal)
             if deal.stage_id != stage.id:
                 return  # moved on: the stage's other triggers no longer apply
