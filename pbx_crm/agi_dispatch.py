@@ -44,6 +44,11 @@ WRITER_LOCK_TIMEOUT = text("SET LOCAL lock_timeout = '10s'")
 ANSWER_WORKER_WAIT = 0.1
 
 
+def _left(deadline: float) -> float:
+    """Seconds left before ``deadline`` (a ``time.monotonic()`` reading), never negative."""
+    return max(0.0, deadline - time.monotonic())
+
+
 @dataclass(frozen=True)
 class HookContext:
     settings: Settings
@@ -80,6 +85,8 @@ class HookDispatcher:
 
     def handle(self, request: AgiRequest) -> dict[str, str]:
         received_at = utcnow()
+        # One budget for the whole request, whatever it waits for on the way.
+        deadline = time.monotonic() + self.budget
         hook = self.hooks.get(request.script)
         if hook is None:
             log.error("the dialplan asked for an unknown hook %r (known: %s)", request.script,
@@ -91,10 +98,10 @@ class HookDispatcher:
             return self._spool(hook, key, request, received_at, "earlier request spooled")
         if hook.answer is not None:
             context = HookContext(settings=self.settings, now=received_at)
-            variables = self._answer(hook, request, context)
+            variables = self._answer(hook, request, context, deadline)
             self.writer.put(hook, key, request, received_at, memo=context.memo)
             return variables
-        if not self.writer.wait_released(key, self.budget):
+        if not self.writer.wait_released(key, _left(deadline)):
             # An earlier request of this call is still not recorded: record this one after
             # it, and let the call go on.
             self.writer.put(hook, key, request, received_at)
@@ -103,7 +110,7 @@ class HookDispatcher:
             return self._spool(hook, key, request, received_at, "all database workers busy")
         future = self._pool.submit(self._run_and_release, hook, request, received_at)
         try:
-            return future.result(timeout=self.budget)
+            return future.result(timeout=_left(deadline))
         except FutureTimeout:
             # The hook may still finish; the replay then finds its work done (idempotent).
             return self._spool(hook, key, request, received_at,
@@ -112,16 +119,16 @@ class HookDispatcher:
             log.warning("hook %s failed for %s: %r", hook.name, request.uniqueid, error)
             return self._spool(hook, key, request, received_at, repr(error))
 
-    def _answer(self, hook, request: AgiRequest, context: HookContext) -> dict[str, str]:
+    def _answer(self, hook, request: AgiRequest, context: HookContext,
+                deadline: float) -> dict[str, str]:
         """The hook's read-only answer within the budget; UNAVAILABLE when it cannot be had
         (the writes are queued all the same, and spooled if the database stays away)."""
         # A read is short: worth a brief wait for a worker in a burst, never the whole budget.
-        started = time.monotonic()
-        if not self._free_workers.acquire(timeout=min(self.budget, ANSWER_WORKER_WAIT)):
+        if not self._free_workers.acquire(timeout=min(_left(deadline), ANSWER_WORKER_WAIT)):
             return self._unanswered(hook, request, "all database workers busy")
         future = self._pool.submit(self._answer_and_release, hook, request, context)
         try:
-            return future.result(timeout=max(0.0, self.budget - (time.monotonic() - started)))
+            return future.result(timeout=_left(deadline))
         except FutureTimeout:
             return self._unanswered(hook, request,
                                     f"over the {self.settings.hook_budget_ms} ms budget")
