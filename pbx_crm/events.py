@@ -33,14 +33,18 @@ def emit(session: Session, kind: str, *, target_user_id: int | None, payload: di
     session.add(event)
     session.flush()
     if session.get_bind().dialect.name == "postgresql":
-        session.exec(text("SELECT pg_notify(:channel, :id)"),
-                     params={"channel": NOTIFY_CHANNEL, "id": str(event.id)})
+        _notify(session, event.id)
     return event
 
 
 _INSERT = insert(Event.__table__)
 _INSERT_RETURNING_ID = _INSERT.returning(Event.__table__.c.id)
 _NOTIFY = text("SELECT pg_notify(:channel, :id)")
+
+
+def _notify(session: Session, event_id: int) -> None:
+    """Wake the web processes' stream readers (delivered when the transaction commits)."""
+    session.execute(_NOTIFY, {"channel": NOTIFY_CHANNEL, "id": str(event_id)})
 
 
 def emit_many(session: Session, kind: str, targets, *, payload: dict, deal_id: int | None,
@@ -54,7 +58,7 @@ def emit_many(session: Session, kind: str, targets, *, payload: dict, deal_id: i
     if session.get_bind().dialect.name == "postgresql":
         ids = session.execute(_INSERT_RETURNING_ID, rows).scalars().all()
         for event_id in ids:
-            session.execute(_NOTIFY, {"channel": NOTIFY_CHANNEL, "id": str(event_id)})
+            _notify(session, event_id)
     else:
         session.execute(_INSERT, rows)
 
