@@ -12,9 +12,8 @@ import re
 from urllib.parse import urlencode
 
 import pytest
-from factories import PASSWORD
 from test_reports import build_funnel
-from webtools import Client, WebServer
+from webtools import Client, signed_in
 
 from pbx_crm.db import transaction
 
@@ -29,16 +28,6 @@ def funnel(engine):
                 "budi": built.budi.user_id, "stage": {n: s.id for n, s in built.stage.items()}}
 
 
-@pytest.fixture
-def web(settings, engine):
-    with WebServer(settings, engine) as server:
-        yield server
-
-
-def signed_in(web, login: str) -> Client:
-    client = Client(web.url)
-    assert client.sign_in(login, PASSWORD).status == 303
-    return client
 
 
 def page(client, **params):
