@@ -29,7 +29,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from .agi_protocol import AgiRequest
 from .config import Settings
-from .db import transaction
+from .db import read_only_engine, transaction
 from .models import utcnow
 from .spool import Spool
 
@@ -67,7 +67,7 @@ class HookDispatcher:
             from .agi import HOOKS as hooks
         self.engine = engine
         # Answers only read: on SQLite they must not queue for the write lock.
-        self._reader = engine.execution_options(sqlite_begin="DEFERRED")
+        self._reader = read_only_engine(engine)
         self.settings = settings
         self.spool = spool
         self.hooks = hooks
@@ -145,7 +145,11 @@ class HookDispatcher:
         try:
             # A plain connection, not a session: the answer is a read or two, and rolled back.
             with self._reader.connect() as connection:
-                return hook.answer(connection, request, context)
+                answer = hook.answer(connection, request, context)
+                # Ended by COMMIT, not the pool's ROLLBACK, which drops the statements the
+                # driver prepared on the connection (PostgreSQL).
+                connection.commit()
+                return answer
         finally:
             self._free_workers.release()
 

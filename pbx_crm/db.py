@@ -8,17 +8,20 @@ timeout), instead of failing half-way when a reader tries to become a writer.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 
-from sqlalchemy import event
+from sqlalchemy import event, exc
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session, create_engine
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 POOL_SIZE = 24
+# A pooled PostgreSQL connection idle longer than this is pinged before use.
+PING_AFTER_IDLE_S = 1.0
 
 
 def is_sqlite(engine_or_url) -> bool:
@@ -43,7 +46,29 @@ def make_engine(url: str, **options) -> Engine:
         )
         _configure_sqlite(engine)
         return engine
-    return create_engine(url, pool_pre_ping=True, **options)
+    engine = create_engine(url, **options)
+    _ping_idle_connections(engine)
+    return engine
+
+
+def _ping_idle_connections(engine: Engine) -> None:
+    """Check a pooled connection with a round trip only when it has sat idle a while (the
+    server may have restarted meanwhile); a busy process reuses its connections within
+    milliseconds, and a ping on every checkout cost one more round trip per transaction."""
+    @event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_connection, record):
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_connection, record, _proxy):
+        idle_since = record.info.get("idle_since")
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_S:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as error:
+            # The pool drops this connection and checks out a new one.
+            raise exc.DisconnectionError(str(error)) from error
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -64,18 +89,33 @@ def _configure_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql(f"BEGIN {mode}")
 
 
+def read_only_engine(engine: Engine) -> Engine:
+    """``engine`` for read-only work: SQLite begins DEFERRED (a reader never waits for the
+    write lock), PostgreSQL begins READ ONLY (a stray write fails instead of landing)."""
+    try:
+        return engine.__dict__["_pbx_crm_read_only"]
+    except KeyError:
+        read_only = engine.execution_options(sqlite_begin="DEFERRED", postgresql_readonly=True)
+        engine.__dict__["_pbx_crm_read_only"] = read_only
+        return read_only
+
+
 @contextmanager
 def transaction(engine: Engine, *, read_only: bool = False) -> Iterator[Session]:
     """One unit of work: commit on success, roll back on any exception."""
-    bind = engine.execution_options(sqlite_begin="DEFERRED") if read_only else engine
+    bind = read_only_engine(engine) if read_only else engine
     with Session(bind, expire_on_commit=False) as session:
         try:
             yield session
             if read_only:
-                # Detach first: what was read stays usable after the rollback.
+                # Detach first: what was read stays usable afterwards.
                 session.expunge_all()
+            if read_only and is_sqlite(engine):
                 session.rollback()
             else:
+                # PostgreSQL's READ ONLY transaction ends with COMMIT too (it cannot have
+                # written): a ROLLBACK makes the driver drop every statement it prepared on
+                # the connection, and pages and calls run the same few statements all day.
                 session.commit()
         except BaseException:
             session.rollback()

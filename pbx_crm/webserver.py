@@ -18,6 +18,7 @@ in a child process for ``pbx-crm serve`` / ``pbx-crm demo``, whose main thread i
 
 from __future__ import annotations
 
+import gc
 import logging
 import multiprocessing
 import os
@@ -75,9 +76,20 @@ def serve_web(settings: Settings) -> None:
             from .db import make_engine
             from pbx_crm.webui import create_app
 
-            return create_app(settings, make_engine(settings.database))
+            app = create_app(settings, make_engine(settings.database))
+            keep_startup_objects_out_of_gc()
+            return app
 
     WebApplication().run()
+
+
+def keep_startup_objects_out_of_gc() -> None:
+    """Move what the worker loaded at start (modules, the ORM's mappings, the app) out of
+    the garbage collector's sight: they live as long as the worker, and a full collection
+    walking them all took tens of milliseconds out of the request it fell in (the board's
+    slowest loads)."""
+    gc.collect()
+    gc.freeze()
 
 
 class RunningWeb:

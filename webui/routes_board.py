@@ -54,10 +54,10 @@ def register(ui: WebUI) -> None:
     def home():
         return bottle.redirect("/board", 303)
 
-    def _filters(session):
+    def _filters(all_pipelines):
         values = query()
         pipeline_id = int_field(values, "pipeline", "pipeline", required=False)
-        pipeline = pipelines.get_pipeline(session, pipeline_id)
+        pipeline = pipelines.pick_pipeline(all_pipelines, pipeline_id)
         owner_id = None
         if ui.actor.sees_everything:
             owner_id = int_field(values, "owner", "seller", required=False)
@@ -67,8 +67,9 @@ def register(ui: WebUI) -> None:
     def show_board():
         actor = ui.actor
         with transaction(ui.engine, read_only=True) as session:
+            all_pipelines = pipelines.list_pipelines(session)
             try:
-                pipeline, owner_id = _filters(session)
+                pipeline, owner_id = _filters(all_pipelines)
             except NotFound:
                 return ui.render("board.html", pipeline=None, columns=[], all_pipelines=[],
                                  sellers=[], owner_id=None, search=None, q="")
@@ -89,7 +90,6 @@ def register(ui: WebUI) -> None:
                                     cursor_of(cards[BOARD_PAGE - 1])
                                     if len(cards) > BOARD_PAGE else None,
                                     totals.get(stage.id, board.ColumnTotal(stage.id, 0, 0))))
-            all_pipelines = pipelines.list_pipelines(session)
             sellers = _sellers(session) if actor.sees_everything else []
         return ui.render("board.html", pipeline=pipeline, columns=columns,
                          all_pipelines=all_pipelines, sellers=sellers, owner_id=owner_id,
