@@ -11,7 +11,19 @@ import functools
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, bindparam, exists, func, literal, or_, tuple_, union_all
+from sqlalchemy import (
+    and_,
+    bindparam,
+    column,
+    exists,
+    func,
+    literal,
+    or_,
+    table,
+    tuple_,
+    union,
+    union_all,
+)
 from sqlmodel import Session, select
 
 from . import stage_totals
@@ -170,23 +182,34 @@ def board_card_rows(session: Session, actor: Actor, stages, *, owner_id: int | N
 
 
 SEARCH_LIMIT = 50
+# Titles and names are found through trigram indexes (migration 0009); a text shorter than a
+# trigram gives the index nothing to look up, so it is matched by a scan.
+TRIGRAM_LENGTH = 3
 _LIKE_ESCAPE = str.maketrans({"\\": "\\\\", "%": "\\%", "_": "\\_"})
+# SQLite's trigram indexes: FTS5 tables over deals.title and contacts.name, keyed by rowid.
+_deal_title_fts = table("deal_title_fts", column("rowid"), column("title"))
+_contact_name_fts = table("contact_name_fts", column("rowid"), column("name"))
 
 
 def search_cards(session: Session, actor: Actor, text: str, *, region: str,
                  pipeline_id: int | None = None, limit: int = SEARCH_LIMIT) -> list:
     """Cards whose deal number, contact phone, title or contact name matches ``text``,
-    newest first, among the deals the actor may see."""
+    newest first, among the deals the actor may see. Title and name match when they hold
+    ``text`` anywhere, in any letter case."""
     text = " ".join((text or "").split())
     if not text:
         return []
     if len(text) > 100:
         raise ValidationError("Search for at most 100 characters.", field="q")
-    pattern = "%" + text.lower().translate(_LIKE_ESCAPE) + "%"
-    matches = [func.lower(Deal.title).like(pattern, escape="\\"),
-               func.lower(Contact.name).like(pattern, escape="\\")]
+    # A NUL ends an SQLite pattern early (it would match every deal), PostgreSQL refuses it,
+    # and neither stores half a surrogate pair: such text is no title or name anyway.
+    if not _is_text(text):
+        raise ValidationError("Search for letters, digits or signs, not control characters.",
+                              field="q")
+    matches = []  # each way a deal can match, as a condition on the deal
     number = text.lstrip("#").strip()
-    if number.isdigit() and len(number) <= 18:
+    # ASCII digits only: "²" is a digit to Python, yet no number int() reads.
+    if number.isascii() and number.isdigit() and len(number) <= 18:
         matches.append(Deal.id == int(number))
     try:
         e164 = normalize_number(text, region=region)
@@ -195,12 +218,73 @@ def search_cards(session: Session, actor: Actor, text: str, *, region: str,
     if e164:
         matches.append(Deal.contact_id.in_(select(ContactPhone.contact_id)
                                            .where(ContactPhone.e164 == e164)))
-    query = _card.where(or_(*matches))
-    if pipeline_id is not None:
-        query = query.where(Deal.pipeline_id == pipeline_id)
+    newest_first = (Deal.created_at.desc(), Deal.id.desc())
+    if len(text) < TRIGRAM_LENGTH:
+        pattern = _like_pattern(text)
+        query = _card.where(or_(func.lower(Deal.title).like(pattern, escape="\\"),
+                                func.lower(Contact.name).like(pattern, escape="\\"),
+                                *matches), *_shown(actor, pipeline_id, Deal.owner_id))
+        return list(session.exec(query.order_by(*newest_first).limit(limit)))
+    # SQLite keeps no statistics to tell it that a seller owns a small share of the deals,
+    # not a handful: left to itself it reads every deal of theirs and looks each up in the
+    # search index, several times slower than the other way round. "+ 0" hides the owner
+    # indexes from it; PostgreSQL weighs both ways on its statistics.
+    owner = Deal.owner_id + 0 if session.get_bind().dialect.name == "sqlite" else Deal.owner_id
+    shown = _shown(actor, pipeline_id, owner)
+    # Each way of matching is read through its own index, the deals it finds narrowed and
+    # ordered on what that read gives (an OR across the contact join would leave the planner
+    # nothing but a scan of the deals); the card, its contact, owner and overdue mark are
+    # read for the page's deals only.
+    found = union(*(select(Deal.id, Deal.created_at).where(match, *shown)
+                    for match in _word_matches(session, text) + matches)).subquery("found")
+    page = (select(found.c.id).order_by(found.c.created_at.desc(), found.c.id.desc())
+            .limit(limit))
+    return list(session.exec(_card.where(Deal.id.in_(page)).order_by(*newest_first)))
+
+
+def _shown(actor: Actor, pipeline_id: int | None, owner) -> list:
+    """Conditions on a deal: in the pipeline searched, if one is; the actor may see it (a
+    seller: their own and the Unsorted ones). ``owner``: the deal's owner column as the
+    query should read it."""
+    shown = [] if pipeline_id is None else [Deal.pipeline_id == pipeline_id]
     if not actor.sees_everything:
         unsorted = select(Stage.id).where(Stage.is_unsorted)
-        query = query.where(or_(Deal.owner_id == actor.user_id,
-                                and_(Deal.owner_id.is_(None), Deal.stage_id.in_(unsorted))))
-    return list(session.exec(query.order_by(Deal.created_at.desc(), Deal.id.desc())
-                             .limit(limit)))
+        shown.append(or_(owner == actor.user_id,
+                         and_(owner.is_(None), Deal.stage_id.in_(unsorted))))
+    return shown
+
+
+def _is_text(text: str) -> bool:
+    if any(character < " " or character == "\x7f" for character in text):
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _like_pattern(text: str) -> str:
+    """``text`` as a lower-case ``LIKE`` pattern for "holds it anywhere", its own ``%``,
+    ``_`` and ``\\`` taken literally (with ``ESCAPE '\\'``)."""
+    return "%" + text.lower().translate(_LIKE_ESCAPE) + "%"
+
+
+def _word_matches(session: Session, text: str) -> list:
+    """Conditions on a deal: its title holds ``text`` (a trigram long at least), in any
+    letter case; its contact's name does.
+
+    PostgreSQL: ``lower(..) LIKE`` is what the GIN ``gin_trgm_ops`` indexes on ``lower(title)``
+    and ``lower(name)`` answer (without ``pg_trgm`` the same query scans). SQLite: a phrase
+    query on the FTS5 trigram tables, which matches any run of three characters or more,
+    folding the case of every alphabet (SQLite's own ``lower()`` folds ASCII only)."""
+    if session.get_bind().dialect.name == "sqlite":
+        # A quoted FTS5 string: every character literal, a quote written twice.
+        phrase = '"' + text.replace('"', '""') + '"'
+        titles = select(_deal_title_fts.c.rowid).where(_deal_title_fts.c.title.match(phrase))
+        contacts = select(_contact_name_fts.c.rowid).where(
+            _contact_name_fts.c.name.match(phrase))
+        return [Deal.id.in_(titles), Deal.contact_id.in_(contacts)]
+    pattern = _like_pattern(text)
+    contacts = select(Contact.id).where(func.lower(Contact.name).like(pattern, escape="\\"))
+    return [func.lower(Deal.title).like(pattern, escape="\\"), Deal.contact_id.in_(contacts)]

@@ -3,8 +3,9 @@
 ``dump_schema(engine)`` describes a migrated database as plain SQL, the same text on every
 run, so ``sql/schema.sqlite.sql`` and ``sql/schema.postgres.sql`` can be committed and a test
 can fail when they drift from the migrations. ``pbx-crm db dump`` prints it; the schema tests
-compare it with the committed files. SQLite is read from ``sqlite_master``; PostgreSQL is
-dumped by ``pg_dump`` and stripped of what varies between runs and pg_dump versions.
+compare it with the committed files. SQLite is read from ``sqlite_master`` (virtual tables
+without the shadow tables they make for themselves); PostgreSQL is dumped by ``pg_dump`` and
+stripped of what varies between runs and pg_dump versions.
 """
 
 from __future__ import annotations
@@ -54,8 +55,14 @@ def _dump_sqlite(engine: Engine) -> str:
             "SELECT type, name, sql FROM sqlite_master"
             " WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'"
         )).all()
+        # A virtual table (the FTS5 search indexes) keeps its data in shadow tables that
+        # its CREATE VIRTUAL TABLE makes: they are its innards, and replaying their CREATE
+        # TABLE after it would fail.
+        shadows = {row.name for row in connection.exec_driver_sql("PRAGMA table_list")
+                   if row.type == "shadow"}
     # Automatic indexes (UNIQUE, PRIMARY KEY) have no sql and come with their table.
-    rows = sorted(rows, key=lambda row: (_SQLITE_ORDER.get(row.type, 9), row.name))
+    rows = sorted((row for row in rows if row.name not in shadows),
+                  key=lambda row: (_SQLITE_ORDER.get(row.type, 9), row.name))
     # SQLAlchemy leaves a space after each comma; drop it so editors leave the file alone.
     statements = ("\n".join(line.rstrip() for line in row.sql.strip().rstrip(";").splitlines())
                   for row in rows)

@@ -1,4 +1,6 @@
--- pbx-crm schema for postgres at migration 0008; regenerate with: pbx-crm db dump > sql/schema.postgres.sql
+-- pbx-crm schema for postgres at migration 0009; regenerate with: pbx-crm db dump > sql/schema.postgres.sql
+
+CREATE EXTENSION IF NOT EXISTS pg_trgm WITH SCHEMA public;
 
 CREATE TABLE public.alembic_version (
     version_num character varying(32) NOT NULL
@@ -737,6 +739,8 @@ CREATE INDEX ix_calls_missed_ended ON public.calls USING btree (ended_at) WHERE 
 
 CREATE INDEX ix_contact_phones_e164 ON public.contact_phones USING btree (e164);
 
+CREATE INDEX ix_contacts_name_trgm ON public.contacts USING gin (lower((name)::text) public.gin_trgm_ops);
+
 CREATE INDEX ix_contacts_owner_id ON public.contacts USING btree (owner_id);
 
 CREATE INDEX ix_deals_board ON public.deals USING btree (stage_id, created_at, id);
@@ -752,6 +756,8 @@ CREATE INDEX ix_deals_stage_activity ON public.deals USING btree (stage_id, last
 CREATE INDEX ix_deals_stage_entered ON public.deals USING btree (stage_id, stage_entered_at);
 
 CREATE INDEX ix_deals_stage_totals ON public.deals USING btree (pipeline_id, stage_id, amount_minor);
+
+CREATE INDEX ix_deals_title_trgm ON public.deals USING gin (lower((title)::text) public.gin_trgm_ops);
 
 CREATE INDEX ix_events_call ON public.events USING btree (linkedid, kind);
 

@@ -1,4 +1,4 @@
--- pbx-crm schema for sqlite at migration 0008; regenerate with: pbx-crm db dump > sql/schema.sqlite.sql
+-- pbx-crm schema for sqlite at migration 0009; regenerate with: pbx-crm db dump > sql/schema.sqlite.sql
 
 CREATE TABLE alembic_version (
 	version_num VARCHAR(32) NOT NULL,
@@ -48,6 +48,8 @@ CREATE TABLE calls (
 	CONSTRAINT uq_calls_uniqueid UNIQUE (uniqueid)
 );
 
+CREATE VIRTUAL TABLE contact_name_fts USING fts5(name, content='contacts', content_rowid='id', tokenize='trigram');
+
 CREATE TABLE contact_phones (
 	id INTEGER NOT NULL,
 	contact_id INTEGER NOT NULL,
@@ -71,6 +73,8 @@ CREATE TABLE contacts (
 	CONSTRAINT pk_contacts PRIMARY KEY (id),
 	CONSTRAINT fk_contacts_owner_id_users FOREIGN KEY(owner_id) REFERENCES users (id) ON DELETE SET NULL
 );
+
+CREATE VIRTUAL TABLE deal_title_fts USING fts5(title, content='deals', content_rowid='id', tokenize='trigram');
 
 CREATE TABLE deals (
 	id INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
@@ -497,3 +501,29 @@ CREATE INDEX ix_web_sessions_user_id ON web_sessions (user_id);
 CREATE UNIQUE INDEX uq_pipelines_default ON pipelines (is_default) WHERE is_default;
 
 CREATE UNIQUE INDEX uq_stages_pipeline_unsorted ON stages (pipeline_id) WHERE is_unsorted;
+
+CREATE TRIGGER contact_name_fts_after_delete AFTER DELETE ON contacts BEGIN
+    INSERT INTO contact_name_fts (contact_name_fts, rowid, name) VALUES ('delete', old.id, old.name);
+END;
+
+CREATE TRIGGER contact_name_fts_after_insert AFTER INSERT ON contacts BEGIN
+    INSERT INTO contact_name_fts (rowid, name) VALUES (new.id, new.name);
+END;
+
+CREATE TRIGGER contact_name_fts_after_update AFTER UPDATE OF id, name ON contacts BEGIN
+    INSERT INTO contact_name_fts (contact_name_fts, rowid, name) VALUES ('delete', old.id, old.name);
+    INSERT INTO contact_name_fts (rowid, name) VALUES (new.id, new.name);
+END;
+
+CREATE TRIGGER deal_title_fts_after_delete AFTER DELETE ON deals BEGIN
+    INSERT INTO deal_title_fts (deal_title_fts, rowid, title) VALUES ('delete', old.id, old.title);
+END;
+
+CREATE TRIGGER deal_title_fts_after_insert AFTER INSERT ON deals BEGIN
+    INSERT INTO deal_title_fts (rowid, title) VALUES (new.id, new.title);
+END;
+
+CREATE TRIGGER deal_title_fts_after_update AFTER UPDATE OF id, title ON deals BEGIN
+    INSERT INTO deal_title_fts (deal_title_fts, rowid, title) VALUES ('delete', old.id, old.title);
+    INSERT INTO deal_title_fts (rowid, title) VALUES (new.id, new.title);
+END;
