@@ -39,6 +39,10 @@ MAX_ENV_LINES = 256
 MAX_USAGE_LINES = 200
 
 _VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_()]*")
+# What MSet takes as it is: a variable's name (no function), a value without separators,
+# quotes, escapes, spaces or ${...} (MSet strips quotes and splits on commas and '=').
+_PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_PLAIN_VALUE = re.compile(r"[A-Za-z0-9_.+-]{1,64}")
 _RESPONSE_LINE = re.compile(r"(\d{3})(?:([ -])(.*))?")
 _BLOCK_END = re.compile(r"\d{3} ")
 # C0 and C1 controls, DEL, and lone surrogates: none of them belongs in a channel variable,
@@ -346,6 +350,37 @@ class AgiSession:
     def set_variable(self, name: str, value: object) -> AgiResponse:
         """``SET VARIABLE``; it works on a dead channel too (200), so callers try it regardless."""
         return self.command(f"SET VARIABLE {check_variable_name(name)} {escape(value)}")
+
+    def set_variables(self, variables: dict[str, object]) -> list[tuple[str, AgiResponse]]:
+        """Set several variables in as few round trips as their values allow: the plain ones
+        (ids, statuses, extensions) all in one ``EXEC MSet``, any other (a caller's name) with
+        its own ``SET VARIABLE``. Empty values are not sent: the dialplan clears the variables
+        before it asks (see ``dialplan/pbx-crm.conf``). Where ``MSet`` is refused, each plain
+        one is set on its own. Returns (names, response) per command sent; a value that
+        cannot be sent raises ``ValueError`` before anything is."""
+        plain, others = {}, {}
+        for name, value in variables.items():
+            text = "" if value is None else str(value)
+            if not text:
+                continue
+            check_variable_name(name)
+            if _PLAIN_NAME.fullmatch(name) and _PLAIN_VALUE.fullmatch(text):
+                plain[name] = text
+            else:
+                escape(text)  # refused here, before any command is sent
+                others[name] = text
+        sent = []
+        if len(plain) > 1:
+            names = ",".join(plain)
+            response = self.command("EXEC MSet " + ",".join(f"{n}={v}" for n, v in plain.items()))
+            sent.append((names, response))
+            if response.ok and response.result == "0":
+                plain = {}
+            else:
+                self._log.warning("EXEC MSet answered %s: setting one by one", response.lines[0])
+        for name, value in (plain | others).items():
+            sent.append((name, self.set_variable(name, value)))
+        return sent
 
     def get_variable(self, name: str) -> str | None:
         """The variable's value; None when unset (``200 result=0``)."""

@@ -22,7 +22,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol
 
-from .agi_protocol import AgiHangup, AgiProtocolError, AgiRequest, AgiSession, read_request
+from .agi_protocol import (
+    AgiHangup,
+    AgiProtocolError,
+    AgiRequest,
+    AgiSession,
+    check_variable_name,
+    escape,
+    read_request,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -324,14 +332,14 @@ class FastAgiServer:
                 "%s from %s%s", request.script, peer_ip, " (server saturated)" if overloaded else ""
             )
             variables = self._ask(request, overloaded, log)
-            for name, value in variables.items():
-                try:
-                    response = session.set_variable(name, "" if value is None else value)
-                except ValueError as error:
-                    log.error("dispatcher returned a variable that cannot be sent: %s", error)
-                    continue
+            try:
+                sent = session.set_variables(variables)
+            except ValueError as error:
+                log.error("dispatcher returned a variable that cannot be sent: %s", error)
+                sent = session.set_variables(_sendable(variables, log))
+            for names, response in sent:
                 if not response.ok:
-                    log.warning("SET VARIABLE %s answered %s", name, response.lines[0])
+                    log.warning("setting %s answered %s", names, response.lines[0])
             if session.hung_up:
                 log.info(
                     "the caller hung up during the session; variables were set on the dead channel"
@@ -356,3 +364,17 @@ class FastAgiServer:
         except Exception:  # noqa: BLE001 - the call goes on without the CRM
             log.exception("dispatcher %s() raised: no variables set", method.__name__)
             return {}
+
+
+def _sendable(variables: dict, log) -> dict:
+    """The variables that can be sent, the others left out and logged."""
+    sendable = {}
+    for name, value in variables.items():
+        try:
+            check_variable_name(name)
+            escape("" if value is None else value)
+        except ValueError as error:
+            log.error("variable %s left out: %s", name, error)
+            continue
+        sendable[name] = value
+    return sendable

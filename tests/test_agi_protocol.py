@@ -30,6 +30,7 @@ from pbx_crm.agi_protocol import (
 )
 from pbx_crm.simulator.agi import (
     FakeChannel,
+    _exec,
     fastagi_env_block,
     parse_args,
     process_env_block,
@@ -366,6 +367,49 @@ def test_the_inline_hangup_line_is_skipped_and_remembered():
     assert session.get_variable("A") == "a" and not session.hung_up
     assert session.set_variable("CRM_DEAL_ID", 42).ok
     assert session.hung_up
+
+
+def test_plain_variables_go_in_one_mset_and_a_name_in_its_own_set_variable():
+    session = session_over(b"200 result=0\n200 result=1\n")
+    sent = session.set_variables({"CRM_STATUS": "FOUND", "CRM_DEAL_ID": 42, "CRM_CONTACT_ID": 7,
+                                  "CRM_CALLER_NAME": 'Budi "Bos", Santoso',
+                                  "CRM_OWNER_EXTEN": "", "CRM_NOTHING": None})
+
+    assert session.writer.getvalue().decode().splitlines() == [
+        "EXEC MSet CRM_STATUS=FOUND,CRM_DEAL_ID=42,CRM_CONTACT_ID=7",
+        'SET VARIABLE CRM_CALLER_NAME "Budi \\"Bos\\", Santoso"']  # empty ones: not sent
+    assert [names for names, _response in sent] == [
+        "CRM_STATUS,CRM_DEAL_ID,CRM_CONTACT_ID", "CRM_CALLER_NAME"]
+
+
+def test_one_plain_variable_or_a_function_is_set_on_its_own():
+    session = session_over(b"200 result=1\n200 result=1\n")
+    session.set_variables({"CRM_STATUS": "NEW", "CALLERID(name)": "Budi"})
+    assert session.writer.getvalue().decode().splitlines() == [
+        'SET VARIABLE CRM_STATUS "NEW"', 'SET VARIABLE CALLERID(name) "Budi"']
+
+
+def test_where_mset_is_refused_each_variable_is_set_on_its_own():
+    session = session_over(b"200 result=-2\n200 result=1\n200 result=1\n")  # no such app
+    sent = session.set_variables({"CRM_STATUS": "FOUND", "CRM_DEAL_ID": "42"})
+    assert session.writer.getvalue().decode().splitlines() == [
+        "EXEC MSet CRM_STATUS=FOUND,CRM_DEAL_ID=42",
+        'SET VARIABLE CRM_STATUS "FOUND"', 'SET VARIABLE CRM_DEAL_ID "42"']
+    assert [response.result for _names, response in sent] == ["-2", "1", "1"]
+
+
+def test_a_variable_that_cannot_be_sent_stops_the_set_before_anything_is_sent():
+    session = session_over(b"200 result=0\n")
+    with pytest.raises(ValueError):
+        session.set_variables({"CRM_STATUS": "FOUND", "CRM_DEAL_ID": "1", "BAD NAME": "x"})
+    assert session.writer.getvalue() == b""
+
+
+def test_the_emulator_sets_what_mset_names():
+    channel = FakeChannel(uniqueid="1795892488.1")
+    assert _exec(channel, ("EXEC", "MSet", "CRM_STATUS=FOUND,CRM_DEAL_ID=42,junk")) == \
+        "200 result=0"
+    assert (channel.read("CRM_STATUS"), channel.read("CRM_DEAL_ID")) == ("FOUND", "42")
 
 
 def test_a_response_with_a_crlf_ending_is_tolerated():

@@ -133,11 +133,19 @@ def between(step, moment) -> bool:
     return step.started <= moment <= step.ended
 
 
-def set_variable_names(transcript) -> list[str]:
-    """The variables a session set, in order; fails if it sent any other command."""
-    words = [command.split(" ", 3) for command in transcript.commands]
-    assert all(w[:2] == ["SET", "VARIABLE"] and len(w) == 4 for w in words), transcript.commands
-    return [w[2] for w in words]
+def set_variable_names(transcript) -> set[str]:
+    """The variables a session set; fails if it sent any other command than ``SET VARIABLE``
+    or one ``EXEC MSet`` (of plain values), or a variable of its own making."""
+    names = []
+    for command in transcript.commands:
+        words = command.split(" ", 3)
+        if words[:2] == ["EXEC", "MSet"] and len(words) == 3:
+            names += [pair.partition("=")[0] for pair in words[2].split(",")]
+        else:
+            assert words[:2] == ["SET", "VARIABLE"] and len(words) == 4, transcript.commands
+            names.append(words[2])
+    assert len(names) == len(set(names)) and set(names) <= set(LOOKUP_VARIABLES), names
+    return set(names)
 
 
 # --- 1. a new caller, answered ----------------------------------------------------------------
@@ -152,11 +160,11 @@ def test_a_new_caller_rings_ana_answers_and_takes_the_new_deal_and_the_call_land
     deal, = all_of(engine, Deal)
     contact, = all_of(engine, Contact)
     assert lookup.transcript.agistatus == "SUCCESS"
-    assert set_variable_names(lookup.transcript) == LOOKUP_VARIABLES
     # The dialplan waits for one read: a caller nobody knows, no seller to ring first. The
-    # deal is made right after, and its number reaches the browsers with the ring.
-    assert lookup.variables == {"CRM_STATUS": "NEW", "CRM_DEAL_ID": "", "CRM_CONTACT_ID": "",
-                                "CRM_CALLER_NAME": "", "CRM_OWNER_EXTEN": ""}
+    # deal is made right after, and its number reaches the browsers with the ring. Empty
+    # variables are not sent: the dialplan cleared them before asking.
+    assert set_variable_names(lookup.transcript) == {"CRM_STATUS"}
+    assert lookup.variables == {"CRM_STATUS": "NEW"}
     # While the phones ring: a contact with the trunk's name, a deal in Unsorted, nobody's yet.
     assert (contact.name, deal.contact_id, deal.title, deal.source) == (
         "Budi", contact.id, "Call from Budi", "call")
@@ -294,9 +302,7 @@ def test_an_anonymous_caller_gets_no_contact_or_deal_but_the_call_is_recorded(
 
     steps = pbx.call(inbound, answered_by="101", talk=12)
 
-    assert steps["incoming"].variables == {"CRM_STATUS": "ANONYMOUS", "CRM_DEAL_ID": "",
-                                           "CRM_CONTACT_ID": "", "CRM_CALLER_NAME": "",
-                                           "CRM_OWNER_EXTEN": ""}
+    assert steps["incoming"].variables == {"CRM_STATUS": "ANONYMOUS"}  # the rest empty
     assert all_of(engine, Contact) == [] and all_of(engine, Deal) == []
     call = the_call(engine, inbound.uniqueid)
     assert (call.caller_raw, call.caller_e164, call.caller_name, call.deal_id) == (
@@ -318,7 +324,7 @@ def test_an_internal_caller_is_recognised_and_makes_no_deal(engine, crm, pbx):
     steps = pbx.call(inbound, answered_by="101")
 
     assert steps["incoming"].variables["CRM_STATUS"] == "INTERNAL"
-    assert steps["incoming"].variables["CRM_DEAL_ID"] == ""
+    assert "CRM_DEAL_ID" not in steps["incoming"].variables  # empty: not sent
     call = the_call(engine, inbound.uniqueid)
     assert (call.direction, call.caller_raw, call.disposition) == ("internal", "102", "answered")
     assert all_of(engine, Contact) == [] and all_of(engine, Deal) == []
@@ -336,8 +342,8 @@ def test_the_caller_hangs_up_during_the_lookup_and_the_call_is_closed_as_abandon
 
     assert lookup.transcript.agistatus == "HANGUP"
     assert lookup.transcript.wire.count(b"HANGUP\n") == 2  # inline, then the end-of-script one
-    # SET VARIABLE still works on a dead channel: every variable landed.
-    assert set_variable_names(lookup.transcript) == LOOKUP_VARIABLES
+    # SET VARIABLE still works on a dead channel: the variable landed.
+    assert set_variable_names(lookup.transcript) == {"CRM_STATUS"}
     assert {e.response for e in lookup.transcript.exchanges} == {"200 result=1"}
     assert lookup.variables["CRM_STATUS"] == "NEW"
     deal, = all_of(engine, Deal)
@@ -398,7 +404,7 @@ def test_a_process_agi_gets_sighup_during_the_lookup_and_still_delivers_the_vari
     assert lookup.transcript.hangup_notified and lookup.transcript.agistatus == "HANGUP"
     assert b"HANGUP" not in lookup.transcript.wire  # a process AGI gets a signal, not a line
     assert (lookup.transcript.returncode, lookup.transcript.stderr) == (0, "")
-    assert set_variable_names(lookup.transcript) == LOOKUP_VARIABLES
+    assert set_variable_names(lookup.transcript) == {"CRM_STATUS"}
     assert lookup.variables["CRM_STATUS"] == "NEW"
 
     end = pbx.relayed_hangup(inbound, "")
@@ -647,7 +653,7 @@ def test_a_hostile_caller_name_is_stored_as_sent_and_reaches_the_dialplan_intact
 
     lookup = pbx.incoming(inbound)
 
-    assert set_variable_names(lookup.transcript) == LOOKUP_VARIABLES  # nothing injected
+    assert set_variable_names(lookup.transcript) == {"CRM_STATUS"}  # nothing injected
     assert {e.response for e in lookup.transcript.exchanges} == {"200 result=1"}
     contact, = all_of(engine, Contact)
     deal, = all_of(engine, Deal)
@@ -656,8 +662,9 @@ def test_a_hostile_caller_name_is_stored_as_sent_and_reaches_the_dialplan_intact
 
     again = pbx.incoming(pbx.trunk_call(CALLER, sent))  # now a known caller, named by the CRM
 
-    assert set_variable_names(again.transcript) == LOOKUP_VARIABLES
-    assert {e.response for e in again.transcript.exchanges} == {"200 result=1"}
+    assert set_variable_names(again.transcript) == {
+        "CRM_STATUS", "CRM_DEAL_ID", "CRM_CONTACT_ID", "CRM_CALLER_NAME"}  # nobody's deal yet
+    assert {e.response for e in again.transcript.exchanges} == {"200 result=0", "200 result=1"}
     assert again.variables["CRM_CALLER_NAME"] == kept
     assert len(all_of(engine, Deal)) == 1
 
@@ -670,10 +677,10 @@ def test_a_contact_name_with_line_breaks_cannot_inject_a_command(engine, crm, pb
 
     lookup = pbx.incoming(inbound)
 
-    assert set_variable_names(lookup.transcript) == LOOKUP_VARIABLES
+    assert "CRM_CALLER_NAME" in set_variable_names(lookup.transcript)
     assert lookup.variables["CRM_CALLER_NAME"] == (
         'Budi "Bos"EXEC System rebootSET VARIABLE CRM_DEAL_ID 666\\')
-    assert lookup.variables["CRM_DEAL_ID"] != "666"
+    assert lookup.variables.get("CRM_DEAL_ID") != "666"
     assert all_of(engine, Contact)[0].name == hostile
 
 

@@ -8,7 +8,7 @@ multi-line ``520`` usage block), the inline ``HANGUP`` line (FastAGI) or SIGHUP 
 when the caller hangs up, and the ``HANGUP`` line Asterisk writes after a FastAGI script
 half-closes. Used by the demo to play calls and by the tests; it needs no Asterisk.
 
-Emulated commands: ANSWER, CHANNEL STATUS, EXEC (NoOp, Set), GET VARIABLE, GET FULL VARIABLE,
+Emulated commands: ANSWER, CHANNEL STATUS, EXEC (NoOp, Set, MSet), GET VARIABLE, GET FULL VARIABLE,
 HANGUP, NOOP, SET VARIABLE, STREAM FILE, VERBOSE, WAIT FOR DIGIT; any other answers ``510``.
 The usage texts of SET VARIABLE and GET VARIABLE are the recorded ones; the others are stand-ins.
 Unlike Asterisk, reads have a timeout (``read_timeout``) so a stuck test fails instead of hanging.
@@ -333,6 +333,14 @@ def _exec(ch: FakeChannel, argv):
     if app == "set" and "=" in data:
         name, value = data.split("=", 1)
         ch.write(name, value)
+        return "200 result=0"
+    if app == "mset":
+        # MSet(name1=value1,name2=value2): pairs split on commas, each on its first '=';
+        # a pair without '=' is skipped (Asterisk logs a warning).
+        for pair in data.split(","):
+            name, equals, value = pair.partition("=")
+            if equals:
+                ch.write(name, value)
         return "200 result=0"
     return "200 result=-2"
 

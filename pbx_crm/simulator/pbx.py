@@ -105,12 +105,19 @@ def agi_hangup(address: tuple[str, int], inbound: FakeChannel, args: Sequence[st
 
 
 def variables_set(transcript: Transcript) -> dict[str, str]:
-    """The variables a session set, as Asterisk decoded them."""
+    """The variables a session set, as Asterisk decoded them (``SET VARIABLE`` and ``EXEC
+    MSet``). Empty ones are not sent: the dialplan cleared them before the AGI."""
     variables = {}
     for exchange in transcript.exchanges:
         argv = parse_args(exchange.command)
-        if [word.upper() for word in argv[:2]] == ["SET", "VARIABLE"] and len(argv) == 4:
+        verb = [word.upper() for word in argv[:2]]
+        if verb == ["SET", "VARIABLE"] and len(argv) == 4:
             variables[argv[2]] = argv[3]
+        elif verb == ["EXEC", "MSET"] and len(argv) == 3 and exchange.response == "200 result=0":
+            for pair in argv[2].split(","):
+                name, equals, value = pair.partition("=")
+                if equals:
+                    variables[name] = value
     return variables
 
 
