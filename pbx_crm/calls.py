@@ -170,14 +170,16 @@ def _record_known_call(session: Session, lookup: CallerLookup, *, uniqueid: str,
     """The common case, a known caller with an open deal, in a few plain statements: the
     call, the deal's last activity, the pops. Safe to repeat (the uniqueid decides)."""
     did = did[:64] if did else None
-    recorded = session.execute(_CALL_INSERTS[session.get_bind().dialect.name], dict(
+    # On the session's connection: the ORM layer adds only its own cost to plain statements.
+    connection = session.connection()
+    recorded = connection.execute(_CALL_INSERTS[connection.dialect.name], dict(
         uniqueid=uniqueid, linkedid=linkedid, direction=CallDirection.INBOUND.value,
         caller_raw=caller.raw[:80], caller_e164=caller.e164,
         caller_name=_clean_name(caller_name), did=did, ringing_at=now,
         deal_id=lookup.deal_id, contact_id=lookup.contact_id)).first()
     if recorded is None:
         return  # a repeat: the first run recorded it
-    session.execute(_DEAL_TOUCHED, {"deal_id": lookup.deal_id, "at": now})
+    connection.execute(_DEAL_TOUCHED, {"deal_id": lookup.deal_id, "at": now})
     report_days.record_call(session, deal_id=lookup.deal_id, at=now,
                             direction=CallDirection.INBOUND.value)
     payload = {"uniqueid": uniqueid, "linkedid": linkedid, "status": lookup.status,
@@ -192,7 +194,7 @@ def _pop_ringing(session: Session, linkedid: str, owner_id: int | None, payload:
     popped it already (the dialplan rings the phones as soon as the lookup answered, maybe
     before this is written): one pop per browser and call."""
     events.serialize_pops(session, linkedid)
-    told = set(session.execute(_POPPED, {"linkedid": linkedid}).scalars())
+    told = set(session.connection().execute(_POPPED, {"linkedid": linkedid}).scalars())
     targets = [t for t in [None] + ([owner_id] if owner_id else []) if t not in told]
     events.emit_many(session, events.RINGING, targets, payload=payload, deal_id=deal_id,
                      linkedid=linkedid, now=now)

@@ -40,9 +40,10 @@ def emit(session: Session, kind: str, *, target_user_id: int | None, payload: di
 _INSERT = insert(Event.__table__)
 _INSERT_RETURNING_ID = _INSERT.returning(Event.__table__.c.id)
 _NOTIFY = text("SELECT pg_notify(:channel, :id)")
+_POPS_LOCK = text("SELECT pg_advisory_xact_lock(hashtext(:key))")
 
 
-def _notify(session: Session, event_id: int) -> None:
+def _notify(session, event_id: int) -> None:
     """Wake the web processes' stream readers (delivered when the transaction commits)."""
     session.execute(_NOTIFY, {"channel": NOTIFY_CHANNEL, "id": str(event_id)})
 
@@ -55,21 +56,22 @@ def emit_many(session: Session, kind: str, targets, *, payload: dict, deal_id: i
     now = now or utcnow()
     rows = [dict(kind=kind, target_user_id=target, deal_id=deal_id, linkedid=linkedid,
                  payload=payload, created_at=now) for target in targets]
-    if session.get_bind().dialect.name == "postgresql":
-        ids = session.execute(_INSERT_RETURNING_ID, rows).scalars().all()
-        for event_id in ids:
-            _notify(session, event_id)
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        ids = connection.execute(_INSERT_RETURNING_ID, rows).scalars().all()
+        # One wake-up is enough: a reader woken reads every event after its position.
+        _notify(connection, max(ids))
     else:
-        session.execute(_INSERT, rows)
+        connection.execute(_INSERT, rows)
 
 
 def serialize_pops(session: Session, linkedid: str) -> None:
     """Make the writers of one call's pops (the AGI lookup's recording and the AMI listener)
     take turns, so each sees what the other wrote and no browser gets a pop twice. SQLite
     writers take turns anyway; PostgreSQL's run side by side, hence a lock per call."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.exec(text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
-                     params={"key": "pops:" + linkedid})
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        connection.execute(_POPS_LOCK, {"key": "pops:" + linkedid})
 
 
 def events_after(session: Session, actor: Actor, last_id: int, *, limit: int = 100) -> list[Event]:

@@ -11,6 +11,7 @@ nothing of the database, the web or the PBX beyond the shapes of the values Aste
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from dataclasses import dataclass
 
@@ -182,6 +183,9 @@ def _unwrap(received: str) -> str | None:
     return text if len(received) <= _SCAN_LIMIT else None
 
 
+# Reading a number costs about half a millisecond on the call path (phonenumbers), and the
+# same callers call again and again: the readings of the latest few thousand are kept.
+@functools.lru_cache(maxsize=8192)
 def _to_e164(text: str, region: str) -> tuple[str | None, str | None]:
     """(E.164, None) for the best reading of ``text``, or (None, reason)."""
     if not _DIALLABLE.fullmatch(text):

@@ -42,6 +42,7 @@ from sqlalchemy import (
     Float,
     Integer,
     and_,
+    bindparam,
     case,
     cast,
     delete,
@@ -372,17 +373,44 @@ def deal_changed(session, deal_id: int, *, owner_before, owner_after, amount_bef
     _apply_to(session, call_days, _CALL_KEYS, _CALL_VALUES, call_deltas)
 
 
+# ``record_call`` runs for every call the PBX records: its statements are built once, and
+# run on the session's connection (the ORM layer adds only its own cost to plain rows).
+_CALLED_DEAL = select(deals.c.pipeline_id, deals.c.stage_id, deals.c.owner_id,
+                      deals.c.stage_entered_at, deals.c.created_at,
+                      select(zone_table.c.time_zone).where(zone_table.c.id == 1)
+                      .scalar_subquery().label("time_zone")
+                      ).where(deals.c.id == bindparam("deal_id"))
+_CALLS_OF_THE_DAY = select(func.count()).select_from(calls).where(
+    calls.c.deal_id == bindparam("deal_id"), calls.c.ringing_at >= bindparam("since"),
+    calls.c.ringing_at < bindparam("day_end"))
+
+
+def _call_day_addition(seller_known: bool):
+    """``_apply_to`` on ``call_days`` for one key, as one statement with bound values."""
+    # Bound names unlike the columns': an UPDATE takes a column's name as a value to set.
+    match = and_(call_days.c.pipeline_id == bindparam("key_pipeline_id"),
+                 call_days.c.day == bindparam("key_day"),
+                 call_days.c.stage_id == bindparam("key_stage_id"),
+                 call_days.c.seller_id == bindparam("key_seller_id") if seller_known
+                 else call_days.c.seller_id.is_(None))
+    first = select(func.min(call_days.c.id)).where(match).scalar_subquery()
+    return (update(call_days).where(call_days.c.id == first)
+            .values({name: call_days.c[name] + bindparam(f"add_{name}")
+                     for name in _CALL_VALUES}))
+
+
+_CALL_DAY_ADDITIONS = {known: _call_day_addition(known) for known in (False, True)}
+_CALL_DAY_INSERT = insert(call_days)
+
+
 def record_call(session, *, deal_id: int, at: datetime, direction: str) -> None:
     """Count one call just recorded on ``deal_id`` (ringing at ``at``) in the deal's stage
     and for its owner as they are now; the deal counts once per day and stage."""
-    time_zone = day_zone(session)
-    if time_zone is None:
+    connection = session.connection()
+    deal = connection.execute(_CALLED_DEAL, {"deal_id": deal_id}).one_or_none()
+    if deal is None or deal.time_zone is None:  # no zone: the tables are not built
         return
-    deal = session.execute(select(deals.c.pipeline_id, deals.c.stage_id, deals.c.owner_id,
-                                  deals.c.stage_entered_at, deals.c.created_at)
-                           .where(deals.c.id == deal_id)).one_or_none()
-    if deal is None:
-        return
+    time_zone = deal.time_zone
     zone = ZoneInfo(time_zone)
     day = local_day(at, time_zone)
     day_start = datetime.combine(day, time(), tzinfo=zone).astimezone(UTC)
@@ -392,12 +420,18 @@ def record_call(session, *, deal_id: int, at: datetime, direction: str) -> None:
     entered = deal.stage_entered_at
     since = (max(day_start, entered) if entered is not None and entered > deal.created_at
              else day_start)
-    same_day = session.execute(select(func.count()).select_from(calls).where(
-        calls.c.deal_id == deal_id, calls.c.ringing_at >= since,
-        calls.c.ringing_at < day_end)).scalar()
-    key = (deal.pipeline_id, day, deal.stage_id, deal.owner_id)
-    _apply_to(session, call_days, _CALL_KEYS, _CALL_VALUES,
-              {key: (1, int(direction == CallDirection.OUTBOUND.value), int(same_day <= 1))})
+    same_day = connection.execute(_CALLS_OF_THE_DAY, {"deal_id": deal_id, "since": since,
+                                                      "day_end": day_end}).scalar()
+    key = dict(pipeline_id=deal.pipeline_id, day=day, stage_id=deal.stage_id,
+               seller_id=deal.owner_id)
+    counts = dict(calls=1, outbound=int(direction == CallDirection.OUTBOUND.value),
+                  deals_called=int(same_day <= 1))
+    addition = {f"key_{name}": value for name, value in key.items()
+                if value is not None or name != "seller_id"}
+    addition.update({f"add_{name}": n for name, n in counts.items()})
+    added = connection.execute(_CALL_DAY_ADDITIONS[deal.owner_id is not None], addition)
+    if added.rowcount == 0:
+        connection.execute(_CALL_DAY_INSERT, {**key, **counts})
 
 
 # --- rebuilding from the stage history --------------------------------------------------------
