@@ -37,6 +37,7 @@ import cProfile
 import multiprocessing
 import pstats
 import random
+import re
 import socket
 import statistics
 import sys
@@ -183,6 +184,7 @@ class Played:
     seconds: float = 0.0
     cpu: float = 0.0  # the load generator's CPU seconds (all its threads)
     server_cpu: float = 0.0  # the servers' process, filled in by the parent
+    thread_cpu: Counter = field(default_factory=Counter)  # the same, by thread name
 
 
 def _channel(uniqueid: str, caller: str) -> FakeChannel:
@@ -304,23 +306,27 @@ class SpoolWatch:
 
 
 class HookProfile:
-    """cProfile of the hook's work (``HookDispatcher._run``, in the database worker threads):
-    one profiler per thread, merged at the end. Wraps the running dispatcher instance's
+    """cProfile of the hooks' work (the answers and other hooks on the database workers, the
+    recording on the call writer): one profiler per thread, merged at the end. Wraps the running dispatcher instance's
     method; the figures of a profiled run are slower than without."""
 
     def __init__(self, dispatcher):
         self.profilers: dict[int, cProfile.Profile] = {}
-        run = dispatcher._run
+        # The answer (on a database worker), the recording (on the writer), and the rest
+        # of the hooks (on a database worker).
+        for owner, name in ((dispatcher, "_answer_and_release"), (dispatcher.writer, "_write"),
+                            (dispatcher, "_run")):
+            setattr(owner, name, self._profiled(getattr(owner, name)))
 
+    def _profiled(self, work):
         def profiled(*args, **kwargs):
             profiler = self.profilers.setdefault(threading.get_ident(), cProfile.Profile())
             profiler.enable()
             try:
-                return run(*args, **kwargs)
+                return work(*args, **kwargs)
             finally:
                 profiler.disable()
-
-        dispatcher._run = profiled
+        return profiled
 
     def dump(self, path: str) -> None:
         if self.profilers:
@@ -353,6 +359,7 @@ class Figures:
     generator_cpu: float  # milliseconds of the load generator per call
     reasons: Counter = field(default_factory=Counter)
     replayed: int = 0
+    threads: dict = field(default_factory=dict)  # thread name -> CPU ms per call
 
     @classmethod
     def of(cls, name: str, concurrency: int, played: Played, watch: SpoolWatch | None = None):
@@ -363,7 +370,9 @@ class Figures:
                    len(played.latencies) / played.seconds, answered / played.seconds,
                    played.statuses, played.server_cpu * 1000 / calls, played.cpu * 1000 / calls,
                    Counter(watch.reasons) if watch else Counter(),
-                   watch.replayed if watch else 0)
+                   watch.replayed if watch else 0,
+                   {name: seconds * 1000 / calls
+                    for name, seconds in played.thread_cpu.most_common() if seconds > 0})
 
     @property
     def unavailable(self) -> int:
@@ -377,6 +386,18 @@ class Figures:
 def failures(statuses: Counter) -> int:
     return sum(n for status, n in statuses.items()
                if status.startswith(("error", "AGISTATUS", "(none")))
+
+
+def thread_cpu() -> Counter:
+    """CPU seconds so far of this process's threads, summed by name (numbers dropped)."""
+    spent: Counter = Counter()
+    for thread in threading.enumerate():
+        try:
+            clock = time.pthread_getcpuclockid(thread.ident)
+            spent[re.sub(r"[_-]?\d+$", "", thread.name)] += time.clock_gettime(clock)
+        except (OSError, TypeError):
+            continue  # ended meanwhile
+    return spent
 
 
 class Bench:
@@ -409,9 +430,10 @@ class Bench:
         calls = self.make_calls(self.calls, new_share)
         if watch:
             watch.reset()
-        cpu = time.process_time()
+        cpu, threads = time.process_time(), thread_cpu()
         played = self.play(address, calls, concurrency)
         played.server_cpu = time.process_time() - cpu
+        played.thread_cpu = thread_cpu() - threads
         return played
 
     def play(self, address, calls, concurrency: int) -> Played:
@@ -437,6 +459,14 @@ def print_table(rows: list[tuple[Figures, Figures]]) -> None:
               f"{figures.rate:>8.0f}{figures.p50 / floor.p50:>6.1f}x{figures.p99 / floor.p99:>6.1f}x"
               f"{figures.rate / floor.rate:>6.2f}x{figures.unavailable:>8}"
               f"{figures.server_cpu:>7.2f}{figures.generator_cpu:>5.2f}  {statuses}")
+
+
+def print_threads(rows: list[tuple[Figures, Figures]]) -> None:
+    """Where the servers' CPU went, by thread: which part of the work to look at next."""
+    print("\nCPU ms per call by thread of the servers' process (the floor's and ours):")
+    for figures, _floor in rows:
+        spent = "  ".join(f"{name} {ms:.2f}" for name, ms in list(figures.threads.items())[:6])
+        print(f"  {figures.name:<31}{figures.concurrency:>3}  {spent}")
 
 
 def print_unavailable(rows: list[tuple[Figures, Figures]], left: int) -> None:
@@ -538,7 +568,8 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="pbx-crm-bench-agi-") as data_dir:
         settings = Settings(data_dir=Path(data_dir), database_url=url, phone_region=REGION,
                             fastagi_listen=Address("127.0.0.1", 0))
-        running = start_fastagi(settings, engine, workers=SERVER_WORKERS)
+        # As ``pbx-crm fastagi`` runs it: the calls recorded by a process of their own.
+        running = start_fastagi(settings, engine, workers=SERVER_WORKERS, recorder_process=True)
         watch = SpoolWatch(running.dispatcher)
         profile = HookProfile(running.dispatcher) if args.profile else None
         try:
@@ -562,6 +593,7 @@ def main(argv=None) -> int:
     print(f"{engine.dialect.name}, {args.contacts:,} contacts, {args.calls} calls per run "
           f"after {args.warmup} warm-up, client: {args.client}")
     print_table(rows)
+    print_threads(rows)
     print_unavailable(rows, left)
     print_goals(rows)
     if profile:

@@ -29,7 +29,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from .agi_protocol import AgiRequest
 from .config import Settings
-from .db import read_only_engine, transaction
+from .db import autocommit_reader, transaction
 from .models import utcnow
 from .spool import Spool
 
@@ -62,12 +62,15 @@ class HookContext:
 
 class HookDispatcher:
     def __init__(self, engine, settings: Settings, spool: Spool, *, hooks=None,
-                 workers: int = 8):
+                 workers: int = 8, recorder_process: bool = False):
+        if hooks is not None and recorder_process:
+            raise ValueError("the recorder process runs the registered hooks only")
         if hooks is None:
             from .agi import HOOKS as hooks
         self.engine = engine
-        # Answers only read: on SQLite they must not queue for the write lock.
-        self._reader = read_only_engine(engine)
+        # Answers only read (on SQLite they must never queue for the write lock), a
+        # statement or two each consistent on its own: no transaction around them.
+        self._reader = autocommit_reader(engine)
         self.settings = settings
         self.spool = spool
         self.hooks = hooks
@@ -79,7 +82,7 @@ class HookDispatcher:
         self._replay_lock = threading.Lock()
         self._stopping = threading.Event()
         self._replayer: threading.Thread | None = None
-        self.writer = CallWriter(self)
+        self.writer = CallWriter(self, RecorderProcess(settings) if recorder_process else None)
 
     # --- the call path ----------------------------------------------------------------------
 
@@ -143,13 +146,9 @@ class HookDispatcher:
 
     def _answer_and_release(self, hook, request: AgiRequest, context: HookContext):
         try:
-            # A plain connection, not a session: the answer is a read or two, and rolled back.
+            # A plain connection, not a session: the answer is a read or two.
             with self._reader.connect() as connection:
-                answer = hook.answer(connection, request, context)
-                # Ended by COMMIT, not the pool's ROLLBACK, which drops the statements the
-                # driver prepared on the connection (PostgreSQL).
-                connection.commit()
-                return answer
+                return hook.answer(connection, request, context)
         finally:
             self._free_workers.release()
 
@@ -255,7 +254,7 @@ class HookDispatcher:
 
 
 class PendingWrite(NamedTuple):
-    hook: object
+    hook: str  # the hook's name in the registry
     key: str
     request: AgiRequest
     received_at: datetime
@@ -265,14 +264,18 @@ class PendingWrite(NamedTuple):
 class CallWriter:
     """The dispatcher's writer: hooks' writes recorded off the call's wait, in arrival order.
 
-    One thread takes what is queued (up to ``WRITER_BATCH``) and runs the hooks in one
-    transaction, so a burst of calls costs one commit. A request whose hook fails, or
-    the whole batch when the database fails, goes to the spool and is replayed like any
-    spooled request. On close the queue is written (or spooled): nothing given is dropped.
+    One thread takes what is queued (up to ``WRITER_BATCH``) and has it recorded in one
+    transaction, so a burst of calls costs one commit: by a ``BatchRecorder`` in this process,
+    or by a ``RecorderProcess`` (the work, most of a call's CPU, then no longer competes with
+    the next call's answer for this process's interpreter). A request whose hook fails, or the
+    whole batch when the database fails, goes to the spool and is replayed like any spooled
+    request. On close the queue is written (or spooled): nothing given is dropped.
     """
 
-    def __init__(self, dispatcher: HookDispatcher):
+    def __init__(self, dispatcher: HookDispatcher, recorder=None):
         self.dispatcher = dispatcher
+        self.recorder = recorder or BatchRecorder(dispatcher.engine, dispatcher.settings,
+                                                  dispatcher.hooks)
         self._queue: deque = deque()
         self._held: Counter = Counter()  # call key -> requests queued or being written
         self._changed = threading.Condition()
@@ -284,7 +287,8 @@ class CallWriter:
             memo: dict | None = None) -> None:
         with self._changed:
             if not self._closing and len(self._queue) < WRITER_QUEUE_LIMIT:
-                self._queue.append(PendingWrite(hook, key, request, received_at, memo or {}))
+                self._queue.append(PendingWrite(hook.name, key, request, received_at,
+                                                memo or {}))
                 self._held[key] += 1
                 self._changed.notify_all()
                 return
@@ -304,6 +308,7 @@ class CallWriter:
             self._closing = True
             self._changed.notify_all()
         self._thread.join(timeout)
+        self.recorder.close()
 
     def _loop(self) -> None:
         while True:
@@ -328,48 +333,152 @@ class CallWriter:
                     self._changed.notify_all()
 
     def _spool(self, item: PendingWrite, reason: str) -> None:
-        self.dispatcher._spool(item.hook, item.key, item.request, item.received_at, reason)
+        self.dispatcher._spool(self.dispatcher.hooks[item.hook], item.key, item.request,
+                               item.received_at, reason)
 
     def _write(self, batch: list[PendingWrite]) -> None:
-        """All in one transaction; if one request fails, each on its own, and only the
-        ones that fail (and the requests of their calls after them) go to the spool."""
+        """Record the batch, but not the requests of a call whose earlier request waits in
+        the spool (they go after it); spool what could not be recorded, in arrival order."""
+        spool = self.dispatcher.spool
+        ready = [item for item in batch if not spool.holds_call(item.key)]
+        spooled = {id(item): "earlier request spooled" for item in batch
+                   if spool.holds_call(item.key)}
+        if ready:
+            for index, reason in self.recorder.write(ready):
+                spooled[id(ready[index])] = reason
+        for item in batch:
+            if id(item) in spooled:
+                self._spool(item, spooled[id(item)])
+
+
+class BatchRecorder:
+    """Runs the hooks' writes of a batch in one transaction; if one request fails, each on
+    its own, and only the ones that fail (and the requests of their calls after them) are
+    handed back to be spooled. Raises ``OperationalError`` when the database is away."""
+
+    def __init__(self, engine, settings: Settings, hooks):
+        self.engine = engine
+        self.settings = settings
+        self.hooks = hooks
+
+    def write(self, batch: list[PendingWrite]) -> list[tuple[int, str]]:
+        """(index in ``batch``, reason) of each request not recorded."""
         try:
-            spooled = self._write_together(batch)
+            self._write_together(batch)
+            return []
         except OperationalError:
             raise  # the database is away: the whole batch goes to the spool
         except Exception as error:  # noqa: BLE001 - find the one at fault
             log.warning("a batch of %d failed (%r): writing one by one", len(batch), error)
-            spooled = []
-            for item in batch:
-                if item.key in {held.key for held, _reason in spooled}:
-                    spooled.append((item, "earlier request spooled"))
-                    continue
-                try:
-                    spooled += self._write_together([item])
-                except OperationalError:
-                    raise
-                except Exception as item_error:  # noqa: BLE001
-                    log.warning("hook %s failed for %s: %r", item.hook.name,
-                                item.request.uniqueid, item_error)
-                    spooled.append((item, repr(item_error)))
-        for item, reason in spooled:
-            self._spool(item, reason)
+        not_recorded = []
+        failed_calls = set()
+        for index, item in enumerate(batch):
+            if item.key in failed_calls:
+                not_recorded.append((index, "earlier request spooled"))
+                continue
+            try:
+                self._write_together([item])
+            except OperationalError:
+                raise
+            except Exception as error:  # noqa: BLE001
+                log.warning("hook %s failed for %s: %r", item.hook, item.request.uniqueid,
+                            error)
+                not_recorded.append((index, repr(error)))
+                failed_calls.add(item.key)
+        return not_recorded
 
-    def _write_together(self, batch: list[PendingWrite]) -> list:
-        """Run the batch's hooks in one transaction; returns the requests held back because
-        an earlier request of their call waits in the spool."""
-        dispatcher = self.dispatcher
-        held = []
-        with transaction(dispatcher.engine) as session:
+    def _write_together(self, batch: list[PendingWrite]) -> None:
+        with transaction(self.engine) as session:
             if session.get_bind().dialect.name == "postgresql":
                 # Never wait for ever behind a lock: the batch goes to the spool instead, and
                 # the calls after it keep being written (SQLite's busy timeout does the same).
                 session.execute(WRITER_LOCK_TIMEOUT)
             for item in batch:
-                if dispatcher.spool.holds_call(item.key):
-                    held.append((item, "earlier request spooled"))
-                    continue
-                context = HookContext(settings=dispatcher.settings, now=item.received_at,
+                context = HookContext(settings=self.settings, now=item.received_at,
                                       memo=item.memo)
-                item.hook.run(session, item.request, context)
-        return held
+                self.hooks[item.hook].run(session, item.request, context)
+
+    def close(self) -> None:
+        pass
+
+
+class RecorderProcess:
+    """``BatchRecorder`` in a process of its own, with its own database connections: the
+    FastAGI process hands it each batch and waits (its interpreter free meanwhile for the
+    next calls' answers). If the process dies, the batch in hand is spooled (replayed later,
+    and recording twice is harmless: the uniqueid decides) and a new one takes over."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._start()
+
+    def _start(self) -> None:
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")  # no copy of this process's threads
+        self._pipe, theirs = context.Pipe()
+        self._process = context.Process(target=_recorder_main, args=(theirs, self.settings),
+                                        name="pbx-crm-recorder", daemon=True)
+        self._process.start()
+        theirs.close()
+        if not self._pipe.poll(RECORDER_START_TIMEOUT) or self._pipe.recv() != "ready":
+            self._process.kill()
+            raise RuntimeError("the call recorder process did not start")
+        log.info("call recorder process %d started", self._process.pid)
+
+    def write(self, batch: list[PendingWrite]) -> list[tuple[int, str]]:
+        with self._lock:
+            try:
+                if not self._process.is_alive():
+                    self._start()
+                self._pipe.send(batch)
+                outcome, value = self._pipe.recv()
+            except (EOFError, OSError) as error:
+                log.warning("the call recorder process ended (exit code %s)",
+                            self._process.exitcode)
+                raise RuntimeError(f"call recorder process gone: {error!r}") from error
+        if outcome == "away":
+            raise RuntimeError(value)
+        return value
+
+    def close(self) -> None:
+        with self._lock:
+            try:
+                self._pipe.send(None)
+            except OSError:
+                pass
+            self._process.join(timeout=10)
+            if self._process.is_alive():
+                self._process.kill()
+            self._pipe.close()
+
+
+# Seconds the recorder process may take to start (import, connect) before the server gives up.
+RECORDER_START_TIMEOUT = 60.0
+
+
+def _recorder_main(pipe, settings: Settings) -> None:
+    """The recorder process: batches in, what could not be recorded out, until told to stop
+    or the FastAGI process goes away."""
+    import signal
+
+    from .agi import HOOKS
+    from .db import make_engine
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the server, which stops us
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s (recorder): %(message)s")
+    recorder = BatchRecorder(make_engine(settings.database), settings, HOOKS)
+    pipe.send("ready")
+    while True:
+        try:
+            batch = pipe.recv()
+        except (EOFError, OSError):
+            return
+        if batch is None:
+            return
+        try:
+            pipe.send(("recorded", recorder.write(batch)))
+        except Exception as error:  # noqa: BLE001 - the database is away: the batch is spooled
+            pipe.send(("away", repr(error)))

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, bindparam, func, literal_column, update
+from sqlalchemy import and_, bindparam, exists, func, literal_column, update
 from sqlalchemy import select as core_select
 from sqlmodel import Session, select
 
@@ -95,7 +95,10 @@ def _caller_query():
                  .select_from(extensions.join(users, users.c.id == extensions.c.user_id))
                  .where(extensions.c.user_id == seller, users.c.active)
                  .order_by(extensions.c.id).limit(1).scalar_subquery())
-    return (core_select(contacts.c.id, contacts.c.name, deal.c.id, extension, seller)
+    # Whether this call is recorded already (a retry), read along: one statement a call.
+    recorded = exists().where(Call.__table__.c.uniqueid == bindparam("uniqueid"))
+    return (core_select(contacts.c.id, contacts.c.name, deal.c.id, extension, seller,
+                        recorded.label("recorded"))
             .select_from(phones.join(contacts, contacts.c.id == phones.c.contact_id)
                          .outerjoin(deal, deal.c.id == open_deal))
             .where(phones.c.e164 == bindparam("e164"))
@@ -124,17 +127,19 @@ def lookup_caller(connection, *, uniqueid: str, caller: CallerNumber,
         return CallerLookup(ANONYMOUS)
     if isinstance(connection, Session):
         connection = connection.connection()
-    if connection.execute(_CALL_RECORDED, {"uniqueid": uniqueid}).first() is not None:
+    rows = connection.execute(_CALLER_QUERY, {"e164": caller.e164, "uniqueid": uniqueid}).all()
+    recorded = (rows[0].recorded if rows else
+                connection.execute(_CALL_RECORDED, {"uniqueid": uniqueid}).first() is not None)
+    if recorded:
         # A retry of a call already recorded: the first run's decision stands.
         with Session(bind=connection) as session:
             call = find_call(session, uniqueid)
             return _lookup_of(session, _status_of(session, call, caller), call)
-    rows = connection.execute(_CALLER_QUERY, {"e164": caller.e164}).all()
     if len(rows) > 1:
         return CallerLookup(CONFLICT)
     if not rows:
         return CallerLookup(NEW)
-    contact_id, name, deal_id, extension, seller = rows[0]
+    contact_id, name, deal_id, extension, seller, _recorded = rows[0]
     owner = dict(owner_extension=extension, owner_id=seller) if extension else {}
     if deal_id is None and create_deals and connection.execute(_CALLS_MAKE_DEALS).first():
         # Known, but nothing open: the recording opens a new deal for them.

@@ -56,7 +56,7 @@ class Component:
 def _start_fastagi(settings: Settings, engine: Engine):
     from .components import start_fastagi
 
-    return start_fastagi(settings, engine)
+    return start_fastagi(settings, engine, recorder_process=True)
 
 
 def _start_ami(settings: Settings, engine: Engine):

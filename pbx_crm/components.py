@@ -43,14 +43,18 @@ CALL_SWITCH_INTERVAL = 0.001
 
 
 def start_fastagi(settings: Settings, engine, *, replay_interval: float = 2.0,
-                  workers: int = 128, db_workers: int = 16) -> RunningFastAgi:
-    """The FastAGI server with the hook dispatcher and its spool replayer."""
+                  workers: int = 128, db_workers: int = 16,
+                  recorder_process: bool = False) -> RunningFastAgi:
+    """The FastAGI server with the hook dispatcher and its spool replayer.
+    ``recorder_process``: calls are recorded by a process of their own (as ``pbx-crm
+    fastagi``, ``serve`` and ``demo`` run it), not by a thread of this one."""
     # A call's answer waits for the interpreter while the call writer runs; Python lets a
     # busy thread run 5 ms before switching, which a call would feel. 1 ms is plenty.
     sys.setswitchinterval(min(sys.getswitchinterval(), CALL_SWITCH_INTERVAL))
     address = (settings.fastagi_listen.host, settings.fastagi_listen.port)
     spool = Spool(settings.data_dir / "spool.sqlite3")
-    dispatcher = HookDispatcher(engine, settings, spool, workers=db_workers)
+    dispatcher = HookDispatcher(engine, settings, spool, workers=db_workers,
+                                recorder_process=recorder_process)
     try:
         server = FastAgiServer(address, dispatcher,
                                allowed_peers=settings.fastagi_allowed_peers, workers=workers)

@@ -86,10 +86,11 @@ def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(connection):
         mode = connection.get_execution_options().get("sqlite_begin", "IMMEDIATE")
-        connection.exec_driver_sql(f"BEGIN {mode}")
+        if mode:  # "": no transaction, each statement reads on its own (autocommit_reader)
+            connection.exec_driver_sql(f"BEGIN {mode}")
 
 
-def read_only_engine(engine: Engine) -> Engine:
+def _read_only_engine(engine: Engine) -> Engine:
     """``engine`` for read-only work: SQLite begins DEFERRED (a reader never waits for the
     write lock), PostgreSQL begins READ ONLY (a stray write fails instead of landing)."""
     try:
@@ -100,10 +101,23 @@ def read_only_engine(engine: Engine) -> Engine:
         return read_only
 
 
+def autocommit_reader(engine: Engine) -> Engine:
+    """``engine`` for a read of a statement or two, each consistent on its own, that needs
+    no transaction around them: no BEGIN and COMMIT (on PostgreSQL two more round trips).
+    Only for reading."""
+    try:
+        return engine.__dict__["_pbx_crm_autocommit"]
+    except KeyError:
+        reader = (engine.execution_options(sqlite_begin="") if is_sqlite(engine)
+                  else engine.execution_options(isolation_level="AUTOCOMMIT"))
+        engine.__dict__["_pbx_crm_autocommit"] = reader
+        return reader
+
+
 @contextmanager
 def transaction(engine: Engine, *, read_only: bool = False) -> Iterator[Session]:
     """One unit of work: commit on success, roll back on any exception."""
-    bind = read_only_engine(engine) if read_only else engine
+    bind = _read_only_engine(engine) if read_only else engine
     with Session(bind, expire_on_commit=False) as session:
         try:
             yield session

@@ -85,7 +85,7 @@ class Pbx:
     """An Asterisk in front of the CRM: the real FastAGI component, calls played by the emulator.
 
     ``budget_ms`` is the hooks' time budget; ``workers``/``db_workers`` size the server and the
-    dispatcher. The spool replayer thread is effectively off (a test replays by hand).
+    dispatcher; ``recorder_process`` records the calls in a process of their own. The spool replayer thread is effectively off (a test replays by hand).
     """
 
     engine: object
@@ -93,6 +93,7 @@ class Pbx:
     budget_ms: int = 2000
     workers: int = 64
     db_workers: int = 16
+    recorder_process: bool = False  # calls recorded by a process of their own, as in production
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
 
     def __post_init__(self):
@@ -101,7 +102,8 @@ class Pbx:
                             database_url=self.engine.url.render_as_string(False),
                             hook_budget_ms=self.budget_ms)
         self.running = start_fastagi(settings, self.engine, replay_interval=3600,
-                                     workers=self.workers, db_workers=self.db_workers)
+                                     workers=self.workers, db_workers=self.db_workers,
+                                     recorder_process=self.recorder_process)
         self.address = self.running.address
         self.server = self.running.server
         self.dispatcher = self.running.dispatcher

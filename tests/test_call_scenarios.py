@@ -12,6 +12,7 @@ delivers "Budi" <+62 812-3456-7890> on DID 2150001 unless a story says otherwise
 from __future__ import annotations
 
 import io
+import os
 import sqlite3
 import threading
 from contextlib import contextmanager
@@ -462,9 +463,11 @@ BUDGET_MS = 200
 MARGIN = 0.25  # seconds: the spool write and the AGI round trips after the budget
 
 
+@pytest.mark.parametrize("recorder", ["thread", "process"])
 def test_the_database_goes_away_mid_call_and_nothing_is_lost_when_it_comes_back(
-        engine, crm, make_pbx, outage):
-    pbx = make_pbx(outage.crm_engine, budget_ms=BUDGET_MS)
+        engine, crm, make_pbx, outage, recorder):
+    pbx = make_pbx(outage.crm_engine, budget_ms=BUDGET_MS,
+                   recorder_process=recorder == "process")
     inbound = pbx.trunk_call()
     outage.begin()
 
@@ -805,3 +808,53 @@ def test_the_same_lookup_twice_and_its_replay_record_one_call_and_one_deal(engin
     assert len(all_of(engine, Contact)) == 1
     assert events_of(engine, inbound.linkedid) == [("ringing", None)]
     assert pbx.spool.counts() == (0, 0)
+
+
+# --- 16. the calls recorded by a process of their own (as pbx-crm fastagi runs) ------------------
+
+
+def test_the_recorder_process_records_a_known_callers_whole_call(engine, crm, make_pbx,
+                                                                 sitis_deal):
+    deal_id, contact_id = sitis_deal
+    pbx = make_pbx(recorder_process=True)
+    recorder = pbx.dispatcher.writer.recorder._process
+    inbound = pbx.trunk_call(SITI, "SITI MOBILE")
+
+    steps = pbx.call(inbound, answered_by="102", talk=20)
+
+    assert recorder.is_alive() and recorder.pid != os.getpid()
+    assert steps["incoming"].variables == {
+        "CRM_STATUS": "FOUND", "CRM_DEAL_ID": str(deal_id), "CRM_CONTACT_ID": str(contact_id),
+        "CRM_CALLER_NAME": "Siti Rahmawati", "CRM_OWNER_EXTEN": "102"}
+    call = the_call(engine, inbound.uniqueid)
+    assert (call.deal_id, call.disposition, call.answered_exten) == (deal_id, "answered", "102")
+    assert events_of(engine, inbound.linkedid) == [
+        ("ringing", None), ("ringing", crm.budi), ("answered", None), ("answered", crm.budi),
+        ("call_ended", None), ("call_ended", crm.budi)]
+
+
+def test_a_recorder_process_that_died_is_replaced_and_its_batch_in_hand_is_replayed(
+        engine, crm, make_pbx, hold_database):
+    pbx = make_pbx(recorder_process=True)
+    recorder = pbx.dispatcher.writer.recorder
+    first = recorder._process
+    first.kill()
+    first.join(10)
+
+    pbx.incoming(pbx.trunk_call("+62 812-1111-0001", "Ani"))  # found dead: a new one records
+
+    second = recorder._process
+    assert second.is_alive() and second.pid != first.pid
+    lock = hold_database()  # the next recording waits for the database...
+    lost = pbx.trunk_call("+62 812-1111-0002", "Bayu")
+    pbx.incoming(lost, recorded=False)
+    eventually(lambda: not pbx.dispatcher.writer._queue, what="the batch to be handed over")
+    second.kill()  # ...and its recorder dies with the batch in hand
+
+    eventually(lambda: [(r.hook, r.call_key) for r in pbx.spool.pending()] == [
+        ("incoming", lost.uniqueid)], what="the batch to be spooled")
+    lock.release()
+    replay_until_empty(pbx)
+    pbx.incoming(pbx.trunk_call("+62 812-1111-0003", "Citra"))
+    assert recorder._process.pid not in (first.pid, second.pid)
+    assert len(all_of(engine, Call)) == len(all_of(engine, Deal)) == 3
