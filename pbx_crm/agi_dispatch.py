@@ -7,9 +7,11 @@ fails, or every database worker is busy, the dispatcher answers ``CRM_STATUS=UNA
 once, so the dialplan routes the call normally, and spools the request to replay it later.
 
 A hook with a read-only ``answer`` (``incoming``) makes the call wait for that one read only;
-its writes (``run``) go to the writer, one thread that records calls in batches, one
-transaction per batch, in arrival order. Later requests of a call whose writes are still
-queued queue behind them, so a call's lookup, answer and hangup are recorded in order.
+its writes (``run``) go to the writer, one thread that has calls recorded in batches, one
+transaction per batch, in arrival order: under ``pbx-crm fastagi`` by a recorder process of
+its own, so that the recording's CPU does not hold up the next calls' answers. Later requests
+of a call whose writes are still queued queue behind them, so a call's lookup, answer and
+hangup are recorded in order.
 """
 
 from __future__ import annotations
