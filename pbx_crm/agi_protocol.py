@@ -39,10 +39,12 @@ MAX_ENV_LINES = 256
 MAX_USAGE_LINES = 200
 
 _VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_()]*")
-# What MSet takes as it is: a variable's name (no function), a value without separators,
-# quotes, escapes, spaces or ${...} (MSet strips quotes and splits on commas and '=').
+# What MSet takes as it is: a variable's name (no function), a short value of letters (any
+# alphabet), digits, single spaces, '.', '-' and '+' only. MSet's argument parser strips
+# quotes and backslashes, nests on brackets, splits pairs on ',' and each pair on every '=':
+# a value holding any of those (or anything else) is sent with its own SET VARIABLE.
 _PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_PLAIN_VALUE = re.compile(r"[A-Za-z0-9_.+-]{1,64}")
+_PLAIN_VALUE = re.compile(r"(?=.{1,64}$)[\w.+-]+(?: [\w.+-]+)*")
 _RESPONSE_LINE = re.compile(r"(\d{3})(?:([ -])(.*))?")
 _BLOCK_END = re.compile(r"\d{3} ")
 # C0 and C1 controls, DEL, and lone surrogates: none of them belongs in a channel variable,
@@ -372,7 +374,9 @@ class AgiSession:
         sent = []
         if len(plain) > 1:
             names = ",".join(plain)
-            response = self.command("EXEC MSet " + ",".join(f"{n}={v}" for n, v in plain.items()))
+            pairs = ",".join(f"{n}={v}" for n, v in plain.items())
+            # Quoted when a value holds a space (the AGI parser would split it there).
+            response = self.command("EXEC MSet " + (escape(pairs) if " " in pairs else pairs))
             sent.append((names, response))
             if response.ok and response.result == "0":
                 plain = {}

@@ -382,6 +382,20 @@ def test_plain_variables_go_in_one_mset_and_a_name_in_its_own_set_variable():
         "CRM_STATUS,CRM_DEAL_ID,CRM_CONTACT_ID", "CRM_CALLER_NAME"]
 
 
+def test_a_name_of_letters_and_spaces_goes_in_the_mset_quoted():
+    channel = FakeChannel(uniqueid="1795892488.1")
+    session = session_over(b"200 result=0\n")
+    session.set_variables({"CRM_STATUS": "FOUND", "CRM_CALLER_NAME": "Siti Rahmawati",
+                           "CRM_NOTE": "Ñoño Pérez"})
+
+    command = session.writer.getvalue().decode().rstrip("\n")
+    assert command == 'EXEC MSet "CRM_STATUS=FOUND,CRM_CALLER_NAME=Siti Rahmawati,' \
+                      'CRM_NOTE=Ñoño Pérez"'
+    _exec(channel, parse_args(command))  # as Asterisk parses the line, then MSet its data
+    assert [channel.read(n) for n in ("CRM_STATUS", "CRM_CALLER_NAME", "CRM_NOTE")] == [
+        "FOUND", "Siti Rahmawati", "Ñoño Pérez"]
+
+
 def test_one_plain_variable_or_a_function_is_set_on_its_own():
     session = session_over(b"200 result=1\n200 result=1\n")
     session.set_variables({"CRM_STATUS": "NEW", "CALLERID(name)": "Budi"})

@@ -93,7 +93,7 @@ def test_the_caller_hangs_up_while_the_crm_looks_up_and_the_variables_still_land
 def test_asterisk_closing_on_hangup_mid_session_costs_no_worker(caplog):
     """AGIEXITONHANGUP=yes: Asterisk drops the session after the inline HANGUP."""
     channel = FakeChannel(uniqueid="1795892561.29")
-    dispatcher = Dispatcher({"CRM_A": "1", "CRM_B": "two words", "CRM_C": "3"})  # 2 commands
+    dispatcher = Dispatcher({"CRM_A": "1", "CRM_B": "two, words", "CRM_C": "3"})  # 2 commands
 
     caplog.set_level(logging.INFO, logger="pbx_crm.fastagi")
     with serving(dispatcher, workers=1) as (server, address):
