@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session, create_engine
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
-POOL_SIZE = 24
+POOL_SIZE = 56
 # A pooled PostgreSQL connection idle longer than this is pinged before use.
 PING_AFTER_IDLE_S = 1.0
 
