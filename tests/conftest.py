@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+from contextlib import contextmanager
 
 import argon2
 import pytest
@@ -49,22 +50,44 @@ def _sqlite_template(tmp_path_factory):
     return path
 
 
-@pytest.fixture(scope="session")
-def _postgres_engine():
-    """A database of this run's own (several runs may share the server), dropped at the end."""
+@contextmanager
+def new_postgres_database(prefix: str, *, own_role: bool = False):
+    """An empty database of its own on the test server (several runs may share it), dropped
+    afterwards; yields an engine on it. ``own_role``: connected as a new login role that owns
+    the database's schema and nothing more (no superuser), dropped as well."""
     if not POSTGRES_URL:
         pytest.skip("PBX_CRM_TEST_POSTGRES_URL is not set: run the suite with ./dev.sh test")
     server = make_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    name = f"pbx_crm_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    url = make_url(POSTGRES_URL).set(database=name)
     with server.connect() as connection:
+        if own_role:
+            connection.execute(text(f"CREATE ROLE {name} LOGIN PASSWORD 'plain'"))
         connection.execute(text(f'CREATE DATABASE "{name}"'))
-    engine = make_engine(make_url(POSTGRES_URL).set(database=name).render_as_string(False))
-    upgrade(engine)
-    yield engine
-    engine.dispose()
-    with server.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    server.dispose()
+    if own_role:
+        as_superuser = make_engine(url.render_as_string(False), isolation_level="AUTOCOMMIT")
+        with as_superuser.connect() as connection:
+            connection.execute(text(f"ALTER SCHEMA public OWNER TO {name}"))
+        as_superuser.dispose()
+        url = url.set(username=name, password="plain")
+    engine = make_engine(url.render_as_string(False))
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+        with server.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            if own_role:
+                connection.execute(text(f"DROP ROLE IF EXISTS {name}"))
+        server.dispose()
+
+
+@pytest.fixture(scope="session")
+def _postgres_engine():
+    """A database of this run's own, migrated, dropped at the end."""
+    with new_postgres_database("pbx_crm_test") as engine:
+        upgrade(engine)
+        yield engine
 
 
 def _truncate_all(engine) -> None:

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import ast
 import os
-import uuid
 from pathlib import Path
 
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from conftest import new_postgres_database
 from sqlalchemy import create_engine, inspect, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
 from pbx_crm import db, schema_dump
@@ -26,7 +25,6 @@ from pbx_crm.schema_dump import SchemaDumpError, dump_name, dump_schema
 
 REPO = Path(__file__).resolve().parents[1]
 VERSIONS = REPO / "sql" / "migrations" / "versions"
-POSTGRES_URL = os.environ.get("PBX_CRM_TEST_POSTGRES_URL", "")
 
 REGENERATE = """\
 sql/schema.{name}.sql no longer matches a freshly migrated {name} database.
@@ -138,20 +136,8 @@ def fresh_engine(request, tmp_path):
         yield engine
         engine.dispose()
         return
-    if not POSTGRES_URL:
-        pytest.skip("PBX_CRM_TEST_POSTGRES_URL is not set: run the suite with ./dev.sh test")
-    server = db.make_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    name = f"pbx_crm_test_fresh_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    with server.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    engine = db.make_engine(make_url(POSTGRES_URL).set(database=name).render_as_string(False))
-    try:
+    with new_postgres_database("pbx_crm_test_fresh") as engine:
         yield engine
-    finally:
-        engine.dispose()
-        with server.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        server.dispose()
 
 
 def test_the_migrations_run_down_to_nothing_and_up_again(fresh_engine):

@@ -9,10 +9,9 @@ way the answer is the same: a case-insensitive part of the text, newest first, a
 from __future__ import annotations
 
 import logging
-import os
-import uuid
 
 import pytest
+from conftest import new_postgres_database
 from factories import (
     ADMIN,
     at,
@@ -25,7 +24,6 @@ from factories import (
 )
 from sqlalchemy import delete, event
 from sqlalchemy import text as sql
-from sqlalchemy.engine import make_url
 from sqlmodel import select
 
 from pbx_crm import calls, deals
@@ -33,7 +31,6 @@ from pbx_crm.board import SEARCH_LIMIT, search_cards
 from pbx_crm.db import (
     current_revision,
     head_revision,
-    make_engine,
     transaction,
     upgrade,
 )
@@ -318,29 +315,8 @@ def test_one_or_two_characters_are_matched_by_a_scan(engine, session, shop):
 @pytest.fixture
 def database_of_a_plain_role():
     """A new database whose schema belongs to a role that may not create extensions in it."""
-    url = os.environ.get("PBX_CRM_TEST_POSTGRES_URL", "")
-    if not url:
-        pytest.skip("PBX_CRM_TEST_POSTGRES_URL is not set: run the suite with ./dev.sh test")
-    name = f"pbx_crm_test_plain_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    server = make_engine(url, isolation_level="AUTOCOMMIT")
-    with server.connect() as connection:
-        connection.execute(sql(f"CREATE ROLE {name} LOGIN PASSWORD 'plain'"))
-        connection.execute(sql(f'CREATE DATABASE "{name}"'))
-    as_owner = make_engine(make_url(url).set(database=name).render_as_string(False),
-                           isolation_level="AUTOCOMMIT")
-    with as_owner.connect() as connection:
-        connection.execute(sql(f"ALTER SCHEMA public OWNER TO {name}"))
-    as_owner.dispose()
-    engine = make_engine(make_url(url).set(database=name, username=name, password="plain")
-                         .render_as_string(False))
-    try:
+    with new_postgres_database("pbx_crm_test_plain", own_role=True) as engine:
         yield engine
-    finally:
-        engine.dispose()
-        with server.connect() as connection:
-            connection.execute(sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            connection.execute(sql(f"DROP ROLE IF EXISTS {name}"))
-        server.dispose()
 
 
 @pytest.mark.postgres
