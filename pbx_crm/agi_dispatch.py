@@ -20,6 +20,7 @@ import logging
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
@@ -276,7 +277,7 @@ class CallWriter:
 
     def __init__(self, dispatcher: HookDispatcher, recorder=None):
         self.dispatcher = dispatcher
-        self.recorder = recorder or BatchRecorder(dispatcher.engine, dispatcher.settings,
+        self.recorder = recorder or BatchRecorder(dispatcher.engine, lambda: dispatcher.settings,
                                                   dispatcher.hooks)
         self._queue: deque = deque()
         self._held: Counter = Counter()  # call key -> requests queued or being written
@@ -358,9 +359,9 @@ class BatchRecorder:
     its own, and only the ones that fail (and the requests of their calls after them) are
     handed back to be spooled. Raises ``OperationalError`` when the database is away."""
 
-    def __init__(self, engine, settings: Settings, hooks):
+    def __init__(self, engine, settings: Callable[[], Settings], hooks):
         self.engine = engine
-        self.settings = settings
+        self.settings = settings  # read at each batch: the dispatcher's settings as they are
         self.hooks = hooks
 
     def write(self, batch: list[PendingWrite]) -> list[tuple[int, str]]:
@@ -395,9 +396,9 @@ class BatchRecorder:
                 # Never wait for ever behind a lock: the batch goes to the spool instead, and
                 # the calls after it keep being written (SQLite's busy timeout does the same).
                 session.execute(WRITER_LOCK_TIMEOUT)
+            settings = self.settings()
             for item in batch:
-                context = HookContext(settings=self.settings, now=item.received_at,
-                                      memo=item.memo)
+                context = HookContext(settings=settings, now=item.received_at, memo=item.memo)
                 self.hooks[item.hook].run(session, item.request, context)
 
     def close(self) -> None:
@@ -471,7 +472,7 @@ def _recorder_main(pipe, settings: Settings) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the server, which stops us
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s (recorder): %(message)s")
-    recorder = BatchRecorder(make_engine(settings.database), settings, HOOKS)
+    recorder = BatchRecorder(make_engine(settings.database), lambda: settings, HOOKS)
     pipe.send("ready")
     while True:
         try:

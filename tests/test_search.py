@@ -314,8 +314,8 @@ def test_one_or_two_characters_are_matched_by_a_scan(engine, session, shop):
 
 @pytest.fixture
 def database_of_a_plain_role():
-    """A new database whose schema belongs to a role that may not create extensions in it."""
-    with new_postgres_database("pbx_crm_test_plain", own_role=True) as engine:
+    """A new database where the connecting role may not create extensions."""
+    with new_postgres_database("pbx_crm_test_plain", no_extensions=True) as engine:
         yield engine
 
 
