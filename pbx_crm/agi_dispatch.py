@@ -342,10 +342,9 @@ class CallWriter:
     def _write(self, batch: list[PendingWrite]) -> None:
         """Record the batch, but not the requests of a call whose earlier request waits in
         the spool (they go after it); spool what could not be recorded, in arrival order."""
-        spool = self.dispatcher.spool
-        ready = [item for item in batch if not spool.holds_call(item.key)]
         spooled = {id(item): "earlier request spooled" for item in batch
-                   if spool.holds_call(item.key)}
+                   if self.dispatcher.spool.holds_call(item.key)}
+        ready = [item for item in batch if id(item) not in spooled]
         if ready:
             for index, reason in self.recorder.write(ready):
                 spooled[id(ready[index])] = reason

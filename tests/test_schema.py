@@ -15,7 +15,7 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from conftest import new_postgres_database
+from postgres_databases import new_postgres_database
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.exc import IntegrityError
 

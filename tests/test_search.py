@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 
 import pytest
-from conftest import new_postgres_database
 from factories import (
     ADMIN,
     at,
@@ -22,6 +21,7 @@ from factories import (
     make_user,
     stages_by_name,
 )
+from postgres_databases import new_postgres_database
 from sqlalchemy import delete, event
 from sqlalchemy import text as sql
 from sqlmodel import select
