@@ -32,6 +32,10 @@ from .errors import CrmError
 log = logging.getLogger(__name__)
 
 START_TIMEOUT = 30.0
+# Connections a web worker keeps: its transactions are short. (The default pool is sized for
+# the FastAGI server's database workers; every web worker taking as many would add up against
+# PostgreSQL's max_connections.)
+WEB_POOL_SIZE = 24
 
 
 def _make_psycopg_cooperative() -> None:
@@ -76,7 +80,7 @@ def serve_web(settings: Settings) -> None:
             from .db import make_engine
             from pbx_crm.webui import create_app
 
-            app = create_app(settings, make_engine(settings.database))
+            app = create_app(settings, make_engine(settings.database, pool_size=WEB_POOL_SIZE))
             keep_startup_objects_out_of_gc()
             return app
 
