@@ -30,6 +30,7 @@ opposite orders.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import defaultdict
 from collections.abc import Mapping
@@ -210,20 +211,35 @@ _CALL_KEYS = ("pipeline_id", "day", "stage_id", "seller_id")
 _CALL_VALUES = ("calls", "outbound", "deals_called")
 
 
+@functools.cache
+def _addition(table, key_names: tuple, value_names: tuple, null_keys: frozenset):
+    """The UPDATE adding deltas to one key's row of ``table``, built once per shape of key
+    (which key columns are NULL) with its values bound: the deal services and the call
+    recorder run it on every change and call, and building it each time cost more than
+    running it. Bound names unlike the columns' (an UPDATE takes a column's name as a value
+    to set): ``key_<column>``, ``add_<column>``."""
+    match = and_(*[table.c[name].is_(None) if name in null_keys
+                   else table.c[name] == bindparam(f"key_{name}") for name in key_names])
+    # One row per key is enough: add to the lowest id of the (possible) duplicates.
+    first = select(func.min(table.c.id)).where(match).scalar_subquery()
+    return (update(table).where(table.c.id == first)
+            .values({name: table.c[name] + bindparam(f"add_{name}") for name in value_names})
+            .execution_options(synchronize_session=False))
+
+
 def _apply_to(session, table, key_names: tuple, value_names: tuple, deltas: dict) -> None:
     """Add each delta to its row of ``table`` (keyed by ``key_names``), creating missing rows."""
     for key in sorted(deltas, key=_key_order):
         values = deltas[key]
         if not any(values):
             continue
-        match = and_(*[table.c[name].is_(None) if value is None else table.c[name] == value
-                       for name, value in zip(key_names, key)])
-        # One row per key is enough: add to the lowest id of the (possible) duplicates.
-        first = select(func.min(table.c.id)).where(match).scalar_subquery()
-        done = session.execute(update(table).where(table.c.id == first).values(
-            {name: table.c[name] + value for name, value in zip(value_names, values)})
-            .execution_options(synchronize_session=False))
-        if done.rowcount == 0:
+        null_keys = frozenset(name for name, value in zip(key_names, key) if value is None)
+        added = session.execute(
+            _addition(table, key_names, value_names, null_keys),
+            {**{f"key_{name}": value for name, value in zip(key_names, key)
+                if value is not None},
+             **{f"add_{name}": value for name, value in zip(value_names, values)}})
+        if added.rowcount == 0:
             session.execute(insert(table).values(
                 {**dict(zip(key_names, key)), **dict(zip(value_names, values))}))
 
@@ -373,8 +389,8 @@ def deal_changed(session, deal_id: int, *, owner_before, owner_after, amount_bef
     _apply_to(session, call_days, _CALL_KEYS, _CALL_VALUES, call_deltas)
 
 
-# ``record_call`` runs for every call the PBX records: its statements are built once, and
-# run on the session's connection (the ORM layer adds only its own cost to plain rows).
+# ``record_call`` runs for every call the PBX records: its reads are built once, and run on
+# the session's connection (the ORM layer adds only its own cost to plain rows).
 _CALLED_DEAL = select(deals.c.pipeline_id, deals.c.stage_id, deals.c.owner_id,
                       deals.c.stage_entered_at, deals.c.created_at,
                       select(zone_table.c.time_zone).where(zone_table.c.id == 1)
@@ -383,24 +399,6 @@ _CALLED_DEAL = select(deals.c.pipeline_id, deals.c.stage_id, deals.c.owner_id,
 _CALLS_OF_THE_DAY = select(func.count()).select_from(calls).where(
     calls.c.deal_id == bindparam("deal_id"), calls.c.ringing_at >= bindparam("since"),
     calls.c.ringing_at < bindparam("day_end"))
-
-
-def _call_day_addition(seller_known: bool):
-    """``_apply_to`` on ``call_days`` for one key, as one statement with bound values."""
-    # Bound names unlike the columns': an UPDATE takes a column's name as a value to set.
-    match = and_(call_days.c.pipeline_id == bindparam("key_pipeline_id"),
-                 call_days.c.day == bindparam("key_day"),
-                 call_days.c.stage_id == bindparam("key_stage_id"),
-                 call_days.c.seller_id == bindparam("key_seller_id") if seller_known
-                 else call_days.c.seller_id.is_(None))
-    first = select(func.min(call_days.c.id)).where(match).scalar_subquery()
-    return (update(call_days).where(call_days.c.id == first)
-            .values({name: call_days.c[name] + bindparam(f"add_{name}")
-                     for name in _CALL_VALUES}))
-
-
-_CALL_DAY_ADDITIONS = {known: _call_day_addition(known) for known in (False, True)}
-_CALL_DAY_INSERT = insert(call_days)
 
 
 def record_call(session, *, deal_id: int, at: datetime, direction: str) -> None:
@@ -422,16 +420,9 @@ def record_call(session, *, deal_id: int, at: datetime, direction: str) -> None:
              else day_start)
     same_day = connection.execute(_CALLS_OF_THE_DAY, {"deal_id": deal_id, "since": since,
                                                       "day_end": day_end}).scalar()
-    key = dict(pipeline_id=deal.pipeline_id, day=day, stage_id=deal.stage_id,
-               seller_id=deal.owner_id)
-    counts = dict(calls=1, outbound=int(direction == CallDirection.OUTBOUND.value),
-                  deals_called=int(same_day <= 1))
-    addition = {f"key_{name}": value for name, value in key.items()
-                if value is not None or name != "seller_id"}
-    addition.update({f"add_{name}": n for name, n in counts.items()})
-    added = connection.execute(_CALL_DAY_ADDITIONS[deal.owner_id is not None], addition)
-    if added.rowcount == 0:
-        connection.execute(_CALL_DAY_INSERT, {**key, **counts})
+    key = (deal.pipeline_id, day, deal.stage_id, deal.owner_id)
+    _apply_to(session, call_days, _CALL_KEYS, _CALL_VALUES,
+              {key: (1, int(direction == CallDirection.OUTBOUND.value), int(same_day <= 1))})
 
 
 # --- rebuilding from the stage history --------------------------------------------------------
