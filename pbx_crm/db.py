@@ -90,28 +90,29 @@ def _configure_sqlite(engine: Engine) -> None:
             connection.exec_driver_sql(f"BEGIN {mode}")
 
 
+def _with_options(engine: Engine, **options) -> Engine:
+    """``engine.execution_options(**options)``, made once per engine and kept on it: the
+    transactions and answers that use it run all day."""
+    kept = engine.__dict__.setdefault("_pbx_crm_with_options", {})
+    key = tuple(sorted(options.items()))
+    if key not in kept:
+        kept[key] = engine.execution_options(**options)
+    return kept[key]
+
+
 def _read_only_engine(engine: Engine) -> Engine:
     """``engine`` for read-only work: SQLite begins DEFERRED (a reader never waits for the
     write lock), PostgreSQL begins READ ONLY (a stray write fails instead of landing)."""
-    try:
-        return engine.__dict__["_pbx_crm_read_only"]
-    except KeyError:
-        read_only = engine.execution_options(sqlite_begin="DEFERRED", postgresql_readonly=True)
-        engine.__dict__["_pbx_crm_read_only"] = read_only
-        return read_only
+    return _with_options(engine, sqlite_begin="DEFERRED", postgresql_readonly=True)
 
 
 def autocommit_reader(engine: Engine) -> Engine:
     """``engine`` for a read of a statement or two, each consistent on its own, that needs
     no transaction around them: no BEGIN and COMMIT (on PostgreSQL two more round trips).
     Only for reading."""
-    try:
-        return engine.__dict__["_pbx_crm_autocommit"]
-    except KeyError:
-        reader = (engine.execution_options(sqlite_begin="") if is_sqlite(engine)
-                  else engine.execution_options(isolation_level="AUTOCOMMIT"))
-        engine.__dict__["_pbx_crm_autocommit"] = reader
-        return reader
+    if is_sqlite(engine):
+        return _with_options(engine, sqlite_begin="")
+    return _with_options(engine, isolation_level="AUTOCOMMIT")
 
 
 @contextmanager

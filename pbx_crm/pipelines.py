@@ -93,13 +93,17 @@ def get_pipeline(session: Session, pipeline_id: int | None = None) -> Pipeline:
     """The pipeline asked for, or the default one (where inbound calls land)."""
     if pipeline_id is None:
         pipeline = session.exec(select(Pipeline).where(Pipeline.is_default)).first()
-        if pipeline is None:
-            raise NotFound("No pipeline is set up yet; create one first.")
-        return pipeline
-    pipeline = session.get(Pipeline, pipeline_id)
+    else:
+        pipeline = session.get(Pipeline, pipeline_id)
     if pipeline is None:
-        raise NotFound(f"No pipeline #{pipeline_id}.")
+        raise _no_pipeline(pipeline_id)
     return pipeline
+
+
+def _no_pipeline(pipeline_id: int | None) -> NotFound:
+    if pipeline_id is None:
+        return NotFound("No pipeline is set up yet; create one first.")
+    return NotFound(f"No pipeline #{pipeline_id}.")
 
 
 def find_pipeline(session: Session, name: str) -> Pipeline:
@@ -119,9 +123,7 @@ def pick_pipeline(listed: list[Pipeline], pipeline_id: int | None = None) -> Pip
     for pipeline in listed:
         if pipeline.id == pipeline_id if pipeline_id is not None else pipeline.is_default:
             return pipeline
-    if pipeline_id is None:
-        raise NotFound("No pipeline is set up yet; create one first.")
-    raise NotFound(f"No pipeline #{pipeline_id}.")
+    raise _no_pipeline(pipeline_id)
 
 
 def stages_of(session: Session, pipeline_id: int) -> list[Stage]:
