@@ -324,6 +324,18 @@ def _channel_status(ch: FakeChannel, argv):
     return f"200 result={6 if ch.up else 4}"
 
 
+def mset_pairs(data: str) -> dict[str, str]:
+    """What ``MSet(name1=value1,name2=value2)`` sets, for the plain values the CRM sends it:
+    pairs split on commas, each on its first '='; a pair without '=' is skipped (Asterisk
+    logs a warning)."""
+    pairs = {}
+    for pair in data.split(","):
+        name, equals, value = pair.partition("=")
+        if equals:
+            pairs[name] = value
+    return pairs
+
+
 def _exec(ch: FakeChannel, argv):
     if len(argv) < 2:
         return None
@@ -335,12 +347,8 @@ def _exec(ch: FakeChannel, argv):
         ch.write(name, value)
         return "200 result=0"
     if app == "mset":
-        # MSet(name1=value1,name2=value2): pairs split on commas, each on its first '=';
-        # a pair without '=' is skipped (Asterisk logs a warning).
-        for pair in data.split(","):
-            name, equals, value = pair.partition("=")
-            if equals:
-                ch.write(name, value)
+        for name, value in mset_pairs(data).items():
+            ch.write(name, value)
         return "200 result=0"
     return "200 result=-2"
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 from pbx_crm.ami_protocol import parse_message, split_stream
 
-from .agi import FakeChannel, Transcript, parse_args, run_fastagi
+from .agi import FakeChannel, Transcript, mset_pairs, parse_args, run_fastagi
 from .ami import SIMULATE_ACTION, ScenarioBuilder
 
 DID = "2150001"
@@ -114,10 +114,7 @@ def variables_set(transcript: Transcript) -> dict[str, str]:
         if verb == ["SET", "VARIABLE"] and len(argv) == 4:
             variables[argv[2]] = argv[3]
         elif verb == ["EXEC", "MSET"] and len(argv) == 3 and exchange.response == "200 result=0":
-            for pair in argv[2].split(","):
-                name, equals, value = pair.partition("=")
-                if equals:
-                    variables[name] = value
+            variables.update(mset_pairs(argv[2]))
     return variables
 
 
