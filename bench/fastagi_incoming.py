@@ -1,15 +1,19 @@
 """Benchmark: the ``incoming`` hook end to end over FastAGI, against a bare FastAGI floor.
 
 What Asterisk waits for on every inbound call: connect to the FastAGI server, send the
-environment block, answer each ``SET VARIABLE``, see the server close. Two servers run in this
+environment block, answer each ``SET VARIABLE``, see the server close. Three servers run in this
 process, side by side:
 
+  * the bare server: the real ``FastAgiServer`` answering a constant, no database: what the
+    sessions alone cost on this machine, a bound no hook can beat;
   * the floor: the real ``FastAgiServer`` with a dispatcher whose ``handle()`` does one indexed
     lookup (``contact_phones`` by ``e164``) through the same engine and returns one variable;
   * the real thing: ``start_fastagi(settings, engine)``, the product's server, dispatcher,
     spool and hooks, answering ``incoming``.
 
-So the two differ only by the hook's work (and the dispatcher around it). The calls come from a
+So the floor and the real thing differ only by the hook's work (and the dispatcher around it).
+At each concurrency the runs take turns, each playing its calls in ``--rounds`` parts, so that
+the machine's ups and downs fall on all of them alike. The calls come from a
 load generator in a child process (its own interpreter, so it does not take the servers' GIL),
 ``--concurrency`` threads each keeping one call in flight, speaking the AGI protocol as Asterisk
 does: the emulator (``pbx_crm.simulator.agi.run_fastagi``), or ``--client lean``, a socket loop
@@ -18,7 +22,7 @@ drawn from the seeded contacts that have an open deal (the FOUND path) and, for 
 a share of numbers nobody has (the NEW path: a contact and an Unsorted deal are created).
 
 Per concurrency and mix it prints p50, p99 (milliseconds from connect to the server's close),
-calls/s, the ratios to the floor measured just before, the statuses the dialplan got, and
+calls/s, the ratios to the floor measured alongside, the statuses the dialplan got, and
 whether each goal is met. A CRM_STATUS=UNAVAILABLE answer (over the time budget, workers busy)
 is counted and reported loudly: at these loads there must be none.
 
@@ -45,6 +49,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,6 +79,9 @@ DID = "2150001"  # the number the callers dialled (agi_arg_1)
 SELLER_EXTENSIONS = 200  # seller001 rings 201, seller002 202, ...
 # The same worker counts as ``pbx-crm fastagi`` (start_fastagi's defaults).
 SERVER_WORKERS = 64
+
+BARE = "bare FastAGI, no lookup"
+FLOOR = "floor: bare FastAGI + 1 lookup"
 
 # Goals from the issue.
 P50_GOAL, P99_GOAL, P99_AT_10_MS, CALLS_GOAL = 2.0, 3.0, 10.0, 0.5
@@ -154,6 +162,17 @@ class NewNumbers:
 # --- the floor ------------------------------------------------------------------------------
 
 
+class Constant:
+    """The bare server's dispatcher: the same answer every time, no database. What this
+    machine's FastAGI sessions cost before any hook's work: no answer can be faster."""
+
+    def handle(self, request):
+        return {"CRM_STATUS": "FOUND"}
+
+    def overloaded(self, request):
+        return {"CRM_STATUS": "UNAVAILABLE"}
+
+
 class IndexedLookup:
     """The floor's dispatcher: one indexed lookup through the same engine, one variable."""
 
@@ -185,6 +204,18 @@ class Played:
     cpu: float = 0.0  # the load generator's CPU seconds (all its threads)
     server_cpu: float = 0.0  # the servers' process, filled in by the parent
     thread_cpu: Counter = field(default_factory=Counter)  # the same, by thread name
+    reasons: Counter = field(default_factory=Counter)  # why calls got UNAVAILABLE
+    replayed: int = 0  # requests the spool replayer replayed meanwhile
+
+    def add(self, part: Played) -> None:
+        self.latencies += part.latencies
+        self.statuses += part.statuses
+        self.seconds += part.seconds
+        self.cpu += part.cpu
+        self.server_cpu += part.server_cpu
+        self.thread_cpu += part.thread_cpu
+        self.reasons += part.reasons
+        self.replayed += part.replayed
 
 
 def _channel(uniqueid: str, caller: str) -> FakeChannel:
@@ -360,19 +391,20 @@ class Figures:
     reasons: Counter = field(default_factory=Counter)
     replayed: int = 0
     threads: dict = field(default_factory=dict)  # thread name -> CPU ms per call
+    hook: bool = True  # False for the two servers the hook is measured against
 
     @classmethod
-    def of(cls, name: str, concurrency: int, played: Played, watch: SpoolWatch | None = None):
+    def of(cls, name: str, concurrency: int, played: Played, *, hook: bool = True):
         samples = played.latencies or [float("nan")]
         calls = sum(played.statuses.values())
         answered = calls - played.statuses["UNAVAILABLE"] - failures(played.statuses)
         return cls(name, concurrency, statistics.median(samples), percentile(samples, 0.99),
                    len(played.latencies) / played.seconds, answered / played.seconds,
                    played.statuses, played.server_cpu * 1000 / calls, played.cpu * 1000 / calls,
-                   Counter(watch.reasons) if watch else Counter(),
-                   watch.replayed if watch else 0,
+                   played.reasons, played.replayed,
                    {name: seconds * 1000 / calls
-                    for name, seconds in played.thread_cpu.most_common() if seconds > 0})
+                    for name, seconds in played.thread_cpu.most_common() if seconds > 0},
+                   hook)
 
     @property
     def unavailable(self) -> int:
@@ -424,16 +456,31 @@ class Bench:
             calls.append((f"{self.base}.{self.serial}", number))
         return calls
 
-    def measure(self, address, concurrency: int, new_share: float,
-                watch: SpoolWatch | None = None) -> Played:
-        self.play(address, self.make_calls(self.warmup, new_share), concurrency)
-        calls = self.make_calls(self.calls, new_share)
-        if watch:
-            watch.reset()
+    def interleaved(self, runs: list[Run], concurrency: int, rounds: int) -> list[Played]:
+        """Each run's calls in ``rounds`` parts, the runs taking turns (after one warm-up
+        each): a machine that slows down or speeds up during the bench weighs on the hook
+        and on the servers it is compared with alike."""
+        for run in runs:
+            self.play(run.address, self.make_calls(self.warmup, run.new_share), concurrency)
+            run.settle()
+        totals = [Played() for _ in runs]
+        for part in range(rounds):
+            count = self.calls // rounds + (part < self.calls % rounds)
+            for run, total in zip(runs, totals):
+                total.add(self.measure(run, concurrency, count))
+                run.settle()
+        return totals
+
+    def measure(self, run: Run, concurrency: int, count: int) -> Played:
+        calls = self.make_calls(count, run.new_share)
+        if run.watch:
+            run.watch.reset()
         cpu, threads = time.process_time(), thread_cpu()
-        played = self.play(address, calls, concurrency)
+        played = self.play(run.address, calls, concurrency)
         played.server_cpu = time.process_time() - cpu
         played.thread_cpu = thread_cpu() - threads
+        if run.watch:
+            played.reasons, played.replayed = Counter(run.watch.reasons), run.watch.replayed
         return played
 
     def play(self, address, calls, concurrency: int) -> Played:
@@ -443,6 +490,17 @@ class Bench:
             if not process.is_alive():
                 sys.exit(f"the load generator died (exit code {process.exitcode})")
         return pipe.recv()
+
+
+@dataclass
+class Run:
+    """One kind of call played against one server."""
+
+    name: str
+    address: tuple[str, int]
+    new_share: float = 0.0
+    watch: SpoolWatch | None = None
+    settle: Callable[[], None] = lambda: None  # run after each part, outside the measure
 
 
 def mix_name(new_share: float) -> str:
@@ -492,6 +550,7 @@ def print_goals(rows: list[tuple[Figures, Figures]]) -> int:
     """Prints each goal met or missed; returns how many were missed. A run with calls
     answered UNAVAILABLE meets no goal: its figures are partly not the hook's."""
     missed = 0
+    bare = {figures.concurrency: figures for figures, _ in rows if figures.name == BARE}
 
     def goal(ok: bool, figures: Figures, text_: str) -> None:
         nonlocal missed
@@ -504,7 +563,7 @@ def print_goals(rows: list[tuple[Figures, Figures]]) -> int:
 
     print("goals:")
     for figures, floor in rows:
-        if figures is floor:
+        if not figures.hook:
             continue
         label = f"{figures.name}, {figures.concurrency} in flight:"
         if figures.concurrency == 1:
@@ -517,7 +576,8 @@ def print_goals(rows: list[tuple[Figures, Figures]]) -> int:
         if figures.concurrency == 10:
             goal(figures.p99 < P99_AT_10_MS, figures,
                  f"{label} p99 {figures.p99:.1f} ms (goal < {P99_AT_10_MS:.0f} ms; "
-                 f"the floor's: {floor.p99:.1f} ms)")
+                 f"the floor's: {floor.p99:.1f} ms"
+                 + (f", the bare server's: {bare[10].p99:.1f} ms" if 10 in bare else "") + ")")
         ratio = figures.crm_rate / floor.rate
         goal(ratio >= CALLS_GOAL, figures, f"{label} calls/s answered by the CRM "
              f"{ratio:.2f}x floor (goal >= {CALLS_GOAL}x)")
@@ -531,6 +591,8 @@ def main(argv=None) -> int:
     parser.add_argument("--deals", type=int, help="deals to seed (default: contacts / 5)")
     parser.add_argument("--calls", type=int, default=2000, help="measured calls per run")
     parser.add_argument("--warmup", type=int, default=200, help="unmeasured calls before each")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="parts each run's calls are played in, the runs taking turns")
     parser.add_argument("--concurrency", default="1,10,50", help="calls in flight, a list")
     parser.add_argument("--new-shares", default="0,0.2",
                         help="shares of callers nobody knows (the NEW path), one run each")
@@ -560,9 +622,10 @@ def main(argv=None) -> int:
     generator.start()
 
     floor = FastAgiServer(("127.0.0.1", 0), IndexedLookup(engine), workers=SERVER_WORKERS)
-    floor.start()
-    threading.Thread(target=floor.serve_forever, name="floor", daemon=True).start()
-    floor_address = ("127.0.0.1", floor.port)
+    bare = FastAgiServer(("127.0.0.1", 0), Constant(), workers=SERVER_WORKERS)
+    for name, server in (("floor", floor), ("bare", bare)):
+        server.start()
+        threading.Thread(target=server.serve_forever, name=name, daemon=True).start()
     rows: list[tuple[Figures, Figures]] = []
     left = 0
     with tempfile.TemporaryDirectory(prefix="pbx-crm-bench-agi-") as data_dir:
@@ -575,18 +638,25 @@ def main(argv=None) -> int:
         try:
             bench = Bench(engine, (ours, generator), args.client, args.calls, args.warmup,
                           args.seed)
+            def settle():
+                nonlocal left
+                left += drain(running)
+
+            runs = [Run(BARE, ("127.0.0.1", bare.port)),
+                    Run(FLOOR, ("127.0.0.1", floor.port))]
+            runs += [Run(f"incoming, {mix_name(share)}", running.address, share, watch, settle)
+                     for share in shares]
             for level in levels:
-                base = Figures.of("floor: bare FastAGI + 1 lookup", level,
-                                  bench.measure(floor_address, level, 0.0))
+                played = bench.interleaved(runs, level, args.rounds)
+                base = Figures.of(FLOOR, level, played[1], hook=False)
+                rows.append((Figures.of(BARE, level, played[0], hook=False), base))
                 rows.append((base, base))
-                for share in shares:
-                    played = bench.measure(running.address, level, share, watch)
-                    rows.append((Figures.of(f"incoming, {mix_name(share)}", level, played,
-                                            watch), base))
-                    left += drain(running)
+                rows += [(Figures.of(run.name, level, part), base)
+                         for run, part in zip(runs[2:], played[2:])]
         finally:
             running.stop()
             floor.shutdown()
+            bare.shutdown()
             ours.send(None)
             generator.join(timeout=10)
 
