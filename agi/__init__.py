@@ -22,16 +22,19 @@ class Hook:
     # A read-only answer for the dialplan, given before ``run`` records anything: the call
     # then waits for one read, and ``run`` follows on the dispatcher's writer.
     answer: Callable | None = None  # (connection, request, context) -> dict[str, str]
+    # Several requests of this hook recorded together by the writer, in one transaction, as
+    # ``run`` would record them one after the other (fewer statements in a burst of calls).
+    run_many: Callable | None = None  # (session, [(request, context), ...]) -> None
 
 
 HOOKS: dict[str, Hook] = {}
 
 
-def hook(call_key: Callable, answer: Callable | None = None):
+def hook(call_key: Callable, answer: Callable | None = None, run_many: Callable | None = None):
     """Register the decorated function under its own name, the name the dialplan uses."""
 
     def register(function):
-        HOOKS[function.__name__] = Hook(function.__name__, function, call_key, answer)
+        HOOKS[function.__name__] = Hook(function.__name__, function, call_key, answer, run_many)
         return function
 
     return register

@@ -33,14 +33,37 @@ def answer_incoming(connection, request, context):
     return _variables(lookup)
 
 
-@hook(call_key=lambda request: request.uniqueid, answer=answer_incoming)
+def record_incoming_together(session, requests):
+    """Several ``incoming`` requests (a batch of the writer's): the known callers' calls, as
+    their answers found them, in a few statements for them all; the others one by one."""
+    known = []
+    for request, context in requests:
+        lookup = context.memo.get("lookup")
+        if lookup is not None and lookup.status == calls.FOUND and lookup.deal_id is not None:
+            known.append(calls.RingingCall(
+                lookup, request.uniqueid, _linkedid(request), context.memo["caller"],
+                request.calleridname, _did(request), context.now))
+        else:
+            incoming(session, request, context)
+    calls.record_known_calls(session, known)
+
+
+def _linkedid(request) -> str:
+    return arg(request, 2) or request.uniqueid
+
+
+def _did(request) -> str:
+    return arg(request, 1) or request.query.get("did") or request.dnid
+
+
+@hook(call_key=lambda request: request.uniqueid, answer=answer_incoming,
+      run_many=record_incoming_together)
 def incoming(session, request, context):
     settings = context.settings
     caller = context.memo.get("caller") or caller_of(request, settings)
     lookup = calls.record_inbound_call(
-        session, uniqueid=request.uniqueid, linkedid=arg(request, 2) or request.uniqueid,
-        caller=caller, caller_name=request.calleridname,
-        did=arg(request, 1) or request.query.get("did") or request.dnid,
+        session, uniqueid=request.uniqueid, linkedid=_linkedid(request),
+        caller=caller, caller_name=request.calleridname, did=_did(request),
         create_deals=settings.unknown_callers_create_deals, region=settings.phone_region,
         now=context.now, looked_up=context.memo.get("lookup"))
     return _variables(lookup)

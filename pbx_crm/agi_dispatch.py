@@ -16,6 +16,7 @@ hangup are recorded in order.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -396,9 +397,16 @@ class BatchRecorder:
                 # the calls after it keep being written (SQLite's busy timeout does the same).
                 session.execute(WRITER_LOCK_TIMEOUT)
             settings = self.settings()
-            for item in batch:
-                context = HookContext(settings=settings, now=item.received_at, memo=item.memo)
-                self.hooks[item.hook].run(session, item.request, context)
+            # Each run of one hook's requests together, where the hook can (in their order).
+            for name, items in itertools.groupby(batch, key=lambda item: item.hook):
+                hook = self.hooks[name]
+                requests = [(item.request, HookContext(settings=settings, now=item.received_at,
+                                                       memo=item.memo)) for item in items]
+                if hook.run_many is not None:
+                    hook.run_many(session, requests)
+                    continue
+                for request, context in requests:
+                    hook.run(session, request, context)
 
     def close(self) -> None:
         pass

@@ -48,30 +48,35 @@ def _notify(session, event_id: int) -> None:
     session.execute(_NOTIFY, {"channel": NOTIFY_CHANNEL, "id": str(event_id)})
 
 
-def emit_many(session: Session, kind: str, targets, *, payload: dict, deal_id: int | None,
-              linkedid: str | None, now: datetime | None = None) -> None:
-    """``emit`` for several browsers in one plain statement (the AGI hooks' hot path)."""
-    if not targets:
+def event_row(kind: str, target_user_id: int | None, *, payload: dict, deal_id: int | None,
+              linkedid: str | None, now: datetime | None = None) -> dict:
+    """One event's values, for ``emit_rows``."""
+    return {"kind": kind, "target_user_id": target_user_id, "deal_id": deal_id,
+            "linkedid": linkedid, "payload": payload, "created_at": now or utcnow()}
+
+
+def emit_rows(session: Session, rows: list[dict]) -> None:
+    """Events (``event_row``) in one plain statement, the AGI hooks' hot path; on PostgreSQL
+    one wake-up for them all (a reader woken reads every event after its position)."""
+    if not rows:
         return
-    now = now or utcnow()
-    rows = [dict(kind=kind, target_user_id=target, deal_id=deal_id, linkedid=linkedid,
-                 payload=payload, created_at=now) for target in targets]
     connection = session.connection()
     if connection.dialect.name == "postgresql":
         ids = connection.execute(_INSERT_RETURNING_ID, rows).scalars().all()
-        # One wake-up is enough: a reader woken reads every event after its position.
         _notify(connection, max(ids))
     else:
         connection.execute(_INSERT, rows)
 
 
-def serialize_pops(session: Session, linkedid: str) -> None:
-    """Make the writers of one call's pops (the AGI lookup's recording and the AMI listener)
+def serialize_pops(session: Session, *linkedids: str) -> None:
+    """Make the writers of a call's pops (the AGI lookup's recording and the AMI listener)
     take turns, so each sees what the other wrote and no browser gets a pop twice. SQLite
-    writers take turns anyway; PostgreSQL's run side by side, hence a lock per call."""
+    writers take turns anyway; PostgreSQL's run side by side, hence a lock per call (taken
+    in order, when one writer serializes several calls)."""
     connection = session.connection()
-    if connection.dialect.name == "postgresql":
-        connection.execute(_POPS_LOCK, {"key": "pops:" + linkedid})
+    if connection.dialect.name == "postgresql" and linkedids:
+        connection.execute(_POPS_LOCK, [{"key": "pops:" + linkedid}
+                                        for linkedid in sorted(linkedids)])
 
 
 def events_after(session: Session, actor: Actor, last_id: int, *, limit: int = 100) -> list[Event]:

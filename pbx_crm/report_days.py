@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -389,40 +389,88 @@ def deal_changed(session, deal_id: int, *, owner_before, owner_after, amount_bef
     _apply_to(session, call_days, _CALL_KEYS, _CALL_VALUES, call_deltas)
 
 
-# ``record_call`` runs for every call the PBX records: its reads are built once, and run on
-# the session's connection (the ORM layer adds only its own cost to plain rows).
-_CALLED_DEAL = select(deals.c.pipeline_id, deals.c.stage_id, deals.c.owner_id,
-                      deals.c.stage_entered_at, deals.c.created_at,
-                      select(zone_table.c.time_zone).where(zone_table.c.id == 1)
-                      .scalar_subquery().label("time_zone")
-                      ).where(deals.c.id == bindparam("deal_id"))
-_CALLS_OF_THE_DAY = select(func.count()).select_from(calls).where(
-    calls.c.deal_id == bindparam("deal_id"), calls.c.ringing_at >= bindparam("since"),
-    calls.c.ringing_at < bindparam("day_end"))
+# ``record_calls`` runs for every call the PBX records: its reads are built once, run on the
+# session's connection (the ORM layer adds only its own cost to plain rows), and serve a
+# whole batch of calls at once.
+_CALLED_DEALS = select(deals.c.id, deals.c.pipeline_id, deals.c.stage_id, deals.c.owner_id,
+                       deals.c.stage_entered_at, deals.c.created_at,
+                       select(zone_table.c.time_zone).where(zone_table.c.id == 1)
+                       .scalar_subquery().label("time_zone")
+                       ).where(deals.c.id.in_(bindparam("deal_ids", expanding=True)))
+_CALLS_OF_THE_DAY = (
+    select(calls.c.deal_id, func.count()).where(
+        calls.c.deal_id.in_(bindparam("deal_ids", expanding=True)),
+        calls.c.ringing_at >= bindparam("since"), calls.c.ringing_at < bindparam("day_end"),
+        calls.c.id.not_in(bindparam("batch_ids", expanding=True)))
+    .group_by(calls.c.deal_id))
+
+
+@dataclass(frozen=True)
+class CalledDeal:
+    """A call just recorded on a deal, to be counted: ``call_id`` orders the calls of one
+    batch (a call is not counted as the day's first behind a later call of the batch)."""
+
+    deal_id: int
+    at: datetime  # when it rang
+    direction: str
+    call_id: int | None = None
 
 
 def record_call(session, *, deal_id: int, at: datetime, direction: str) -> None:
-    """Count one call just recorded on ``deal_id`` (ringing at ``at``) in the deal's stage
-    and for its owner as they are now; the deal counts once per day and stage."""
-    connection = session.connection()
-    deal = connection.execute(_CALLED_DEAL, {"deal_id": deal_id}).one_or_none()
-    if deal is None or deal.time_zone is None:  # no zone: the tables are not built
+    """Count one call just recorded on ``deal_id`` (ringing at ``at``)."""
+    record_calls(session, [CalledDeal(deal_id, at, direction)])
+
+
+def record_calls(session, called: list[CalledDeal]) -> None:
+    """Count calls just recorded (in the order given) in each deal's stage and for its owner
+    as they are now; a deal counts once per day and stage. A few reads and one addition per
+    row of counts, however many calls."""
+    if not called:
         return
-    time_zone = deal.time_zone
-    zone = ZoneInfo(time_zone)
-    day = local_day(at, time_zone)
-    day_start = datetime.combine(day, time(), tzinfo=zone).astimezone(UTC)
-    day_end = datetime.combine(day + timedelta(days=1), time(), tzinfo=zone).astimezone(UTC)
-    # Calls of the deal this day since it entered its stage: this one alone, a new deal-day.
-    # A deal still in its first stage holds the calls that rang before it was created.
-    entered = deal.stage_entered_at
-    since = (max(day_start, entered) if entered is not None and entered > deal.created_at
-             else day_start)
-    same_day = connection.execute(_CALLS_OF_THE_DAY, {"deal_id": deal_id, "since": since,
-                                                      "day_end": day_end}).scalar()
-    key = (deal.pipeline_id, day, deal.stage_id, deal.owner_id)
-    _apply_to(session, call_days, _CALL_KEYS, _CALL_VALUES,
-              {key: (1, int(direction == CallDirection.OUTBOUND.value), int(same_day <= 1))})
+    connection = session.connection()
+    deal_ids = sorted({call.deal_id for call in called})
+    found = {deal.id: deal for deal in connection.execute(_CALLED_DEALS, {"deal_ids": deal_ids})}
+    windows = []
+    for call in called:
+        deal = found.get(call.deal_id)
+        if deal is None or deal.time_zone is None:  # no zone: the tables are not built
+            continue
+        zone = ZoneInfo(deal.time_zone)
+        day = local_day(call.at, deal.time_zone)
+        day_start = datetime.combine(day, time(), tzinfo=zone).astimezone(UTC)
+        day_end = datetime.combine(day + timedelta(days=1), time(), tzinfo=zone).astimezone(UTC)
+        # Calls of the deal this day since it entered its stage: this one alone, a new
+        # deal-day. A deal still in its first stage holds the calls that rang before it was
+        # created.
+        entered = deal.stage_entered_at
+        since = (max(day_start, entered) if entered is not None and entered > deal.created_at
+                 else day_start)
+        windows.append((call, deal, day, since, day_end))
+    if not windows:
+        return
+    # The calls each deal had in each window before the batch's (usually one window for all:
+    # the day, for deals in their stage since before it), one count per window.
+    batch_ids = sorted(call.call_id for call in called if call.call_id is not None)
+    deals_in: dict[tuple, set] = {}
+    for call, _deal, _day, since, day_end in windows:
+        deals_in.setdefault((since, day_end), set()).add(call.deal_id)
+    before = {}
+    for (since, day_end), deal_ids in deals_in.items():
+        for deal_id, count in connection.execute(_CALLS_OF_THE_DAY, {
+                "deal_ids": sorted(deal_ids), "since": since, "day_end": day_end,
+                "batch_ids": batch_ids}):
+            before[deal_id, since, day_end] = count
+    deltas: dict = {}
+    earlier: Counter = Counter()  # the batch's calls so far in each window, in their order
+    for call, deal, day, since, day_end in sorted(windows, key=lambda w: w[0].call_id or 0):
+        window = (call.deal_id, since, day_end)
+        if call.call_id is not None and since <= call.at < day_end:
+            earlier[window] += 1
+        same_day = before.get(window, 0) + earlier[window]  # this one alone: a new deal-day
+        key = (deal.pipeline_id, day, deal.stage_id, deal.owner_id)
+        _add(deltas, key, (1, int(call.direction == CallDirection.OUTBOUND.value),
+                           int(same_day <= 1)), 1)
+    _apply_to(session, call_days, _CALL_KEYS, _CALL_VALUES, deltas)
 
 
 # --- rebuilding from the stage history --------------------------------------------------------

@@ -210,10 +210,11 @@ class DatabaseLock:
 
     SQLite: the write lock (``BEGIN IMMEDIATE`` on a connection of its own), so a hook waits
     in its own ``BEGIN IMMEDIATE`` for the busy timeout. PostgreSQL: an exclusive lock on the
-    calls table, which every hook reads first.
+    calls table, which every hook reads first; with ``reads_pass``, a lock on the events
+    table that lets the answers read and holds the recording (as SQLite's lock does).
     """
 
-    def __init__(self, engine):
+    def __init__(self, engine, *, reads_pass: bool = False):
         self.engine = engine
         if engine.dialect.name == "sqlite":
             self._sqlite = sqlite3.connect(engine.url.database, isolation_level=None,
@@ -222,7 +223,8 @@ class DatabaseLock:
         else:
             self._connection = engine.connect()
             self._transaction = self._connection.begin()
-            self._connection.execute(text("LOCK TABLE calls IN ACCESS EXCLUSIVE MODE"))
+            self._connection.execute(text("LOCK TABLE events IN EXCLUSIVE MODE" if reads_pass
+                                          else "LOCK TABLE calls IN ACCESS EXCLUSIVE MODE"))
         self.held = True
 
     def release(self) -> None:

@@ -22,7 +22,7 @@ import pytest
 from sqlmodel import select
 
 from factories import ADMIN, make_contact, make_deal, make_pipeline, make_user
-from pbx_crm import contacts
+from pbx_crm import contacts, report_days
 from pbx_crm.agi_protocol import read_env
 from pbx_crm.db import transaction
 from pbx_crm.funnel import Actor
@@ -84,8 +84,8 @@ def hold_database(engine, make_pbx):
     the PBX stops, so no hook is left waiting)."""
     locks = []
 
-    def hold() -> DatabaseLock:
-        locks.append(DatabaseLock(engine))
+    def hold(**options) -> DatabaseLock:
+        locks.append(DatabaseLock(engine, **options))
         return locks[-1]
 
     yield hold
@@ -859,3 +859,40 @@ def test_a_recorder_process_that_died_is_replaced_and_its_batch_in_hand_is_repla
     pbx.incoming(pbx.trunk_call("+62 812-1111-0003", "Citra"))
     assert recorder._process.pid not in (first.pid, second.pid)
     assert len(all_of(engine, Call)) == len(all_of(engine, Deal)) == 3
+
+
+# --- 17. a burst of calls recorded together -------------------------------------------------
+
+
+@pytest.mark.parametrize("recorder_process", [False, True], ids=["writer", "recorder-process"])
+def test_calls_that_queued_while_the_database_was_busy_are_recorded_together(
+        engine, crm, make_pbx, sitis_deal, hold_database, recorder_process):
+    """The writer takes what queued as one batch: two known callers' calls in a few
+    statements for both, a new caller's in between, each recorded as it would be alone."""
+    deal_id, _ = sitis_deal
+    pbx = make_pbx(recorder_process=recorder_process)
+    lock = hold_database(reads_pass=True)  # the answers read; the recording waits
+    first = pbx.trunk_call(SITI, "SITI MOBILE")
+    pbx.incoming(first, recorded=False)
+    eventually(lambda: not pbx.dispatcher.writer._queue, what="the first call to be taken")
+    burst = [pbx.trunk_call(SITI, "SITI MOBILE"), pbx.trunk_call("+62 812-1111-0002", "Bayu"),
+             pbx.trunk_call(SITI, "SITI OFFICE")]
+
+    answers = [pbx.incoming(inbound, recorded=False) for inbound in burst]
+
+    assert [a.variables["CRM_STATUS"] for a in answers] == ["FOUND", "NEW", "FOUND"]
+    assert len(pbx.dispatcher.writer._queue) == 3  # waiting together
+    lock.release()
+    assert pbx.dispatcher.writer.wait_empty(15)
+    assert pbx.spool.counts() == (0, 0)
+    siti, bayu, siti_again = (the_call(engine, inbound.uniqueid) for inbound in burst)
+    assert siti.deal_id == siti_again.deal_id == the_call(engine, first.uniqueid).deal_id == deal_id
+    assert stage_of(engine, bayu.deal_id) == "Unsorted"
+    for inbound in [first, *burst]:
+        owner = [] if inbound is burst[1] else [("ringing", crm.budi)]
+        assert events_of(engine, inbound.linkedid) == [("ringing", None), *owner]
+    with transaction(engine) as session:  # the day's call counts, as a rebuild counts them
+        kept = report_days.histogram_totals(session)["calls"]
+        report_days.rebuild(session, time_zone="Asia/Jakarta")
+        assert report_days.histogram_totals(session)["calls"] == kept
+    assert sorted(kept.values()) == [(1, 0, 1), (3, 0, 1)]  # Bayu's deal; Siti's, three calls

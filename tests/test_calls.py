@@ -2,7 +2,7 @@
 
 from datetime import timedelta
 
-from factories import PBX, at, make_pipeline, make_user
+from factories import PBX, at, make_contact, make_pipeline, make_user
 from sqlmodel import select
 
 from pbx_crm import calls, deals
@@ -74,3 +74,57 @@ def test_a_click_to_call_lands_on_the_deal_the_seller_clicked(session):
                                             extension="101", dialed=caller("081234567890"),
                                             clicked_deal_id=older)
     assert older_call.deal_id == older
+
+
+def test_known_callers_recorded_together_are_recorded_as_one_by_one(session):
+    """The writer records a burst of known callers' calls in a few statements: each call
+    once, each deal touched, a deal counted once among the day's deals called, each browser
+    popped once per call, and the daily counts equal to a rebuild from the calls."""
+    from pbx_crm import events, report_days
+    from pbx_crm.models import Event
+
+    make_pipeline(session)
+    head = make_user(session, "hana", role="head")
+    ana = make_user(session, "ana", extensions=["101"])
+    customers = {}
+    for name, phone in (("Adi", "+62 812-1111-0001"), ("Bayu", "+62 812-1111-0002")):
+        contact = make_contact(session, name=name, phones=(phone,))
+        deal = deals.create_deal(session, ana, title=f"Deal {name}", contact_id=contact.id,
+                                 now=at(-60))
+        customers[name] = (phone, deal.id)
+    # Bayu rang earlier today, one at a time: his deal is among the day's deals called.
+    ring(session, "7.0", customers["Bayu"][0])
+    # The AMI listener popped the first call on Ana's phone before the recording came.
+    events.emit(session, events.RINGING, target_user_id=ana.user_id, payload={},
+                linkedid="7.1")
+
+    def ringing(uniqueid, name, minutes):
+        number = caller(customers[name][0])
+        lookup = calls.lookup_caller(session, uniqueid=uniqueid, caller=number,
+                                     create_deals=True)
+        assert (lookup.status, lookup.deal_id) == (calls.FOUND, customers[name][1])
+        return calls.RingingCall(lookup, uniqueid, uniqueid, number, name, "2150001",
+                                 at(minutes))
+
+    burst = [ringing("7.1", "Adi", 1), ringing("7.2", "Bayu", 2), ringing("7.3", "Adi", 3),
+             ringing("7.2", "Bayu", 4),  # the same call twice in the batch
+             ringing("7.0", "Bayu", 5)]  # recorded before
+    calls.record_known_calls(session, burst)
+
+    recorded = {c.uniqueid: c for c in session.exec(select(Call))}
+    assert sorted(recorded) == ["7.0", "7.1", "7.2", "7.3"]
+    assert recorded["7.2"].ringing_at == at(2) and recorded["7.0"].ringing_at == at(0)
+    assert recorded["7.3"].deal_id == customers["Adi"][1]
+    touched = dict(session.exec(select(Deal.id, Deal.last_activity_at)).all())
+    assert touched == {customers["Adi"][1]: at(3), customers["Bayu"][1]: at(2)}
+    pops = sorted((e.linkedid, e.target_user_id or 0) for e in session.exec(
+        select(Event).where(Event.kind == events.RINGING)))
+    assert pops == [("7.0", 0), ("7.0", ana.user_id), ("7.1", 0), ("7.1", ana.user_id),
+                    ("7.2", 0), ("7.2", ana.user_id), ("7.3", 0), ("7.3", ana.user_id)]
+    assert head.user_id  # heads read the pops addressed to nobody in particular
+
+    session.flush()
+    kept = report_days.histogram_totals(session)["calls"]
+    assert list(kept.values()) == [(4, 0, 2)]  # four calls; Adi's and Bayu's deals
+    report_days.rebuild(session, time_zone="Asia/Jakarta")
+    assert report_days.histogram_totals(session)["calls"] == kept
