@@ -58,7 +58,7 @@ from sqlalchemy import func, text
 from sqlmodel import select
 
 from pbx_crm import users
-from pbx_crm.components import start_fastagi
+from pbx_crm.components import FASTAGI_WORKERS, start_fastagi
 from pbx_crm.config import Address, Settings
 from pbx_crm.db import make_engine, transaction, upgrade
 from pbx_crm.enums import Role, StageKind
@@ -77,8 +77,6 @@ PIPELINE = "Sales"
 REGION = "ID"
 DID = "2150001"  # the number the callers dialled (agi_arg_1)
 SELLER_EXTENSIONS = 200  # seller001 rings 201, seller002 202, ...
-# The same worker counts as ``pbx-crm fastagi`` (start_fastagi's defaults).
-SERVER_WORKERS = 64
 
 BARE = "bare FastAGI, no lookup"
 FLOOR = "floor: bare FastAGI + 1 lookup"
@@ -621,8 +619,9 @@ def main(argv=None) -> int:
     generator = context.Process(target=generator_loop, args=(theirs,), daemon=True)
     generator.start()
 
-    floor = FastAgiServer(("127.0.0.1", 0), IndexedLookup(engine), workers=SERVER_WORKERS)
-    bare = FastAgiServer(("127.0.0.1", 0), Constant(), workers=SERVER_WORKERS)
+    # As many session workers as ``pbx-crm fastagi`` has.
+    floor = FastAgiServer(("127.0.0.1", 0), IndexedLookup(engine), workers=FASTAGI_WORKERS)
+    bare = FastAgiServer(("127.0.0.1", 0), Constant(), workers=FASTAGI_WORKERS)
     for name, server in (("floor", floor), ("bare", bare)):
         server.start()
         threading.Thread(target=server.serve_forever, name=name, daemon=True).start()
@@ -632,7 +631,7 @@ def main(argv=None) -> int:
         settings = Settings(data_dir=Path(data_dir), database_url=url, phone_region=REGION,
                             fastagi_listen=Address("127.0.0.1", 0))
         # As ``pbx-crm fastagi`` runs it: the calls recorded by a process of their own.
-        running = start_fastagi(settings, engine, workers=SERVER_WORKERS, recorder_process=True)
+        running = start_fastagi(settings, engine, recorder_process=True)
         watch = SpoolWatch(running.dispatcher)
         profile = HookProfile(running.dispatcher) if args.profile else None
         try:

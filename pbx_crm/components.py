@@ -40,10 +40,13 @@ class RunningFastAgi:
 
 
 CALL_SWITCH_INTERVAL = 0.001
+# Session workers: at 50 calls in flight, some are still saying goodbye to their last call
+# (waiting for Asterisk's HANGUP) while the next calls arrive.
+FASTAGI_WORKERS = 128
 
 
 def start_fastagi(settings: Settings, engine, *, replay_interval: float = 2.0,
-                  workers: int = 128, db_workers: int = 48,
+                  workers: int = FASTAGI_WORKERS, db_workers: int = 48,
                   recorder_process: bool = False) -> RunningFastAgi:
     """The FastAGI server with the hook dispatcher and its spool replayer. ``db_workers``:
     answers and hooks running at once (50 calls in flight found 16 all busy and sent a tenth
