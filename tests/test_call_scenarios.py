@@ -11,6 +11,7 @@ delivers "Budi" <+62 812-3456-7890> on DID 2150001 unless a story says otherwise
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import sqlite3
@@ -389,8 +390,16 @@ def test_with_agiexitonhangup_the_hangup_handler_may_overtake_the_lookup_and_not
 
 
 def test_a_process_agi_gets_sighup_during_the_lookup_and_still_delivers_the_variables(
-        engine, crm, pbx, hold_database):
-    lock = hold_database()  # the lookup waits for the database...
+        engine, crm, pbx):
+    lookup_may_go = threading.Event()
+    incoming = pbx.dispatcher.hooks["incoming"]
+
+    def slow_lookup(*args):  # the lookup takes its time (on SQLite no lock holds a read)...
+        lookup_may_go.wait(10)
+        return incoming.answer(*args)
+
+    pbx.dispatcher.hooks = {**pbx.dispatcher.hooks,
+                            "incoming": dataclasses.replace(incoming, answer=slow_lookup)}
     inbound = pbx.trunk_call()
     result = {}
     call = threading.Thread(target=lambda: result.update(
@@ -398,7 +407,7 @@ def test_a_process_agi_gets_sighup_during_the_lookup_and_still_delivers_the_vari
     call.start()
     eventually(lambda: pbx.server.active_sessions == 1, what="the relay to reach the server")
     inbound.hangup()  # ...while the caller hangs up: Asterisk sends the relay SIGHUP
-    lock.release()
+    lookup_may_go.set()
     call.join(timeout=10)
 
     lookup = result["lookup"]
