@@ -6,8 +6,10 @@ never waits on the CRM. Each hook gets a time budget; when the budget runs out, 
 fails, or every database worker is busy, the dispatcher answers ``CRM_STATUS=UNAVAILABLE`` at
 once, so the dialplan routes the call normally, and spools the request to replay it later.
 
-A hook with a read-only ``answer`` (``incoming``) makes the call wait for that one read only;
-its writes (``run``) go to the writer, one thread that has calls recorded in batches, one
+A hook with a read-only ``answer`` (``incoming``) makes the call wait for that one read only,
+made on the session's own thread (no hand-over to a database worker and back): the FastAGI
+server's watchdog answers for a read past the budget (``late``), and its writes are queued
+then. Its writes (``run``) go to the writer, one thread that has calls recorded in batches, one
 transaction per batch, in arrival order: under ``pbx-crm fastagi`` by a recorder process of
 its own, so that the recording's CPU does not hold up the next calls' answers. Later requests
 of a call whose writes are still queued queue behind them, so a call's lookup, answer and
@@ -48,6 +50,32 @@ WRITER_LOCK_TIMEOUT = text("SET LOCAL lock_timeout = '10s'")
 ANSWER_WORKER_WAIT = 0.1
 
 
+class _Answering:
+    """An answer being read on a session's thread: whoever comes first, the answer finishing
+    or the server's watchdog giving up on it (``late``), queues the request's writes."""
+
+    __slots__ = ("hook", "key", "received_at", "_lock", "_state")
+
+    def __init__(self, hook, key: str, received_at: datetime):
+        self.hook, self.key, self.received_at = hook, key, received_at
+        self._lock = threading.Lock()
+        self._state = "reading"
+
+    def finished(self) -> bool:
+        """The answer is in; True if its writes are still to be queued."""
+        with self._lock:
+            mine, self._state = self._state == "reading", "done"
+            return mine
+
+    def overrun(self) -> bool:
+        """The budget ran out first; True if its writes are still to be queued."""
+        with self._lock:
+            mine = self._state == "reading"
+            if mine:
+                self._state = "late"
+            return mine
+
+
 def _left(deadline: float) -> float:
     """Seconds left before ``deadline`` (a ``time.monotonic()`` reading), never negative."""
     return max(0.0, deadline - time.monotonic())
@@ -81,6 +109,7 @@ class HookDispatcher:
         self.budget = settings.hook_budget_ms / 1000
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="crm-hook")
         self._free_workers = threading.BoundedSemaphore(workers)
+        self._answering: dict[int, _Answering] = {}  # id(request) -> its answer being read
         self._running = 0  # hooks running on the database workers, spooled or not
         self._running_changed = threading.Condition()
         self._replay_lock = threading.Lock()
@@ -104,9 +133,17 @@ class HookDispatcher:
             # An earlier request of this call waits in the spool: keep the call's order.
             return self._spool(hook, key, request, received_at, "earlier request spooled")
         if hook.answer is not None:
+            # The answer is read on this thread: the server's watchdog answers for it should
+            # it overrun the budget (``late``), and then queues its writes.
             context = HookContext(settings=self.settings, now=received_at)
-            variables = self._answer(hook, request, context, deadline)
-            self.writer.put(hook, key, request, received_at, memo=context.memo)
+            answering = _Answering(hook, key, received_at)
+            self._answering[id(request)] = answering
+            try:
+                variables = self._answer(hook, request, context, deadline)
+            finally:
+                del self._answering[id(request)]
+            if answering.finished():
+                self.writer.put(hook, key, request, received_at, memo=context.memo)
             return variables
         if not self.writer.wait_released(key, _left(deadline)):
             # An earlier request of this call is still not recorded: record this one after
@@ -130,31 +167,37 @@ class HookDispatcher:
                 deadline: float) -> dict[str, str]:
         """The hook's read-only answer within the budget; UNAVAILABLE when it cannot be had
         (the writes are queued all the same, and spooled if the database stays away)."""
-        # A read is short: worth a brief wait for a worker in a burst, never the whole budget.
+        # A read is short: worth a brief wait for a slot in a burst, never the whole budget.
+        # The slots bound the database work at once, answers and hooks alike.
         if not self._free_workers.acquire(timeout=min(_left(deadline), ANSWER_WORKER_WAIT)):
             return self._unanswered(hook, request, "all database workers busy")
-        future = self._pool.submit(self._answer_and_release, hook, request, context)
         try:
-            return future.result(timeout=_left(deadline))
-        except FutureTimeout:
-            return self._unanswered(hook, request,
-                                    f"over the {self.settings.hook_budget_ms} ms budget")
+            # A plain connection, not a session: the answer is a read or two.
+            with self._reader.connect() as connection:
+                return hook.answer(connection, request, context)
         except Exception as error:  # noqa: BLE001 - whatever failed, the call goes on
             return self._unanswered(hook, request, repr(error))
+        finally:
+            self._free_workers.release()
+
+    def late(self, request: AgiRequest) -> dict[str, str]:
+        """The server's answer for a request whose ``handle`` overran the budget: the call
+        goes on without the CRM. An answer still reading has its writes queued now (read
+        afresh when they are recorded); a hook on a database worker spools its own."""
+        answering = self._answering.get(id(request))
+        if answering is not None and answering.overrun():
+            self.writer.put(answering.hook, answering.key, request, answering.received_at)
+        hook = self.hooks.get(request.script)
+        if hook is None:
+            return dict(UNAVAILABLE)
+        return self._unanswered(hook, request,
+                                f"over the {self.settings.hook_budget_ms} ms budget")
 
     def _unanswered(self, hook, request: AgiRequest, reason: str) -> dict[str, str]:
         """The answer could not be had: the call goes on without the CRM (its writes are
         queued all the same)."""
         log.warning("%s for %s answered UNAVAILABLE: %s", hook.name, request.uniqueid, reason)
         return dict(UNAVAILABLE)
-
-    def _answer_and_release(self, hook, request: AgiRequest, context: HookContext):
-        try:
-            # A plain connection, not a session: the answer is a read or two.
-            with self._reader.connect() as connection:
-                return hook.answer(connection, request, context)
-        finally:
-            self._free_workers.release()
 
     def overloaded(self, request: AgiRequest) -> dict[str, str]:
         hook = self.hooks.get(request.script)

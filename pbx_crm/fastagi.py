@@ -5,13 +5,17 @@ accept, read the environment block, ask the dispatcher for channel variables, ``
 each one, half-close. It knows nothing of hooks or the database: the dispatcher (the lead's
 ``pbx_crm.agi_dispatch.HookDispatcher``, or any plain object in tests) does. Asterisk waits for
 a FastAGI server with no read timeout, so a saturated server answers ``dispatcher.overloaded()``
-at once instead of queueing the call behind busy workers.
+at once instead of queueing the call behind busy workers; and a dispatcher with a ``budget``
+may do its work on the session's thread, the server's watchdog answering ``late()`` for it
+when the budget runs out.
 """
 
 from __future__ import annotations
 
+import heapq
 import importlib.util
 import ipaddress
+import itertools
 import logging
 import queue
 import selectors
@@ -19,6 +23,7 @@ import socket
 import threading
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
 
@@ -48,6 +53,71 @@ class Dispatcher(Protocol):
 
     def overloaded(self, request: AgiRequest) -> Mapping[str, str]:
         """Called instead of ``handle`` when every worker is busy; must return at once."""
+
+    # Optional: a dispatcher with a ``budget`` (seconds) and ``late()`` may run a session's
+    # work on the session's own thread and leave the budget to the server, whose watchdog
+    # answers ``late(request)`` for a session whose ``handle`` overran it.
+    #   budget: float
+    #   def late(self, request: AgiRequest) -> Mapping[str, str]: must return at once
+
+
+class _Claim:
+    """Who answers one session: its worker with ``handle``'s variables, or the watchdog with
+    ``late``'s at the budget. The first to claim it; the other leaves the socket alone."""
+
+    __slots__ = ("_lock", "done")
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.done = threading.Event()  # the watchdog's answer is through (only if it claimed)
+
+    def take(self) -> bool:
+        return self._lock.acquire(blocking=False)
+
+
+class _Watchdog:
+    """One thread that looks, every ``tick``, for sessions past the budget and has their late
+    answer given on a few threads of its own (an answer waits for Asterisk's replies)."""
+
+    def __init__(self, server: FastAgiServer, budget: float):
+        self.server = server
+        self.budget = budget
+        self.tick = min(0.02, budget / 10)
+        self._due: list = []  # (deadline, serial, claim, session, request, log), a heap
+        self._serial = itertools.count()
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._answering = ThreadPoolExecutor(4, thread_name_prefix="fastagi-late")
+        self._thread = threading.Thread(target=self._loop, name="fastagi-watchdog", daemon=True)
+        self._thread.start()
+
+    def watch(self, session: AgiSession, request: AgiRequest, log) -> _Claim:
+        claim = _Claim()
+        with self._lock:
+            heapq.heappush(self._due, (time.monotonic() + self.budget, next(self._serial),
+                                       claim, session, request, log))
+        return claim
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join(timeout=5)
+        self._answering.shutdown(wait=False)
+
+    def _loop(self) -> None:
+        while not self._stopping.wait(self.tick):
+            try:
+                self._answer_overdue()
+            except Exception:  # noqa: BLE001 - the watchdog must outlive any one session
+                logger.exception("FastAGI watchdog round failed")
+
+    def _answer_overdue(self) -> None:
+        now, due = time.monotonic(), []
+        with self._lock:
+            while self._due and self._due[0][0] <= now:
+                due.append(heapq.heappop(self._due))
+        for _deadline, _serial, claim, session, request, log in due:
+            if claim.take():  # still unanswered (a session answered in time was let go)
+                self._answering.submit(self.server._answer_late, claim, session, request, log)
 
 
 def relay_script_path() -> Path:
@@ -144,6 +214,7 @@ class FastAgiServer:
         self._loop_done.set()
         self._active = 0
         self._active_changed = threading.Condition()
+        self._watchdog: _Watchdog | None = None
 
     # -- life cycle -----------------------------------------------------------------------------
 
@@ -177,6 +248,9 @@ class FastAgiServer:
             listener.close()
             raise
         self._listener = listener
+        budget = getattr(self.dispatcher, "budget", None)
+        if budget and hasattr(self.dispatcher, "late"):
+            self._watchdog = _Watchdog(self, budget)
         for n in range(self.workers):
             self._spawn(f"fastagi-worker-{n}", self._jobs, self._free_workers, overloaded=False)
         for n in range(self.overload_workers):
@@ -239,6 +313,8 @@ class FastAgiServer:
             self._overload_jobs.put(None)
         for thread in self._threads:  # a session still running past the grace is abandoned (daemon)
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        if self._watchdog is not None:
+            self._watchdog.stop()
         self._wake_r.close()
         self._wake_w.close()
 
@@ -331,20 +407,14 @@ class FastAgiServer:
             log.info(
                 "%s from %s%s", request.script, peer_ip, " (server saturated)" if overloaded else ""
             )
+            watched = self._watchdog is not None and not overloaded
+            claim = self._watchdog.watch(session, request, log) if watched else None
             variables = self._ask(request, overloaded, log)
-            try:
-                sent = session.set_variables(variables)
-            except ValueError as error:
-                log.error("dispatcher returned a variable that cannot be sent: %s", error)
-                sent = session.set_variables(_sendable(variables, log))
-            for names, response in sent:
-                if not response.ok:
-                    log.warning("setting %s answered %s", names, response.lines[0])
-            if session.hung_up:
-                log.info(
-                    "the caller hung up during the session; variables were set on the dead channel"
-                )
-            session.finish()
+            if claim is not None and not claim.take():
+                # Past the budget, the watchdog answered on this socket: let it finish.
+                claim.done.wait(3 * timeout)
+                return
+            self._answer(session, variables, log)
         except AgiHangup as error:
             log.info("Asterisk ended the session early: %s", error)
         except AgiProtocolError as error:
@@ -355,6 +425,40 @@ class FastAgiServer:
             log.warning("connection error with %s: %s", peer_ip, error)
         finally:
             session.close()
+
+    def _answer(self, session: AgiSession, variables: dict, log) -> None:
+        """Set the variables (those that can be sent), then half-close."""
+        try:
+            sent = session.set_variables(variables)
+        except ValueError as error:
+            log.error("dispatcher returned a variable that cannot be sent: %s", error)
+            sent = session.set_variables(_sendable(variables, log))
+        for names, response in sent:
+            if not response.ok:
+                log.warning("setting %s answered %s", names, response.lines[0])
+        if session.hung_up:
+            log.info("the caller hung up during the session; variables were set on the dead "
+                     "channel")
+        session.finish()
+
+    def _answer_late(self, claim: _Claim, session: AgiSession, request: AgiRequest, log) -> None:
+        """The watchdog's answer for a session whose ``handle`` overran the budget (its
+        worker is still waiting for it, and leaves the socket to this one)."""
+        try:
+            log.warning("%s overran the %.0f ms budget: answered without it", request.script,
+                        self._watchdog.budget * 1000)
+            try:
+                variables = dict(self.dispatcher.late(request) or {})
+            except Exception:  # noqa: BLE001 - the call goes on without the CRM
+                log.exception("dispatcher late() raised: no variables set")
+                variables = {}
+            self._answer(session, variables, log)
+        except (AgiHangup, AgiProtocolError, OSError) as error:  # TimeoutError included
+            log.info("late answer not delivered: %r", error)
+        except Exception:  # noqa: BLE001 - one broken session must not kill the thread
+            log.exception("late answer failed")
+        finally:
+            claim.done.set()
 
     def _ask(self, request: AgiRequest, overloaded: bool, log) -> dict[str, str]:
         method = self.dispatcher.overloaded if overloaded else self.dispatcher.handle

@@ -124,6 +124,21 @@ def call_entries(engine, deal_id) -> list[TimelineEntry]:
                   TimelineEntry.kind == "call")
 
 
+def slow_lookups(pbx: Pbx) -> threading.Event:
+    """From now on the lookup (the real one) reads only once the returned event is set: the
+    database slow to answer (on SQLite no lock holds a read)."""
+    may_go = threading.Event()
+    incoming = pbx.dispatcher.hooks["incoming"]
+
+    def slow_lookup(*args):
+        may_go.wait(10)
+        return incoming.answer(*args)
+
+    pbx.dispatcher.hooks = {**pbx.dispatcher.hooks,
+                            "incoming": dataclasses.replace(incoming, answer=slow_lookup)}
+    return may_go
+
+
 def replay_until_empty(pbx: Pbx) -> None:
     """Replay the spool until nothing waits in it (a replay stops at the first sign that the
     database is still away, and a hook that overran its budget may still be committing)."""
@@ -369,7 +384,8 @@ def test_with_agiexitonhangup_the_hangup_handler_may_overtake_the_lookup_and_not
     lock = hold_database()
     inbound = pbx.trunk_call()
 
-    lookup = pbx.incoming(inbound, hangup_after_commands=0, exit_on_hangup=True)
+    # The lookup's recording waits for the database: the hangup handler does not wait for it.
+    lookup = pbx.incoming(inbound, hangup_after_commands=0, exit_on_hangup=True, recorded=False)
     end = pbx.hangup(inbound, "")
 
     assert lookup.transcript.agistatus == "HANGUP" and lookup.transcript.commands == []
@@ -391,15 +407,7 @@ def test_with_agiexitonhangup_the_hangup_handler_may_overtake_the_lookup_and_not
 
 def test_a_process_agi_gets_sighup_during_the_lookup_and_still_delivers_the_variables(
         engine, crm, pbx):
-    lookup_may_go = threading.Event()
-    incoming = pbx.dispatcher.hooks["incoming"]
-
-    def slow_lookup(*args):  # the lookup takes its time (on SQLite no lock holds a read)...
-        lookup_may_go.wait(10)
-        return incoming.answer(*args)
-
-    pbx.dispatcher.hooks = {**pbx.dispatcher.hooks,
-                            "incoming": dataclasses.replace(incoming, answer=slow_lookup)}
+    lookup_may_go = slow_lookups(pbx)  # the lookup takes its time...
     inbound = pbx.trunk_call()
     result = {}
     call = threading.Thread(target=lambda: result.update(
@@ -522,6 +530,28 @@ def test_the_database_goes_away_mid_call_and_nothing_is_lost_when_it_comes_back(
     assert events_of(engine, inbound.linkedid) == [
         ("ringing", None), ("answered", None), ("answered", crm.ana),
         ("call_ended", None), ("call_ended", crm.ana)]
+
+
+def test_a_lookup_that_overruns_its_budget_lets_the_call_go_on_and_is_recorded_once(
+        engine, crm, make_pbx):
+    pbx = make_pbx(budget_ms=BUDGET_MS)
+    lookup_may_go = slow_lookups(pbx)
+    inbound = pbx.trunk_call()
+
+    lookup = pbx.incoming(inbound, recorded=False)
+
+    # The server's watchdog answered at the budget, while the lookup still waited.
+    assert lookup.variables == {"CRM_STATUS": "UNAVAILABLE"}
+    assert BUDGET_MS / 1000 <= lookup.seconds < BUDGET_MS / 1000 + MARGIN
+    assert pbx.server.active_sessions == 1
+    lookup_may_go.set()
+    assert pbx.server.wait_idle(10) and pbx.dispatcher.wait_idle(10)
+    # The call is recorded once: its writes were queued when the budget ran out.
+    deal, = all_of(engine, Deal)
+    call = the_call(engine, inbound.uniqueid)
+    assert call.deal_id == deal.id and between(lookup, call.ringing_at)
+    assert events_of(engine, inbound.linkedid) == [("ringing", None)]
+    assert pbx.spool.counts() == (0, 0)
 
 
 def test_a_spooled_request_that_can_never_succeed_is_set_aside_and_blocks_nothing(

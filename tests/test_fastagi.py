@@ -306,3 +306,52 @@ def test_the_env_block_the_server_reads_is_the_emulators():
     block = fastagi_env_block(channel, address, "incoming?did=2150001", ["2150001", ""])
     assert block == "".join(f"{k}: {v}\n" for k, v in request.env.items()).encode() + b"\n"
     assert (request.callerid, request.callingpres, request.args) == ("unknown", 67, ("2150001", ""))
+
+
+class BudgetedDispatcher(Dispatcher):
+    """A dispatcher that does its work on the session's thread and leaves its budget to the
+    server: ``late()`` answers for a session whose ``handle`` overran it."""
+
+    budget = 0.2
+
+    def __init__(self, variables, on_handle):
+        super().__init__(variables, on_handle)
+        self.late_requests = []
+
+    def late(self, request):
+        self.late_requests.append(request)
+        return {"CRM_STATUS": "UNAVAILABLE"}
+
+
+def test_a_session_whose_dispatcher_overruns_its_budget_is_answered_late_at_the_budget():
+    database_back = threading.Event()
+    dispatcher = BudgetedDispatcher({"CRM_STATUS": "FOUND"},
+                                    on_handle=lambda request: database_back.wait(10))
+    channel = FakeChannel(uniqueid="1795892488.7")
+
+    with serving(dispatcher) as (server, address):
+        started = time.monotonic()
+        transcript = incoming_call(address, channel)
+        waited = time.monotonic() - started
+        assert server.active_sessions == 1  # its worker still waits for the dispatcher
+        database_back.set()
+        assert server.wait_idle(5)
+
+    assert 0.2 <= waited < 0.5
+    assert transcript.agistatus == "SUCCESS"
+    assert channel.variables["CRM_STATUS"] == "UNAVAILABLE"
+    assert dispatcher.late_requests == dispatcher.requests  # the same request, answered once
+    assert [c.split(" ", 3)[:3] for c in transcript.commands] == [["SET", "VARIABLE", "CRM_STATUS"]]
+
+
+def test_a_dispatcher_answering_within_its_budget_is_never_answered_late():
+    dispatcher = BudgetedDispatcher({"CRM_STATUS": "FOUND"}, on_handle=None)
+
+    with serving(dispatcher) as (server, address):
+        for n in range(20):
+            channel = FakeChannel(uniqueid=f"1795892488.{n}")
+            incoming_call(address, channel)
+            assert channel.variables["CRM_STATUS"] == "FOUND"
+        time.sleep(0.3)  # past every session's budget: the watchdog lets the answered go
+
+    assert dispatcher.late_requests == [] and len(dispatcher.requests) == 20
