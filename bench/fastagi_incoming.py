@@ -335,15 +335,14 @@ class SpoolWatch:
 
 
 class HookProfile:
-    """cProfile of the hooks' work (the answers and other hooks on the database workers, the
-    recording on the call writer): one profiler per thread, merged at the end. Wraps the running dispatcher instance's
-    method; the figures of a profiled run are slower than without."""
+    """cProfile of the hooks' work (the answers on the session threads, the other hooks on
+    the database workers, the hand-over to the recorder on the call writer): one profiler per
+    thread, merged at the end. Wraps the running dispatcher instance's methods; the figures
+    of a profiled run are slower than without."""
 
     def __init__(self, dispatcher):
         self.profilers: dict[int, cProfile.Profile] = {}
-        # The answer (on a database worker), the recording (on the writer), and the rest
-        # of the hooks (on a database worker).
-        for owner, name in ((dispatcher, "_answer_and_release"), (dispatcher.writer, "_write"),
+        for owner, name in ((dispatcher, "_answer"), (dispatcher.writer, "_write"),
                             (dispatcher, "_run")):
             setattr(owner, name, self._profiled(getattr(owner, name)))
 
