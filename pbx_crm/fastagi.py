@@ -409,7 +409,9 @@ class FastAgiServer:
             )
             watched = self._watchdog is not None and not overloaded
             claim = self._watchdog.watch(session, request, log) if watched else None
-            variables = self._ask(request, overloaded, log)
+            variables = self._ask(
+                self.dispatcher.overloaded if overloaded else self.dispatcher.handle, request, log
+            )
             if claim is not None and not claim.take():
                 # Past the budget, the watchdog answered on this socket: let it finish.
                 claim.done.wait(3 * timeout)
@@ -447,12 +449,7 @@ class FastAgiServer:
         try:
             log.warning("%s overran the %.0f ms budget: answered without it", request.script,
                         self._watchdog.budget * 1000)
-            try:
-                variables = dict(self.dispatcher.late(request) or {})
-            except Exception:  # noqa: BLE001 - the call goes on without the CRM
-                log.exception("dispatcher late() raised: no variables set")
-                variables = {}
-            self._answer(session, variables, log)
+            self._answer(session, self._ask(self.dispatcher.late, request, log), log)
         except (AgiHangup, AgiProtocolError, OSError) as error:  # TimeoutError included
             log.info("late answer not delivered: %r", error)
         except Exception:  # noqa: BLE001 - one broken session must not kill the thread
@@ -460,8 +457,9 @@ class FastAgiServer:
         finally:
             claim.done.set()
 
-    def _ask(self, request: AgiRequest, overloaded: bool, log) -> dict[str, str]:
-        method = self.dispatcher.overloaded if overloaded else self.dispatcher.handle
+    def _ask(self, method, request: AgiRequest, log) -> dict[str, str]:
+        """The dispatcher's ``handle``, ``overloaded`` or ``late`` answer; nothing when it
+        raises (the call goes on without the CRM)."""
         try:
             variables = method(request)
             return dict(variables) if variables else {}
