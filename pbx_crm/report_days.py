@@ -422,8 +422,8 @@ def record_call(session, *, deal_id: int, at: datetime, direction: str) -> None:
 
 
 def record_calls(session, called: list[CalledDeal]) -> None:
-    """Count calls just recorded (in the order given) in each deal's stage and for its owner
-    as they are now; a deal counts once per day and stage. A few reads and one addition per
+    """Count calls just recorded (a batch's in the order they were inserted, ``call_id``) in
+    each deal's stage and for its owner as they are now; a deal counts once per day and stage. A few reads and one addition per
     row of counts, however many calls."""
     if not called:
         return
