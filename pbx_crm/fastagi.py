@@ -12,16 +12,15 @@ when the budget runs out.
 
 from __future__ import annotations
 
-import heapq
 import importlib.util
 import ipaddress
-import itertools
 import logging
 import queue
 import selectors
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -74,17 +73,20 @@ class _Claim:
     def take(self) -> bool:
         return self._lock.acquire(blocking=False)
 
+    def taken(self) -> bool:
+        return self._lock.locked()
+
 
 class _Watchdog:
-    """One thread that looks, every ``tick``, for sessions past the budget and has their late
-    answer given on a few threads of its own (an answer waits for Asterisk's replies)."""
+    """One thread that wakes at the budget of the oldest session not yet answered and has the
+    late answers given on a few threads of its own (an answer waits for Asterisk's replies).
+    Every session gets the same budget, so sessions fall due in the order they were watched:
+    a queue, and a new session never falls due before the one the thread sleeps for."""
 
     def __init__(self, server: FastAgiServer, budget: float):
         self.server = server
         self.budget = budget
-        self.tick = min(0.02, budget / 10)
-        self._due: list = []  # (deadline, serial, claim, session, request, log), a heap
-        self._serial = itertools.count()
+        self._due: deque = deque()  # (deadline, claim, session, request, log), oldest first
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._answering = ThreadPoolExecutor(4, thread_name_prefix="fastagi-late")
@@ -94,8 +96,7 @@ class _Watchdog:
     def watch(self, session: AgiSession, request: AgiRequest, log) -> _Claim:
         claim = _Claim()
         with self._lock:
-            heapq.heappush(self._due, (time.monotonic() + self.budget, next(self._serial),
-                                       claim, session, request, log))
+            self._due.append((time.monotonic() + self.budget, claim, session, request, log))
         return claim
 
     def stop(self) -> None:
@@ -104,20 +105,26 @@ class _Watchdog:
         self._answering.shutdown(wait=False)
 
     def _loop(self) -> None:
-        while not self._stopping.wait(self.tick):
+        wait = self.budget
+        while not self._stopping.wait(wait):
             try:
-                self._answer_overdue()
+                wait = self._answer_overdue()
             except Exception:  # noqa: BLE001 - the watchdog must outlive any one session
                 logger.exception("FastAGI watchdog round failed")
+                wait = self.budget
 
-    def _answer_overdue(self) -> None:
+    def _answer_overdue(self) -> float:
+        """Give the late answers due; the seconds until the next one may be."""
         now, due = time.monotonic(), []
         with self._lock:
-            while self._due and self._due[0][0] <= now:
-                due.append(heapq.heappop(self._due))
-        for _deadline, _serial, claim, session, request, log in due:
-            if claim.take():  # still unanswered (a session answered in time was let go)
+            # Sessions answered in time are let go; the ones past their budget are due.
+            while self._due and (self._due[0][1].taken() or self._due[0][0] <= now):
+                due.append(self._due.popleft())
+            wait = self._due[0][0] - now if self._due else self.budget
+        for _deadline, claim, session, request, log in due:
+            if claim.take():  # still unanswered: past the budget
                 self._answering.submit(self.server._answer_late, claim, session, request, log)
+        return wait
 
 
 def relay_script_path() -> Path:
