@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The two quick-start commands:
+# The two quick-start commands, and the lock both install from:
 #   ./dev.sh demo   install pbx-crm into .venv and run the demo on SQLite
 #   ./dev.sh test   install what the tests need (PostgreSQL included) and run the whole suite
+#   ./dev.sh lock   refresh constraints.txt, the exact versions every install here uses
 # Works on a fresh Debian 12 with Python 3.11, as root (missing system packages are installed
 # with apt-get); as another user the system packages must already be there.
 set -euo pipefail
@@ -26,9 +27,26 @@ ensure_venv() {
         say "creating $VENV"
         python3 -m venv "$VENV"
     fi
-    say "installing pbx-crm$1 into $VENV"
+    say "installing pbx-crm$1 into $VENV (versions from constraints.txt)"
     "$VENV/bin/pip" install -q --upgrade pip
-    "$VENV/bin/pip" install -q -e ".$1"
+    "$VENV/bin/pip" install -q -c constraints.txt -e ".$1"
+}
+
+# constraints.txt pins every package of a fresh ".[test]" install to an exact version; the
+# production install, ./dev.sh and the tests all install through it, so a new upstream release
+# changes nothing until the lock is refreshed here and the suite has passed on it. pip-compile
+# (pip-tools) resolves setup.cfg with its test extra in a throw-away venv. Arguments go to
+# pip-compile: none keeps the current pins and follows setup.cfg's changes; --upgrade takes
+# the newest releases setup.cfg allows; --upgrade-package NAME only that one.
+lock() {
+    LOCK_TOOLS=$(mktemp -d)
+    trap 'rm -rf "$LOCK_TOOLS"' EXIT
+    python3 -m venv "$LOCK_TOOLS"
+    "$LOCK_TOOLS/bin/pip" install -q "pip-tools>=7.4,<8"
+    say "resolving setup.cfg [test] into constraints.txt"
+    CUSTOM_COMPILE_COMMAND="./dev.sh lock" "$LOCK_TOOLS/bin/pip-compile" -q --extra test \
+        --strip-extras --allow-unsafe --no-emit-index-url --no-emit-find-links \
+        --output-file constraints.txt "$@" setup.cfg
 }
 
 # Start the local PostgreSQL cluster (installing it if needed) and export the URL of a test
@@ -76,8 +94,12 @@ case "${1:-}" in
         ensure_venv "[test]"
         exec "$VENV/bin/pytest" "$@"
         ;;
+    lock)
+        shift
+        lock "$@"
+        ;;
     *)
-        echo "usage: ./dev.sh demo | ./dev.sh test [pytest arguments]" >&2
+        echo "usage: ./dev.sh demo | ./dev.sh test [pytest arguments] | ./dev.sh lock [pip-compile arguments]" >&2
         exit 2
         ;;
 esac
