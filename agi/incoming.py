@@ -8,12 +8,21 @@ dialplan then keeps the trunk's name and rings the normal group).
 
 The dialplan waits only for ``answer_incoming``, one read; the call is recorded (and a new
 caller's contact and Unsorted deal made, and the screen-pop sent) right after, by ``incoming``
-on the dispatcher's writer.
+on the dispatcher's writer. A call that could open no deal (no pipeline yet, say) is still
+recorded; the log says why, and what to do, once until a call opens a deal again.
 """
 
-from pbx_crm import calls
+import logging
+
+from pbx_crm import calls, pipelines
+from pbx_crm.phones import CallerKind
 
 from . import arg, caller_of, hook
+
+log = logging.getLogger(__name__)
+
+# The reasons logged already by this process: once each, not once a call.
+_TOLD: set[str] = set()
 
 
 def _variables(lookup: calls.CallerLookup) -> dict[str, str]:
@@ -66,4 +75,21 @@ def incoming(session, request, context):
         caller=caller, caller_name=request.calleridname, did=_did(request),
         create_deals=settings.unknown_callers_create_deals, region=settings.phone_region,
         now=context.now, looked_up=context.memo.get("lookup"))
+    if settings.unknown_callers_create_deals and caller.kind is CallerKind.NUMBER:
+        _say_why_no_deal(session, lookup)
     return _variables(lookup)
+
+
+def _say_why_no_deal(session, lookup: calls.CallerLookup) -> None:
+    """Log once why a caller who should have an open deal now has none."""
+    if lookup.deal_id is not None:
+        _TOLD.clear()  # it works again: a later breakage is worth a line of its own
+        return
+    if lookup.status not in (calls.NEW, calls.FOUND):
+        return  # a shared number (CONFLICT) opens no deal on purpose
+    reason = pipelines.why_calls_open_no_deals(session)
+    if reason is not None and reason not in _TOLD:
+        _TOLD.add(reason)
+        log.warning("calls from new numbers are recorded without a deal: %s. (Said once; the "
+                    "calls recorded meanwhile keep no deal, the callers' next calls open one.)",
+                    reason)

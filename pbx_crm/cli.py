@@ -198,8 +198,21 @@ def _find_pipeline(session, reference: str):
 
 
 def cmd_db_upgrade(args, settings, engine, out) -> int:
+    new_database = current_revision(engine) is None
     upgrade(engine)
     print(f"Database {_shown_url(engine)} is at revision {current_revision(engine)}.", file=out)
+    if new_database:
+        # Without a pipeline a new caller's call would open no deal: a new database starts
+        # with the seller funnel, which the admin renames or replaces at will.
+        with transaction(engine) as session:
+            pipeline = pipelines.create_default_pipeline(session, _admin(),
+                                                         currency=settings.currency)
+            if pipeline is not None:
+                stages = [stage.name for stage in pipelines.stages_of(session, pipeline.id)]
+                print(f"Created the default pipeline “{pipeline.name}”, where calls from new "
+                      f"numbers open their deals: {' > '.join(stages)}.\nChange it with "
+                      "`pbx-crm stage rename/add/reorder`, or add your own with `pbx-crm "
+                      "pipeline add NAME ... --default`.", file=out)
     return 0
 
 

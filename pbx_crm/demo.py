@@ -27,9 +27,9 @@ from .errors import CrmError, NotFound
 from .funnel import Actor
 from .models import User, utcnow
 from .phones import normalize_number
-from .seed import SELLER_FUNNEL
 
-PIPELINE = "Sales"
+PIPELINE = pipelines.DEFAULT_PIPELINE
+SELLER_FUNNEL = pipelines.SELLER_FUNNEL
 ADMIN = Actor.system("cli")
 PBX = Actor.system("pbx")
 
@@ -151,8 +151,7 @@ def ensure_demo(engine: Engine, settings: Settings, *, now: datetime | None = No
 def _create(session, settings: Settings, password: str, now: datetime) -> None:
     rng = random.Random(20240817)  # the same demo every time, but for the password
     region = settings.phone_region
-    pipeline = pipelines.create_pipeline(session, ADMIN, name=PIPELINE, stages=SELLER_FUNNEL,
-                                         currency=settings.currency, is_default=True)
+    pipeline = _demo_pipeline(session, settings)
     stages = {s.name: s for s in pipelines.stages_of(session, pipeline.id)}
     team = {login: users.create_user(session, ADMIN, login=login, name=name, password=password,
                                      role=role.value, extensions=extensions)
@@ -205,6 +204,24 @@ def _create(session, settings: Settings, password: str, now: datetime) -> None:
                               create=True, now=now - timedelta(hours=rng.uniform(1, 60)))
 
     _add_robots(session, stages, now)
+
+
+def _demo_pipeline(session, settings: Settings):
+    """The pipeline the demo fills: the empty default one `pbx-crm db upgrade` made on a new
+    database, when it is still the seller funnel (one board, not two), else a new one."""
+    wanted = [pipelines.UNSORTED] + [name for name, _ in SELLER_FUNNEL]
+    try:
+        pipeline = pipelines.find_pipeline(session, PIPELINE)
+    except NotFound:
+        pipeline = None
+    if pipeline is not None and pipeline.is_default:
+        stages = pipelines.stages_of(session, pipeline.id)
+        if ([stage.name for stage in stages] == wanted
+                and not any(pipelines.stage_deal_count(session, stage.id) for stage in stages)):
+            return pipeline
+    name = PIPELINE if pipeline is None else f"{PIPELINE} (demo)"
+    return pipelines.create_pipeline(session, ADMIN, name=name, stages=SELLER_FUNNEL,
+                                     currency=settings.currency, is_default=True)
 
 
 def _add_robots(session, stages: dict, now: datetime) -> None:
@@ -277,7 +294,7 @@ def print_demo(engine: Engine, result: DemoResult, out, *, now: datetime | None 
     now = now or utcnow()
     with transaction(engine, read_only=True) as session:
         try:
-            pipeline = pipelines.find_pipeline(session, PIPELINE)
+            pipeline = pipelines.get_pipeline(session)  # the demo's is the default one
         except NotFound:
             pipeline = next(iter(pipelines.list_pipelines(session)), None)
         if pipeline is None:

@@ -17,6 +17,14 @@ from .models import Deal, Pipeline, Stage
 
 UNSORTED = "Unsorted"
 
+# The funnel a new database starts with (and the demo and the synthetic data use): the
+# working stages of a typical seller, then the outcomes. Unsorted comes first by itself.
+DEFAULT_PIPELINE = "Sales"
+SELLER_FUNNEL = [("Opportunity", "open"), ("Commercial proposal", "open"),
+                 ("Document coordination", "open"), ("Signature and payment", "open"),
+                 ("Implementation", "open"), ("Closing", "open"),
+                 ("Won", "won"), ("Lost", "lost")]
+
 
 def _clean_name(name: str, what: str) -> str:
     name = (name or "").strip()
@@ -75,6 +83,33 @@ def create_pipeline(session: Session, actor: Actor, *, name: str, stages, curren
     audit(session, actor, "pipeline", pipeline.id, "create",
           {"name": name, "stages": [n for n, _ in stages]})
     return pipeline
+
+
+def create_default_pipeline(session: Session, actor: Actor, *,
+                            currency: str) -> Pipeline | None:
+    """The seller funnel as the default pipeline, where calls from new numbers open their
+    deals, on a database that has no pipeline yet; None (nothing done) when it has one."""
+    if session.exec(select(Pipeline.id)).first() is not None:
+        return None
+    return create_pipeline(session, actor, name=DEFAULT_PIPELINE, stages=SELLER_FUNNEL,
+                           currency=currency, is_default=True)
+
+
+def why_calls_open_no_deals(session: Session) -> str | None:
+    """Why an inbound call from a new number cannot open an Unsorted deal, in words for the
+    admin with what to do; None when it can."""
+    pipeline = session.exec(select(Pipeline).where(Pipeline.is_default)).first()
+    if pipeline is not None:
+        if pipeline.creates_deals_from_calls:
+            return None
+        return (f"the default pipeline “{pipeline.name}” has “Calls from new numbers create "
+                "Unsorted deals” turned off (a head turns it on in the web UI's Settings)")
+    if session.exec(select(Pipeline.id)).first() is None:
+        return ("there is no pipeline yet: add one with `pbx-crm pipeline add Sales --stage "
+                "Opportunity --stage \"Commercial proposal\" ... --default` (`pbx-crm db "
+                "upgrade` makes one on a new database)")
+    return ("no pipeline is the default one: add one with `pbx-crm pipeline add NAME --stage "
+            "... --default`")
 
 
 def set_creates_deals_from_calls(session: Session, actor: Actor, pipeline_id: int,

@@ -44,10 +44,7 @@ from .models import (
 )
 
 # A typical seller funnel, shared with the demo.
-SELLER_FUNNEL = [("Opportunity", "open"), ("Commercial proposal", "open"),
-                 ("Document coordination", "open"), ("Signature and payment", "open"),
-                 ("Implementation", "open"), ("Closing", "open"),
-                 ("Won", "won"), ("Lost", "lost")]
+SELLER_FUNNEL = pipelines.SELLER_FUNNEL
 
 CONTACT_CHUNK = 10_000
 DEAL_CHUNK = 5_000

@@ -1,0 +1,219 @@
+"""An admin's first hour, from the README alone: the install steps, the dialplan file, the demo.
+
+Each scenario is what the README has an admin type, run through ``pbx_crm.cli.main`` (or the
+installed console script, from a directory of no use), on SQLite and on PostgreSQL where a
+database is involved.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlmodel import select
+
+from factories import ADMIN, make_pipeline
+from pbx_crm import cli, pipelines, users
+from pbx_crm.components import start_fastagi
+from pbx_crm.config import Address, Settings
+from pbx_crm.db import make_engine, transaction
+from pbx_crm.models import Call, Deal, Pipeline
+from pbx_crm.simulator.agi import FakeChannel, run_fastagi
+
+from postgres_databases import new_postgres_database
+
+CHECKOUT = Path(__file__).resolve().parent.parent
+SCRIPT = Path(sys.executable).parent / "pbx-crm"
+SELLER_STAGES = ["Unsorted", "Opportunity", "Commercial proposal", "Document coordination",
+                 "Signature and payment", "Implementation", "Closing", "Won", "Lost"]
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def blank_url(request, tmp_path):
+    """The URL of a database nobody has migrated yet, of each kind."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'blank.sqlite3'}"
+    else:
+        with new_postgres_database("pbx_crm_test_blank") as engine:
+            url = engine.url.render_as_string(hide_password=False)
+            engine.dispose()
+            yield url
+
+
+@pytest.fixture
+def run(capsys, monkeypatch):
+    """pbx-crm in-process: run(url, "user", "list", stdin=...) -> (code, stdout, stderr)."""
+
+    def run(url, *args, stdin: str | None = None):
+        if stdin is not None:
+            import io
+            monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+        code = cli.main(["--database-url", url, *args])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def ring(address, number: str, uniqueid: str) -> dict[str, str]:
+    """A caller rings the DID: the dialplan's incoming lookup; the channel's CRM_* after it."""
+    channel = FakeChannel(callerid=number, uniqueid=uniqueid, linkedid=uniqueid)
+    run_fastagi(address, "incoming", ["2150001", channel.linkedid], channel)
+    return channel.variables
+
+
+@pytest.fixture
+def fastagi(tmp_path):
+    """start(engine): the FastAGI component on a free port, stopped at the end."""
+    running = []
+
+    def start(engine):
+        settings = Settings(data_dir=tmp_path, database_url=engine.url.render_as_string(False),
+                            fastagi_listen=Address("127.0.0.1", 0), hook_budget_ms=5000)
+        running.append(start_fastagi(settings, engine, replay_interval=3600))
+        return running[-1]
+
+    yield start
+    for server in running:
+        server.stop()
+
+
+# --- a) the install steps leave a funnel the PBX can drop deals into --------------------------
+
+
+def test_the_readme_install_steps_leave_a_default_pipeline_where_a_new_caller_opens_a_deal(
+        blank_url, run, fastagi):
+    code, out, err = run(blank_url, "db", "upgrade")
+    assert code == 0, err
+    assert "Created the default pipeline “Sales”" in out
+    assert " > ".join(SELLER_STAGES) in out
+    code, _, err = run(blank_url, "user", "add", "boss", "--name", "Dewi (head)", "--role",
+                       "head", "--password-stdin", stdin="long-secret-1\n")
+    assert code == 0, err
+
+    engine = make_engine(blank_url)
+    try:
+        with transaction(engine, read_only=True) as session:
+            (pipeline,) = pipelines.list_pipelines(session)
+            assert pipeline.is_default and pipeline.creates_deals_from_calls
+            assert [s.name for s in pipelines.stages_of(session, pipeline.id)] == SELLER_STAGES
+            unsorted = pipelines.unsorted_stage(session, pipeline.id)
+        crm = fastagi(engine)
+        answer = ring(crm.address, "+62 812-7788-9900", "1700000001.1")
+        assert answer["CRM_STATUS"] == "NEW"
+        assert crm.dispatcher.wait_idle(10)
+        with transaction(engine, read_only=True) as session:
+            call = session.exec(select(Call)).one()
+            deal = session.get(Deal, call.deal_id)
+            assert call.contact_id is not None
+            assert (deal.stage_id, deal.owner_id, deal.source) == (unsorted.id, None, "call")
+    finally:
+        engine.dispose()
+
+
+def test_upgrading_again_makes_no_second_pipeline_and_a_migrated_database_gets_none(
+        blank_url, run, engine):
+    assert run(blank_url, "db", "upgrade")[0] == 0
+    code, out, _ = run(blank_url, "db", "upgrade")
+    assert code == 0 and "pipeline" not in out
+    code, out, _ = run(blank_url, "pipeline", "list")
+    assert out.count("(#") == 1 and "Sales (#1, IDR, default)" in out
+    # A database migrated before (the admin may have meant to set up their own): left alone.
+    url = engine.url.render_as_string(hide_password=False)
+    code, out, _ = run(url, "db", "upgrade")
+    assert code == 0 and "pipeline" not in out
+    with transaction(engine, read_only=True) as session:
+        assert pipelines.list_pipelines(session) == []
+
+
+def test_the_demo_after_db_upgrade_fills_that_pipeline_and_shows_one_board(blank_url, run):
+    # ./dev.sh demo: `pbx-crm db upgrade`, then `pbx-crm demo`.
+    assert run(blank_url, "db", "upgrade")[0] == 0
+    code, out, err = run(blank_url, "demo", "--no-serve")
+    assert code == 0, err
+    assert out.count("Board of ") == 1 and "Board of “Sales” (IDR)" in out
+    engine = make_engine(blank_url)
+    try:
+        with transaction(engine, read_only=True) as session:
+            (pipeline,) = pipelines.list_pipelines(session)
+            per_stage = [pipelines.stage_deal_count(session, stage.id)
+                         for stage in pipelines.stages_of(session, pipeline.id)]
+        assert all(per_stage), per_stage
+    finally:
+        engine.dispose()
+
+
+def test_the_demo_beside_a_pipeline_of_the_admins_own_fills_a_default_one_of_its_own(engine,
+                                                                                      run):
+    with transaction(engine) as session:
+        make_pipeline(session, name="Sales", stages=[("Call back", "open")])
+    url = engine.url.render_as_string(hide_password=False)
+    code, out, err = run(url, "demo", "--no-serve")
+    assert code == 0, err
+    assert "Board of “Sales (demo)”" in out
+    with transaction(engine, read_only=True) as session:
+        default = pipelines.get_pipeline(session)
+        assert default.name == "Sales (demo)"
+        assert pipelines.stage_deal_count(session, pipelines.unsorted_stage(
+            session, default.id).id) > 0
+
+
+@pytest.fixture
+def incoming_log(caplog):
+    """What the incoming hook logs, from a process that has said nothing yet."""
+    from pbx_crm.agi import incoming
+
+    incoming._TOLD.clear()
+    caplog.set_level(logging.WARNING, logger=incoming.__name__)
+    yield lambda: [r.getMessage() for r in caplog.records if r.name == incoming.__name__]
+    incoming._TOLD.clear()
+
+
+def test_with_no_pipeline_new_callers_are_recorded_and_the_log_says_why_once(
+        engine, fastagi, incoming_log):
+    crm = fastagi(engine)
+    for i in range(3):
+        assert ring(crm.address, f"+62 812-7788-990{i}", f"1700000010.{i}")["CRM_STATUS"] == "NEW"
+    assert crm.dispatcher.wait_idle(10)
+    with transaction(engine, read_only=True) as session:
+        recorded = session.exec(select(Call)).all()
+        assert len(recorded) == 3 and all(call.deal_id is None for call in recorded)
+    (said,) = incoming_log()
+    assert "recorded without a deal" in said and "there is no pipeline yet" in said
+    assert "pbx-crm pipeline add" in said
+
+    # The admin adds one: the next new caller opens a deal; a later breakage is told again.
+    with transaction(engine) as session:
+        pipeline = make_pipeline(session)
+    ring(crm.address, "+62 812-7788-9910", "1700000011.1")
+    assert crm.dispatcher.wait_idle(10)
+    with transaction(engine) as session:
+        assert session.exec(select(Deal)).one().source == "call"
+        pipelines.set_creates_deals_from_calls(session, ADMIN, pipeline.id, False)
+    for i in range(2):
+        ring(crm.address, f"+62 812-7788-992{i}", f"1700000012.{i}")
+    assert crm.dispatcher.wait_idle(10)
+    first, second = incoming_log()
+    assert "turned off" in second and "Settings" in second
+
+
+def test_with_unknown_callers_create_deals_off_nothing_is_warned(engine, tmp_path,
+                                                                incoming_log):
+    # unknown_callers_create_deals = no: the admin chose it; nothing to warn about.
+    settings = Settings(data_dir=tmp_path, database_url=engine.url.render_as_string(False),
+                        fastagi_listen=Address("127.0.0.1", 0), hook_budget_ms=5000,
+                        unknown_callers_create_deals=False)
+    crm = start_fastagi(settings, engine, replay_interval=3600)
+    try:
+        ring(crm.address, "+62 812-7788-9930", "1700000013.1")
+        assert crm.dispatcher.wait_idle(10)
+    finally:
+        crm.stop()
+    assert incoming_log() == []
