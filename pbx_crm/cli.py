@@ -863,6 +863,23 @@ def cmd_relay_path(args, settings, engine, out) -> int:
     return 0
 
 
+# The files an admin takes from the installed package into Asterisk's configuration.
+DIALPLAN_FILES = ("pbx-crm.conf", "manager.conf.example", "README.md")
+
+
+def cmd_dialplan(args, settings, engine, out) -> int:
+    """The shipped file, found through the installed package: the working directory (a
+    checkout, whose pbx_crm/ has no dialplan/) plays no part."""
+    from importlib import resources
+
+    shipped = resources.files("pbx_crm.dialplan") / args.file
+    if args.path:
+        print(shipped, file=out)
+    else:
+        print(shipped.read_text(encoding="utf-8"), end="", file=out)
+    return 0
+
+
 def cmd_fastagi(args, settings, engine, out) -> int:
     changes = {}
     if args.listen:
@@ -1267,6 +1284,19 @@ def build_parser() -> argparse.ArgumentParser:
                          help="how long to wait for the phone to answer (default 40)")
     command.add_argument("--no-wait", action="store_true",
                          help="return once Asterisk has queued the call")
+    command = _command(
+        commands, "dialplan", cmd_dialplan,
+        "print the shipped dialplan (pbx-crm.conf), or another shipped Asterisk file",
+        description="Print a file pbx-crm ships for Asterisk, from the installed package "
+                    "(whatever the working directory):\n"
+                    "  pbx-crm dialplan > /etc/asterisk/pbx-crm.conf\n"
+                    "  pbx-crm dialplan manager.conf.example   # the AMI user\n"
+                    "  pbx-crm dialplan --path                 # where pbx-crm.conf is installed",
+        needs=NOTHING)
+    command.add_argument("file", nargs="?", default=DIALPLAN_FILES[0], choices=DIALPLAN_FILES,
+                         help=f"which file (default {DIALPLAN_FILES[0]})")
+    command.add_argument("--path", action="store_true",
+                         help="print where the file is installed instead of its text")
     _command(commands, "relay-path", cmd_relay_path,
              "print where the process-AGI relay script (pbx-crm.agi) is installed, to link "
              "it into Asterisk's agi-bin", needs=NOTHING)

@@ -217,3 +217,46 @@ def test_with_unknown_callers_create_deals_off_nothing_is_warned(engine, tmp_pat
     finally:
         crm.stop()
     assert incoming_log() == []
+
+
+# --- b) the dialplan file, from any directory ---------------------------------------------
+
+
+def pbx_crm(*args, cwd="/", env=None) -> subprocess.CompletedProcess:
+    """The installed console script, as an admin runs it."""
+    return subprocess.run([str(SCRIPT), *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=120, env=env or clean_env())
+
+
+def clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("PBX_CRM_")}
+
+
+@pytest.mark.parametrize("cwd", ["/", str(CHECKOUT)], ids=["root", "checkout"])
+def test_an_admin_prints_the_shipped_dialplan_and_its_path_from_any_directory(cwd):
+    shipped = (CHECKOUT / "dialplan" / "pbx-crm.conf").read_text(encoding="utf-8")
+    printed = pbx_crm("dialplan", cwd=cwd)
+    assert printed.returncode == 0, printed.stderr
+    assert printed.stdout == shipped
+
+    where = pbx_crm("dialplan", "--path", cwd=cwd)
+    assert where.returncode == 0, where.stderr
+    path = Path(where.stdout.strip())
+    assert path.is_absolute() and path.name == "pbx-crm.conf"
+    assert path.read_text(encoding="utf-8") == shipped
+
+    ami_user = pbx_crm("dialplan", "manager.conf.example", cwd=cwd)
+    assert ami_user.returncode == 0 and "read = call,user,cdr" in ami_user.stdout
+
+
+def test_the_admin_guide_finds_the_shipped_files_with_commands_that_work():
+    guide = (CHECKOUT / "dialplan" / "README.md").read_text(encoding="utf-8")
+    assert "importlib" not in guide and "pbx-crm dialplan > /etc/asterisk/pbx-crm.conf" in guide
+    commands = [line.split("#")[0].split(">")[0].strip() for line in guide.splitlines()
+                if line.strip().startswith("pbx-crm dialplan")]
+    assert len(commands) >= 4
+    for command in commands:
+        done = pbx_crm(*shlex.split(command)[1:])
+        assert done.returncode == 0 and done.stdout, (command, done.stderr)
+    readme = (CHECKOUT / "README.md").read_text(encoding="utf-8")
+    assert "| `pbx-crm dialplan" in readme
