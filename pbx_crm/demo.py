@@ -3,8 +3,10 @@
 ``pbx-crm demo`` calls ``ensure_demo`` then ``print_demo``. Everything is created the way users
 and the PBX create it (``create_deal``, ``take_deal``, ``move_deal``, ``close_lost``,
 ``add_note``...), with ``now=`` spread over the past weeks so the time a card has spent in its
-stage looks real. It runs once per database: a database that has users already is left alone.
-The one password of the demo users is random per database and printed, never stored.
+stage looks real. It fills a database once: a database that has users already gets no data.
+The one password of the demo users is random, printed, never stored, and new at every run: a
+re-run sets a fresh one for the demo's own users (through the users service), so the logins
+are never only in the output of an earlier run, which may be gone.
 """
 
 from __future__ import annotations
@@ -119,8 +121,10 @@ DEALS_PER_STAGE = {"Opportunity": 7, "Commercial proposal": 6, "Document coordin
 @dataclass(frozen=True)
 class DemoResult:
     created: bool
-    # The demo users' password: known only in the run that created them.
+    # The demo users' password for this run (None: the database is not the demo's).
     password: str | None = None
+    # The users that password is set for: the demo's own team.
+    logins: tuple[str, ...] = ()
 
 
 def wipe_sqlite(engine: Engine) -> None:
@@ -138,14 +142,27 @@ def wipe_sqlite(engine: Engine) -> None:
 
 def ensure_demo(engine: Engine, settings: Settings, *, now: datetime | None = None,
                 password: str | None = None) -> DemoResult:
-    """Migrate, then create the demo data unless the database has users already."""
+    """Migrate, then create the demo data unless the database has users already; on the
+    demo's own database, give the demo's users a new password instead."""
     upgrade(engine)
+    password = password or secrets.token_urlsafe(9)
     with transaction(engine) as session:
-        if session.exec(select(func.count()).select_from(User)).one():
-            return DemoResult(created=False)
-        password = password or secrets.token_urlsafe(9)
-        _create(session, settings, password, (now or utcnow()).replace(microsecond=0))
-    return DemoResult(created=True, password=password)
+        created = not session.exec(select(func.count()).select_from(User)).one()
+        if created:
+            _create(session, settings, password, (now or utcnow()).replace(microsecond=0))
+        logins = _demo_logins(session)
+        for login in logins if not created else ():
+            users.set_password(session, ADMIN, login, password)
+    return DemoResult(created=created, password=password if logins else None, logins=logins)
+
+
+def _demo_logins(session) -> tuple[str, ...]:
+    """The demo's team, when the database has it as the demo made it; else none."""
+    found = {user.login: user for user, _ in users.list_users(session)}
+    team = tuple(login for login, name, role, _ in TEAM
+                 if login in found and (found[login].name, found[login].role) == (name,
+                                                                                  role.value))
+    return team if len(team) == len(TEAM) else ()
 
 
 def _create(session, settings: Settings, password: str, now: datetime) -> None:
@@ -309,13 +326,18 @@ def print_demo(engine: Engine, result: DemoResult, out, *, now: datetime | None 
     if result.created:
         print(f"Sign in as any of these users, all with the password {result.password}",
               file=out)
+    elif result.logins:
+        print("The demo data was there already, so none was added. The demo's users have a "
+              f"new password for this run:\nsign in as any of them with the password "
+              f"{result.password}", file=out)
     else:
-        print("The database had users already, so no demo data was added. Passwords were "
-              "printed when they were made;\nset a new one with `pbx-crm user passwd LOGIN`.",
-              file=out)
+        print("The database had users already, so no demo data was added and no password "
+              "was changed;\nset one with `pbx-crm user passwd LOGIN`.", file=out)
     for login, name, role, active, extensions in team:
         ext = f"extension {', '.join(extensions)}" if extensions else ""
         state = "" if active else " (deactivated)"
+        if result.logins and login not in result.logins:
+            state += " (own password: `pbx-crm user passwd LOGIN` sets one)"
         print(f"  {login:<8} {name:<20} {role:<7} {ext}{state}".rstrip(), file=out)
 
 

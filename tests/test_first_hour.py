@@ -260,3 +260,47 @@ def test_the_admin_guide_finds_the_shipped_files_with_commands_that_work():
         assert done.returncode == 0 and done.stdout, (command, done.stderr)
     readme = (CHECKOUT / "README.md").read_text(encoding="utf-8")
     assert "| `pbx-crm dialplan" in readme
+
+
+# --- c) the demo's logins are in the output of the run at hand ------------------------------
+
+
+def password_in(out: str) -> str:
+    return out.split("with the password ")[1].split()[0]
+
+
+def signs_in(engine, login: str, password: str) -> bool:
+    with transaction(engine) as session:
+        return users.authenticate(session, login, password) is not None
+
+
+def test_running_the_demo_again_prints_a_fresh_password_for_the_demo_users(engine, run):
+    url = engine.url.render_as_string(hide_password=False)
+    code, first, err = run(url, "demo", "--no-serve")
+    assert code == 0, err
+    with transaction(engine) as session:
+        users.create_user(session, ADMIN, login="rudi", name="Rudi", password="rudis-own-1")
+    # The first run's output is gone (it crashed, say): the next run shows logins that work.
+    code, again, err = run(url, "demo", "--no-serve")
+    assert code == 0, err
+    old, new = password_in(first), password_in(again)
+    assert new != old and len(new) >= 12
+    assert "none was added" in again and "new password for this run" in again
+    for login in ("head", "ana", "budi", "citra"):
+        assert f"\n  {login} " in again
+        assert signs_in(engine, login, new) and not signs_in(engine, login, old)
+    # A user the demo did not make keeps their password, and the output says so.
+    rudi = next(line for line in again.splitlines() if line.startswith("  rudi "))
+    assert "own password" in rudi and "pbx-crm user passwd" in rudi
+    assert signs_in(engine, "rudi", "rudis-own-1")
+
+
+def test_the_demo_on_a_database_of_someone_elses_users_changes_no_password(engine, run):
+    with transaction(engine) as session:
+        users.create_user(session, ADMIN, login="ana", name="Ana Real", password="anas-own-12",
+                          role="head")
+    code, out, err = run(engine.url.render_as_string(hide_password=False), "demo", "--no-serve")
+    assert code == 0, err
+    assert "no password was changed" in out and "`pbx-crm user passwd LOGIN`" in out
+    assert "with the password" not in out
+    assert signs_in(engine, "ana", "anas-own-12")
