@@ -625,7 +625,11 @@ def _demo_calls(args, settings, engine, fake_ami, out):
 
 
 def _simulate_hint(args, settings: Settings, engine: Engine) -> str:
-    """The `pbx-crm simulate` command line that reaches this demo."""
+    """The `pbx-crm simulate` command line that reaches this demo, to run as printed in
+    another terminal, in any directory: this pbx-crm by its full path (an installed .venv's
+    bin is seldom on PATH), and the data directory and database the demo uses, named in full.
+    A database URL is printed with its password, or the line would not run as printed."""
+    import os
     import shlex
 
     env = {"PBX_CRM_FASTAGI_LISTEN": str(settings.fastagi_listen),
@@ -633,12 +637,31 @@ def _simulate_hint(args, settings: Settings, engine: Engine) -> str:
            "PBX_CRM_AMI_USERNAME": settings.ami_username,
            "PBX_CRM_AMI_SECRET": settings.ami_secret}
     options = []
-    for flag, value in (("--config", args.config), ("--data-dir", args.data_dir),
-                        ("--database-url", args.database_url and _shown_url(engine))):
-        if value:
-            options += [flag, str(value)]
-    return " ".join([*(f"{name}={shlex.quote(value)}" for name, value in env.items()), PROG,
-                     *map(shlex.quote, options), "simulate", "--calls", "20", "--rate", "2"])
+    config = args.config or os.environ.get("PBX_CRM_CONFIG")
+    if config:
+        options += ["--config", os.path.abspath(config)]
+    options += ["--data-dir", os.path.abspath(settings.data_dir)]
+    if settings.database_url:
+        url = engine.url
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+            url = url.set(database=os.path.abspath(url.database))
+        options += ["--database-url", url.render_as_string(hide_password=False)]
+    return " ".join([*(f"{name}={shlex.quote(value)}" for name, value in env.items()),
+                     *map(shlex.quote, [*_own_command(), *options, "simulate", "--calls", "20",
+                                        "--rate", "2"])])
+
+
+def _own_command() -> list[str]:
+    """How a shell in any directory runs this pbx-crm: the console script that is running (or
+    the one beside this Python), by its full path; else this Python with -m."""
+    import os
+
+    running = os.path.abspath(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    for script in (running, os.path.join(os.path.dirname(sys.executable), PROG)):
+        if os.path.basename(script) == PROG and os.path.isfile(script) \
+                and os.access(script, os.X_OK):
+            return [script]
+    return [os.path.abspath(sys.executable), "-m", "pbx_crm"]
 
 
 def _callers_and_team(engine: Engine):

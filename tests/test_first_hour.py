@@ -304,3 +304,86 @@ def test_the_demo_on_a_database_of_someone_elses_users_changes_no_password(engin
     assert "no password was changed" in out and "`pbx-crm user passwd LOGIN`" in out
     assert "with the password" not in out
     assert signs_in(engine, "ana", "anas-own-12")
+
+
+# --- d) the simulate line the demo prints runs as printed -------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def run_as_printed(line: str, cwd: str = "/") -> subprocess.CompletedProcess:
+    """What a shell does with the line: its NAME=VALUE words go to the command's environment
+    (on top of a shell that has no PBX_CRM_* of its own), the rest is the command."""
+    words = shlex.split(line)
+    env = clean_env()
+    while words and "=" in words[0] and words[0].split("=", 1)[0].isidentifier():
+        name, value = words.pop(0).split("=", 1)
+        env[name] = value
+    return subprocess.run(words, cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_the_printed_simulate_line_plays_calls_into_the_running_demo_from_another_directory(
+        tmp_path):
+    # The demo started as `./dev.sh demo` starts it, but with a data directory given relative
+    # to where it was started; the line is then typed in a second terminal, in `/`.
+    (tmp_path / "here").mkdir()
+    env = clean_env()
+    env.update(PYTHONUNBUFFERED="1", PBX_CRM_FASTAGI_LISTEN=f"127.0.0.1:{free_port()}",
+               PBX_CRM_AMI_PORT=str(free_port()), PBX_CRM_WEB_LISTEN=f"127.0.0.1:{free_port()}")
+    demo = subprocess.Popen([str(SCRIPT), "--data-dir", "data", "demo", "--no-calls"],
+                            cwd=tmp_path / "here", env=env, text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        lines = iter(demo.stdout.readline, "")
+        for line in lines:
+            if line.startswith("Play more calls"):
+                break
+        printed = next(lines).strip()
+        for line in lines:  # the line is printed before the FastAGI server and AMI start
+            if line.startswith("Started robots"):
+                break
+        assert shlex.split(printed)[5] == str(SCRIPT)  # by its full path
+        assert str(tmp_path / "here" / "data") in printed
+
+        played = run_as_printed(printed)
+        assert played.returncode == 0, played.stdout + played.stderr
+        assert "AMI: the phones ring through the demo's emulator" in played.stdout
+        assert played.stdout.strip().splitlines()[-1].startswith("20 calls in ")
+        assert "UNAVAILABLE 0;" in played.stdout
+    finally:
+        demo.send_signal(signal.SIGTERM)
+        _, err = demo.communicate(timeout=60)
+    assert demo.returncode == 0 and "Traceback" not in err, err
+
+
+def test_the_printed_line_names_the_demos_database_in_full_on_either_database(engine, run,
+                                                                               tmp_path):
+    """On PostgreSQL the line carries the URL, password and all; against a FastAGI server and
+    an AMI emulator started the way the demo starts them, it plays its calls."""
+    url = engine.url.render_as_string(hide_password=False)
+    assert run(url, "demo", "--no-serve")[0] == 0
+    args = cli.build_parser().parse_args(["--database-url", url, "demo"])
+    settings = Settings(data_dir=tmp_path / "data", database_url=url,
+                        fastagi_listen=Address("127.0.0.1", free_port()), hook_budget_ms=5000)
+    fake_ami, settings = cli._start_demo_ami(settings)
+    crm = start_fastagi(settings, engine, replay_interval=3600)
+    try:
+        printed = cli._simulate_hint(args, settings, engine)
+        words = shlex.split(printed)
+        assert words[words.index("--database-url") + 1] == url
+        assert words[words.index("--data-dir") + 1] == str(tmp_path / "data")
+        # As printed, then a quicker pace of this test's own (the last option given wins).
+        played = run_as_printed(printed + " --calls 5 --rate 10 --time-scale 0")
+        assert played.returncode == 0, played.stdout + played.stderr
+        assert "UNAVAILABLE 0;" in played.stdout
+        assert crm.dispatcher.wait_idle(30)
+    finally:
+        crm.stop()
+        fake_ami.stop()
+    with transaction(engine, read_only=True) as session:
+        assert len(session.exec(select(Call)).all()) == 5

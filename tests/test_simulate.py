@@ -415,16 +415,17 @@ def test_simulate_plays_calls_into_a_running_demo_through_both_paths(tmp_path, r
                                             None), what="the simulate command line")
     demo.wait_for(lambda lines: any(line.startswith("Started ami") for line in lines),
                   what="the AMI listener starting")
+    # The printed line as printed (its environment assignments applied), then options of
+    # this test's own: the last of an option given twice wins.
     words = shlex.split(hint)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PBX_CRM_")}
     env.update(word.split("=", 1) for word in words if word.startswith("PBX_CRM_"))
-    options = words[words.index("pbx-crm") + 1:words.index("simulate")]
+    command = [word for word in words if not word.startswith("PBX_CRM_")]
     engine = demo_database(tmp_path)
     try:
         simulate = subprocess.run(
-            [PBX_CRM, *options, "simulate", "--calls", "5", "--rate", "5", "--seed", "3",
-             "--time-scale", "0.005"], cwd="/", env=env, capture_output=True, text=True,
-            timeout=60, check=False)
+            [*command, "--calls", "5", "--rate", "5", "--seed", "3", "--time-scale", "0.005"],
+            cwd="/", env=env, capture_output=True, text=True, timeout=60, check=False)
         assert simulate.returncode == 0, simulate.stderr
         out = simulate.stdout
         assert "AMI: the phones ring through the demo's emulator" in out
