@@ -1,15 +1,19 @@
 """Everything ships in the wheel: a plain ``pip install .`` works from any directory.
 
-The wheel is built from a clean copy of the working tree (an in-tree build reuses ``build/lib``,
-whose stale copies could hide a file that package_data no longer picks up), then installed into
-a directory of its own and used from ``/`` by a Python that cannot see the repository.
+The wheel is built from a clean copy of the working tree (``wheels.build_wheel``), then
+installed without its dependencies into a directory of its own and used from ``/`` by a Python
+that cannot see the repository. That the wheel's dependencies install and serve is
+test_clean_install.py's story.
 """
 
 from __future__ import annotations
 
+import ast
 import configparser
+import email.parser
+import importlib.metadata
 import os
-import shutil
+import re
 import subprocess
 import sys
 import zipfile
@@ -18,8 +22,8 @@ from pathlib import Path
 import pytest
 
 from pbx_crm.db import head_revision
+from wheels import REPO, build_wheel, clean_copy
 
-REPO = Path(__file__).resolve().parents[1]
 # Folder in the repository -> where it lives in the installed package.
 SHIPPED_FOLDERS = {
     "pbx_crm": "pbx_crm",
@@ -28,29 +32,16 @@ SHIPPED_FOLDERS = {
     "sql": "pbx_crm/sql",
     "dialplan": "pbx_crm/dialplan",
 }
-NOT_SOURCE = shutil.ignore_patterns(
-    ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", "*.pyc", "*.sqlite3*",
-    ".pytest_cache", "node_modules",
-)
 
 
 @pytest.fixture(scope="module")
 def source(tmp_path_factory) -> Path:
-    copy = tmp_path_factory.mktemp("source") / "pbx-crm"
-    shutil.copytree(REPO, copy, ignore=NOT_SOURCE)
-    return copy
+    return clean_copy(tmp_path_factory.mktemp("source"))
 
 
 @pytest.fixture(scope="module")
 def wheel(source, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("wheel")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-         "--disable-pip-version-check", "-q", "-w", str(out), str(source)],
-        check=True, capture_output=True, text=True,
-    )
-    (built,) = out.glob("pbx_crm-*.whl")
-    return built
+    return build_wheel(source, tmp_path_factory.mktemp("wheel"))
 
 
 def _files_under(root: Path, folder: str) -> list[str]:
@@ -90,6 +81,46 @@ def test_the_wheel_declares_the_pbx_crm_command(wheel):
         parser = configparser.ConfigParser()
         parser.read_string(archive.read(entry_points).decode())
     assert parser.get("console_scripts", "pbx-crm").replace(" ", "") == "pbx_crm.cli:main"
+
+
+def _distribution(name: str) -> str:
+    """A distribution's name as pip compares them (PEP 503)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _imported_modules(root: Path) -> set[str]:
+    """Top-level names of the modules the shipped Python files import, standard library and
+    pbx_crm's own left out."""
+    modules = set()
+    for folder in SHIPPED_FOLDERS:
+        for path in (root / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Import):
+                    modules.update(alias.name.split(".")[0] for alias in node.names)
+                elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                    modules.add(node.module.split(".")[0])
+    return modules - set(sys.stdlib_module_names) - {"pbx_crm"}
+
+
+def test_the_wheel_requires_every_distribution_its_code_imports(source, wheel):
+    """An import served only by something else's dependency (MarkupSafe through Jinja2) works
+    until that dependency changes: every one is required by name. The distributions that
+    provide a module are read from this test venv."""
+    with zipfile.ZipFile(wheel) as archive:
+        (metadata,) = [name for name in archive.namelist()
+                       if name.endswith(".dist-info/METADATA")]
+        headers = email.parser.Parser().parsestr(archive.read(metadata).decode())
+    requirements = [line for line in headers.get_all("Requires-Dist", [])
+                    if "extra ==" not in line]
+    required = {_distribution(re.match(r"[A-Za-z0-9._-]+", line).group())
+                for line in requirements}
+    providers = importlib.metadata.packages_distributions()
+    not_required = {module: providers.get(module, ["(not installed here)"])
+                    for module in sorted(_imported_modules(source))
+                    if not required & {_distribution(d) for d in providers.get(module, [])}}
+    assert not_required == {}, "imported, but not in install_requires in setup.cfg"
+    # The web server runs gunicorn's gevent worker, whose own needs are that extra's.
+    assert any(re.match(r"gunicorn\[gevent\]", line) for line in requirements), requirements
 
 
 # Run by a Python that sees only the installed copy: it migrates a new SQLite database with
