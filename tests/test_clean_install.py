@@ -37,6 +37,13 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def pins(requirements: str) -> set[tuple[str, str]]:
+    """The ``name==version`` lines of a requirements text, names compared as pip does."""
+    return {(re.sub(r"[-_.]+", "-", name).lower(), version)
+            for name, version in re.findall(r"^([A-Za-z0-9._-]+)==(\S+)", requirements,
+                                            re.MULTILINE)}
+
+
 def fresh_venv(where: Path) -> Path:
     """A new venv, with nothing in it but pip; returns its bin folder."""
     venv.EnvBuilder(with_pip=True).create(where)
@@ -136,6 +143,11 @@ def test_the_wheel_installed_with_its_dependencies_migrates_serves_and_answers_a
     check = subprocess.run([bin_ / "pip", "check"], cwd="/", env=environment(),
                            capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
+    # The lock is whole: every package the install brought is pinned, at that version.
+    freeze = subprocess.run([bin_ / "pip", "freeze", "--exclude", "pbx-crm"], cwd="/",
+                            env=environment(), capture_output=True, text=True, check=True)
+    assert pins(freeze.stdout) - pins((source / "constraints.txt").read_text()) == set(), \
+        "installed but not pinned so: run ./dev.sh lock"
     installed = time.monotonic() - clock
 
     web, fastagi = ("127.0.0.1", free_port()), ("127.0.0.1", free_port())
