@@ -7,6 +7,7 @@ database is involved.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import shlex
@@ -20,14 +21,13 @@ import pytest
 from sqlmodel import select
 
 from factories import ADMIN, make_pipeline
+from postgres_databases import new_postgres_database
 from pbx_crm import cli, pipelines, users
 from pbx_crm.components import start_fastagi
 from pbx_crm.config import Address, Settings
 from pbx_crm.db import make_engine, transaction
-from pbx_crm.models import Call, Deal, Pipeline
+from pbx_crm.models import Call, Deal
 from pbx_crm.simulator.agi import FakeChannel, run_fastagi
-
-from postgres_databases import new_postgres_database
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 SCRIPT = Path(sys.executable).parent / "pbx-crm"
@@ -53,7 +53,6 @@ def run(capsys, monkeypatch):
 
     def run(url, *args, stdin: str | None = None):
         if stdin is not None:
-            import io
             monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
         code = cli.main(["--database-url", url, *args])
         out, err = capsys.readouterr()
