@@ -35,7 +35,9 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from .agi_protocol import AgiRequest
 from .config import Settings
-from .db import autocommit_reader, transaction
+from .db import DatabaseAway, autocommit_reader, check_database, transaction
+from .errors import CrmError
+from .health import HEALTH_SCRIPT
 from .models import utcnow
 from .spool import Spool
 
@@ -92,6 +94,54 @@ class HookContext:
     memo: dict = field(default_factory=dict)
 
 
+class DatabaseWatch:
+    """Whether the database answers with the schema this version needs, as last checked.
+
+    Checked at start and then before each round of the spool's replay, so the replay waits
+    for a database that answers (a FastAGI server may start before its database does), and
+    the health answer can say how the database is without touching it. Each change is said
+    once in the log, not at every round."""
+
+    UP, DOWN, REFUSED = "up", "down", "refused"
+
+    def __init__(self, engine):
+        self.engine = engine
+        self.state = self.DOWN
+        self.reason = "not checked yet"
+        self.since = time.monotonic()
+
+    @property
+    def up(self) -> bool:
+        return self.state == self.UP
+
+    def check(self) -> bool:
+        """Check now (one round trip); True if the database is up."""
+        try:
+            check_database(self.engine)
+        except DatabaseAway as away:
+            self._became(self.DOWN, str(away))
+        except CrmError as error:
+            self._became(self.REFUSED, error.message)
+        else:
+            self._became(self.UP, "")
+        return self.up
+
+    def _became(self, state: str, reason: str) -> None:
+        if (state, reason) == (self.state, self.reason):
+            return
+        if state == self.UP:
+            log.info("database reachable: calls are recorded, the spool is replayed")
+        elif state == self.DOWN:
+            log.warning("database unreachable (%s): calls are answered UNAVAILABLE and "
+                        "spooled; retrying in the background", reason)
+        else:
+            log.error("database refused (%s): calls are answered UNAVAILABLE and spooled "
+                      "until this is fixed", reason)
+        if state != self.state:
+            self.since = time.monotonic()
+        self.state, self.reason = state, reason
+
+
 class HookDispatcher:
     def __init__(self, engine, settings: Settings, spool: Spool, *, hooks=None,
                  workers: int = 8, recorder_process: bool = False):
@@ -115,6 +165,7 @@ class HookDispatcher:
         self._replay_lock = threading.Lock()
         self._stopping = threading.Event()
         self._replayer: threading.Thread | None = None
+        self.database = DatabaseWatch(engine)
         self.writer = CallWriter(self, RecorderProcess(settings) if recorder_process else None)
 
     # --- the call path ----------------------------------------------------------------------
@@ -125,6 +176,8 @@ class HookDispatcher:
         deadline = time.monotonic() + self.budget
         hook = self.hooks.get(request.script)
         if hook is None:
+            if request.script == HEALTH_SCRIPT:
+                return self.health()
             log.error("the dialplan asked for an unknown hook %r (known: %s)", request.script,
                       ", ".join(sorted(self.hooks)))
             return dict(UNAVAILABLE)
@@ -240,6 +293,16 @@ class HookDispatcher:
         with transaction(self.engine) as session:
             return hook.run(session, request, context)
 
+    def health(self) -> dict[str, str]:
+        """The answer to ``agi://.../health`` (``pbx-crm check``, the systemd watchdog): the
+        server and its workers answer; how the database was at its last check and what the
+        spool holds, read without touching the database."""
+        waiting, set_aside = self.spool.counts()
+        return {"CRM_STATUS": "OK", "CRM_DATABASE": self.database.state,
+                "CRM_DATABASE_REASON": self.database.reason,
+                "CRM_DATABASE_SINCE": str(round(time.monotonic() - self.database.since)),
+                "CRM_SPOOLED": str(waiting), "CRM_SET_ASIDE": str(set_aside)}
+
     # --- replaying the spool ----------------------------------------------------------------
 
     def replay_spooled(self, limit: int = 500) -> int:
@@ -285,7 +348,8 @@ class HookDispatcher:
         def loop():
             while not self._stopping.wait(interval):
                 try:
-                    self.replay_spooled()
+                    if self.database.check():
+                        self.replay_spooled()
                 except Exception:  # noqa: BLE001 - the replayer keeps going
                     log.exception("spool replay round failed")
 

@@ -31,9 +31,11 @@ from tqdm import tqdm
 from . import __version__, demo, pipelines, users
 from .config import ConfigError, Settings, load_settings
 from .contacts import PHONE_COLUMNS, import_contacts
-from .db import current_revision, head_revision, make_engine, transaction, upgrade
+from .db import (current_revision, head_revision, make_engine, require_schema_at_head,
+                 transaction, upgrade)
 from .errors import CrmError, NotFound
 from .funnel import Actor
+from .health import notify
 from .seed import seed_synthetic
 
 PROG = "pbx-crm"
@@ -109,6 +111,7 @@ def start_components(settings: Settings, engine: Engine, out, *,
     # APScheduler says "running job" and "executed successfully" at every tick; the robots log
     # what they do themselves.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # its plugin set-up, at each check
     if missing:
         print("Not built yet:", file=out)
         for component in missing:
@@ -124,10 +127,12 @@ def start_components(settings: Settings, engine: Engine, out, *,
             running.append(component.start(settings, engine))
             print(f"Started {component.name}: {component.what}.", file=out)
         running.extend(start() for start in also)
+        notify("READY=1")  # systemd's Type=notify: started, and listening
         _wait_for_interrupt()
     except KeyboardInterrupt:
         pass
     finally:
+        notify("STOPPING=1")
         for handle in reversed(running):
             handle.stop()
     return 0
@@ -138,13 +143,6 @@ def start_components(settings: Settings, engine: Engine, out, *,
 
 def _admin() -> Actor:
     return Actor.system(ADMIN_NAME)
-
-
-def _require_schema(engine: Engine) -> None:
-    current, head = current_revision(engine), head_revision()
-    if current != head:
-        state = "is not migrated" if current is None else f"is at revision {current}, not {head}"
-        raise CrmError(f"the database {state}: run `pbx-crm db upgrade` first")
 
 
 def _engine(settings: Settings) -> Engine:
@@ -691,9 +689,9 @@ RING_GROUP_MAX = 10
 
 def _fastagi_target(settings: Settings) -> tuple[str, int]:
     """Where a local Asterisk reaches the FastAGI server (a wildcard listen means loopback)."""
-    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(settings.fastagi_listen.host,
-                                                      settings.fastagi_listen.host)
-    return host, settings.fastagi_listen.port
+    from .health import local_address
+
+    return local_address(settings.fastagi_listen)
 
 
 def cmd_simulate(args, settings, engine, out) -> int:
@@ -775,7 +773,7 @@ def cmd_web(args, settings, engine, out) -> int:
     settings = settings.replace(**changes)
     engine = _engine(settings)
     try:
-        _require_schema(engine)
+        require_schema_at_head(engine)
     finally:
         engine.dispose()
     print(f"Web UI on http://{settings.web_listen} ({workers_for(settings)} gevent workers).",
@@ -877,6 +875,41 @@ def cmd_robot_runs(args, settings, engine, out) -> int:
 
 def cmd_serve(args, settings, engine, out) -> int:
     return start_components(settings, engine, out)
+
+
+# `pbx-crm check` exit codes, as monitoring plugins read them.
+CHECK_OK, CHECK_WARNING, CHECK_CRITICAL = 0, 1, 2
+
+
+def cmd_check(args, settings, engine, out) -> int:
+    from .health import ask_health
+
+    address = _fastagi_target(settings)
+    if args.fastagi:
+        address = _fastagi_target(settings.replace(
+            fastagi_listen=_setting("fastagi_listen", args.fastagi, "--fastagi")))
+    where = f"{address[0]}:{address[1]}"
+    health = ask_health(address, args.timeout)
+    if not health.answered:
+        print(f"CRITICAL: the FastAGI server at {where} did not answer ({health.error}): "
+              "calls wait on it or go on without the CRM", file=out)
+        return CHECK_CRITICAL
+    answer = health.variables
+    line = (f"FastAGI server at {where} answered in {health.seconds * 1000:.0f} ms; "
+            f"spool: {answer.get('CRM_SPOOLED', '?')} waiting, "
+            f"{answer.get('CRM_SET_ASIDE', '?')} set aside")
+    if not health.database_up:
+        print(f"WARNING: {line}; database {answer.get('CRM_DATABASE', '?')} for "
+              f"{answer.get('CRM_DATABASE_SINCE', '?')} s "
+              f"({answer.get('CRM_DATABASE_REASON', '')}): calls go on without the CRM and "
+              "are spooled", file=out)
+        return CHECK_WARNING
+    if answer.get("CRM_SET_ASIDE", "0") != "0":
+        print(f"WARNING: {line} (requests the replay could not record: see the server's log)",
+              file=out)
+        return CHECK_WARNING
+    print(f"OK: {line}; database up", file=out)
+    return CHECK_OK
 
 
 def cmd_relay_path(args, settings, engine, out) -> int:
@@ -1279,7 +1312,10 @@ def build_parser() -> argparse.ArgumentParser:
         commands, "fastagi", cmd_fastagi, "run the FastAGI server the dialplan's hooks call",
         description="Serve the AGI hooks (incoming, answered, hangup, outbound) at "
                     "agi://HOST:PORT/<hook>. FastAGI has no authentication: it listens on "
-                    "loopback unless given --allow for the PBX's address.")
+                    "loopback unless given --allow for the PBX's address. It starts even "
+                    "while the database is unreachable (calls are answered UNAVAILABLE and "
+                    "spooled until it answers); a wrong URL, password or schema stops it.",
+        needs=ENGINE)
     command.add_argument("--listen", metavar="HOST:PORT",
                          help="address to listen on (default 127.0.0.1:4573)")
     command.add_argument("--allow", action="append", metavar="PEER",
@@ -1307,6 +1343,18 @@ def build_parser() -> argparse.ArgumentParser:
                          help="how long to wait for the phone to answer (default 40)")
     command.add_argument("--no-wait", action="store_true",
                          help="return once Asterisk has queued the call")
+    command = _command(
+        commands, "check", cmd_check, "check that the FastAGI server answers (for a monitor)",
+        description="Play one AGI session against the running FastAGI server (fastagi_listen) "
+                    "as Asterisk would, and say how it answered, how its database is and "
+                    "what its spool holds. Exit code: 0 OK, 1 WARNING (database down or "
+                    "requests set aside: calls go on without the CRM), 2 CRITICAL (no answer: "
+                    "calls wait on it or are refused).",
+        needs=SETTINGS)
+    command.add_argument("--fastagi", metavar="HOST:PORT",
+                         help="the FastAGI server to check (default: fastagi_listen)")
+    command.add_argument("--timeout", type=float, default=2.0, metavar="SECONDS",
+                         help="how long to wait for its answer (default 2)")
     command = _command(
         commands, "dialplan", cmd_dialplan,
         "print the shipped dialplan (pbx-crm.conf), or another shipped Asterisk file",
@@ -1404,7 +1452,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.needs >= ENGINE:
             engine = _engine(settings)
         if args.needs >= SCHEMA:
-            _require_schema(engine)
+            require_schema_at_head(engine)
         return args.func(args, settings, engine, sys.stdout)
     except ConfigError as error:
         print(f"{PROG}: {error.message}", file=sys.stderr)

@@ -16,6 +16,7 @@ from .agi_dispatch import HookDispatcher
 from .config import ConfigError, Settings
 from .errors import CrmError
 from .fastagi import FastAgiServer
+from .health import WatchdogFeeder, local_address, watchdog_seconds
 from .spool import Spool
 
 log = logging.getLogger(__name__)
@@ -27,18 +28,24 @@ class RunningFastAgi:
     dispatcher: HookDispatcher
     spool: Spool
     thread: threading.Thread
+    feeder: WatchdogFeeder | None = None
 
     @property
     def address(self) -> tuple[str, int]:
         return self.server.address[0], self.server.port
 
     def stop(self) -> None:
+        if self.feeder is not None:
+            self.feeder.stop()
         self.server.shutdown()
         self.thread.join(timeout=10)
         self.dispatcher.close()
         self.spool.close()
 
 
+# Seconds the watchdog's health session may take: the answer needs no database, so a second
+# is far more than a server that answers at all takes even under a burst of calls.
+HEALTH_TIMEOUT = 1.0
 CALL_SWITCH_INTERVAL = 0.001
 # Session workers: at 50 calls in flight, some are still saying goodbye to their last call
 # (waiting for Asterisk's HANGUP) while the next calls arrive.
@@ -60,9 +67,13 @@ def start_fastagi(settings: Settings, engine, *, replay_interval: float = 2.0,
     spool = Spool(settings.data_dir / "spool.sqlite3")
     dispatcher = HookDispatcher(engine, settings, spool, workers=db_workers,
                                 recorder_process=recorder_process)
+    allowed_peers = settings.fastagi_allowed_peers
+    if allowed_peers:
+        # The host itself, so that `pbx-crm check` and the watchdog's health session get in.
+        allowed_peers = allowed_peers | {local_address(settings.fastagi_listen)[0]}
     try:
-        server = FastAgiServer(address, dispatcher,
-                               allowed_peers=settings.fastagi_allowed_peers, workers=workers)
+        server = FastAgiServer(address, dispatcher, allowed_peers=allowed_peers,
+                               workers=workers)
         server.start()
     except (ValueError, OSError) as error:
         dispatcher.close()
@@ -73,12 +84,26 @@ def start_fastagi(settings: Settings, engine, *, replay_interval: float = 2.0,
                        f"{error.strerror or error}") from None
     thread = threading.Thread(target=server.serve_forever, name="fastagi", daemon=True)
     thread.start()
-    dispatcher.replay_spooled()
+    running = RunningFastAgi(server, dispatcher, spool, thread)
+    # Listening before the database is checked: calls that come meanwhile are answered (and
+    # spooled if need be), not refused.
+    if dispatcher.database.check():
+        dispatcher.replay_spooled()
+    elif dispatcher.database.state == dispatcher.database.REFUSED:
+        # A wrong URL, password or schema is no outage: someone has to fix it. (An outage
+        # is served from the first second, and the spool replayed once it is over.)
+        running.stop()
+        raise CrmError(dispatcher.database.reason)
     dispatcher.start_replayer(replay_interval)
+    watchdog = watchdog_seconds()
+    if watchdog is not None:
+        here = (local_address(settings.fastagi_listen)[0], server.port)
+        running.feeder = WatchdogFeeder(here, watchdog, timeout=HEALTH_TIMEOUT).start()
+        log.info("systemd watchdog: a health session every %.1f s", running.feeder.interval)
     waiting, set_aside = spool.counts()
     log.info("FastAGI listening on %s:%s (%d spooled, %d set aside)", address[0], server.port,
              waiting, set_aside)
-    return RunningFastAgi(server, dispatcher, spool, thread)
+    return running
 
 
 @dataclass

@@ -8,6 +8,7 @@ timeout), instead of failing half-way when a reader tries to become a writer.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +21,9 @@ from sqlmodel import Session, create_engine
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 POOL_SIZE = 56
+# Seconds a new PostgreSQL connection may take: a server that drops packets (a host rebooting,
+# a firewall) must not hold a start-up or a call's database worker for minutes.
+POSTGRES_CONNECT_TIMEOUT_S = 5
 # A pooled PostgreSQL connection idle longer than this is pinged before use.
 PING_AFTER_IDLE_S = 1.0
 
@@ -46,6 +50,9 @@ def make_engine(url: str, **options) -> Engine:
         )
         _configure_sqlite(engine)
         return engine
+    connect_args = options.setdefault("connect_args", {})
+    if "connect_timeout" not in make_url(url).query:
+        connect_args.setdefault("connect_timeout", POSTGRES_CONNECT_TIMEOUT_S)
     engine = create_engine(url, **options)
     _ping_idle_connections(engine)
     return engine
@@ -160,6 +167,7 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
 
 
+@functools.cache
 def head_revision() -> str:
     from alembic.script import ScriptDirectory
 
@@ -169,3 +177,56 @@ def head_revision() -> str:
 def schema_dump_path(dialect: str) -> Path:
     """The readable schema dump shipped for admins, per database."""
     return Path(str(resources.files("pbx_crm.sql") / f"schema.{dialect}.sql"))
+
+
+class DatabaseAway(Exception):
+    """The database does not answer (down, starting, unreachable): an outage that ends by
+    itself, unlike a wrong URL, password or schema (``CrmError``: someone has to fix it)."""
+
+
+# What a PostgreSQL server says while it cannot take connections for a while; any other
+# refusal it answers with (a wrong password, role or database name) is a setting to fix.
+_POSTGRES_PASSING_REFUSALS = (
+    "the database system is starting up", "the database system is shutting down",
+    "the database system is in recovery mode", "the database system is not yet accepting",
+    "too many clients", "remaining connection slots are reserved",
+)
+
+
+def check_database(engine: Engine) -> None:
+    """Connect and compare the schema's revision with this version's.
+
+    Raises ``DatabaseAway`` for an outage (no server at the address, no answer, a server
+    starting up), ``CrmError`` for what waiting will not mend: a refused login, a missing
+    database, a host name that does not resolve, a schema that is not at head."""
+    from .errors import CrmError
+
+    try:
+        require_schema_at_head(engine)
+    except exc.OperationalError as error:
+        reason = str(error.orig or error).strip()
+        first_line = reason.splitlines()[0] if reason else repr(error)
+        if _is_outage(engine, reason):
+            raise DatabaseAway(first_line) from None
+        raise CrmError(f"database {engine.url.render_as_string(hide_password=True)}: "
+                       f"{first_line}") from None
+
+
+def require_schema_at_head(engine: Engine) -> None:
+    """Refuse (``CrmError``) a database whose schema is not the one this version needs."""
+    from .errors import CrmError
+
+    current, head = current_revision(engine), head_revision()
+    if current != head:
+        state = "is not migrated" if current is None else f"is at revision {current}, not {head}"
+        raise CrmError(f"the database {state}: run `pbx-crm db upgrade` first")
+
+
+def _is_outage(engine: Engine, reason: str) -> bool:
+    if is_sqlite(engine):
+        return "database is locked" in reason  # held past the busy timeout by another writer
+    if "FATAL:" in reason:  # the server answered: only a few of its refusals pass by themselves
+        return any(refusal in reason for refusal in _POSTGRES_PASSING_REFUSALS)
+    # Nothing answered at the address (refused, timed out, unreachable, dropped); a host name
+    # that does not resolve is a typo far more often than an outage.
+    return "resolve host" not in reason and "translate host name" not in reason

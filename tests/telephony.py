@@ -94,9 +94,15 @@ class Pbx:
     workers: int = 64
     db_workers: int = 16
     recorder_process: bool = False  # calls recorded by a process of their own, as in production
+    # A FastAGI server running elsewhere (a `pbx-crm fastagi` process) to play calls against,
+    # instead of one started here; the steps that wait on the dispatcher are then not played.
+    server_address: tuple[str, int] | None = None
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
 
     def __post_init__(self):
+        if self.server_address is not None:
+            self.address, self.running = self.server_address, None
+            return
         settings = Settings(data_dir=self.data_dir,
                             fastagi_listen=Address("127.0.0.1", 0),
                             database_url=self.engine.url.render_as_string(False),
@@ -110,6 +116,8 @@ class Pbx:
         self.spool = self.running.spool
 
     def stop(self) -> None:
+        if self.running is None:
+            return
         assert self.server.wait_idle(10), "an AGI session never ended"
         assert self.dispatcher.wait_idle(15), "a hook never finished"
         self.running.stop()
