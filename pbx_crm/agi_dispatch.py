@@ -182,6 +182,11 @@ class HookDispatcher:
                       ", ".join(sorted(self.hooks)))
             return dict(UNAVAILABLE)
         key = hook.call_key(request)
+        if not self.database.up:
+            # Away at its last check (or not checked yet, at start): no read would come back
+            # within the budget, so the request goes to the spool at once, before the answer.
+            return self._spool(hook, key, request, received_at, "database "
+                               f"{self.database.state}: {self.database.reason}")
         if self.spool.holds_call(key):
             # An earlier request of this call waits in the spool: keep the call's order.
             return self._spool(hook, key, request, received_at, "earlier request spooled")

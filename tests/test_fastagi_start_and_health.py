@@ -142,6 +142,31 @@ def test_calls_while_the_database_is_down_at_start_are_answered_then_recorded_on
     assert "Traceback" not in log
 
 
+def test_a_database_that_hangs_at_start_costs_the_calls_no_wait(tmp_path, systemd):
+    # PostgreSQL's host accepts the connection and never answers (swapping itself to death).
+    with socket.create_server(("127.0.0.1", 0)) as hung:
+        url = f"postgresql+psycopg://crm:secret@127.0.0.1:{hung.getsockname()[1]}/crm"
+        process, address = fastagi_process(tmp_path, url,
+                                           notify_socket=Path(systemd.getsockname()))
+        try:
+            # It answers while its first check of the database still waits.
+            eventually(lambda: ask_health(address, 1.0).answered, timeout=START_TIMEOUT,
+                       what="the server's first answer")
+            pbx = Pbx(None, tmp_path, server_address=address)
+            for n in range(3):
+                lookup = pbx.incoming(pbx.trunk_call(number=f"+62 813-7700-98{n:02d}"),
+                                      recorded=False)
+                assert lookup.variables == {"CRM_STATUS": "UNAVAILABLE"}
+                assert lookup.seconds < BUDGET_MS / 1000
+            # Spooled before it was answered, not after a wait on the database.
+            assert ask_health(address, 2.0).variables["CRM_SPOOLED"] == "3"
+            assert "READY=1" in notifications(systemd, "READY=1", START_TIMEOUT)
+        finally:
+            stop(process)
+    log = (tmp_path / "fastagi.log").read_text()
+    assert "database unreachable (connection timeout expired)" in log
+
+
 @POSTGRES_ONLY
 @pytest.mark.parametrize("wrong", ["password", "database"])
 def test_a_wrong_password_or_database_name_stops_the_server_at_once(engine, tmp_path, systemd,
