@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 
 from sqlmodel import Session, select
 
+from .enums import StageKind
 from .errors import CrmError, NotFound, NumberConflict, ValidationError
-from .funnel import Actor
+from .funnel import Actor, ensure_can_use_contact, sellers_of_customer
 from .journal import audit
-from .models import Contact, ContactPhone
+from .models import Contact, ContactPhone, Deal, Stage, User
 from .phones import normalize_number
 
 MAX_PHONES = 20
@@ -93,6 +94,22 @@ def get_contact(session: Session, contact_id: int) -> Contact:
     contact = session.get(Contact, contact_id)
     if contact is None:
         raise NotFound(f"No contact #{contact_id}.")
+    return contact
+
+
+def use_contact(session: Session, actor: Actor, contact_id: int) -> Contact:
+    """The contact, if ``actor`` may put a deal on it: never another seller's customer for a
+    seller (``funnel.sellers_of_customer`` says whose customer it is)."""
+    contact = get_contact(session, contact_id)
+    if actor.sees_everything:
+        return contact
+    open_deals = session.exec(select(Deal.owner_id, Stage.is_unsorted)
+                              .join(Stage, Stage.id == Deal.stage_id)
+                              .where(Deal.contact_id == contact_id,
+                                     Stage.kind == StageKind.OPEN.value)).all()
+    owner = session.get(User, contact.owner_id) if contact.owner_id is not None else None
+    ensure_can_use_contact(actor, sellers_of_customer(
+        open_deals, owner.id if owner is not None and owner.active else None))
     return contact
 
 

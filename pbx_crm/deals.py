@@ -15,7 +15,7 @@ from sqlalchemy import text, update
 from sqlmodel import Session, select
 
 from . import pipelines, report_days, stage_totals
-from .contacts import create_contact, find_contact_by_number, get_contact
+from .contacts import create_contact, find_contact_by_number, use_contact
 from .enums import DealSource, Priority, StageKind, TimelineKind
 from .errors import AlreadyTaken, Conflict, NotFound, StaleVersion, ValidationError
 from .funnel import (
@@ -143,7 +143,7 @@ def create_deal(session: Session, actor: Actor, *, title: str, pipeline_id: int 
     if owner_id is not None:
         get_active_user(session, owner_id)
     if contact_id is not None:
-        get_contact(session, contact_id)
+        use_contact(session, actor, contact_id)
     if source not in {s.value for s in DealSource}:
         raise ValidationError("A deal's source is manual, call or popup.", field="source")
     deal = Deal(pipeline_id=pipeline.id, stage_id=stage.id, title=_clean_title(title),
@@ -359,7 +359,7 @@ def update_deal(session: Session, actor: Actor, deal_id: int, *, expected_versio
     if priority is not None:
         changes["priority"] = _clean_priority(priority)
     if contact_id is not None:
-        get_contact(session, contact_id)
+        use_contact(session, actor, contact_id)
         changes["contact_id"] = contact_id
     changes = {k: v for k, v in changes.items() if getattr(deal, k) != v}
     if not changes:

@@ -33,6 +33,15 @@ class Forbidden(CrmError):
     status = 403
 
 
+class CustomerOfAnotherSeller(Forbidden):
+    """A seller reaching for a contact that is another seller's customer (by number, on the
+    "New deal" form): not attached, not shown, and the other seller is not named."""
+
+    def __init__(self, message: str, *, field: str | None = None):
+        super().__init__(message)
+        self.field = field
+
+
 class Conflict(CrmError):
     """The request was valid but the data changed under it, or clashes with what is there."""
 

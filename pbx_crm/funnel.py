@@ -7,9 +7,10 @@ refusal is a typed error from ``pbx_crm.errors`` with a message a seller can rea
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .errors import DealClosed, Forbidden, ValidationError
+from .errors import CustomerOfAnotherSeller, DealClosed, Forbidden, ValidationError
 from .enums import Role, StageKind
 
 SYSTEM = "system"
@@ -60,6 +61,35 @@ def ensure_can_read_deal(actor: Actor, deal, stage) -> None:
 def ensure_can_change_deal(actor: Actor, deal, stage) -> None:
     """Changing follows reading: a seller may work their own deals and the Unsorted ones."""
     ensure_can_read_deal(actor, deal, stage)
+
+
+CUSTOMER_OF_ANOTHER_SELLER = ("This number belongs to another seller's customer; ask a head "
+                              "to hand the customer over.")
+
+
+def sellers_of_customer(open_deals: Iterable[tuple[int | None, bool]],
+                        contact_owner_id: int | None) -> set[int]:
+    """Whose customer a contact is: the owners of its open deals (``(owner_id, in_unsorted)``
+    each); an Unsorted deal is nobody's yet. A contact with nothing open stays with its own
+    seller (``contact_owner_id``, None when that user is gone), whom its next call rings
+    first."""
+    open_deals = list(open_deals)
+    if open_deals:
+        return {owner for owner, in_unsorted in open_deals
+                if owner is not None and not in_unsorted}
+    return set() if contact_owner_id is None else {contact_owner_id}
+
+
+def can_use_contact(actor: Actor, sellers: Iterable[int]) -> bool:
+    """A seller may put a deal on a contact (and so see it) unless it is another seller's
+    customer; a head may, to hand a customer over."""
+    return actor.sees_everything or all(seller == actor.user_id for seller in sellers)
+
+
+def ensure_can_use_contact(actor: Actor, sellers: Iterable[int]) -> None:
+    if not can_use_contact(actor, sellers):
+        # The other seller is not named: the refusal must not become a way to look them up.
+        raise CustomerOfAnotherSeller(CUSTOMER_OF_ANOTHER_SELLER, field="phone")
 
 
 def ensure_head(actor: Actor, what: str) -> None:

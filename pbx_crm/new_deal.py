@@ -1,8 +1,10 @@
 """The "New deal" form's service: a deal for an existing contact, or for a new one.
 
 The contact is found by phone number (one indexed lookup); a number nobody has makes a new
-contact with the name given. Everything happens in the caller's transaction, so a refused
-deal leaves no stray contact behind.
+contact with the name given. A number of another seller's customer is refused before
+anything about that contact is read out (``contacts.use_contact``), so the form can neither
+take a customer nor look one up. Everything happens in the caller's transaction, so a
+refused deal leaves no stray contact behind.
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ from __future__ import annotations
 from sqlmodel import Session
 
 from . import deals
-from .contacts import create_contact, find_contact_by_number
+from .contacts import (
+    contacts_with_number, create_contact, find_contact_by_number, use_contact,
+)
 from .errors import ValidationError
 from .funnel import Actor
 from .models import Deal
@@ -24,7 +28,11 @@ def create_deal_with_contact(session: Session, actor: Actor, *, title: str, phon
     phone, contact_name = (phone or "").strip(), " ".join((contact_name or "").split())
     contact = None
     if phone:
-        contact = find_contact_by_number(session, normalize_number(phone, region=region))
+        e164 = normalize_number(phone, region=region)
+        # Before the one-contact check, whose refusal names the contacts sharing the number.
+        for found in contacts_with_number(session, e164):
+            use_contact(session, actor, found.id)
+        contact = find_contact_by_number(session, e164)
     if contact is None:
         if not contact_name:
             raise ValidationError("Nobody has this number yet: give the new contact's name."

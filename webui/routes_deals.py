@@ -20,7 +20,7 @@ from pbx_crm.click_to_call import call_contact
 from pbx_crm.db import transaction
 from pbx_crm.deal_card import deal_card
 from pbx_crm.enums import StageKind
-from pbx_crm.errors import CrmError, StaleVersion, ValidationError
+from pbx_crm.errors import CrmError, CustomerOfAnotherSeller, StaleVersion, ValidationError
 from pbx_crm.models import RobotRun
 from pbx_crm.money import to_minor
 from pbx_crm.new_deal import create_deal_with_contact
@@ -228,7 +228,7 @@ def register(ui: WebUI) -> None:
 
     # --- new deal -------------------------------------------------------------------------
 
-    def new_deal_page(*, values=None, error=None, status=200):
+    def new_deal_page(*, values=None, error=None, phone_error=None, status=200):
         with transaction(ui.engine, read_only=True) as session:
             try:
                 pipeline = pipelines.get_pipeline(session, None)
@@ -238,7 +238,8 @@ def register(ui: WebUI) -> None:
                       if s.kind == StageKind.OPEN.value and not s.is_unsorted]
             sellers = _sellers(session) if ui.actor.sees_everything else []
         return ui.render("deal_new.html", pipeline=pipeline, stages=stages, sellers=sellers,
-                         values=values or {}, error=error, status=status)
+                         values=values or {}, error=error, phone_error=phone_error,
+                         status=status)
 
     @app.get("/deals/new", name="deal_new")
     def new_deal_form():
@@ -262,6 +263,13 @@ def register(ui: WebUI) -> None:
                                           locale=ui.language()),
                     stage_id=int_field(values, "stage_id", "stage", required=False),
                     owner_id=int_field(values, "owner_id", "seller", required=False))
+        except CustomerOfAnotherSeller as refusal:
+            # Shown at the phone field, in the user's language; the service's text is the
+            # same sentence in English.
+            return new_deal_page(values=dict(values), status=refusal.status,
+                                 phone_error=ui.gettext(
+                                     "This number belongs to another seller's customer; ask "
+                                     "a head to hand the customer over."))
         except CrmError as error:
             return new_deal_page(values=dict(values), error=error.message,
                                  status=error.status)
