@@ -72,8 +72,9 @@ def start_fastagi(settings: Settings, engine, *, replay_interval: float = 2.0,
         # The host itself, so that `pbx-crm check` and the watchdog's health session get in.
         allowed_peers = allowed_peers | {local_address(settings.fastagi_listen)[0]}
     try:
-        server = FastAgiServer(address, dispatcher, allowed_peers=allowed_peers,
-                               workers=workers)
+        server = FastAgiServer(
+            address, dispatcher, allowed_peers=allowed_peers, workers=workers,
+            max_connections_per_peer=settings.fastagi_max_connections_per_peer)
         server.start()
     except (ValueError, OSError) as error:
         dispatcher.close()

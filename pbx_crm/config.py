@@ -127,6 +127,9 @@ class Settings:
     fastagi_listen: Address = Address("127.0.0.1", 4573)
     # FastAGI has no authentication: a non-loopback listen address needs this allow-list.
     fastagi_allowed_peers: frozenset[str] = frozenset()
+    # Connections one peer address may hold at once (sessions and connections still sending
+    # their environment); sized for one busy Asterisk, see pbx_crm.fastagi.
+    fastagi_max_connections_per_peer: int = 256
     hook_budget_ms: int = 500
     # The AMI listener (screen-pops, click-to-call); an empty host leaves it off.
     ami_host: str = ""
@@ -181,6 +184,7 @@ _PARSERS = {
     "fastagi_listen": Address.parse,
     "hook_budget_ms": _parse_positive_int,
     "fastagi_allowed_peers": _parse_peers,
+    "fastagi_max_connections_per_peer": _parse_positive_int,
     "ami_host": str.strip,
     "ami_port": _parse_port,
     "ami_username": str.strip,

@@ -8,14 +8,21 @@ a FastAGI server with no read timeout, so a saturated server answers ``dispatche
 at once instead of queueing the call behind busy workers; and a dispatcher with a ``budget``
 may do its work on the session's thread, the server's watchdog answering ``late()`` for it
 when the budget runs out.
+
+Asterisk sends the whole environment block the moment it connects, so the accept loop reads
+it itself and a connection takes a worker only once its block is in: an idle or trickling
+peer costs a file descriptor for ``env_timeout`` (counted from the accept, not per byte),
+never a worker. A peer holds at most ``max_connections_per_peer`` connections at once.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import io
 import ipaddress
 import logging
 import queue
+import re
 import selectors
 import socket
 import threading
@@ -39,9 +46,20 @@ from .agi_protocol import (
 logger = logging.getLogger(__name__)
 
 MIN_BACKLOG = 128
-# The overload answer reads the environment block with this shorter timeout: Asterisk sends it
-# the moment it connects, so a peer that takes longer is not Asterisk and must not hold the slot.
+# The overload answer talks to Asterisk with this shorter timeout: it must not hold its slot.
 OVERLOAD_IO_TIMEOUT = 1.0
+# Asterisk writes the environment block (about 600 bytes) in the instant it connects. Two
+# seconds from the accept cover one lost segment (Linux retransmits after 1 s); a peer that
+# has not sent its whole block by then is not Asterisk, however it trickles.
+ENV_TIMEOUT = 2.0
+MAX_ENV_BYTES = 65536  # an environment block is a few KB; more without its end is not one
+# One Asterisk keeps a FastAGI session open only for the AGI step of a call: a lookup within
+# its budget (500 ms), a few ms for the answered and hangup hooks. A box taking 100 new calls
+# a second whose every lookup runs out its budget holds about 150 at once; 256 leaves room
+# over that and over the server's 128 workers, and keeps a peer to a quarter of the 1024 file
+# descriptors a service gets by default.
+MAX_CONNECTIONS_PER_PEER = 256
+_ENV_END = re.compile(rb"(?:^|\n)\r?\n")  # the empty line that ends the block
 
 
 class Dispatcher(Protocol):
@@ -127,6 +145,39 @@ class _Watchdog:
         return wait
 
 
+class _Waiting:
+    """A connection the accept loop holds until its whole environment block is in."""
+
+    __slots__ = ("conn", "peer_ip", "deadline", "data", "done")
+
+    def __init__(self, conn: socket.socket, peer_ip, deadline: float):
+        self.conn, self.peer_ip, self.deadline = conn, peer_ip, deadline
+        self.data = bytearray()
+        self.done = False  # handed to a worker, or dropped
+
+
+class _Prefixed(io.RawIOBase):
+    """A session's reader: the bytes the accept loop read first, then the socket."""
+
+    def __init__(self, head: bytes, conn: socket.socket):
+        self._head = memoryview(head)
+        self._raw = conn.makefile("rb", buffering=0)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int | None:
+        if not self._head:
+            return self._raw.readinto(buffer)
+        n = min(len(buffer), len(self._head))
+        buffer[:n], self._head = self._head[:n], self._head[n:]
+        return n
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
 def relay_script_path() -> Path:
     """Where the installed package keeps ``pbx-crm.agi``, the stdlib-only process-AGI relay.
 
@@ -166,11 +217,13 @@ class _SessionLog(logging.LoggerAdapter):
 class FastAgiServer:
     """A threaded FastAGI server; see the module docstring.
 
-    ``workers`` threads run sessions. The accept loop takes a worker slot without blocking; when
-    none is free the connection goes to ``overload_workers`` threads (behind a queue of at most
-    ``overload_queue``) that read the request and answer ``dispatcher.overloaded()`` (see
-    ``_admit``). ``io_timeout`` bounds every read and write on a session socket, so a silent peer
-    cannot pin a thread.
+    The accept loop holds a connection until its environment block is in (``env_timeout``
+    seconds at most), then takes a worker slot without blocking; when none is free the
+    connection goes to ``overload_workers`` threads (behind a queue of at most
+    ``overload_queue``, newest first) that answer ``dispatcher.overloaded()`` (see ``_admit``).
+    ``io_timeout`` bounds every later read and write on a session socket, so a silent peer
+    cannot pin a thread. A peer address at ``max_connections_per_peer`` makes room for a new
+    connection by losing its oldest one still without an environment, or is refused.
     """
 
     def __init__(
@@ -184,6 +237,8 @@ class FastAgiServer:
         io_timeout: float = 5.0,
         overload_workers: int = 4,
         overload_queue: int = 256,
+        env_timeout: float = ENV_TIMEOUT,
+        max_connections_per_peer: int = MAX_CONNECTIONS_PER_PEER,
     ):
         host, port = address
         self._bind = _bind_ip(host)
@@ -198,21 +253,33 @@ class FastAgiServer:
                 f"FastAGI has no authentication: listening on {self._bind} (not loopback) needs a "
                 "non-empty allowed_peers (the Asterisk hosts' IP addresses or networks)"
             )
-        if workers < 1 or overload_workers < 1:
-            raise ValueError("workers and overload_workers must be at least 1")
+        if workers < 1 or overload_workers < 1 or max_connections_per_peer < 1:
+            raise ValueError("workers, overload_workers and max_connections_per_peer must be at "
+                             "least 1")
         self.address = (str(self._bind), int(port))
         self.dispatcher = dispatcher
         self.workers = workers
         self.backlog = max(MIN_BACKLOG, backlog)
         self.io_timeout = io_timeout
         self.overload_workers = overload_workers
+        self.env_timeout = env_timeout
+        self.max_connections_per_peer = max_connections_per_peer
 
         self._free_workers = threading.Semaphore(workers)
         # Overload slots: the threads plus the bounded queue in front of them. An overload answer
         # takes a few milliseconds (a spool write); its reads are bounded by OVERLOAD_IO_TIMEOUT.
         self._free_overload = threading.Semaphore(overload_workers + overload_queue)
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
-        self._overload_jobs: queue.SimpleQueue = queue.SimpleQueue()
+        # Newest first: under overload the call just placed is answered before older ones,
+        # whose callers waited longest and may be gone.
+        self._overload_jobs: queue.LifoQueue = queue.LifoQueue()
+        # Connections still sending their environment, per peer, oldest (first due) first;
+        # only the accept loop touches them. Connections per peer, sessions included.
+        self._waiting: dict[object, deque[_Waiting]] = {}
+        self._selector: selectors.BaseSelector | None = None
+        self._connections: dict[object, int] = {}
+        self._connections_lock = threading.Lock()
+        self._at_cap: set = set()  # peers told about in the log, until they are below it
         self._threads: list[threading.Thread] = []
         self._listener: socket.socket | None = None
         self._wake_r, self._wake_w = socket.socketpair()
@@ -279,15 +346,21 @@ class FastAgiServer:
         if self._stopping.is_set():
             return
         self._loop_done.clear()
-        selector = selectors.DefaultSelector()
+        self._selector = selector = selectors.DefaultSelector()
         selector.register(self._listener, selectors.EVENT_READ)
         selector.register(self._wake_r, selectors.EVENT_READ)
         try:
             while not self._stopping.is_set():
-                for key, _ in selector.select():
+                for key, _ in selector.select(self._drop_overdue()):
                     if key.fileobj is self._listener:
                         self._accept_pending()
+                    elif key.data is not None:
+                        self._read_environment(key.data)
         finally:
+            for waiting in self._waiting.values():
+                for connection in waiting:
+                    connection.conn.close()
+            self._waiting.clear()
             selector.close()
             self._listener.close()
             self._loop_done.set()
@@ -350,27 +423,118 @@ class FastAgiServer:
             logger.warning("FastAGI connection from %s refused: not in allowed_peers", peer_ip)
             conn.close()
             return
-        self._admit(conn, peer_ip)
+        if not self._make_room(peer_ip):
+            logger.warning("FastAGI connection from %s refused: %d sessions from it already "
+                           "(max_connections_per_peer)", peer_ip, self.max_connections_per_peer)
+            conn.close()
+            return
+        conn.setblocking(False)
+        connection = _Waiting(conn, peer_ip, time.monotonic() + self.env_timeout)
+        self._waiting.setdefault(peer_ip, deque()).append(connection)
+        self._selector.register(conn, selectors.EVENT_READ, connection)
 
-    def _admit(self, conn: socket.socket, peer_ip) -> None:
+    def _make_room(self, peer_ip) -> bool:
+        """Count a new connection from ``peer_ip``; False if it may not have one more."""
+        with self._connections_lock:
+            held = self._connections.get(peer_ip, 0)
+            if held < self.max_connections_per_peer:
+                self._connections[peer_ip] = held + 1
+                return True
+            first_time = peer_ip not in self._at_cap
+            self._at_cap.add(peer_ip)
+        if first_time:
+            logger.warning("FastAGI peer %s holds %d connections (max_connections_per_peer): "
+                           "its oldest ones without an AGI environment give way to new ones",
+                           peer_ip, held)
+        # Asterisk sends its environment at once: of a peer's connections, the oldest still
+        # without one is the least likely to be a call. It gives its place to the new one.
+        waiting = self._waiting.get(peer_ip, ())
+        while waiting and waiting[0].done:
+            waiting.popleft()
+        if not waiting:
+            return False  # every one is a session being served
+        oldest = waiting.popleft()
+        self._forget(oldest)
+        oldest.conn.close()
+        return True
+
+    def _release(self, peer_ip) -> None:
+        with self._connections_lock:
+            held = self._connections[peer_ip] - 1
+            if held:
+                self._connections[peer_ip] = held
+            else:
+                del self._connections[peer_ip]
+            if held < self.max_connections_per_peer:
+                self._at_cap.discard(peer_ip)
+
+    def _forget(self, connection: _Waiting) -> None:
+        connection.done = True
+        self._selector.unregister(connection.conn)
+
+    def _read_environment(self, connection: _Waiting) -> None:
+        """Read what a waiting connection sent; hand it over once its environment is in."""
+        try:
+            chunk = connection.conn.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            chunk = b""
+        connection.data += chunk
+        if chunk and not _ENV_END.search(connection.data):
+            if len(connection.data) <= MAX_ENV_BYTES:
+                return
+            logger.warning("%d bytes from %s without the end of an AGI environment block: "
+                           "dropped", len(connection.data), connection.peer_ip)
+        self._forget(connection)
+        if chunk:
+            self._admit(connection.conn, connection.peer_ip, bytes(connection.data))
+        else:  # closed (a port scan) or reset before its environment was in
+            connection.conn.close()
+            self._release(connection.peer_ip)
+
+    def _drop_overdue(self) -> float | None:
+        """Drop the connections whose environment is not in by their deadline; the seconds
+        until the next deadline (None: no connection waits)."""
+        now, wake, dropped = time.monotonic(), None, {}
+        for peer_ip, waiting in list(self._waiting.items()):
+            while waiting and (waiting[0].done or waiting[0].deadline <= now):
+                connection = waiting.popleft()
+                if not connection.done:
+                    self._forget(connection)
+                    connection.conn.close()
+                    self._release(peer_ip)
+                    dropped[peer_ip] = dropped.get(peer_ip, 0) + 1
+            if waiting:
+                due = waiting[0].deadline - now
+                wake = due if wake is None else min(wake, due)
+            else:
+                del self._waiting[peer_ip]
+        for peer_ip, count in dropped.items():
+            logger.warning("%d connection(s) from %s sent no whole AGI environment within "
+                           "%.1f s: dropped", count, peer_ip, self.env_timeout)
+        return wake
+
+    def _admit(self, conn: socket.socket, peer_ip, head: bytes) -> None:
         # The accept loop never waits here. A free worker takes the session. Without one, the
-        # overload answer must not run inline: reading the environment block can take up to its
-        # timeout on a slow peer, and every other caller would wait behind it at accept(). So it
-        # runs on its own few threads, which only read, call overloaded() (a spool write) and
-        # answer; connections wait for them in a bounded queue. Past that bound (a flood, not a
-        # PBX: hundreds of calls in the same instant) the connection is closed and the dialplan
-        # goes on without the CRM, as when the server is down.
+        # overload answer must not run inline: answering waits for Asterisk's replies, and
+        # every other caller would wait behind it. So it runs on its own few threads, which
+        # only call overloaded() (a spool write) and answer; connections wait for them in a
+        # bounded queue. Past that bound (a flood, not a PBX: hundreds of calls in the same
+        # instant) the connection is closed and the dialplan goes on without the CRM, as when
+        # the server is down.
         if self._free_workers.acquire(blocking=False):
             self._count(+1)
-            self._jobs.put((conn, peer_ip))
+            self._jobs.put((conn, peer_ip, head))
         elif self._free_overload.acquire(blocking=False):
             self._count(+1)
-            self._overload_jobs.put((conn, peer_ip))
+            self._overload_jobs.put((conn, peer_ip, head))
         else:
             logger.warning(
                 "FastAGI saturated (workers and overload queue full): closing %s", peer_ip
             )
             conn.close()
+            self._release(peer_ip)
 
     def _count(self, delta: int) -> None:
         with self._active_changed:
@@ -378,7 +542,7 @@ class FastAgiServer:
             self._active_changed.notify_all()
 
     def _spawn(
-        self, name: str, jobs: queue.SimpleQueue, slots: threading.Semaphore, *, overloaded: bool
+        self, name: str, jobs: queue.Queue, slots: threading.Semaphore, *, overloaded: bool
     ) -> None:
         thread = threading.Thread(
             target=self._work, args=(jobs, slots, overloaded), name=name, daemon=True
@@ -386,28 +550,30 @@ class FastAgiServer:
         thread.start()
         self._threads.append(thread)
 
-    def _work(self, jobs: queue.SimpleQueue, slots: threading.Semaphore, overloaded: bool) -> None:
+    def _work(self, jobs: queue.Queue, slots: threading.Semaphore, overloaded: bool) -> None:
         while True:
             job = jobs.get()
             if job is None:
                 return
-            conn, peer_ip = job
+            conn, peer_ip, head = job
             try:
-                self._serve(conn, peer_ip, overloaded)
+                self._serve(conn, peer_ip, head, overloaded)
             except Exception:  # noqa: BLE001 - one broken session must not kill a worker
                 logger.exception("FastAGI session from %s failed", peer_ip)
             finally:
                 conn.close()
                 slots.release()
+                self._release(peer_ip)
                 self._count(-1)
 
     # -- one session ----------------------------------------------------------------------------
 
-    def _serve(self, conn: socket.socket, peer_ip, overloaded: bool) -> None:
+    def _serve(self, conn: socket.socket, peer_ip, head: bytes, overloaded: bool) -> None:
         timeout = min(self.io_timeout, OVERLOAD_IO_TIMEOUT) if overloaded else self.io_timeout
         conn.settimeout(timeout)
         log = _SessionLog(logger, {"uniqueid": "-"})
-        session = AgiSession.over_socket(conn, log=log)
+        session = AgiSession(io.BufferedReader(_Prefixed(head, conn)), conn.makefile("wb"),
+                             sock=conn, log=log)
         try:
             request = read_request(session.reader)
             log.extra["uniqueid"] = request.uniqueid or "-"

@@ -253,17 +253,18 @@ def test_a_variable_name_that_cannot_be_sent_is_skipped_and_logged(caplog):
 def test_a_peer_that_is_not_asterisk_or_says_nothing_is_dropped(caplog):
     dispatcher = Dispatcher()
     caplog.set_level(logging.WARNING, logger="pbx_crm.fastagi")
-    with serving(dispatcher, io_timeout=0.2) as (server, address):
+    with serving(dispatcher, env_timeout=0.2) as (server, address):
         with socket.create_connection(address, timeout=5) as browser:
             browser.sendall(b"GET / HTTP/1.1\r\nHost: crm\r\n\r\n")
             assert browser.recv(100) == b""
         with socket.create_connection(address, timeout=5) as silent:
-            assert silent.recv(100) == b""  # closed after io_timeout
+            assert silent.recv(100) == b""  # closed after env_timeout
         assert server.wait_idle(5)
 
     assert dispatcher.requests == []
     assert "AGI protocol error" in caplog.text
-    assert "no data from 127.0.0.1 within 0.2 s" in caplog.text
+    assert "1 connection(s) from 127.0.0.1 sent no whole AGI environment within 0.2 s" \
+        in caplog.text
 
 
 def test_shutdown_lets_a_running_session_finish_and_then_refuses_calls():

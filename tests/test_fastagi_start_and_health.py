@@ -34,6 +34,7 @@ from pbx_crm.cli import main
 from pbx_crm.db import transaction
 from pbx_crm.health import ask_health
 from pbx_crm.models import Call
+from pbx_crm.simulator.agi import FakeChannel, fastagi_env_block
 
 BUDGET_MS = 500
 START_TIMEOUT = 60.0  # seconds a `pbx-crm fastagi` process may take to say READY=1
@@ -290,12 +291,13 @@ def test_the_watchdog_is_not_fed_while_every_worker_is_held(engine, tmp_path, wa
     pbx = Pbx(engine, tmp_path, budget_ms=BUDGET_MS, workers=2)
     try:
         assert notifications(watchdog, "WATCHDOG=1", 5.0)
-        # Peers connect and say nothing: the workers wait on them (up to io_timeout), until a
-        # health session gets the saturated server's answer.
+        # Peers send a request, then say nothing more: the workers wait for their replies (up
+        # to io_timeout), until a health session gets the saturated server's answer.
         silent = []
 
         def every_worker_held() -> bool:
             silent.append(socket.create_connection(pbx.address))
+            silent[-1].sendall(fastagi_env_block(FakeChannel(), pbx.address, "health"))
             return ask_health(pbx.address, 1.0).variables.get("CRM_STATUS") == "UNAVAILABLE"
 
         eventually(every_worker_held, what="every worker held by a silent peer")
