@@ -140,13 +140,35 @@ def report_tables(report: FunnelReport) -> dict[str, Table]:
     return {table.name: table for table in tables}
 
 
+# What makes a spreadsheet run a cell as a formula, as OWASP's "CSV Injection" page lists it.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value):
+    """One cell as the CSV holds it. Figures the report computes (counts, amounts,
+    percentages, approximate figures) stay numbers, negative ones too. Text (a stage, seller
+    or team name, a hint) may be what a user typed: one that starts like a formula, after any
+    spaces, gets a leading ``'`` so a spreadsheet shows it as text instead of running it."""
+    if value is None:
+        return ""
+    if isinstance(value, Approximate):
+        return int(value) if value.is_integer() else float(value)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return value
+    text = str(value)
+    return "'" + text if text.lstrip(" ").startswith(FORMULA_STARTS) else text
+
+
 def to_csv(table: Table) -> str:
-    """The table as CSV text (header row first; an empty cell for a figure with no value)."""
+    """The table as CSV text (header row first; an empty cell for a figure with no value).
+
+    Every text cell is quoted, so a separator or quote inside a name never starts a cell of
+    its own (where a formula could begin); numbers are not, so spreadsheets read them as
+    numbers."""
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(table.headers)
-    writer.writerows([["" if cell is None else (int(cell) if cell.is_integer() else float(cell)) if isinstance(cell, Approximate)
-                       else cell for cell in row] for row in table.rows])
+    writer = csv.writer(out, lineterminator="\r\n", quoting=csv.QUOTE_NONNUMERIC)
+    writer.writerow([csv_cell(header) for header in table.headers])
+    writer.writerows([[csv_cell(cell) for cell in row] for row in table.rows])
     return out.getvalue()
 
 
