@@ -7,14 +7,10 @@ telephony processes write them (``pbx_crm.events``), in transactions of their ow
 
 from __future__ import annotations
 
-import http.client
-import json
-from urllib.parse import urlsplit
-
 import pytest
 from factories import make_contact, make_deal, make_pipeline, make_user
 from telephony import eventually
-from webtools import Client, signed_in
+from webtools import Client, Stream, signed_in
 
 from pbx_crm import events
 from pbx_crm.db import transaction
@@ -31,54 +27,11 @@ def crm(engine):
         hana = make_user(session, "hana", role="head")
         contact = make_contact(session)
         ana_deal = make_deal(session, ana, title="Website redesign", contact_id=contact.id)
-        budi_deal = make_deal(session, budi, title="ERP rollout", contact_id=contact.id)
+        # A customer of budi's own: a seller's deal never takes another seller's customer.
+        own = make_contact(session, name="Sari Wulandari", phones=("+62 813-5555-6666",))
+        budi_deal = make_deal(session, budi, title="ERP rollout", contact_id=own.id)
     return {"ana": ana, "budi": budi, "hana": hana, "ana_deal": ana_deal,
             "budi_deal": budi_deal}
-
-
-
-
-class Stream:
-    """One browser's EventSource, read message by message."""
-
-    def __init__(self, client: Client, *, last_event_id: int | None = None, query: str = "",
-                 timeout: float = 10.0):
-        url = urlsplit(client.base)
-        self.connection = http.client.HTTPConnection(url.hostname, url.port, timeout=timeout)
-        headers = {"Accept": "text/event-stream",
-                   "Cookie": "; ".join(f"{c.name}={c.value}" for c in client.cookies)}
-        if last_event_id is not None:
-            headers["Last-Event-ID"] = str(last_event_id)
-        self.connection.request("GET", "/events" + query, headers=headers)
-        self.response = self.connection.getresponse()
-
-    def next(self) -> dict:
-        """The next event (comments and the retry line skipped), as id, event and data."""
-        fields: dict = {}
-        while True:
-            line = self.response.readline().decode()
-            assert line, "the stream ended"
-            line = line.rstrip("\n")
-            if not line:
-                if "id" in fields:
-                    return {"id": int(fields["id"]), "event": fields["event"],
-                            "data": json.loads(fields["data"])}
-                fields = {}
-                continue
-            if line.startswith(":"):
-                continue
-            name, _, value = line.partition(": ")
-            fields[name] = value
-
-    def close(self) -> None:
-        self.response.close()  # the socket closes with its last reader
-        self.connection.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def ring(engine, target, deal=None, *, linkedid="1795892488.1") -> int:

@@ -1,9 +1,12 @@
-"""A real HTTP server around the web app, and a small cookie-keeping client, for the web
-tests: the same WSGI app gunicorn serves, on a loopback port of its own per test."""
+"""A real HTTP server around the web app, a small cookie-keeping client, and a browser's
+screen-pop stream read message by message, for the web tests: the same WSGI app gunicorn
+serves, on a loopback port of its own per test."""
 
 from __future__ import annotations
 
+import http.client
 import http.cookiejar
+import json
 import re
 import socketserver
 import threading
@@ -11,6 +14,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from factories import PASSWORD
@@ -126,3 +130,58 @@ def signed_in(web: WebServer, login: str, password: str = PASSWORD) -> Client:
     client = Client(web.url)
     assert client.sign_in(login, password).status == 303
     return client
+
+
+class Stream:
+    """One browser's EventSource, read message by message."""
+
+    def __init__(self, client: Client, *, last_event_id: int | None = None, query: str = "",
+                 timeout: float = 10.0):
+        url = urlsplit(client.base)
+        self.connection = http.client.HTTPConnection(url.hostname, url.port, timeout=timeout)
+        headers = {"Accept": "text/event-stream",
+                   "Cookie": "; ".join(f"{c.name}={c.value}" for c in client.cookies)}
+        if last_event_id is not None:
+            headers["Last-Event-ID"] = str(last_event_id)
+        self.connection.request("GET", "/events" + query, headers=headers)
+        self.response = self.connection.getresponse()
+
+    def next(self) -> dict:
+        """The next event (comments and the retry line skipped), as id, event and data."""
+        while True:
+            message = self.next_message()
+            assert message is not None, "the stream ended"
+            if "id" in message:
+                return message
+
+    def next_message(self) -> dict | None:
+        """The next message with an ``event:`` (id only when it has one), or None when the
+        server ended the stream; waits at most the connection's timeout."""
+        fields: dict = {}
+        while True:
+            line = self.response.readline().decode()
+            if not line:
+                return None
+            line = line.rstrip("\n")
+            if not line:
+                if "event" in fields:
+                    message = {"event": fields["event"], "data": json.loads(fields["data"])}
+                    if "id" in fields:
+                        message["id"] = int(fields["id"])
+                    return message
+                fields = {}
+                continue
+            if line.startswith(":"):
+                continue
+            name, _, value = line.partition(": ")
+            fields[name] = value
+
+    def close(self) -> None:
+        self.response.close()  # the socket closes with its last reader
+        self.connection.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
