@@ -93,6 +93,14 @@ def _parse_peers(text: str) -> frozenset[str]:
     return peers
 
 
+def _parse_networks(text: str) -> frozenset[str]:
+    import ipaddress
+
+    # Strict: "10.0.0.5/24" is refused (host bits set) rather than read as a wider network.
+    return frozenset(str(ipaddress.ip_network(entry.strip()))
+                     for entry in text.split(",") if entry.strip())
+
+
 def _parse_port(text: str) -> int:
     if not text.strip().isdigit() or not 0 < int(text) < 65536:
         raise ValueError(f"expected a TCP port, got {text!r}")
@@ -143,6 +151,12 @@ class Settings:
     web_secure_cookies: bool = False
     # Web worker processes; 0 means one per CPU core.
     web_workers: int = 0
+    # The reverse proxies whose X-Forwarded-For (client address) and X-Forwarded-Proto are
+    # believed; gunicorn's forwarded_allow_ips is set from this too. Empty: none.
+    web_trusted_proxies: frozenset[str] = frozenset({"127.0.0.1/32", "::1/128"})
+    # Request bodies above this are refused (413) before they are read. The largest form
+    # the UI sends is a deal note of 10,000 characters, up to about 120 KB URL-encoded.
+    web_max_body_kb: int = 256
     # Where call recordings are fetched from: the base URL a recording reference is appended to.
     recordings_url: str = ""
     # The company's working clock (in time_zone), for robots counting business days.
@@ -193,6 +207,8 @@ _PARSERS = {
     "originate_context": str.strip,
     "web_secure_cookies": _parse_bool,
     "web_workers": _parse_workers,
+    "web_trusted_proxies": _parse_networks,
+    "web_max_body_kb": _parse_positive_int,
     "recordings_url": str.strip,
     "working_hours": parse_working_hours,
     "working_days": parse_working_days,

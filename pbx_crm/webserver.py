@@ -12,6 +12,11 @@ worker (no ``preload_app``), and ``_make_psycopg_cooperative`` fixes the choice 
 psycopg was imported earlier (the master checked the schema over PostgreSQL). SQLite calls
 stay blocking; they are short, and a worker per core keeps the others serving.
 
+Behind a reverse proxy, gunicorn believes its ``X-Forwarded-Proto`` only from the addresses of
+``web_trusted_proxies`` (its ``forwarded_allow_ips``), the same list the app believes the
+proxy's ``X-Forwarded-For`` from (``pbx_crm.web_front_door``); a body too large to read is
+answered without being read, and its connection closed (the front door's gunicorn hooks).
+
 ``serve_web`` runs gunicorn in the calling process (``pbx-crm web``); ``start_web`` runs it
 in a child process for ``pbx-crm serve`` / ``pbx-crm demo``, whose main thread is taken.
 """
@@ -57,6 +62,8 @@ def serve_web(settings: Settings) -> None:
     """Run the web UI until SIGTERM or Ctrl-C (gunicorn's master in this process)."""
     from gunicorn.app.base import BaseApplication
 
+    from .web_front_door import gunicorn_hooks
+
     class WebApplication(BaseApplication):
         def load_config(self):
             options = {
@@ -70,6 +77,9 @@ def serve_web(settings: Settings) -> None:
                 "errorlog": "-",
                 "loglevel": "info",
                 "proc_name": "pbx-crm-web",
+                # Set here, not left to gunicorn's FORWARDED_ALLOW_IPS variable: one source.
+                "forwarded_allow_ips": ",".join(sorted(settings.web_trusted_proxies)),
+                **gunicorn_hooks(settings.web_max_body_kb * 1024),
             }
             for name, value in options.items():
                 self.cfg.set(name, value)

@@ -153,6 +153,8 @@ BAD_VALUES = [
     ("unknown_callers_create_deals", "maybe"),
     ("internal_extensions", "abc"),
     ("currency", "RP"),
+    ("web_trusted_proxies", "10.0.0.5/24"),
+    ("web_max_body_kb", "0"),
 ]
 
 
@@ -190,6 +192,10 @@ def test_a_bad_value_given_as_a_flag_names_the_flag(name, value):
     ("web_listen", "[::1]:8443", Address("::1", 8443)),
     ("fastagi_listen", "0.0.0.0:65535", Address("0.0.0.0", 65535)),
     ("hook_budget_ms", "250", 250),
+    ("web_trusted_proxies", "10.0.0.2, 192.168.1.0/24",
+     frozenset({"10.0.0.2/32", "192.168.1.0/24"})),
+    ("web_trusted_proxies", "", frozenset()),
+    ("web_max_body_kb", "1024", 1024),
 ])
 def test_good_values_are_read_into_their_types(name, value, expected):
     assert getattr(load_settings(environ={}, overrides={name: value}), name) == expected

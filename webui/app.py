@@ -9,7 +9,9 @@ language) and installs one Bottle plugin that runs before every route:
   header ``X-CSRF-Token``); the public sign-in form uses a double-submit cookie instead;
 * a route with ``<deal_id>`` in its path is checked for the deal's ownership here, once, by
   ``deals.get_deal`` (which asks ``pbx_crm.funnel``), before its own code runs;
-* refusals of the core (``CrmError``) become a page (or JSON) with their HTTP status.
+* refusals of the core (``CrmError``) become a page (or JSON) with their HTTP status;
+* a request body over ``web_max_body_kb`` is refused before it is read, and the client's
+  address is believed from a trusted proxy only (``pbx_crm.web_front_door``).
 
 Routes live in the ``routes_*`` modules and stay thin: parse, call one service, shape output.
 """
@@ -36,6 +38,7 @@ from babel.messages.pofile import read_po
 from babel.support import Translations
 
 from pbx_crm import deals, web_sessions
+from pbx_crm import web_front_door as front_door
 from pbx_crm.db import transaction
 from pbx_crm.errors import CrmError, Forbidden, ValidationError
 from pbx_crm.funnel import Actor
@@ -139,7 +142,14 @@ class WebUI:
         self._closers = []  # what stops with the app (e.g. the event stream's reader)
         self.translations = {lang: load_translations(lang) for lang in LANGUAGES}
         self.envs = {lang: _environment(lang) for lang in LANGUAGES}
+        self.trusted_proxies = front_door.trusted_networks(settings)
+        self.max_body_bytes = settings.web_max_body_kb * 1024
+        # Bottle refuses a form over MEMFILE_MAX with a page of its own (a class attribute:
+        # one per process); the front door's cap is the one that speaks to users.
+        bottle.BaseRequest.MEMFILE_MAX = max(bottle.BaseRequest.MEMFILE_MAX, self.max_body_bytes)
         self.app = bottle.Bottle()
+        self.app.add_hook("before_request", lambda: front_door.check_request(
+            bottle.request.environ, self.trusted_proxies, self.max_body_bytes))
         self.app.install(self._guard)
         self.app.add_hook("after_request", self._security_headers)
         self.app.error_handler.update({404: self._not_found, 405: self._not_found,
@@ -195,9 +205,7 @@ class WebUI:
         return "application/json" in bottle.request.headers.get("Accept", "")
 
     def client_address(self) -> str:
-        # Behind a reverse proxy, gunicorn's forwarded_allow_ips sets REMOTE_ADDR from the
-        # proxy's header; nothing here trusts X-Forwarded-For by itself.
-        return bottle.request.environ.get("REMOTE_ADDR") or "unknown"
+        return front_door.client_address(bottle.request.environ, self.trusted_proxies)
 
     def set_cookie(self, name: str, value: str, **options) -> None:
         bottle.response.set_cookie(name, value, path="/", httponly=True, samesite="lax",
@@ -226,6 +234,8 @@ class WebUI:
             request = bottle.request
             route = request.route
             try:
+                if request.environ.get(front_door.BODY_REFUSED):
+                    self._refuse_body(route)
                 if route.config.get("public"):
                     if request.method not in SAFE_METHODS:
                         self._check_login_csrf()
@@ -246,6 +256,14 @@ class WebUI:
             except CrmError as error:
                 return self.refusal(error)
         return guarded
+
+    def _refuse_body(self, route) -> None:
+        if not route.config.get("public"):
+            # Signed in or not, the refusal speaks the user's language when it can.
+            bottle.request.environ["pbx_crm.signed_in"] = self._signed_in()
+        raise front_door.TooLarge(self.gettext(
+            "This is too large to send: at most %(size)d KB at once.",
+            size=self.settings.web_max_body_kb))
 
     def check_deal(self, deal_id: int) -> None:
         """The one ownership check of every deal route: read access, as the funnel rules it
