@@ -1,8 +1,10 @@
 """Sign-in and sign-out.
 
-A sign-in is refused before the password is checked while the login or the client address
-has failed too often (``pbx_crm.web_sessions``); the refusal and a wrong password read alike
-apart from the wait they name. The session cookie is HttpOnly, SameSite=Lax, and Secure when
+A sign-in attempt is counted, in a transaction of its own, before the password is checked,
+and refused there while the login or the client address has failed too often
+(``pbx_crm.web_sessions``); the refusal and a wrong password read alike apart from the wait
+they name. The client address is the one ``WebUI.client_address`` believes (a trusted proxy's
+``X-Forwarded-For``). The session cookie is HttpOnly, SameSite=Lax, and Secure when
 ``web_secure_cookies`` is set.
 """
 
@@ -48,15 +50,17 @@ def register(ui: WebUI) -> None:
         next_path = _safe_next(values.get("next"))
         address = ui.client_address()
         try:
-            with transaction(ui.engine, read_only=True) as session:
-                web_sessions.check_not_throttled(session, login, address)
+            with transaction(ui.engine) as session:
+                web_sessions.begin_attempt(session, login, address)
             with transaction(ui.engine) as session:
                 user = users.authenticate(session, login, password)
-                if user is None:
-                    web_sessions.record_failure(session, login, address)
-                else:
-                    web_sessions.clear_failures(session, login)
+                if user is not None:
+                    web_sessions.forget_attempts(session, login, address)
                     token = web_sessions.open_session(session, user)
+        except web_sessions.TooManyAttempts as error:
+            return login_page(error=ui.gettext(
+                "Too many failed sign-ins; try again in %(minutes)d minutes.",
+                minutes=error.minutes), login=login, status=error.status, next_path=next_path)
         except CrmError as error:
             return login_page(error=error.message, login=login, status=error.status,
                               next_path=next_path)
