@@ -6,6 +6,12 @@ outbox), reads what is new once per wake-up, and hands each event to the connect
 subscribers whose user may receive it (``funnel.can_receive_event``). The web route
 (``webui.routes_stream``) turns a ``Subscription`` into a Server-Sent Events stream.
 
+Each subscription is tied to the browser session it was opened with. The same read that takes a
+batch of events asks which of its receivers' sessions are still open (one query per batch,
+``web_sessions.still_open``), after the events in the same transaction: an event committed
+after a sign-out, a deactivation or a password change finds the session gone, and instead of
+the event the stream gets its end (``Subscription.signed_out``).
+
 Ids are the stream positions browsers resume from, so the hub releases events strictly in id
 order and never past a hole: on PostgreSQL ids come from a sequence, and a transaction that
 commits late can publish an id lower than one already read. An id missing below the highest
@@ -29,7 +35,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, select
 
-from . import events
+from . import events, web_sessions
 from .db import transaction
 from .funnel import Actor, can_read_deal, can_receive_event
 from .models import Contact, Deal, Event, Stage, User
@@ -118,20 +124,28 @@ class Subscription:
     it. ``get`` returns the next delivery, or None after ``timeout`` (time for a heartbeat)."""
 
     actor: Actor
+    web_session_id: int  # the sign-in it streams for: it ends with it
     after: int  # the hub's position when it subscribed: later events come live
     hub: EventHub
     _missed: deque = field(default_factory=deque)
     _queue: queue.Queue = field(default_factory=queue.Queue)
     dropped: bool = False
+    signed_out: bool = False  # its session ended: nothing more goes out
 
     def get(self, timeout: float) -> Delivery | None:
         # What it missed first: ids stay in order, so the browser's last id is a true cursor.
+        if self.signed_out:
+            return None
         if self._missed:
             return self._missed.popleft()
         try:
             return self._queue.get(timeout=timeout)
         except queue.Empty:
             return None
+
+    def _sign_out(self) -> None:
+        self.signed_out = True
+        self._queue.put(None)  # wakes the stream at once; ``get`` then returns None
 
     def _put(self, delivery: Delivery) -> None:
         if self._queue.qsize() >= QUEUE_LIMIT:
@@ -171,12 +185,15 @@ class EventHub:
 
     # --- subscribers --------------------------------------------------------------------
 
-    def subscribe(self, actor: Actor, *, after: int | None = None) -> Subscription:
-        """A stream for ``actor``: with ``after`` (the browser's Last-Event-ID) it first gets
-        the events it missed after that id, then every new one it may receive."""
+    def subscribe(self, actor: Actor, web_session_id: int, *,
+                  after: int | None = None) -> Subscription:
+        """A stream for ``actor`` signed in with ``web_session_id``: with ``after`` (the
+        browser's Last-Event-ID) it first gets the events it missed after that id, then every
+        new one it may receive while the session lasts."""
         self._start()
         with self._lock:
-            subscription = Subscription(actor=actor, after=self.released, hub=self)
+            subscription = Subscription(actor=actor, web_session_id=web_session_id,
+                                        after=self.released, hub=self)
             self._subscribers.add(subscription)
         if after is not None and after < subscription.after:
             try:
@@ -288,11 +305,16 @@ class EventHub:
                                              .order_by(Event.id).limit(READ_BATCH)))
                     ready = self._release(rows, time.monotonic())
                     deliveries = shape(session, ready) if ready else []
+                    receivers = self._receivers(deliveries)
+                    # Read after the events: a session that ended before they were written
+                    # is seen gone here.
+                    still_open = web_sessions.still_open(
+                        session, {s.web_session_id for s in receivers})
             except BaseException:
                 # Nothing went out: the next read starts from the same place.
                 self.released, self._pending, self._gaps = state
                 raise
-            self._fan_out(deliveries)
+            self._fan_out(receivers, still_open)
             delivered += len(deliveries)
             if len(rows) < READ_BATCH:
                 return delivered
@@ -323,17 +345,29 @@ class EventHub:
             self.released = following
         return ready
 
-    def _fan_out(self, deliveries: list[Delivery]) -> None:
+    def _receivers(self, deliveries: list[Delivery]) -> dict[Subscription, list[Delivery]]:
+        """Who gets which of ``deliveries``, each list in id order."""
         if not deliveries:
-            return
+            return {}
         with self._lock:
             subscribers = list(self._subscribers)
+        receivers: dict[Subscription, list[Delivery]] = {}
         for delivery in deliveries:
             for subscription in subscribers:
                 # One that subscribed after this was released read it from the table.
                 if delivery.id > subscription.after and can_receive_event(
                         subscription.actor, delivery.target_user_id):
-                    subscription._put(delivery)
+                    receivers.setdefault(subscription, []).append(delivery)
+        return receivers
+
+    def _fan_out(self, receivers: dict[Subscription, list[Delivery]],
+                 still_open: set[int]) -> None:
+        for subscription, deliveries in receivers.items():
+            if subscription.web_session_id not in still_open:
+                subscription._sign_out()
+                continue
+            for delivery in deliveries:
+                subscription._put(delivery)
 
     def close(self) -> None:
         """Stop the reader (the web process is stopping)."""

@@ -1,7 +1,9 @@
 """Users, their roles and phone extensions, and password checks.
 
 Passwords are hashed with Argon2id (argon2-cffi); a hash made with older parameters is
-upgraded the next time its owner signs in.
+upgraded the next time its owner signs in. A new password and a deactivation sign the user
+out of every browser (``web_sessions.end_user_sessions``): a session stolen or left open on
+another machine ends with the password it was opened with.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from .errors import Conflict, NotFound, ValidationError
 from .funnel import Actor, ensure_head
 from .journal import audit
 from .models import User, UserExtension
+from .web_sessions import end_user_sessions
 
 LOGIN_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{1,63}")
 EXTENSION_PATTERN = re.compile(r"[0-9*#]{1,32}")
@@ -127,6 +130,7 @@ def set_password(session: Session, actor: Actor, login: str, password: str) -> N
     user = get_user_by_login(session, login)
     user.password_hash = _hasher.hash(password)
     session.add(user)
+    end_user_sessions(session, user.id)
     audit(session, actor, "user", user.id, "set_password")
 
 
@@ -135,6 +139,9 @@ def set_active(session: Session, actor: Actor, login: str, active: bool) -> User
     user = get_user_by_login(session, login)
     user.active = active
     session.add(user)
+    if not active:
+        # Reactivating must not bring an old session back.
+        end_user_sessions(session, user.id)
     audit(session, actor, "user", user.id, "activate" if active else "deactivate")
     return user
 

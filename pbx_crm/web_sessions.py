@@ -13,6 +13,10 @@ A login past its limit stays open to addresses that have not failed on it (OWASP
 lockout advice: count per account, but do not let a guesser lock the owner out from
 everywhere); an address past its own limit is refused for every login. IPv6 clients are
 counted by their /64 network, which one host usually holds whole.
+
+Sign-out deletes the browser's row; deactivation and a password change delete every row of the
+user (``end_user_sessions``, called by ``pbx_crm.users``). An open screen-pop stream asks
+``still_open`` before each event it sends (``pbx_crm.event_stream``), so it ends with its row.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import sqlalchemy as sa
 from sqlalchemy import delete, func, text, update
 from sqlmodel import Session, select
 
@@ -94,6 +99,29 @@ def touch(session: Session, web_session_id: int, *, now: datetime | None = None)
     session.exec(update(WebSession).where(WebSession.id == web_session_id)
                  .values(last_seen_at=now, expires_at=now + SESSION_LIFETIME)
                  .execution_options(synchronize_session=False))
+
+
+def end_user_sessions(session: Session, user_id: int) -> None:
+    """Sign ``user_id`` out of every browser (deactivated, or a new password)."""
+    session.exec(delete(WebSession).where(WebSession.user_id == user_id))
+
+
+# Built once, a Core statement: it runs for every batch of screen-pops a worker sends, and
+# the ORM's select costs 3-4 times as much for the few sessions of one pop.
+_sessions, _users = WebSession.__table__.c, User.__table__.c
+_STILL_OPEN = (sa.select(_sessions.id).join(User.__table__, _users.id == _sessions.user_id)
+               .where(_sessions.id.in_(sa.bindparam("ids", expanding=True)),
+                      _sessions.expires_at > sa.bindparam("now"), _users.active))
+
+
+def still_open(session: Session, web_session_ids, *, now: datetime | None = None) -> set[int]:
+    """Which of ``web_session_ids`` still sign an active user in: one indexed query for the
+    receivers of a batch of screen-pops, whatever its size."""
+    ids = sorted(set(web_session_ids))
+    if not ids:
+        return set()
+    rows = session.connection().execute(_STILL_OPEN, {"ids": ids, "now": now or utcnow()})
+    return {row[0] for row in rows}
 
 
 def close_session(session: Session, token: str | None) -> None:

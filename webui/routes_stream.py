@@ -5,8 +5,12 @@ Each signed-in browser holds one stream (``static/screenpop.js``); this process'
 carries ``id:`` (the event id, which the browser sends back as ``Last-Event-ID`` when it
 reconnects), ``event:`` (the kind: ringing, answered, stopped_ringing, call_ended) and
 ``data:`` (JSON: what the pop card shows). A comment line goes out every ``HEARTBEAT_SECONDS``
-so proxies keep an idle stream open; at each one the sign-in is checked again, so a stream
-ends when its session does.
+so proxies keep an idle stream open.
+
+A stream ends with its session (sign-out, deactivation, a new password, expiry): the hub checks
+the session before every event it hands over, and the stream checks it at each heartbeat.
+Its last message is a ``signed_out`` event (no id, so the browser's place is kept), on which
+``screenpop.js`` stops reconnecting and offers to sign in again.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from .app import SESSION_COOKIE, WebUI
 
 HEARTBEAT_SECONDS = 15.0
 RETRY_MS = 2000  # how soon a browser reconnects after the stream broke
+SIGNED_OUT = "event: signed_out\ndata: {}\n\n"
 
 
 def last_event_id() -> int | None:
@@ -74,7 +79,8 @@ def register(ui: WebUI, *, heartbeat: float = HEARTBEAT_SECONDS) -> EventHub:
         after = last_event_id()
         actor = ui.actor
         token = bottle.request.get_cookie(SESSION_COOKIE)
-        subscription = hub.subscribe(actor, after=after)
+        web_session_id = bottle.request.environ["pbx_crm.signed_in"].web_session.id
+        subscription = hub.subscribe(actor, web_session_id, after=after)
         bottle.response.content_type = "text/event-stream; charset=utf-8"
         # Not buffered by a reverse proxy (nginx honours this header).
         bottle.response.headers["X-Accel-Buffering"] = "no"
@@ -84,10 +90,14 @@ def register(ui: WebUI, *, heartbeat: float = HEARTBEAT_SECONDS) -> EventHub:
                 yield f"retry: {RETRY_MS}\n: stream of user {actor.user_id}\n\n"
                 while not subscription.dropped:
                     delivery = subscription.get(heartbeat)
+                    if subscription.signed_out:
+                        yield SIGNED_OUT
+                        return
                     if delivery is not None:
                         yield message(delivery, actor)
                         continue
                     if not still_signed_in(token):
+                        yield SIGNED_OUT
                         return
                     yield ": heartbeat\n\n"
             finally:
