@@ -115,3 +115,21 @@ def test_markup_in_a_pop_stays_text(open_page, crm, engine):
     assert name in card.inner_text()
     assert card.locator("img").count() == 0
     assert ana.evaluate("window.pwned") is None
+
+
+def test_signed_out_in_another_tab_the_pops_stop_and_the_page_offers_to_sign_in(open_page, crm,
+                                                                                 pbx):
+    board = open_page("ana")
+    pbx.incoming(pbx.trunk_call(BUDI, "Budi"))
+    pops(board).first.wait_for()
+    other_tab = board.context.new_page()
+    other_tab.goto("/board")
+    other_tab.click("form.logout button")
+    other_tab.wait_for_url("**/login")
+    pbx.incoming(pbx.trunk_call(BUDI, "Budi"))
+    note = board.locator("#screenpops .pop-stopped")
+    note.wait_for()
+    assert "You were signed out" in note.inner_text()
+    assert pops(board).count() == 1  # the note only: the open card went with the session
+    note.locator("a").click()
+    board.wait_for_url("**/login?next=%2Fboard")

@@ -3,7 +3,10 @@
    answered; "call_ended" / "stopped_ringing" let the card be dismissed. All words come
    translated from the #screenpops element's data-t-* attributes; call data is only ever set
    as text. The last event id and the open cards live in sessionStorage, so moving to
-   another page neither loses a pop nor shows one twice. No build step. */
+   another page neither loses a pop nor shows one twice. When the session ends (signed out
+   in another tab, deactivated, a new password) the stream's last message is "signed_out":
+   the cards go, the stream stops reconnecting, and a note offers to sign in again. A
+   reconnect refused for good gets a note to reload the page. No build step. */
 (function () {
   "use strict";
   var box = document.getElementById("screenpops");
@@ -87,6 +90,39 @@
 
   function save() { store(CARDS, calls); }
 
+  function forget() {
+    try {
+      window.sessionStorage.removeItem(CARDS);
+      window.sessionStorage.removeItem(LAST_ID);
+    } catch (e) { /* storage off */ }
+  }
+
+  function note(text, label, href) {
+    if (box.querySelector(".pop-stopped")) { return; }
+    var card = element("section", "pop pop-stopped");
+    card.setAttribute("role", "alert");
+    card.appendChild(element("p", "pop-note", text));
+    var link = element("a", "button primary", label);
+    link.href = href;
+    card.appendChild(link);
+    box.prepend(card);
+  }
+
+  function here() { return window.location.pathname + window.location.search; }
+
+  function signedOut() {
+    source.close();  // else it would reconnect, be sent to the sign-in page, and fail quietly
+    forget();
+    calls = {};
+    box.replaceChildren();
+    note(words.tSignedOut, words.tSignIn, "/login?next=" + encodeURIComponent(here()));
+  }
+
+  function streamLost() {
+    // The cards stay, and so does what sessionStorage holds: the page may be going away.
+    note(words.tStreamLost, words.tReload, here());
+  }
+
   function handle(kind, event) {
     var data;
     try { data = JSON.parse(event.data); } catch (e) { return; }
@@ -120,14 +156,15 @@
   ["ringing", "answered", "stopped_ringing", "call_ended"].forEach(function (kind) {
     source.addEventListener(kind, function (event) { handle(kind, event); });
   });
+  source.addEventListener("signed_out", signedOut);
+  // A reconnect refused for good (the sign-in page instead of a stream, when the session
+  // ended while the stream was down; or a proxy's error page): no more pops without a reload.
+  source.addEventListener("error", function () {
+    if (source.readyState === EventSource.CLOSED) { streamLost(); }
+  });
   window.addEventListener("pagehide", function () { source.close(); });
   // The next user of this tab sees none of these pops.
   document.querySelectorAll("form.logout").forEach(function (logout) {
-    logout.addEventListener("submit", function () {
-      try {
-        window.sessionStorage.removeItem(CARDS);
-        window.sessionStorage.removeItem(LAST_ID);
-      } catch (e) { /* storage off */ }
-    });
+    logout.addEventListener("submit", forget);
   });
 }());
