@@ -1,5 +1,5 @@
 """`pbx-crm web` as production runs it (gunicorn, gevent workers) in a process of its own, for
-the security tests that need what only the real server does: its listen backlog, its keep-alive
+the tests that need what only the real server does: its listen backlog, its keep-alive
 connections, its forwarded-address setting."""
 
 from __future__ import annotations
