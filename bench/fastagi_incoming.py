@@ -88,6 +88,22 @@ P50_GOAL, P99_GOAL, P99_AT_10_MS, CALLS_GOAL = 2.0, 3.0, 10.0, 0.5
 # --- the data -------------------------------------------------------------------------------
 
 
+def seeded_engine(database_url: str | None, contacts: int, deals: int | None):
+    """The benches' database (an SQLite file in the temp directory unless a URL is given),
+    seeded on first use with ``contacts`` contacts and ``deals`` deals (a fifth as many by
+    default), and reused by later runs of either bench."""
+    url = database_url or \
+        f"sqlite:///{Path(tempfile.gettempdir()) / f'pbx-crm-bench-agi-{contacts}.sqlite3'}"
+    engine = make_engine(url)
+    ensure_data(engine, contacts, deals if deals is not None else contacts // 5)
+    if engine.dialect.name == "postgresql":
+        # What autovacuum does after a bulk load (and after the last run's new contacts):
+        # statistics, and the visibility map.
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.execute(text("VACUUM ANALYZE"))
+    return engine
+
+
 def ensure_data(engine, contacts: int, deals: int) -> None:
     upgrade(engine)
     with transaction(engine, read_only=True) as session:
@@ -601,16 +617,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     levels = [int(level) for level in args.concurrency.split(",")]
     shares = [float(share) for share in args.new_shares.split(",") if share.strip()]
-    url = args.database_url or \
-        f"sqlite:///{Path(tempfile.gettempdir()) / f'pbx-crm-bench-agi-{args.contacts}.sqlite3'}"
-
-    engine = make_engine(url)
-    ensure_data(engine, args.contacts, args.deals if args.deals is not None
-                else args.contacts // 5)
-    if engine.dialect.name == "postgresql":
-        # What autovacuum does after a bulk load: statistics, and the visibility map.
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            connection.execute(text("VACUUM ANALYZE"))
+    engine = seeded_engine(args.database_url, args.contacts, args.deals)
+    url = engine.url.render_as_string(hide_password=False)
 
     # The load generator gets its own interpreter before any server thread starts.
     context = multiprocessing.get_context("spawn")

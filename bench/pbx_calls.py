@@ -64,15 +64,15 @@ from fastagi_incoming import (
     NewNumbers,
     SpoolWatch,
     drain,
-    ensure_data,
     known_numbers,
+    seeded_engine,
 )
-from sqlalchemy import func, text
+from sqlalchemy import func
 from sqlmodel import select
 
 from pbx_crm.components import FASTAGI_WORKERS, start_fastagi
 from pbx_crm.config import Address, Settings
-from pbx_crm.db import make_engine, transaction
+from pbx_crm.db import transaction
 from pbx_crm.fastagi import FastAgiServer
 from pbx_crm.models import Call
 from pbx_crm.simulator.pbx import (
@@ -478,16 +478,8 @@ def main(argv=None) -> int:
                         help="share of calls nobody answers")
     parser.add_argument("--seed", type=int, default=1, help="which callers and gaps are drawn")
     args = parser.parse_args(argv)
-    url = args.database_url or \
-        f"sqlite:///{Path(tempfile.gettempdir()) / f'pbx-crm-bench-agi-{args.contacts}.sqlite3'}"
-
-    engine = make_engine(url)
-    ensure_data(engine, args.contacts, args.deals if args.deals is not None
-                else args.contacts // 5)
-    if engine.dialect.name == "postgresql":
-        # What autovacuum does after a bulk load, and after the last run's new contacts.
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            connection.execute(text("VACUUM ANALYZE"))
+    engine = seeded_engine(args.database_url, args.contacts, args.deals)
+    url = engine.url.render_as_string(hide_password=False)
 
     # The load generator gets its own interpreter before any server thread starts.
     context = multiprocessing.get_context("spawn")
