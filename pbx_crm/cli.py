@@ -884,10 +884,10 @@ CHECK_OK, CHECK_WARNING, CHECK_CRITICAL = 0, 1, 2
 def cmd_check(args, settings, engine, out) -> int:
     from .health import ask_health
 
-    address = _fastagi_target(settings)
     if args.fastagi:
-        address = _fastagi_target(settings.replace(
-            fastagi_listen=_setting("fastagi_listen", args.fastagi, "--fastagi")))
+        settings = settings.replace(
+            fastagi_listen=_setting("fastagi_listen", args.fastagi, "--fastagi"))
+    address = _fastagi_target(settings)
     where = f"{address[0]}:{address[1]}"
     health = ask_health(address, args.timeout)
     if not health.answered:

@@ -46,7 +46,7 @@ class Health:
 
 def local_address(listen) -> tuple[str, int]:
     """Where a process on this host reaches the FastAGI server listening at ``listen`` (a
-    ``HostPort``): a wildcard address means loopback."""
+    ``config.Address``): a wildcard address means loopback."""
     host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(listen.host, listen.host)
     return host, listen.port
 

@@ -7,15 +7,17 @@ unreachable, the run fails rather than quietly testing one database.
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
+import sys
 
 import argon2
 import pytest
 from postgres_databases import new_postgres_database
 from sqlalchemy import text
 
-from pbx_crm import users
+from pbx_crm import cli, users
 from pbx_crm.config import Settings
 from pbx_crm.db import make_engine, transaction, upgrade
 from pbx_crm.models import metadata
@@ -105,3 +107,18 @@ def server():
     """The loopback AMI server the emulator ships, with the CRM's AMI user."""
     with FakeAmiServer(users={"crm": "secret"}) as server:
         yield server
+
+
+@pytest.fixture
+def pbx_crm_at(capsys, monkeypatch):
+    """`pbx-crm` in-process on the database at a URL, as an admin types it:
+    pbx_crm_at(url, "user", "list", stdin=...) -> (exit code, stdout, stderr)."""
+
+    def run(url, *args, stdin: str | None = None):
+        if stdin is not None:
+            monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+        code = cli.main(["--database-url", url, *args])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run

@@ -6,7 +6,7 @@ Each scenario is what an admin types; the database is checked through the servic
 from __future__ import annotations
 
 import argparse
-import io
+import functools
 import itertools
 import os
 import signal
@@ -27,18 +27,9 @@ EXAMPLE_PHONE_BOOK = Path(__file__).resolve().parent.parent / "docs" / "examples
 
 
 @pytest.fixture
-def run(engine, capsys, monkeypatch):
+def run(engine, pbx_crm_at):
     """pbx-crm on the test database: run("user", "list") -> (exit code, stdout, stderr)."""
-    url = engine.url.render_as_string(hide_password=False)
-
-    def run(*args, stdin: str | None = None):
-        if stdin is not None:
-            monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
-        code = cli.main(["--database-url", url, *args])
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
+    return functools.partial(pbx_crm_at, engine.url.render_as_string(hide_password=False))
 
 
 @pytest.fixture

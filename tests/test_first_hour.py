@@ -7,7 +7,6 @@ database is involved.
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import shlex
@@ -47,20 +46,6 @@ def blank_url(request, tmp_path):
             yield url
 
 
-@pytest.fixture
-def run(capsys, monkeypatch):
-    """pbx-crm in-process: run(url, "user", "list", stdin=...) -> (code, stdout, stderr)."""
-
-    def run(url, *args, stdin: str | None = None):
-        if stdin is not None:
-            monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
-        code = cli.main(["--database-url", url, *args])
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
-
-
 def ring(address, number: str, uniqueid: str) -> dict[str, str]:
     """A caller rings the DID: the dialplan's incoming lookup; the channel's CRM_* after it."""
     channel = FakeChannel(callerid=number, uniqueid=uniqueid, linkedid=uniqueid)
@@ -88,12 +73,12 @@ def fastagi(tmp_path):
 
 
 def test_the_readme_install_steps_leave_a_default_pipeline_where_a_new_caller_opens_a_deal(
-        blank_url, run, fastagi):
-    code, out, err = run(blank_url, "db", "upgrade")
+        blank_url, pbx_crm_at, fastagi):
+    code, out, err = pbx_crm_at(blank_url, "db", "upgrade")
     assert code == 0, err
     assert "Created the default pipeline “Sales”" in out
     assert " > ".join(SELLER_STAGES) in out
-    code, _, err = run(blank_url, "user", "add", "boss", "--name", "Dewi (head)", "--role",
+    code, _, err = pbx_crm_at(blank_url, "user", "add", "boss", "--name", "Dewi (head)", "--role",
                        "head", "--password-stdin", stdin="long-secret-1\n")
     assert code == 0, err
 
@@ -118,24 +103,25 @@ def test_the_readme_install_steps_leave_a_default_pipeline_where_a_new_caller_op
 
 
 def test_upgrading_again_makes_no_second_pipeline_and_a_migrated_database_gets_none(
-        blank_url, run, engine):
-    assert run(blank_url, "db", "upgrade")[0] == 0
-    code, out, _ = run(blank_url, "db", "upgrade")
+        blank_url, pbx_crm_at, engine):
+    assert pbx_crm_at(blank_url, "db", "upgrade")[0] == 0
+    code, out, _ = pbx_crm_at(blank_url, "db", "upgrade")
     assert code == 0 and "pipeline" not in out
-    code, out, _ = run(blank_url, "pipeline", "list")
+    code, out, _ = pbx_crm_at(blank_url, "pipeline", "list")
     assert out.count("(#") == 1 and "Sales (#1, IDR, default)" in out
     # A database migrated before (the admin may have meant to set up their own): left alone.
     url = engine.url.render_as_string(hide_password=False)
-    code, out, _ = run(url, "db", "upgrade")
+    code, out, _ = pbx_crm_at(url, "db", "upgrade")
     assert code == 0 and "pipeline" not in out
     with transaction(engine, read_only=True) as session:
         assert pipelines.list_pipelines(session) == []
 
 
-def test_the_demo_after_db_upgrade_fills_that_pipeline_and_shows_one_board(blank_url, run):
+def test_the_demo_after_db_upgrade_fills_that_pipeline_and_shows_one_board(blank_url,
+                                                                           pbx_crm_at):
     # ./dev.sh demo: `pbx-crm db upgrade`, then `pbx-crm demo`.
-    assert run(blank_url, "db", "upgrade")[0] == 0
-    code, out, err = run(blank_url, "demo", "--no-serve")
+    assert pbx_crm_at(blank_url, "db", "upgrade")[0] == 0
+    code, out, err = pbx_crm_at(blank_url, "demo", "--no-serve")
     assert code == 0, err
     assert out.count("Board of ") == 1 and "Board of “Sales” (IDR)" in out
     engine = make_engine(blank_url)
@@ -150,11 +136,11 @@ def test_the_demo_after_db_upgrade_fills_that_pipeline_and_shows_one_board(blank
 
 
 def test_the_demo_beside_a_pipeline_of_the_admins_own_fills_a_default_one_of_its_own(engine,
-                                                                                      run):
+                                                                                      pbx_crm_at):
     with transaction(engine) as session:
         make_pipeline(session, name="Sales", stages=[("Call back", "open")])
     url = engine.url.render_as_string(hide_password=False)
-    code, out, err = run(url, "demo", "--no-serve")
+    code, out, err = pbx_crm_at(url, "demo", "--no-serve")
     assert code == 0, err
     assert "Board of “Sales (demo)”" in out
     with transaction(engine, read_only=True) as session:
@@ -273,14 +259,14 @@ def signs_in(engine, login: str, password: str) -> bool:
         return users.authenticate(session, login, password) is not None
 
 
-def test_running_the_demo_again_prints_a_fresh_password_for_the_demo_users(engine, run):
+def test_running_the_demo_again_prints_a_fresh_password_for_the_demo_users(engine, pbx_crm_at):
     url = engine.url.render_as_string(hide_password=False)
-    code, first, err = run(url, "demo", "--no-serve")
+    code, first, err = pbx_crm_at(url, "demo", "--no-serve")
     assert code == 0, err
     with transaction(engine) as session:
         users.create_user(session, ADMIN, login="rudi", name="Rudi", password="rudis-own-1")
     # The first run's output is gone (it crashed, say): the next run shows logins that work.
-    code, again, err = run(url, "demo", "--no-serve")
+    code, again, err = pbx_crm_at(url, "demo", "--no-serve")
     assert code == 0, err
     old, new = password_in(first), password_in(again)
     assert new != old and len(new) >= 12
@@ -294,11 +280,12 @@ def test_running_the_demo_again_prints_a_fresh_password_for_the_demo_users(engin
     assert signs_in(engine, "rudi", "rudis-own-1")
 
 
-def test_the_demo_on_a_database_of_someone_elses_users_changes_no_password(engine, run):
+def test_the_demo_on_a_database_of_someone_elses_users_changes_no_password(engine, pbx_crm_at):
     with transaction(engine) as session:
         users.create_user(session, ADMIN, login="ana", name="Ana Real", password="anas-own-12",
                           role="head")
-    code, out, err = run(engine.url.render_as_string(hide_password=False), "demo", "--no-serve")
+    code, out, err = pbx_crm_at(engine.url.render_as_string(hide_password=False), "demo",
+                                "--no-serve")
     assert code == 0, err
     assert "no password was changed" in out and "`pbx-crm user passwd LOGIN`" in out
     assert "with the password" not in out
@@ -361,12 +348,12 @@ def test_the_printed_simulate_line_plays_calls_into_the_running_demo_from_anothe
     assert demo.returncode == 0 and "Traceback" not in err, err
 
 
-def test_the_printed_line_names_the_demos_database_in_full_on_either_database(engine, run,
+def test_the_printed_line_names_the_demos_database_in_full_on_either_database(engine, pbx_crm_at,
                                                                                tmp_path):
     """On PostgreSQL the line carries the URL, password and all; against a FastAGI server and
     an AMI emulator started the way the demo starts them, it plays its calls."""
     url = engine.url.render_as_string(hide_password=False)
-    assert run(url, "demo", "--no-serve")[0] == 0
+    assert pbx_crm_at(url, "demo", "--no-serve")[0] == 0
     args = cli.build_parser().parse_args(["--database-url", url, "demo"])
     settings = Settings(data_dir=tmp_path / "data", database_url=url,
                         fastagi_listen=Address("127.0.0.1", free_port()), hook_budget_ms=5000)

@@ -4,8 +4,8 @@ real HTTP, with calls played through the real FastAGI component.
 Sign-out, deactivation and a new password end the session; the stream checks its session
 before every event it sends, so the first call after the end brings the stream's end
 (a ``signed_out`` message), never the call's pop. (A deactivated seller's phone is no longer
-looked up, but a head gets every call: deactivation is shown on a head.) A new password and a deactivation end every
-session of the user, in every browser; other users keep theirs.
+looked up, but a head gets every call: deactivation is shown on a head.) A new password and a
+deactivation end every session of the user, in every browser; other users keep theirs.
 
 The team: ana (101) owns the deal of Budi Santoso, who calls; hana is the head, who gets a pop
 for every call.
@@ -13,15 +13,12 @@ for every call.
 
 from __future__ import annotations
 
-import io
-import sys
-
 import pytest
 from factories import PASSWORD, make_contact, make_deal, make_pipeline, make_user
 from telephony import Pbx, eventually
 from webtools import Client, Stream, signed_in
 
-from pbx_crm import cli, demo
+from pbx_crm import demo
 from pbx_crm.db import transaction
 
 BUDI = "+62 812-3456-7890"
@@ -46,15 +43,12 @@ def pbx(engine, tmp_path):
 
 
 @pytest.fixture
-def admin(engine, capsys, monkeypatch):
+def admin(engine, pbx_crm_at):
     """`pbx-crm` at the admin's shell, on the test database: admin("user", "list")."""
     url = engine.url.render_as_string(hide_password=False)
 
     def run(*args, stdin: str | None = None):
-        if stdin is not None:
-            monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
-        code = cli.main(["--database-url", url, *args])
-        out, err = capsys.readouterr()
+        code, out, err = pbx_crm_at(url, *args, stdin=stdin)
         assert code == 0, err
         return out
 
