@@ -2,7 +2,7 @@
 
 ``agi://127.0.0.1:4573/<name>`` (FastAGI) and ``AGI(pbx-crm.agi,<name>,...)`` (process AGI,
 relayed to the FastAGI server) both reach ``HOOKS[<name>]`` through one dispatcher
-(``pbx_crm.agi_dispatch``), which owns the transaction, the time budget and the spool. A hook
+(``pbx_crm.telephony.dispatcher``), which owns the transaction, the time budget and the spool. A hook
 reads the request, calls one service of the core, and returns the channel variables to set;
 it never commits and is safe to run twice for the same call.
 """

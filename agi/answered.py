@@ -8,7 +8,7 @@ deal. The bridge waits for this hook: it sets nothing, so the session is one rou
 """
 
 from pbx_crm import calls
-from pbx_crm.call_tracker import DeviceMap
+from pbx_crm.telephony.call_tracker import DeviceMap
 
 from . import arg, hook
 

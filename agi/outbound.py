@@ -8,7 +8,7 @@ the open deal of the dialed number. Sets ``CRM_DEAL_ID`` (empty when there is no
 """
 
 from pbx_crm import calls
-from pbx_crm.call_tracker import DeviceMap
+from pbx_crm.telephony.call_tracker import DeviceMap
 from pbx_crm.phones import classify_caller
 
 from . import arg, hook

@@ -26,7 +26,7 @@ import threading
 import time
 from pathlib import Path
 
-from pbx_crm.fastagi import FastAgiServer, relay_script_path
+from pbx_crm.telephony.fastagi import FastAgiServer, relay_script_path
 from pbx_crm.simulator.agi import FakeChannel, run_process_agi
 
 

@@ -28,9 +28,9 @@ import time
 import warnings
 from pathlib import Path
 
-from pbx_crm.ami import AmiClient
-from pbx_crm.ami_protocol import AmiReader, format_message, split_stream
-from pbx_crm.call_tracker import CallTracker
+from pbx_crm.telephony.ami_client import AmiClient
+from pbx_crm.telephony.ami_protocol import AmiReader, format_message, split_stream
+from pbx_crm.telephony.call_tracker import CallTracker
 
 CAPTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "asterisk-captures" / "ami"
 BANNER = b"Asterisk Call Manager/11.0.0\r\n"
@@ -150,7 +150,7 @@ def main() -> None:
     parser.add_argument("--events", default="call,user,cdr",
                         help="event classes in the payload, or 'all' (default: call,user,cdr)")
     args = parser.parse_args()
-    logging.getLogger("pbx_crm.ami").setLevel(logging.ERROR)  # the server hangs up at the end
+    logging.getLogger("pbx_crm.telephony.ami_client").setLevel(logging.ERROR)  # the server hangs up at the end
     classes = None if args.events == "all" else set(args.events.split(","))
     blocks = one_pass(classes)
     ours, theirs = payload(blocks, args.repeat), payload(blocks, args.pyst2_repeat)

@@ -62,7 +62,7 @@ from pbx_crm.components import FASTAGI_WORKERS, start_fastagi
 from pbx_crm.config import Address, Settings
 from pbx_crm.db import make_engine, transaction, upgrade
 from pbx_crm.enums import Role, StageKind
-from pbx_crm.fastagi import FastAgiServer
+from pbx_crm.telephony.fastagi import FastAgiServer
 from pbx_crm.funnel import Actor
 from pbx_crm.models import Contact, ContactPhone, Deal, Stage, User, UserExtension
 from pbx_crm.seed import _number_plan, seed_synthetic

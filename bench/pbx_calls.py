@@ -73,7 +73,7 @@ from sqlmodel import select
 from pbx_crm.components import FASTAGI_WORKERS, start_fastagi
 from pbx_crm.config import Address, Settings
 from pbx_crm.db import transaction
-from pbx_crm.fastagi import FastAgiServer
+from pbx_crm.telephony.fastagi import FastAgiServer
 from pbx_crm.models import Call
 from pbx_crm.simulator.pbx import (
     agi_answered,

@@ -35,7 +35,7 @@ from .db import (current_revision, head_revision, make_engine, require_schema_at
                  transaction, upgrade)
 from .errors import CrmError, NotFound
 from .funnel import Actor
-from .health import notify
+from .telephony.health import notify
 from .seed import seed_synthetic
 
 PROG = "pbx-crm"
@@ -689,7 +689,7 @@ RING_GROUP_MAX = 10
 
 def _fastagi_target(settings: Settings) -> tuple[str, int]:
     """Where a local Asterisk reaches the FastAGI server (a wildcard listen means loopback)."""
-    from .health import local_address
+    from .telephony.health import local_address
 
     return local_address(settings.fastagi_listen)
 
@@ -882,7 +882,7 @@ CHECK_OK, CHECK_WARNING, CHECK_CRITICAL = 0, 1, 2
 
 
 def cmd_check(args, settings, engine, out) -> int:
-    from .health import ask_health
+    from .telephony.health import ask_health
 
     if args.fastagi:
         settings = settings.replace(
@@ -913,7 +913,7 @@ def cmd_check(args, settings, engine, out) -> int:
 
 
 def cmd_relay_path(args, settings, engine, out) -> int:
-    from .fastagi import relay_script_path
+    from .telephony.fastagi import relay_script_path
 
     print(relay_script_path(), file=out)
     return 0
@@ -964,8 +964,8 @@ AMI_CONNECT_WAIT = 5.0  # seconds `pbx-crm call` waits for the AMI login
 
 
 def cmd_call(args, settings, engine, out) -> int:
-    from .ami import AmiClient, AmiError
-    from .click_to_call import call_contact
+    from .telephony.ami_client import AmiClient, AmiError
+    from .telephony.click_to_call import call_contact
 
     _require_ami(settings)
     with transaction(engine, read_only=True) as session:

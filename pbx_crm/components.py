@@ -12,12 +12,12 @@ import sys
 import threading
 from dataclasses import dataclass
 
-from .agi_dispatch import HookDispatcher
+from .telephony.dispatcher import HookDispatcher
 from .config import ConfigError, Settings
 from .errors import CrmError
-from .fastagi import FastAgiServer
-from .health import WatchdogFeeder, local_address, watchdog_seconds
-from .spool import Spool
+from .telephony.fastagi import FastAgiServer
+from .telephony.health import WatchdogFeeder, local_address, watchdog_seconds
+from .telephony.spool import Spool
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ def start_ami(settings: Settings, engine):
     """The AMI listener (screen-pops as phones ring, who answered, calls that ended). With an
     empty ``ami_host`` it stays off (``serve`` and ``demo`` go on without it); ``pbx-crm ami``
     refuses that before calling here. Asterisk need not be up: the client keeps retrying."""
-    from .ami_listener import AmiListener
+    from .telephony.ami_listener import AmiListener
 
     if not settings.ami_host:
         log.warning("AMI listener off: ami_host is empty (set PBX_CRM_AMI_HOST or ami_host in "

@@ -136,7 +136,7 @@ class Settings:
     # FastAGI has no authentication: a non-loopback listen address needs this allow-list.
     fastagi_allowed_peers: frozenset[str] = frozenset()
     # Connections one peer address may hold at once (sessions and connections still sending
-    # their environment); sized for one busy Asterisk, see pbx_crm.fastagi.
+    # their environment); sized for one busy Asterisk, see pbx_crm.telephony.fastagi.
     fastagi_max_connections_per_peer: int = 256
     hook_budget_ms: int = 500
     # The AMI listener (screen-pops, click-to-call); an empty host leaves it off.

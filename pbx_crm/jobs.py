@@ -87,7 +87,7 @@ def start_robot_scheduler(settings: Settings, engine) -> RobotScheduler:
     set (it connects in the background; a call before it is up fails that run only)."""
     client = None
     if settings.ami_host:
-        from .ami import AmiClient
+        from .telephony.ami_client import AmiClient
 
         client = AmiClient(settings.ami_host, settings.ami_port, settings.ami_username,
                            settings.ami_secret, events="off").start()

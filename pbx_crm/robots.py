@@ -927,7 +927,7 @@ _ACTIONS = {Action.NOTIFY_OWNER: _notify_owner, Action.NOTIFY_HEADS: _notify_hea
 
 def _after_commit(engine, settings: Settings, work: list[_AfterCommit], *, now: datetime,
                   originate: Originate | None, report: PassReport) -> None:
-    from .click_to_call import call_contact
+    from .telephony.click_to_call import call_contact
 
     for item in work:
         errors = []

@@ -34,7 +34,7 @@ from sqlalchemy.engine import make_url
 from pbx_crm.components import start_fastagi
 from pbx_crm.config import Address, Settings
 from pbx_crm.db import make_engine
-from pbx_crm.fastagi import relay_script_path
+from pbx_crm.telephony.fastagi import relay_script_path
 from pbx_crm.simulator.agi import FakeChannel, Transcript, run_process_agi
 from pbx_crm.simulator.pbx import (agi_answered, agi_hangup, agi_incoming, answering_leg,
                                    hang_up, inbound_leg, variables_set)

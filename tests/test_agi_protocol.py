@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from asterisk.agi import AGIHangup
 
-from pbx_crm.agi_protocol import (
+from pbx_crm.telephony.agi_protocol import (
     AgiCommandError,
     AgiHangup,
     AgiProtocolError,

@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from pbx_crm.agi_protocol import read_request
-from pbx_crm.fastagi import FastAgiServer, relay_script_path
+from pbx_crm.telephony.agi_protocol import read_request
+from pbx_crm.telephony.fastagi import FastAgiServer, relay_script_path
 from pbx_crm.simulator.agi import FakeChannel, fastagi_env_block, run_process_agi
 from telephony import RecordingDispatcher as Dispatcher
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from pbx_crm.ami import AmiClient, AmiNotConnected, AmiTimeout
-from pbx_crm.ami_protocol import AmiReader, format_action, parse_stream, split_stream
+from pbx_crm.telephony.ami_client import AmiClient, AmiNotConnected, AmiTimeout
+from pbx_crm.telephony.ami_protocol import AmiReader, format_action, parse_stream, split_stream
 
 CAPTURES = Path(__file__).parent / "fixtures" / "asterisk-captures" / "ami"
 WAIT = 5.0
@@ -162,7 +162,7 @@ def test_a_callback_that_raises_does_not_stop_dispatch(server, make_client, capl
 
     make_client(on_event=on_event)
     assert server.wait_until(lambda: server.clients == 1, WAIT)
-    with caplog.at_level(logging.ERROR, logger="pbx_crm.ami"):
+    with caplog.at_level(logging.ERROR, logger="pbx_crm.telephony.ami_client"):
         call = server.ring_pjsip("+62 812-3456-7890", "2150001", ["101"], answer="101")
         names = [m["Event"] for m in parse_stream(call.data)[1]]
         assert [seen.get(timeout=WAIT) for _ in names] == names

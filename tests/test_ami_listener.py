@@ -20,10 +20,10 @@ from sqlmodel import select
 from factories import make_contact, make_deal, make_pipeline, make_user
 from pbx_crm import calls, events
 from pbx_crm.agi import HOOKS
-from pbx_crm.agi_dispatch import HookContext
-from pbx_crm.agi_protocol import AgiRequest
-from pbx_crm.ami import AmiClient
-from pbx_crm.ami_listener import AmiListener
+from pbx_crm.telephony.dispatcher import HookContext
+from pbx_crm.telephony.agi_protocol import AgiRequest
+from pbx_crm.telephony.ami_client import AmiClient
+from pbx_crm.telephony.ami_listener import AmiListener
 from pbx_crm.config import Settings
 from pbx_crm.db import is_sqlite, make_engine, transaction
 from pbx_crm.models import Call, Deal, Event, utcnow

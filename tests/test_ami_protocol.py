@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from pbx_crm.ami_protocol import (
+from pbx_crm.telephony.ami_protocol import (
     AmiReader,
     ConnectionClosed,
     format_action,

@@ -24,13 +24,13 @@ from sqlmodel import select
 
 from factories import ADMIN, make_contact, make_deal, make_pipeline, make_user
 from pbx_crm import contacts, report_days
-from pbx_crm.agi_protocol import read_env
+from pbx_crm.telephony.agi_protocol import read_env
 from pbx_crm.db import transaction
 from pbx_crm.funnel import Actor
 from pbx_crm.models import (Call, Contact, ContactPhone, Deal, Event, Stage, Task, TimelineEntry,
                             User, utcnow)
 from pbx_crm.simulator.agi import fastagi_env_block, parse_args
-from pbx_crm.spool import MAX_ATTEMPTS
+from pbx_crm.telephony.spool import MAX_ATTEMPTS
 from telephony import (CALLER, DID, DatabaseLock, Pbx, TcpProxy, closed_port, eventually,
                        proxied_engine)
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from pbx_crm.ami import AmiClient
-from pbx_crm.ami_protocol import parse_stream
-from pbx_crm.call_tracker import (
+from pbx_crm.telephony.ami_client import AmiClient
+from pbx_crm.telephony.ami_protocol import parse_stream
+from pbx_crm.telephony.call_tracker import (
     Answered,
     AnswerIgnored,
     CallEnded,

@@ -12,8 +12,8 @@ import pytest
 
 from factories import audit_of, make_contact, make_deal, make_pipeline, make_user, timeline_of
 from pbx_crm import cli
-from pbx_crm.ami import AmiClient
-from pbx_crm.click_to_call import ClickToCallFailed, call_contact
+from pbx_crm.telephony.ami_client import AmiClient
+from pbx_crm.telephony.click_to_call import ClickToCallFailed, call_contact
 from pbx_crm.config import Settings
 from pbx_crm.db import transaction
 from pbx_crm.enums import TimelineKind

@@ -29,11 +29,11 @@ from sqlmodel import select
 from factories import make_contact, make_deal, make_pipeline, make_user
 from pbx_crm import agi_dispatch, calls
 from pbx_crm.agi import HOOKS
-from pbx_crm.ami import DEFAULT_EVENTS
+from pbx_crm.telephony.ami_client import DEFAULT_EVENTS
 from pbx_crm.components import start_fastagi
 from pbx_crm.config import Address, Settings
 from pbx_crm.db import transaction
-from pbx_crm.fastagi import relay_script_path
+from pbx_crm.telephony.fastagi import relay_script_path
 from pbx_crm.models import Call
 from pbx_crm.simulator.agi import FakeChannel, run_fastagi, run_process_agi
 

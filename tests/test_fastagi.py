@@ -16,7 +16,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from pbx_crm.fastagi import FastAgiServer
+from pbx_crm.telephony.fastagi import FastAgiServer
 from pbx_crm.simulator.agi import FakeChannel, fastagi_env_block, run_fastagi
 from telephony import RecordingDispatcher as Dispatcher
 
@@ -78,7 +78,7 @@ def test_the_caller_hangs_up_while_the_crm_looks_up_and_the_variables_still_land
     # The caller hangs up while the dispatcher works (scenario 07A): Asterisk sends HANGUP inline.
     variables = {"CRM_DEAL_ID": "42", "CRM_CONTACT": "Budi"}
     dispatcher = Dispatcher(variables, on_handle=lambda request: channel.hangup())
-    caplog.set_level(logging.INFO, logger="pbx_crm.fastagi")
+    caplog.set_level(logging.INFO, logger="pbx_crm.telephony.fastagi")
 
     with serving(dispatcher) as (server, address):
         transcript = incoming_call(address, channel)
@@ -95,7 +95,7 @@ def test_asterisk_closing_on_hangup_mid_session_costs_no_worker(caplog):
     channel = FakeChannel(uniqueid="1795892561.29")
     dispatcher = Dispatcher({"CRM_A": "1", "CRM_B": "two, words", "CRM_C": "3"})  # 2 commands
 
-    caplog.set_level(logging.INFO, logger="pbx_crm.fastagi")
+    caplog.set_level(logging.INFO, logger="pbx_crm.telephony.fastagi")
     with serving(dispatcher, workers=1) as (server, address):
         dropped = incoming_call(address, channel, hangup_after_commands=1, exit_on_hangup=True)
         assert server.wait_idle(5)
@@ -112,7 +112,7 @@ def test_asterisk_closing_on_hangup_mid_session_costs_no_worker(caplog):
 def test_the_trailing_hangup_after_the_half_close_is_not_taken_for_a_hangup(caplog):
     channel = FakeChannel(uniqueid="1795892488.2", up=True)
 
-    caplog.set_level(logging.DEBUG, logger="pbx_crm.fastagi")
+    caplog.set_level(logging.DEBUG, logger="pbx_crm.telephony.fastagi")
     with serving(Dispatcher({"CRM_AGENT": "101"})) as (server, address):
         transcript = run_fastagi(
             address, "answered?inbound=1795892488.1", ["1795892488.1"], channel)
@@ -143,7 +143,7 @@ def test_a_peer_outside_the_allow_list_is_closed_without_being_heard(caplog):
     dispatcher = Dispatcher()
     stranger, known = FakeChannel(uniqueid="1.1"), FakeChannel(uniqueid="1.2")
 
-    caplog.set_level(logging.WARNING, logger="pbx_crm.fastagi")
+    caplog.set_level(logging.WARNING, logger="pbx_crm.telephony.fastagi")
     with serving(dispatcher, allowed_peers=frozenset({"127.0.0.2"})) as (server, address):
         refused = incoming_call(address, stranger)  # from 127.0.0.1
         allowed = incoming_call(address, known, source_address=("127.0.0.2", 0))
@@ -230,7 +230,7 @@ def test_a_dispatcher_that_raises_sets_nothing_and_the_call_goes_on(caplog):
         raise RuntimeError("database on fire")
 
     channel = FakeChannel()
-    caplog.set_level(logging.ERROR, logger="pbx_crm.fastagi")
+    caplog.set_level(logging.ERROR, logger="pbx_crm.telephony.fastagi")
     with serving(Dispatcher(on_handle=fail)) as (server, address):
         transcript = incoming_call(address, channel)
         assert server.wait_idle(5)
@@ -242,7 +242,7 @@ def test_a_dispatcher_that_raises_sets_nothing_and_the_call_goes_on(caplog):
 def test_a_variable_name_that_cannot_be_sent_is_skipped_and_logged(caplog):
     channel = FakeChannel()
     dispatcher = Dispatcher({"CRM OOPS": "1", "CRM_DEAL_ID": "42"})
-    caplog.set_level(logging.ERROR, logger="pbx_crm.fastagi")
+    caplog.set_level(logging.ERROR, logger="pbx_crm.telephony.fastagi")
     with serving(dispatcher) as (_, address):
         transcript = incoming_call(address, channel)
 
@@ -252,7 +252,7 @@ def test_a_variable_name_that_cannot_be_sent_is_skipped_and_logged(caplog):
 
 def test_a_peer_that_is_not_asterisk_or_says_nothing_is_dropped(caplog):
     dispatcher = Dispatcher()
-    caplog.set_level(logging.WARNING, logger="pbx_crm.fastagi")
+    caplog.set_level(logging.WARNING, logger="pbx_crm.telephony.fastagi")
     with serving(dispatcher, env_timeout=0.2) as (server, address):
         with socket.create_connection(address, timeout=5) as browser:
             browser.sendall(b"GET / HTTP/1.1\r\nHost: crm\r\n\r\n")

@@ -32,7 +32,7 @@ from telephony import Pbx, TcpProxy, closed_port, eventually, proxied_engine
 
 from pbx_crm.cli import main
 from pbx_crm.db import transaction
-from pbx_crm.health import ask_health
+from pbx_crm.telephony.health import ask_health
 from pbx_crm.models import Call
 from pbx_crm.simulator.agi import FakeChannel, fastagi_env_block
 

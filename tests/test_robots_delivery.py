@@ -23,7 +23,7 @@ from factories import (
 from sqlmodel import select
 
 from pbx_crm import cli, deals, robots
-from pbx_crm.ami import AmiClient
+from pbx_crm.telephony.ami_client import AmiClient
 from pbx_crm.config import ConfigError, load_settings
 from pbx_crm.db import make_engine, transaction
 from pbx_crm.enums import TimelineKind

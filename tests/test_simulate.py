@@ -33,8 +33,8 @@ from sqlmodel import select
 
 from factories import make_contact, make_deal, make_pipeline, make_user
 from pbx_crm import events
-from pbx_crm.ami import AmiClient
-from pbx_crm.ami_listener import AmiListener
+from pbx_crm.telephony.ami_client import AmiClient
+from pbx_crm.telephony.ami_listener import AmiListener
 from pbx_crm.components import start_fastagi
 from pbx_crm.config import Address, Settings
 from pbx_crm.db import make_engine, transaction

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from pbx_crm.spool import MAX_ATTEMPTS, Spool
+from pbx_crm.telephony.spool import MAX_ATTEMPTS, Spool
 
 RANG_AT = datetime(2026, 11, 28, 19, 1, 28, 122000, tzinfo=UTC)
 

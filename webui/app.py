@@ -334,7 +334,7 @@ class WebUI:
         if not self.settings.ami_host:
             return None
         if self._ami_client is None:
-            from pbx_crm.ami import AmiClient
+            from pbx_crm.telephony.ami_client import AmiClient
 
             client = AmiClient(self.settings.ami_host, self.settings.ami_port,
                                self.settings.ami_username, self.settings.ami_secret,

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 import bottle
 
 from pbx_crm import board, deals, pipelines, tasks
-from pbx_crm.click_to_call import call_contact
+from pbx_crm.telephony.click_to_call import call_contact
 from pbx_crm.db import transaction
 from pbx_crm.deal_card import deal_card
 from pbx_crm.enums import StageKind

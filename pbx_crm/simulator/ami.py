@@ -1,6 +1,6 @@
 """Asterisk's side of AMI on a loopback port, for the demo and the tests.
 
-``FakeAmiServer`` speaks enough of the Asterisk 22 manager protocol for ``pbx_crm.ami``: the
+``FakeAmiServer`` speaks enough of the Asterisk 22 manager protocol for ``pbx_crm.telephony.ami_client``: the
 banner, ``Login`` (``Events:`` filter by event class, ``FullyBooted``; a wrong secret gets
 ``Authentication failed`` and the connection closed), ``Ping``, ``CoreShowChannels`` (built
 from the events it has sent), ``Originate`` (recorded; ``Async`` answers at once and sends an
@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Self
 
-from pbx_crm.ami_protocol import (
+from pbx_crm.telephony.ami_protocol import (
     AmiProtocolError,
     AmiReader,
     ConnectionClosed,

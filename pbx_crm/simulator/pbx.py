@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from pbx_crm.ami_protocol import parse_message, split_stream
+from pbx_crm.telephony.ami_protocol import parse_message, split_stream
 
 from .agi import FakeChannel, Transcript, mset_pairs, parse_args, run_fastagi
 from .ami import SIMULATE_ACTION, ScenarioBuilder
@@ -133,7 +133,7 @@ class EmulatorLink:
 
     def __init__(self, host: str, port: int, username: str, secret: str, *,
                  timeout: float = 5.0):
-        from pbx_crm.ami import AmiClient
+        from pbx_crm.telephony.ami_client import AmiClient
 
         self.address = f"{host}:{port}"
         self.timeout = timeout
@@ -143,7 +143,7 @@ class EmulatorLink:
     def connect(self) -> EmulatorLink:
         """Log in and check the server is the emulator; ``ConnectionError`` or
         ``NotTheEmulator`` (closed again) when not."""
-        from pbx_crm.ami import AmiError
+        from pbx_crm.telephony.ami_client import AmiError
 
         self.client.start()
         try:

@@ -25,8 +25,8 @@ from telephony import Pbx, RecordingDispatcher, eventually
 from pbx_crm.components import start_fastagi
 from pbx_crm.config import Address, Settings
 from pbx_crm.db import transaction
-from pbx_crm.fastagi import FastAgiServer
-from pbx_crm.health import ask_health
+from pbx_crm.telephony.fastagi import FastAgiServer
+from pbx_crm.telephony.health import ask_health
 from pbx_crm.simulator.agi import FakeChannel, run_fastagi
 
 BUDGET_MS = 500

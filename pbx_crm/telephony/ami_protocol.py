@@ -1,7 +1,7 @@
 """AMI framing: bytes off the socket into messages, and actions into bytes.
 
 This module owns the Asterisk Manager Interface wire format and nothing else: no sockets of its
-own, no threads, no idea of what an event means. The AMI client (``pbx_crm.ami``), the loopback
+own, no threads, no idea of what an event means. The AMI client (``pbx_crm.telephony.ami_client``), the loopback
 server in ``pbx_crm.simulator.ami``, the tests and the benchmark all read through ``AmiReader``
 and write through ``format_action`` / ``format_message``.
 

@@ -34,11 +34,11 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from .agi_protocol import AgiRequest
-from .config import Settings
-from .db import DatabaseAway, autocommit_reader, check_database, transaction
-from .errors import CrmError
+from ..config import Settings
+from ..db import DatabaseAway, autocommit_reader, check_database, transaction
+from ..errors import CrmError
 from .health import HEALTH_SCRIPT
-from .models import utcnow
+from ..models import utcnow
 from .spool import Spool
 
 log = logging.getLogger(__name__)
@@ -148,7 +148,7 @@ class HookDispatcher:
         if hooks is not None and recorder_process:
             raise ValueError("the recorder process runs the registered hooks only")
         if hooks is None:
-            from .agi import HOOKS as hooks
+            from ..agi import HOOKS as hooks
         self.engine = engine
         # Answers only read (on SQLite they must never queue for the write lock), a
         # statement or two each consistent on its own: no transaction around them.
@@ -585,8 +585,8 @@ def _recorder_main(pipe, settings: Settings) -> None:
     or the FastAGI process goes away."""
     import signal
 
-    from .agi import HOOKS
-    from .db import make_engine
+    from ..agi import HOOKS
+    from ..db import make_engine
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the server, which stops us
     logging.basicConfig(level=logging.INFO,

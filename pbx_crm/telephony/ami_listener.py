@@ -35,8 +35,8 @@ from collections.abc import Callable
 from sqlalchemy import null
 from sqlmodel import Session, select
 
-from . import calls, events
-from .ami import AmiActionError, AmiClient, AmiError
+from .. import calls, events
+from .ami_client import AmiActionError, AmiClient, AmiError
 from .call_tracker import (
     Answered,
     AnswerIgnored,
@@ -47,15 +47,15 @@ from .call_tracker import (
     Signal,
     StoppedRinging,
 )
-from .config import Settings
-from .contacts import find_contact_by_number
-from .db import transaction
-from .deals import open_deal_of_contact
-from .enums import CallDirection
-from .errors import NumberConflict
-from .models import Call, Contact, Event, User, UserExtension
-from .phones import CallerKind, classify_caller
-from .users import user_for_extension
+from ..config import Settings
+from ..contacts import find_contact_by_number
+from ..db import transaction
+from ..deals import open_deal_of_contact
+from ..enums import CallDirection
+from ..errors import NumberConflict
+from ..models import Call, Contact, Event, User, UserExtension
+from ..phones import CallerKind, classify_caller
+from ..users import user_for_extension
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 Owns the listening socket, the peer allow-list, the worker threads and the shape of a session:
 accept, read the environment block, ask the dispatcher for channel variables, ``SET VARIABLE``
 each one, half-close. It knows nothing of hooks or the database: the dispatcher (the lead's
-``pbx_crm.agi_dispatch.HookDispatcher``, or any plain object in tests) does. Asterisk waits for
+``pbx_crm.telephony.dispatcher.HookDispatcher``, or any plain object in tests) does. Asterisk waits for
 a FastAGI server with no read timeout, so a saturated server answers ``dispatcher.overloaded()``
 at once instead of queueing the call behind busy workers; and a dispatcher with a ``budget``
 may do its work on the session's thread, the server's watchdog answering ``late()`` for it
@@ -63,7 +63,7 @@ _ENV_END = re.compile(rb"(?:^|\n)\r?\n")  # the empty line that ends the block
 
 
 class Dispatcher(Protocol):
-    """What the server needs from the application (``pbx_crm.agi_dispatch.HookDispatcher``)."""
+    """What the server needs from the application (``pbx_crm.telephony.dispatcher.HookDispatcher``)."""
 
     def handle(self, request: AgiRequest) -> Mapping[str, str]:
         """Channel variables to set. Owns its time budget; should never raise."""

@@ -3,7 +3,7 @@
 This module owns the connection to Asterisk's manager port: login with an event filter, actions
 paired with their responses by ActionID, a Ping keepalive, reconnection with back-off, and the
 hand-off of events to the CRM. The AMI listener process builds one ``AmiClient``, gives it an
-``on_event`` callback (which feeds ``pbx_crm.call_tracker``) and an ``on_connect`` callback
+``on_event`` callback (which feeds ``pbx_crm.telephony.call_tracker``) and an ``on_connect`` callback
 (which resyncs the tracker with ``core_show_channels()``), and uses ``originate()`` for
 click-to-call. It knows nothing of calls or the database.
 
@@ -29,7 +29,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Self
 
-from pbx_crm.ami_protocol import (
+from pbx_crm.telephony.ami_protocol import (
     BANNER_PREFIX,
     AmiProtocolError,
     AmiReader,
@@ -116,7 +116,7 @@ class _Pending:
 class AmiClient:
     """A self-healing AMI session. ``start()`` it, ``close()`` it (or use ``with``).
 
-    ``on_event(msg)`` gets every event (a ``pbx_crm.ami_protocol.Message``) except the list
+    ``on_event(msg)`` gets every event (a ``pbx_crm.telephony.ami_protocol.Message``) except the list
     events that answer our own actions; ``on_connect(client)`` runs after each successful
     login, before the events of that session: the place to resync from
     ``client.core_show_channels()``. Both run on the dispatcher thread.

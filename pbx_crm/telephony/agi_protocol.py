@@ -1,7 +1,7 @@
 """The AGI wire protocol as Asterisk 22 speaks it: environment block, command quoting, responses.
 
 Owns the bytes between Asterisk and a pbx-crm AGI session, and nothing above them. The FastAGI
-server (``pbx_crm.fastagi``) speaks through it; the Asterisk emulator (``pbx_crm.simulator.agi``)
+server (``pbx_crm.telephony.fastagi``) speaks through it; the Asterisk emulator (``pbx_crm.simulator.agi``)
 plays the other side. Every rule here is visible in the recorded transcripts
 (``tests/fixtures/asterisk-captures``), and the tests replay them through this reader.
 

@@ -53,7 +53,7 @@ def local_address(listen) -> tuple[str, int]:
 
 def ask_health(address: tuple[str, int], timeout: float) -> Health:
     """Run ``AGI(agi://host:port/health)`` as Asterisk would, waiting at most ``timeout``."""
-    from .simulator.agi import FakeChannel, run_fastagi
+    from ..simulator.agi import FakeChannel, run_fastagi
 
     started = time.monotonic()
     channel = FakeChannel(name="Local/health@pbx-crm-00000000;1", uniqueid=f"health-{started:.3f}",
