@@ -2,8 +2,8 @@
 
 ``agi://127.0.0.1:4573/<name>`` (FastAGI) and ``AGI(pbx-crm.agi,<name>,...)`` (process AGI,
 relayed to the FastAGI server) both reach ``HOOKS[<name>]`` through one dispatcher
-(``pbx_crm.telephony.dispatcher``), which owns the transaction, the time budget and the spool. A hook
-reads the request, calls one service of the core, and returns the channel variables to set;
+(``pbx_crm.telephony.dispatcher``), which owns the transaction, the time budget and the
+spool. A hook reads the request, calls one service, and returns the channel variables to set;
 it never commits and is safe to run twice for the same call.
 """
 
@@ -19,22 +19,19 @@ class Hook:
     run: Callable  # (session, request, context) -> dict[str, str]
     # Which call a request belongs to, so the spool can keep one call's requests in order.
     call_key: Callable  # (request) -> str
-    # A read-only answer for the dialplan, given before ``run`` records anything: the call
-    # then waits for one read, and ``run`` follows on the dispatcher's writer.
+    # A read-only answer for the dialplan, read before ``run`` takes the write lock: should
+    # the recording not be in by the budget, the answer still goes out (its request spooled).
     answer: Callable | None = None  # (connection, request, context) -> dict[str, str]
-    # Several requests of this hook recorded together by the writer, in one transaction, as
-    # ``run`` would record them one after the other (fewer statements in a burst of calls).
-    run_many: Callable | None = None  # (session, [(request, context), ...]) -> None
 
 
 HOOKS: dict[str, Hook] = {}
 
 
-def hook(call_key: Callable, answer: Callable | None = None, run_many: Callable | None = None):
+def hook(call_key: Callable, answer: Callable | None = None):
     """Register the decorated function under its own name, the name the dialplan uses."""
 
     def register(function):
-        HOOKS[function.__name__] = Hook(function.__name__, function, call_key, answer, run_many)
+        HOOKS[function.__name__] = Hook(function.__name__, function, call_key, answer)
         return function
 
     return register

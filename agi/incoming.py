@@ -6,10 +6,10 @@ ANONYMOUS, INTERNAL, CONFLICT; UNAVAILABLE comes from the dispatcher), ``CRM_DEA
 ``CRM_CONTACT_ID``, ``CRM_CALLER_NAME`` and ``CRM_OWNER_EXTEN`` (empty when unknown: the
 dialplan then keeps the trunk's name and rings the normal group).
 
-The dialplan waits only for ``answer_incoming``, one read; the call is recorded (and a new
-caller's contact and Unsorted deal made, and the screen-pop sent) right after, by ``incoming``
-on the dispatcher's writer. A call that could open no deal (no pipeline yet, say) is still
-recorded; the log says why, and what to do, once until a call opens a deal again.
+``answer_incoming`` reads the answer; ``incoming`` then records the call (and makes a new
+caller's contact and Unsorted deal, and sends the screen-pop) with what it found, before the
+answer goes out. A call that could open no deal (no pipeline yet, say) is still recorded; the
+log says why, and what to do, once until a call opens a deal again.
 """
 
 import logging
@@ -42,21 +42,6 @@ def answer_incoming(connection, request, context):
     return _variables(lookup)
 
 
-def record_incoming_together(session, requests):
-    """Several ``incoming`` requests (a batch of the writer's): the known callers' calls, as
-    their answers found them, in a few statements for them all; the others one by one."""
-    known = []
-    for request, context in requests:
-        lookup = context.memo.get("lookup")
-        if lookup is not None and lookup.status == calls.FOUND and lookup.deal_id is not None:
-            known.append(calls.RingingCall(
-                lookup, request.uniqueid, _linkedid(request), context.memo["caller"],
-                request.calleridname, _did(request), context.now))
-        else:
-            incoming(session, request, context)
-    calls.record_known_calls(session, known)
-
-
 def _linkedid(request) -> str:
     return arg(request, 2) or request.uniqueid
 
@@ -65,8 +50,7 @@ def _did(request) -> str:
     return arg(request, 1) or request.query.get("did") or request.dnid
 
 
-@hook(call_key=lambda request: request.uniqueid, answer=answer_incoming,
-      run_many=record_incoming_together)
+@hook(call_key=lambda request: request.uniqueid, answer=answer_incoming)
 def incoming(session, request, context):
     settings = context.settings
     caller = context.memo.get("caller") or caller_of(request, settings)

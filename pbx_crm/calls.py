@@ -149,9 +149,8 @@ def lookup_caller(connection, *, uniqueid: str, caller: CallerNumber,
 
 
 def _call_insert(dialect: str):
-    """INSERT INTO calls .. ON CONFLICT (uniqueid) DO NOTHING RETURNING uniqueid, id, built
-    once per dialect: the hot path pays for no statement building. Given many rows, one
-    statement inserts them all, and only the calls not recorded before come back."""
+    """INSERT INTO calls .. ON CONFLICT (uniqueid) DO NOTHING RETURNING id, built once per
+    dialect: the call path pays for no statement building."""
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
@@ -159,93 +158,50 @@ def _call_insert(dialect: str):
     calls_table = Call.__table__
     return (insert(calls_table)
             .on_conflict_do_nothing(index_elements=[calls_table.c.uniqueid])
-            .returning(calls_table.c.uniqueid, calls_table.c.id))
+            .returning(calls_table.c.id))
 
 
 _CALL_INSERTS = {dialect: _call_insert(dialect) for dialect in ("postgresql", "sqlite")}
 _DEAL_TOUCHED = (update(Deal.__table__).where(Deal.__table__.c.id == bindparam("deal_id"))
                  .values(last_activity_at=bindparam("at")))
-_POPPED = core_select(Event.__table__.c.linkedid, Event.__table__.c.target_user_id).where(
-    Event.__table__.c.linkedid.in_(bindparam("linkedids", expanding=True)),
-    Event.__table__.c.kind == events.RINGING)
+_POPPED = core_select(Event.__table__.c.target_user_id).where(
+    Event.__table__.c.linkedid == bindparam("linkedid"), Event.__table__.c.kind == events.RINGING)
 
 
-@dataclass(frozen=True)
-class RingingCall:
-    """A known caller's call to record, with what ``lookup_caller`` answered for it."""
-
-    lookup: CallerLookup  # FOUND, with a deal
-    uniqueid: str
-    linkedid: str
-    caller: CallerNumber
-    caller_name: str | None
-    did: str | None
-    now: datetime
-
-
-def record_known_calls(session: Session, rings: list[RingingCall]) -> None:
-    """The common case, known callers with an open deal, for a batch of calls in a few plain
-    statements for them all: the calls, the deals' last activity, the daily counts, the pops.
-    Safe to repeat (the uniqueid decides: a call recorded before, or twice in the batch, is
-    recorded once)."""
-    if not rings:
-        return
-    firsts: dict[str, RingingCall] = {}
-    for ring in rings:
-        firsts.setdefault(ring.uniqueid, ring)
+def _record_known_call(session: Session, lookup: CallerLookup, *, uniqueid: str, linkedid: str,
+                       caller: CallerNumber, caller_name: str | None, did: str | None,
+                       now: datetime) -> None:
+    """The common case, a known caller with an open deal, in a few plain statements: the
+    call, the deal's last activity, the daily counts, the pops. Safe to repeat (a call
+    recorded before is left as it is)."""
     # On the session's connection: the ORM layer adds only its own cost to plain statements.
     connection = session.connection()
-    inserted = dict(connection.execute(_CALL_INSERTS[connection.dialect.name], [dict(
-        uniqueid=ring.uniqueid, linkedid=ring.linkedid, direction=CallDirection.INBOUND.value,
-        caller_raw=ring.caller.raw[:80], caller_e164=ring.caller.e164,
-        caller_name=_clean_name(ring.caller_name), did=ring.did[:64] if ring.did else None,
-        ringing_at=ring.now, deal_id=ring.lookup.deal_id, contact_id=ring.lookup.contact_id)
-        for ring in firsts.values()]).all())
-    recorded = [ring for ring in firsts.values() if ring.uniqueid in inserted]
-    if not recorded:
-        return  # repeats: the first runs recorded them
-    connection.execute(_DEAL_TOUCHED, [{"deal_id": ring.lookup.deal_id, "at": ring.now}
-                                       for ring in recorded])
-    report_days.record_calls(session, [
-        report_days.CalledDeal(ring.lookup.deal_id, ring.now, CallDirection.INBOUND.value,
-                               inserted[ring.uniqueid]) for ring in recorded])
-    _pop_ringing(session, [RingingPop(
-        ring.linkedid, ring.lookup.owner_id, ring.lookup.deal_id, ring.now,
-        {"uniqueid": ring.uniqueid, "linkedid": ring.linkedid, "status": ring.lookup.status,
-         "caller": ring.caller.e164, "caller_name": ring.lookup.caller_name,
-         "deal_id": ring.lookup.deal_id, "contact_id": ring.lookup.contact_id,
-         "did": ring.did[:64] if ring.did else None}) for ring in recorded])
+    call_id = connection.execute(_CALL_INSERTS[connection.dialect.name], dict(
+        uniqueid=uniqueid, linkedid=linkedid, direction=CallDirection.INBOUND.value,
+        caller_raw=caller.raw[:80], caller_e164=caller.e164,
+        caller_name=_clean_name(caller_name), did=did[:64] if did else None,
+        ringing_at=now, deal_id=lookup.deal_id, contact_id=lookup.contact_id)).scalar()
+    if call_id is None:
+        return  # a repeat: the first run recorded it
+    connection.execute(_DEAL_TOUCHED, {"deal_id": lookup.deal_id, "at": now})
+    report_days.record_calls(session, [report_days.CalledDeal(
+        lookup.deal_id, now, CallDirection.INBOUND.value, call_id)])
+    _pop_ringing(session, linkedid, lookup.owner_id, lookup.deal_id, now, {
+        "uniqueid": uniqueid, "linkedid": linkedid, "status": lookup.status,
+        "caller": caller.e164, "caller_name": lookup.caller_name, "deal_id": lookup.deal_id,
+        "contact_id": lookup.contact_id, "did": did[:64] if did else None})
 
 
-@dataclass(frozen=True)
-class RingingPop:
-    """A call's "ringing" screen-pop, for the heads and the owner's browser."""
-
-    linkedid: str
-    owner_id: int | None
-    deal_id: int | None
-    now: datetime
-    payload: dict
-
-
-def _pop_ringing(session: Session, pops: list[RingingPop]) -> None:
-    """Tell the heads and each owner's browser that the calls ring. The AMI listener may have
-    popped a call already (the dialplan rings the phones as soon as the lookup answered,
+def _pop_ringing(session: Session, linkedid: str, owner_id: int | None, deal_id: int | None,
+                 now: datetime, payload: dict) -> None:
+    """Tell the heads and the owner's browser that the call rings. The AMI listener may have
+    popped the call already (the dialplan rings the phones as soon as the lookup answered,
     maybe before this is written): one pop per browser and call."""
-    linkedids = sorted({pop.linkedid for pop in pops})
-    events.serialize_pops(session, *linkedids)
-    told: dict[str, set] = {}
-    for linkedid, target in session.connection().execute(_POPPED, {"linkedids": linkedids}):
-        told.setdefault(linkedid, set()).add(target)
-    rows = []
-    for pop in pops:
-        shown = told.setdefault(pop.linkedid, set())
-        for target in [None] + ([pop.owner_id] if pop.owner_id else []):
-            if target not in shown:
-                shown.add(target)
-                rows.append(events.event_row(events.RINGING, target, payload=pop.payload,
-                                             deal_id=pop.deal_id, linkedid=pop.linkedid,
-                                             now=pop.now))
+    events.serialize_pops(session, linkedid)
+    shown = set(session.connection().execute(_POPPED, {"linkedid": linkedid}).scalars())
+    rows = [events.event_row(events.RINGING, target, payload=payload, deal_id=deal_id,
+                             linkedid=linkedid, now=now)
+            for target in [None] + ([owner_id] if owner_id else []) if target not in shown]
     events.emit_rows(session, rows)
 
 
@@ -266,8 +222,8 @@ def record_inbound_call(session: Session, *, uniqueid: str, linkedid: str,
         lookup = looked_up or lookup_caller(session, uniqueid=uniqueid, caller=caller,
                                             create_deals=create_deals)
         if lookup.status == FOUND and lookup.deal_id is not None:
-            record_known_calls(session, [RingingCall(lookup, uniqueid, linkedid, caller,
-                                                     caller_name, did, now)])
+            _record_known_call(session, lookup, uniqueid=uniqueid, linkedid=linkedid,
+                               caller=caller, caller_name=caller_name, did=did, now=now)
             return lookup
     existing = find_call(session, uniqueid)
     status = NEW
@@ -302,8 +258,8 @@ def record_inbound_call(session: Session, *, uniqueid: str, linkedid: str,
         session.get(Deal, call.deal_id).last_activity_at = now
         report_days.record_call(session, deal_id=call.deal_id, at=now, direction=call.direction)
     owner = user_for_extension(session, lookup.owner_extension) if lookup.owner_extension else None
-    _pop_ringing(session, [RingingPop(call.linkedid, owner.id if owner else None, call.deal_id,
-                                      now, _call_payload(call, lookup))])
+    _pop_ringing(session, call.linkedid, owner.id if owner else None, call.deal_id, now,
+                 _call_payload(call, lookup))
     return lookup
 
 

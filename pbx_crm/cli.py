@@ -58,7 +58,7 @@ class Component:
 def _start_fastagi(settings: Settings, engine: Engine):
     from .components import start_fastagi
 
-    return start_fastagi(settings, engine, recorder_process=True)
+    return start_fastagi(settings, engine)
 
 
 def _start_ami(settings: Settings, engine: Engine):

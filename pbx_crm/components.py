@@ -8,7 +8,6 @@ returns an object with ``stop()``.
 from __future__ import annotations
 
 import logging
-import sys
 import threading
 from dataclasses import dataclass
 
@@ -35,10 +34,12 @@ class RunningFastAgi:
         return self.server.address[0], self.server.port
 
     def stop(self) -> None:
+        """Within a few seconds whatever the database does: a session lasts at most its
+        budget, and what no hook recorded by then is in the spool."""
         if self.feeder is not None:
             self.feeder.stop()
         self.server.shutdown()
-        self.thread.join(timeout=10)
+        self.thread.join(timeout=5)
         self.dispatcher.close()
         self.spool.close()
 
@@ -46,27 +47,22 @@ class RunningFastAgi:
 # Seconds the watchdog's health session may take: the answer needs no database, so a second
 # is far more than a server that answers at all takes even under a burst of calls.
 HEALTH_TIMEOUT = 1.0
-CALL_SWITCH_INTERVAL = 0.001
-# Session workers: at 50 calls in flight, some are still saying goodbye to their last call
-# (waiting for Asterisk's HANGUP) while the next calls arrive.
+# Sessions at once: a session lasts at most the hook budget (500 ms) plus Asterisk's
+# replies; a box taking 100 new calls a second, each with three hooks, whose every hook ran
+# out its budget would hold about 150.
 FASTAGI_WORKERS = 128
+# Hooks on the database at once. At 100 calls a second a hook's few milliseconds keep one
+# or two busy; the rest take a burst (a trunk coming back) without making calls wait.
+DATABASE_WORKERS = 32
 
 
 def start_fastagi(settings: Settings, engine, *, replay_interval: float = 2.0,
-                  workers: int = FASTAGI_WORKERS, db_workers: int = 48,
-                  recorder_process: bool = False) -> RunningFastAgi:
-    """The FastAGI server with the hook dispatcher and its spool replayer. ``db_workers``:
-    answers and hooks running at once (50 calls in flight found 16 all busy and sent a tenth
-    of the calls on without the CRM; the pool has a connection for each).
-    ``recorder_process``: calls are recorded by a process of their own (as ``pbx-crm
-    fastagi``, ``serve`` and ``demo`` run it), not by a thread of this one."""
-    # A call's answer waits for the interpreter while the call writer runs; Python lets a
-    # busy thread run 5 ms before switching, which a call would feel. 1 ms is plenty.
-    sys.setswitchinterval(min(sys.getswitchinterval(), CALL_SWITCH_INTERVAL))
+                  workers: int = FASTAGI_WORKERS,
+                  db_workers: int = DATABASE_WORKERS) -> RunningFastAgi:
+    """The FastAGI server with the hook dispatcher and its spool replayer."""
     address = (settings.fastagi_listen.host, settings.fastagi_listen.port)
     spool = Spool(settings.data_dir / "spool.sqlite3")
-    dispatcher = HookDispatcher(engine, settings, spool, workers=db_workers,
-                                recorder_process=recorder_process)
+    dispatcher = HookDispatcher(engine, settings, spool, workers=db_workers)
     allowed_peers = settings.fastagi_allowed_peers
     if allowed_peers:
         # The host itself, so that `pbx-crm check` and the watchdog's health session get in.

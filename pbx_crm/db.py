@@ -9,6 +9,9 @@ timeout), instead of failing half-way when a reader tries to become a writer.
 from __future__ import annotations
 
 import functools
+import logging
+import os
+import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,7 +20,10 @@ from pathlib import Path
 
 from sqlalchemy import event, exc
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.pool import NullPool
 from sqlmodel import Session, create_engine
+
+log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 POOL_SIZE = 56
@@ -26,6 +32,13 @@ POOL_SIZE = 56
 POSTGRES_CONNECT_TIMEOUT_S = 5
 # A pooled PostgreSQL connection idle longer than this is pinged before use.
 PING_AFTER_IDLE_S = 1.0
+# A dead network path, seen by the kernel: data sent and not acknowledged for 10 s, or no
+# answer to keepalive probes on an idle connection for about as long, closes the connection.
+POSTGRES_NETWORK_ARGS = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2,
+                         "keepalives_count": 3, "tcp_user_timeout": 10_000}
+# The call path's connections: no statement or lock wait longer than this (a hook's work
+# takes milliseconds; its request is spooled at the budget in any case).
+CALL_PATH_OPTIONS = "-c statement_timeout=10s -c lock_timeout=5s"
 
 
 def is_sqlite(engine_or_url) -> bool:
@@ -35,9 +48,12 @@ def is_sqlite(engine_or_url) -> bool:
 
 def make_engine(url: str, **options) -> Engine:
     """An engine for ``url``; an SQLite file's directory is created on first use."""
-    # Enough connections for the FastAGI database workers, the call writer and the replayer
-    # at once: a hook waiting for a pooled connection would wait out its budget.
+    # Enough connections for the FastAGI database workers and the replayer at once, beside
+    # the other components (on SQLite they share one engine): a hook waiting for a pooled
+    # connection would wait out its budget.
     options.setdefault("pool_size", POOL_SIZE)
+    if options["pool_size"] is None:  # a pool that keeps nothing
+        options.pop("pool_size")
     if is_sqlite(url):
         database = make_url(url).database
         if database and database != ":memory:":
@@ -53,9 +69,66 @@ def make_engine(url: str, **options) -> Engine:
     connect_args = options.setdefault("connect_args", {})
     if "connect_timeout" not in make_url(url).query:
         connect_args.setdefault("connect_timeout", POSTGRES_CONNECT_TIMEOUT_S)
+    for name, value in POSTGRES_NETWORK_ARGS.items():
+        if name not in make_url(url).query:
+            connect_args.setdefault(name, value)
     engine = create_engine(url, **options)
+    _track_busy_connections(engine)
     _ping_idle_connections(engine)
     return engine
+
+
+def call_path_engine(engine: Engine) -> Engine:
+    """An engine for the hooks of calls, beside ``engine``: on PostgreSQL with connections of
+    its own, whose statements and lock waits are bounded (``CALL_PATH_OPTIONS``)."""
+    if is_sqlite(engine):
+        return engine
+    return make_engine(engine.url.render_as_string(hide_password=False),
+                       connect_args={"options": CALL_PATH_OPTIONS})
+
+
+def fresh_connection_engine(engine: Engine) -> Engine:
+    """``engine`` with no pool: each use connects anew, so a check of the database is bounded
+    by the connect timeout even when the pooled connections hang."""
+    if is_sqlite(engine):
+        return engine
+    return make_engine(engine.url.render_as_string(hide_password=False), poolclass=NullPool,
+                       pool_size=None)
+
+
+def _track_busy_connections(engine: Engine) -> None:
+    """Keep, per engine, since when each checked-out connection is busy (for
+    ``close_hung_connections``). Registered before the idle ping: a ping that hangs counts."""
+    busy = engine.__dict__.setdefault("_pbx_crm_busy", {})
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_connection, record, _proxy):
+        busy[id(record)] = (time.monotonic(), dbapi_connection)
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_connection, record):
+        busy.pop(id(record), None)
+
+
+def close_hung_connections(engine: Engine, busy_longer_than: float) -> int:
+    """Close the sockets of the PostgreSQL connections busy longer than ``busy_longer_than``
+    seconds: what waits on them fails at once, and the pool drops them. A database behind a
+    dead path may never answer, nor the kernel notice (a proxy holding the connection);
+    statement timeouts cannot help, the statement never arrived. Returns how many."""
+    busy, now, closed = engine.__dict__.get("_pbx_crm_busy", {}), time.monotonic(), 0
+    for key, (since, dbapi_connection) in list(busy.items()):
+        if now - since <= busy_longer_than or busy.pop(key, None) is None:
+            continue
+        try:
+            with socket.socket(fileno=os.dup(dbapi_connection.fileno())) as sock:
+                sock.shutdown(socket.SHUT_RDWR)
+            closed += 1
+        except (OSError, ValueError, AttributeError):
+            pass  # closed meanwhile
+    if closed:
+        log.warning("closed %d database connection(s) busy for over %.0f s: the database "
+                    "hangs or the network path to it is dead", closed, busy_longer_than)
+    return closed
 
 
 def _ping_idle_connections(engine: Engine) -> None:

@@ -385,7 +385,7 @@ def test_with_agiexitonhangup_the_hangup_handler_may_overtake_the_lookup_and_not
     inbound = pbx.trunk_call()
 
     # The lookup's recording waits for the database: the hangup handler does not wait for it.
-    lookup = pbx.incoming(inbound, hangup_after_commands=0, exit_on_hangup=True, recorded=False)
+    lookup = pbx.incoming(inbound, hangup_after_commands=0, exit_on_hangup=True)
     end = pbx.hangup(inbound, "")
 
     assert lookup.transcript.agistatus == "HANGUP" and lookup.transcript.commands == []
@@ -480,15 +480,13 @@ BUDGET_MS = 200
 MARGIN = 0.25  # seconds: the spool write and the AGI round trips after the budget
 
 
-@pytest.mark.parametrize("recorder", ["thread", "process"])
 def test_the_database_goes_away_mid_call_and_nothing_is_lost_when_it_comes_back(
-        engine, crm, make_pbx, outage, recorder):
-    pbx = make_pbx(outage.crm_engine, budget_ms=BUDGET_MS,
-                   recorder_process=recorder == "process")
+        engine, crm, make_pbx, outage):
+    pbx = make_pbx(outage.crm_engine, budget_ms=BUDGET_MS)
     inbound = pbx.trunk_call()
     outage.begin()
 
-    lookup = pbx.incoming(inbound, recorded=False)
+    lookup = pbx.incoming(inbound)
     answer = pbx.answered(inbound, "101")
     end = pbx.hangup(inbound, "ANSWER", talk=7)
 
@@ -500,17 +498,12 @@ def test_the_database_goes_away_mid_call_and_nothing_is_lost_when_it_comes_back(
     assert lookup.seconds < BUDGET_MS / 1000 + MARGIN
     assert answer.variables == end.variables == {"CRM_STATUS": "UNAVAILABLE"}
     assert answer.seconds < BUDGET_MS / 1000 + MARGIN and end.seconds < BUDGET_MS / 1000 + MARGIN
-    if outage.proxy:
-        # The call's requests wait in the spool, in the order the call made them.
-        assert pbx.dispatcher.wait_idle(10)
-        spooled = pbx.spool.pending()
-        assert [(r.hook, r.call_key) for r in spooled] == [
-            ("incoming", inbound.uniqueid), ("answered", inbound.uniqueid),
-            ("hangup", inbound.uniqueid)]
-        assert [r.received_at for r in spooled] == sorted(r.received_at for r in spooled)
-    else:
-        # They wait in the writer's queue, in the same order, for the lock.
-        assert not pbx.dispatcher.wait_idle(0)
+    # The call's requests wait in the spool, in the order the call made them.
+    spooled = pbx.spool.pending()
+    assert [(r.hook, r.call_key) for r in spooled] == [
+        ("incoming", inbound.uniqueid), ("answered", inbound.uniqueid),
+        ("hangup", inbound.uniqueid)]
+    assert [r.received_at for r in spooled] == sorted(r.received_at for r in spooled)
 
     outage.end()
     replay_until_empty(pbx)
@@ -538,15 +531,17 @@ def test_a_lookup_that_overruns_its_budget_lets_the_call_go_on_and_is_recorded_o
     lookup_may_go = slow_lookups(pbx)
     inbound = pbx.trunk_call()
 
-    lookup = pbx.incoming(inbound, recorded=False)
+    lookup = pbx.incoming(inbound)
 
-    # The server's watchdog answered at the budget, while the lookup still waited.
+    # Answered at the budget, while the lookup still waited; the request was spooled first.
     assert lookup.variables == {"CRM_STATUS": "UNAVAILABLE"}
     assert BUDGET_MS / 1000 <= lookup.seconds < BUDGET_MS / 1000 + MARGIN
-    assert pbx.server.active_sessions == 1
+    assert [r.call_key for r in pbx.spool.pending()] == [inbound.uniqueid]
+    assert not pbx.dispatcher.wait_idle(0)
     lookup_may_go.set()
-    assert pbx.server.wait_idle(10) and pbx.dispatcher.wait_idle(10)
-    # The call is recorded once: its writes were queued when the budget ran out.
+    assert pbx.dispatcher.wait_idle(10)
+    # The late lookup recorded the call after all; its replay finds the work done.
+    replay_until_empty(pbx)
     deal, = all_of(engine, Deal)
     call = the_call(engine, inbound.uniqueid)
     assert call.deal_id == deal.id and between(lookup, call.ringing_at)
@@ -564,8 +559,8 @@ def test_a_spooled_request_that_can_never_succeed_is_set_aside_and_blocks_nothin
     pbx.spool.put("lookup", stale.uniqueid, read_env(io.BytesIO(block)), utcnow(), "budget")
     new, anonymous = pbx.trunk_call(), pbx.trunk_call("anonymous", "Anonymous", callingpres=35)
     outage.begin()
-    pbx.incoming(new, recorded=False)
-    pbx.incoming(anonymous, recorded=False)
+    pbx.incoming(new)
+    pbx.incoming(anonymous)
     outage.end()
     assert pbx.dispatcher.wait_idle(15)
 
@@ -812,14 +807,15 @@ def test_with_every_database_worker_busy_the_extra_call_is_spooled_at_once(
     eventually(lambda: pbx.server.active_sessions == 1, what="the first call to take the worker")
     eventually(lambda: not pbx.dispatcher.wait_idle(0), what="its hook to wait for the database")
 
-    overflow = pbx.incoming(extra, recorded=False)
+    overflow = pbx.incoming(extra)
     lock.release()
     busy.join(timeout=10)
 
-    # No worker to read with: the call goes on at once; its recording waited for the writer.
+    # No worker to read with: the call goes on at once, its request spooled.
     assert overflow.variables == {"CRM_STATUS": "UNAVAILABLE"} and overflow.seconds < 1.0
     assert result["first"].variables == {"CRM_DISPOSITION": "missed"}
-    assert pbx.dispatcher.wait_idle(15)
+    assert [r.call_key for r in pbx.spool.pending()] == [extra.uniqueid]
+    replay_until_empty(pbx)
     assert between(overflow, the_call(engine, extra.uniqueid).ringing_at)
     assert pbx.spool.counts() == (0, 0)
 
@@ -848,90 +844,3 @@ def test_the_same_lookup_twice_and_its_replay_record_one_call_and_one_deal(engin
     assert len(all_of(engine, Contact)) == 1
     assert events_of(engine, inbound.linkedid) == [("ringing", None)]
     assert pbx.spool.counts() == (0, 0)
-
-
-# --- 16. the calls recorded by a process of their own (as pbx-crm fastagi runs) ------------------
-
-
-def test_the_recorder_process_records_a_known_callers_whole_call(engine, crm, make_pbx,
-                                                                 sitis_deal):
-    deal_id, contact_id = sitis_deal
-    pbx = make_pbx(recorder_process=True)
-    recorder = pbx.dispatcher.writer.recorder._process
-    inbound = pbx.trunk_call(SITI, "SITI MOBILE")
-
-    steps = pbx.call(inbound, answered_by="102", talk=20)
-
-    assert recorder.is_alive() and recorder.pid != os.getpid()
-    assert steps["incoming"].variables == {
-        "CRM_STATUS": "FOUND", "CRM_DEAL_ID": str(deal_id), "CRM_CONTACT_ID": str(contact_id),
-        "CRM_CALLER_NAME": "Siti Rahmawati", "CRM_OWNER_EXTEN": "102"}
-    call = the_call(engine, inbound.uniqueid)
-    assert (call.deal_id, call.disposition, call.answered_exten) == (deal_id, "answered", "102")
-    assert events_of(engine, inbound.linkedid) == [
-        ("ringing", None), ("ringing", crm.budi), ("answered", None), ("answered", crm.budi),
-        ("call_ended", None), ("call_ended", crm.budi)]
-
-
-def test_a_recorder_process_that_died_is_replaced_and_its_batch_in_hand_is_replayed(
-        engine, crm, make_pbx, hold_database):
-    pbx = make_pbx(recorder_process=True)
-    recorder = pbx.dispatcher.writer.recorder
-    first = recorder._process
-    first.kill()
-    first.join(10)
-
-    pbx.incoming(pbx.trunk_call("+62 812-1111-0001", "Ani"))  # found dead: a new one records
-
-    second = recorder._process
-    assert second.is_alive() and second.pid != first.pid
-    lock = hold_database()  # the next recording waits for the database...
-    lost = pbx.trunk_call("+62 812-1111-0002", "Bayu")
-    pbx.incoming(lost, recorded=False)
-    eventually(lambda: not pbx.dispatcher.writer._queue, what="the batch to be handed over")
-    second.kill()  # ...and its recorder dies with the batch in hand
-
-    eventually(lambda: [(r.hook, r.call_key) for r in pbx.spool.pending()] == [
-        ("incoming", lost.uniqueid)], what="the batch to be spooled")
-    lock.release()
-    replay_until_empty(pbx)
-    pbx.incoming(pbx.trunk_call("+62 812-1111-0003", "Citra"))
-    assert recorder._process.pid not in (first.pid, second.pid)
-    assert len(all_of(engine, Call)) == len(all_of(engine, Deal)) == 3
-
-
-# --- 17. a burst of calls recorded together -------------------------------------------------
-
-
-@pytest.mark.parametrize("recorder_process", [False, True], ids=["writer", "recorder-process"])
-def test_calls_that_queued_while_the_database_was_busy_are_recorded_together(
-        engine, crm, make_pbx, sitis_deal, hold_database, recorder_process):
-    """The writer takes what queued as one batch: two known callers' calls in a few
-    statements for both, a new caller's in between, each recorded as it would be alone."""
-    deal_id, _ = sitis_deal
-    pbx = make_pbx(recorder_process=recorder_process)
-    lock = hold_database(reads_pass=True)  # the answers read; the recording waits
-    first = pbx.trunk_call(SITI, "SITI MOBILE")
-    pbx.incoming(first, recorded=False)
-    eventually(lambda: not pbx.dispatcher.writer._queue, what="the first call to be taken")
-    burst = [pbx.trunk_call(SITI, "SITI MOBILE"), pbx.trunk_call("+62 812-1111-0002", "Bayu"),
-             pbx.trunk_call(SITI, "SITI OFFICE")]
-
-    answers = [pbx.incoming(inbound, recorded=False) for inbound in burst]
-
-    assert [a.variables["CRM_STATUS"] for a in answers] == ["FOUND", "NEW", "FOUND"]
-    assert len(pbx.dispatcher.writer._queue) == 3  # waiting together
-    lock.release()
-    assert pbx.dispatcher.writer.wait_empty(15)
-    assert pbx.spool.counts() == (0, 0)
-    siti, bayu, siti_again = (the_call(engine, inbound.uniqueid) for inbound in burst)
-    assert siti.deal_id == siti_again.deal_id == the_call(engine, first.uniqueid).deal_id == deal_id
-    assert stage_of(engine, bayu.deal_id) == "Unsorted"
-    for inbound in [first, *burst]:
-        owner = [] if inbound is burst[1] else [("ringing", crm.budi)]
-        assert events_of(engine, inbound.linkedid) == [("ringing", None), *owner]
-    with transaction(engine) as session:  # the day's call counts, as a rebuild counts them
-        kept = report_days.histogram_totals(session)["calls"]
-        report_days.rebuild(session, time_zone="Asia/Jakarta")
-        assert report_days.histogram_totals(session)["calls"] == kept
-    assert sorted(kept.values()) == [(1, 0, 1), (3, 0, 1)]  # Bayu's deal; Siti's, three calls

@@ -76,10 +76,10 @@ def test_a_click_to_call_lands_on_the_deal_the_seller_clicked(session):
     assert older_call.deal_id == older
 
 
-def test_known_callers_recorded_together_are_recorded_as_one_by_one(session):
-    """The writer records a burst of known callers' calls in a few statements: each call
-    once, each deal touched, a deal counted once among the day's deals called, each browser
-    popped once per call, and the daily counts equal to a rebuild from the calls."""
+def test_known_callers_calls_are_recorded_once_each_with_their_counts_and_pops(session):
+    """Known callers' calls take the short path (a few plain statements): each call once,
+    each deal touched, a deal counted once among the day's deals called, each browser popped
+    once per call, and the daily counts equal to a rebuild from the calls."""
     from pbx_crm import events, report_days
     from pbx_crm.models import Event
 
@@ -103,13 +103,16 @@ def test_known_callers_recorded_together_are_recorded_as_one_by_one(session):
         lookup = calls.lookup_caller(session, uniqueid=uniqueid, caller=number,
                                      create_deals=True)
         assert (lookup.status, lookup.deal_id) == (calls.FOUND, customers[name][1])
-        return calls.RingingCall(lookup, uniqueid, uniqueid, number, name, "2150001",
-                                 at(minutes))
+        recorded = calls.record_inbound_call(
+            session, uniqueid=uniqueid, linkedid=uniqueid, caller=number, caller_name=name,
+            did="2150001", create_deals=True, region="ID", now=at(minutes), looked_up=lookup)
+        assert recorded.deal_id == customers[name][1]
 
-    burst = [ringing("7.1", "Adi", 1), ringing("7.2", "Bayu", 2), ringing("7.3", "Adi", 3),
-             ringing("7.2", "Bayu", 4),  # the same call twice in the batch
-             ringing("7.0", "Bayu", 5)]  # recorded before
-    calls.record_known_calls(session, burst)
+    ringing("7.1", "Adi", 1)
+    ringing("7.2", "Bayu", 2)
+    ringing("7.3", "Adi", 3)
+    ringing("7.2", "Bayu", 4)  # the same call again (a replay)
+    ringing("7.0", "Bayu", 5)  # recorded before
 
     recorded = {c.uniqueid: c for c in session.exec(select(Call))}
     assert sorted(recorded) == ["7.0", "7.1", "7.2", "7.3"]

@@ -27,7 +27,8 @@ import pytest
 from sqlmodel import select
 
 from factories import make_contact, make_deal, make_pipeline, make_user
-from pbx_crm import agi_dispatch, calls
+from pbx_crm import calls
+from pbx_crm.telephony import dispatcher
 from pbx_crm.agi import HOOKS
 from pbx_crm.telephony.ami_client import DEFAULT_EVENTS
 from pbx_crm.components import start_fastagi
@@ -427,7 +428,7 @@ def test_the_lookups_outputs_are_emptied_before_it_and_only_those_are_read_after
     first_agi = min(p.index for p in route if p.app == "AGI")
     emptied = {p.data[:-1] for p in route[:first_agi]
                if p.app == "Set" and re.fullmatch(r"CRM_[A-Z_]+=", p.data)}
-    incoming = hook_outputs()["incoming"] | set(agi_dispatch.UNAVAILABLE)
+    incoming = hook_outputs()["incoming"] | set(dispatcher.UNAVAILABLE)
     assert incoming <= emptied
     read = {name for p in route[first_agi:] for name in re.findall(r"\$\{(CRM_[A-Z_]+)\}", p.data)}
     assert read <= emptied | set(settings_of(dialplan))
@@ -436,7 +437,7 @@ def test_the_lookups_outputs_are_emptied_before_it_and_only_those_are_read_after
 def test_every_variable_a_hook_can_set_is_documented_for_admins(dialplan):
     readme = README.read_text(encoding="utf-8")
     documented = set(re.findall(r"^\| `(CRM_[A-Z_]+)` \|", readme, re.MULTILINE))
-    outputs = set().union(*hook_outputs().values()) | set(agi_dispatch.UNAVAILABLE)
+    outputs = set().union(*hook_outputs().values()) | set(dispatcher.UNAVAILABLE)
     assert outputs <= documented
     set_by_dialplan = {m for p in dialplan.priorities() if p.app == "Set"
                        for m in re.findall(r"^(CRM_[A-Z_]+)=.", p.data)}

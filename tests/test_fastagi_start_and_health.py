@@ -110,7 +110,7 @@ def test_calls_while_the_database_is_down_at_start_are_answered_then_recorded_on
         played = []
         for n in range(3):
             call = pbx.trunk_call(number=f"+62 813-7700-99{n:02d}", name=f"Caller {n}")
-            lookup = pbx.incoming(call, recorded=False)
+            lookup = pbx.incoming(call)
             hangup = pbx.hangup(call, "NOANSWER")
             assert lookup.variables == {"CRM_STATUS": "UNAVAILABLE"}
             assert lookup.seconds < BUDGET_MS / 1000 and hangup.seconds < BUDGET_MS / 1000
@@ -155,8 +155,7 @@ def test_a_database_that_hangs_at_start_costs_the_calls_no_wait(tmp_path, system
                        what="the server's first answer")
             pbx = Pbx(None, tmp_path, server_address=address)
             for n in range(3):
-                lookup = pbx.incoming(pbx.trunk_call(number=f"+62 813-7700-98{n:02d}"),
-                                      recorded=False)
+                lookup = pbx.incoming(pbx.trunk_call(number=f"+62 813-7700-98{n:02d}"))
                 assert lookup.variables == {"CRM_STATUS": "UNAVAILABLE"}
                 assert lookup.seconds < BUDGET_MS / 1000
             # Spooled before it was answered, not after a wait on the database.

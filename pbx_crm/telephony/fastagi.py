@@ -2,12 +2,11 @@
 
 Owns the listening socket, the peer allow-list, the worker threads and the shape of a session:
 accept, read the environment block, ask the dispatcher for channel variables, ``SET VARIABLE``
-each one, half-close. It knows nothing of hooks or the database: the dispatcher (the lead's
-``pbx_crm.telephony.dispatcher.HookDispatcher``, or any plain object in tests) does. Asterisk waits for
-a FastAGI server with no read timeout, so a saturated server answers ``dispatcher.overloaded()``
-at once instead of queueing the call behind busy workers; and a dispatcher with a ``budget``
-may do its work on the session's thread, the server's watchdog answering ``late()`` for it
-when the budget runs out.
+each one, half-close. It knows nothing of hooks or the database: the dispatcher
+(``pbx_crm.telephony.dispatcher.HookDispatcher``, or any plain object in tests) does, and
+keeps its own time budget. Each session runs on a thread of its own; Asterisk waits for a
+FastAGI server with no read timeout, so past ``workers`` sessions at once a new one is
+answered ``dispatcher.overloaded()`` at once instead of waiting for a free one.
 
 Asterisk sends the whole environment block the moment it connects, so the accept loop reads
 it itself and a connection takes a worker only once its block is in: an idle or trickling
@@ -21,7 +20,6 @@ import importlib.util
 import io
 import ipaddress
 import logging
-import queue
 import re
 import selectors
 import socket
@@ -29,7 +27,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
 
@@ -70,79 +67,6 @@ class Dispatcher(Protocol):
 
     def overloaded(self, request: AgiRequest) -> Mapping[str, str]:
         """Called instead of ``handle`` when every worker is busy; must return at once."""
-
-    # Optional: a dispatcher with a ``budget`` (seconds) and ``late()`` may run a session's
-    # work on the session's own thread and leave the budget to the server, whose watchdog
-    # answers ``late(request)`` for a session whose ``handle`` overran it.
-    #   budget: float
-    #   def late(self, request: AgiRequest) -> Mapping[str, str]: must return at once
-
-
-class _Claim:
-    """Who answers one session: its worker with ``handle``'s variables, or the watchdog with
-    ``late``'s at the budget. The first to claim it; the other leaves the socket alone."""
-
-    __slots__ = ("_lock", "done")
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self.done = threading.Event()  # the watchdog's answer is through (only if it claimed)
-
-    def take(self) -> bool:
-        return self._lock.acquire(blocking=False)
-
-    def taken(self) -> bool:
-        return self._lock.locked()
-
-
-class _Watchdog:
-    """One thread that wakes at the budget of the oldest session not yet answered and has the
-    late answers given on a few threads of its own (an answer waits for Asterisk's replies).
-    Every session gets the same budget, so sessions fall due in the order they were watched:
-    a queue, and a new session never falls due before the one the thread sleeps for."""
-
-    def __init__(self, server: FastAgiServer, budget: float):
-        self.server = server
-        self.budget = budget
-        self._due: deque = deque()  # (deadline, claim, session, request, log), oldest first
-        self._lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._answering = ThreadPoolExecutor(4, thread_name_prefix="fastagi-late")
-        self._thread = threading.Thread(target=self._loop, name="fastagi-watchdog", daemon=True)
-        self._thread.start()
-
-    def watch(self, session: AgiSession, request: AgiRequest, log) -> _Claim:
-        claim = _Claim()
-        with self._lock:
-            self._due.append((time.monotonic() + self.budget, claim, session, request, log))
-        return claim
-
-    def stop(self) -> None:
-        self._stopping.set()
-        self._thread.join(timeout=5)
-        self._answering.shutdown(wait=False)
-
-    def _loop(self) -> None:
-        wait = self.budget
-        while not self._stopping.wait(wait):
-            try:
-                wait = self._answer_overdue()
-            except Exception:  # noqa: BLE001 - the watchdog must outlive any one session
-                logger.exception("FastAGI watchdog round failed")
-                wait = self.budget
-
-    def _answer_overdue(self) -> float:
-        """Give the late answers due; the seconds until the next one may be."""
-        now, due = time.monotonic(), []
-        with self._lock:
-            # Sessions answered in time are let go; the ones past their budget are due.
-            while self._due and (self._due[0][1].taken() or self._due[0][0] <= now):
-                due.append(self._due.popleft())
-            wait = self._due[0][0] - now if self._due else self.budget
-        for _deadline, claim, session, request, log in due:
-            if claim.take():  # still unanswered: past the budget
-                self._answering.submit(self.server._answer_late, claim, session, request, log)
-        return wait
 
 
 class _Waiting:
@@ -218,9 +142,9 @@ class FastAgiServer:
     """A threaded FastAGI server; see the module docstring.
 
     The accept loop holds a connection until its environment block is in (``env_timeout``
-    seconds at most), then takes a worker slot without blocking; when none is free the
-    connection goes to ``overload_workers`` threads (behind a queue of at most
-    ``overload_queue``, newest first) that answer ``dispatcher.overloaded()`` (see ``_admit``).
+    seconds at most), then starts the session's thread: one of ``workers`` that ask
+    ``dispatcher.handle()``, or past those one of ``overload_sessions`` that answer
+    ``dispatcher.overloaded()`` at once (see ``_admit``).
     ``io_timeout`` bounds every later read and write on a session socket, so a silent peer
     cannot pin a thread. A peer address at ``max_connections_per_peer`` makes room for a new
     connection by losing its oldest one still without an environment, or is refused.
@@ -235,8 +159,7 @@ class FastAgiServer:
         workers: int = 16,
         backlog: int = 128,
         io_timeout: float = 5.0,
-        overload_workers: int = 4,
-        overload_queue: int = 256,
+        overload_sessions: int = 256,
         env_timeout: float = ENV_TIMEOUT,
         max_connections_per_peer: int = MAX_CONNECTIONS_PER_PEER,
     ):
@@ -253,26 +176,21 @@ class FastAgiServer:
                 f"FastAGI has no authentication: listening on {self._bind} (not loopback) needs a "
                 "non-empty allowed_peers (the Asterisk hosts' IP addresses or networks)"
             )
-        if workers < 1 or overload_workers < 1 or max_connections_per_peer < 1:
-            raise ValueError("workers, overload_workers and max_connections_per_peer must be at "
-                             "least 1")
+        if workers < 1 or overload_sessions < 1 or max_connections_per_peer < 1:
+            raise ValueError("workers, overload_sessions and max_connections_per_peer must be "
+                             "at least 1")
         self.address = (str(self._bind), int(port))
         self.dispatcher = dispatcher
         self.workers = workers
         self.backlog = max(MIN_BACKLOG, backlog)
         self.io_timeout = io_timeout
-        self.overload_workers = overload_workers
         self.env_timeout = env_timeout
         self.max_connections_per_peer = max_connections_per_peer
 
         self._free_workers = threading.Semaphore(workers)
-        # Overload slots: the threads plus the bounded queue in front of them. An overload answer
-        # takes a few milliseconds (a spool write); its reads are bounded by OVERLOAD_IO_TIMEOUT.
-        self._free_overload = threading.Semaphore(overload_workers + overload_queue)
-        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
-        # Newest first: under overload the call just placed is answered before older ones,
-        # whose callers waited longest and may be gone.
-        self._overload_jobs: queue.LifoQueue = queue.LifoQueue()
+        # An overload answer takes a few milliseconds (a spool write); its reads are bounded by
+        # OVERLOAD_IO_TIMEOUT.
+        self._free_overload = threading.Semaphore(overload_sessions)
         # Connections still sending their environment, per peer, oldest (first due) first;
         # only the accept loop touches them. Connections per peer, sessions included.
         self._waiting: dict[object, deque[_Waiting]] = {}
@@ -280,7 +198,6 @@ class FastAgiServer:
         self._connections: dict[object, int] = {}
         self._connections_lock = threading.Lock()
         self._at_cap: set = set()  # peers told about in the log, until they are below it
-        self._threads: list[threading.Thread] = []
         self._listener: socket.socket | None = None
         self._wake_r, self._wake_w = socket.socketpair()
         self._stopping = threading.Event()
@@ -288,7 +205,6 @@ class FastAgiServer:
         self._loop_done.set()
         self._active = 0
         self._active_changed = threading.Condition()
-        self._watchdog: _Watchdog | None = None
 
     # -- life cycle -----------------------------------------------------------------------------
 
@@ -322,15 +238,6 @@ class FastAgiServer:
             listener.close()
             raise
         self._listener = listener
-        budget = getattr(self.dispatcher, "budget", None)
-        if budget and hasattr(self.dispatcher, "late"):
-            self._watchdog = _Watchdog(self, budget)
-        for n in range(self.workers):
-            self._spawn(f"fastagi-worker-{n}", self._jobs, self._free_workers, overloaded=False)
-        for n in range(self.overload_workers):
-            self._spawn(
-                f"fastagi-overload-{n}", self._overload_jobs, self._free_overload, overloaded=True
-            )
         logger.info(
             "FastAGI server listening on %s:%d (%d workers)",
             self.address[0],
@@ -378,23 +285,13 @@ class FastAgiServer:
             self._listener.close()
 
     def shutdown(self, grace: float = 5.0) -> None:
-        """Stop accepting; give running sessions ``grace`` seconds to end; stop the threads."""
+        """Stop accepting; give running sessions ``grace`` seconds to end (each is bounded by
+        the dispatcher's budget and ``io_timeout``); one still running is abandoned."""
         deadline = time.monotonic() + grace
         self.stop_accepting(grace)
         if not self.wait_idle(max(0.0, deadline - time.monotonic())):
-            logger.warning(
-                "FastAGI shutdown: %d session(s) still running after %.1f s",
-                self.active_sessions,
-                grace,
-            )
-        for _ in range(self.workers):
-            self._jobs.put(None)
-        for _ in range(self.overload_workers):
-            self._overload_jobs.put(None)
-        for thread in self._threads:  # a session still running past the grace is abandoned (daemon)
-            thread.join(timeout=max(0.0, deadline - time.monotonic()))
-        if self._watchdog is not None:
-            self._watchdog.stop()
+            logger.warning("FastAGI shutdown: %d session(s) still running after %.1f s",
+                           self.active_sessions, grace)
         self._wake_r.close()
         self._wake_w.close()
 
@@ -516,55 +413,40 @@ class FastAgiServer:
         return wake
 
     def _admit(self, conn: socket.socket, peer_ip, head: bytes) -> None:
-        # The accept loop never waits here. A free worker takes the session. Without one, the
-        # overload answer must not run inline: answering waits for Asterisk's replies, and
-        # every other caller would wait behind it. So it runs on its own few threads, which
-        # only call overloaded() (a spool write) and answer; connections wait for them in a
-        # bounded queue. Past that bound (a flood, not a PBX: hundreds of calls in the same
-        # instant) the connection is closed and the dialplan goes on without the CRM, as when
-        # the server is down.
+        """Start the session's thread; the accept loop never waits here. Past ``workers``
+        sessions the call is answered ``overloaded()`` (a spool write) at once, never queued
+        behind busy sessions: Asterisk would wait with no timeout. Past that too (a flood, not
+        a PBX: hundreds of calls in the same instant) the connection is closed and the
+        dialplan goes on without the CRM, as when the server is down."""
         if self._free_workers.acquire(blocking=False):
-            self._count(+1)
-            self._jobs.put((conn, peer_ip, head))
+            slots, overloaded = self._free_workers, False
         elif self._free_overload.acquire(blocking=False):
-            self._count(+1)
-            self._overload_jobs.put((conn, peer_ip, head))
+            slots, overloaded = self._free_overload, True
         else:
-            logger.warning(
-                "FastAGI saturated (workers and overload queue full): closing %s", peer_ip
-            )
+            logger.warning("FastAGI saturated (every session slot taken): closing %s", peer_ip)
             conn.close()
             self._release(peer_ip)
+            return
+        self._count(+1)
+        threading.Thread(target=self._session, args=(conn, peer_ip, head, slots, overloaded),
+                         name="fastagi-session", daemon=True).start()
 
     def _count(self, delta: int) -> None:
         with self._active_changed:
             self._active += delta
             self._active_changed.notify_all()
 
-    def _spawn(
-        self, name: str, jobs: queue.Queue, slots: threading.Semaphore, *, overloaded: bool
-    ) -> None:
-        thread = threading.Thread(
-            target=self._work, args=(jobs, slots, overloaded), name=name, daemon=True
-        )
-        thread.start()
-        self._threads.append(thread)
-
-    def _work(self, jobs: queue.Queue, slots: threading.Semaphore, overloaded: bool) -> None:
-        while True:
-            job = jobs.get()
-            if job is None:
-                return
-            conn, peer_ip, head = job
-            try:
-                self._serve(conn, peer_ip, head, overloaded)
-            except Exception:  # noqa: BLE001 - one broken session must not kill a worker
-                logger.exception("FastAGI session from %s failed", peer_ip)
-            finally:
-                conn.close()
-                slots.release()
-                self._release(peer_ip)
-                self._count(-1)
+    def _session(self, conn: socket.socket, peer_ip, head: bytes,
+                 slots: threading.Semaphore, overloaded: bool) -> None:
+        try:
+            self._serve(conn, peer_ip, head, overloaded)
+        except Exception:  # noqa: BLE001 - a broken session is logged, never propagated
+            logger.exception("FastAGI session from %s failed", peer_ip)
+        finally:
+            conn.close()
+            slots.release()
+            self._release(peer_ip)
+            self._count(-1)
 
     # -- one session ----------------------------------------------------------------------------
 
@@ -580,15 +462,9 @@ class FastAgiServer:
             log.info(
                 "%s from %s%s", request.script, peer_ip, " (server saturated)" if overloaded else ""
             )
-            watched = self._watchdog is not None and not overloaded
-            claim = self._watchdog.watch(session, request, log) if watched else None
             variables = self._ask(
                 self.dispatcher.overloaded if overloaded else self.dispatcher.handle, request, log
             )
-            if claim is not None and not claim.take():
-                # Past the budget, the watchdog answered on this socket: let it finish.
-                claim.done.wait(3 * timeout)
-                return
             self._answer(session, variables, log)
         except AgiHangup as error:
             log.info("Asterisk ended the session early: %s", error)
@@ -616,23 +492,9 @@ class FastAgiServer:
                      "channel")
         session.finish()
 
-    def _answer_late(self, claim: _Claim, session: AgiSession, request: AgiRequest, log) -> None:
-        """The watchdog's answer for a session whose ``handle`` overran the budget (its
-        worker is still waiting for it, and leaves the socket to this one)."""
-        try:
-            log.warning("%s overran the %.0f ms budget: answered without it", request.script,
-                        self._watchdog.budget * 1000)
-            self._answer(session, self._ask(self.dispatcher.late, request, log), log)
-        except (AgiHangup, AgiProtocolError, OSError) as error:  # TimeoutError included
-            log.info("late answer not delivered: %r", error)
-        except Exception:  # noqa: BLE001 - one broken session must not kill the thread
-            log.exception("late answer failed")
-        finally:
-            claim.done.set()
-
     def _ask(self, method, request: AgiRequest, log) -> dict[str, str]:
-        """The dispatcher's ``handle``, ``overloaded`` or ``late`` answer; nothing when it
-        raises (the call goes on without the CRM)."""
+        """The dispatcher's ``handle`` or ``overloaded`` answer; nothing when it raises (the
+        call goes on without the CRM)."""
         try:
             variables = method(request)
             return dict(variables) if variables else {}
