@@ -35,10 +35,12 @@ def percentile(samples: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
-def ensure_deals(engine, deals: int, *, contacts: int, random_seed: int, **seed_options):
-    """Migrate, and seed ``deals`` synthetic deals in the "Bench" pipeline unless the database
-    holds them already (seeding a million takes minutes: later runs reuse them). Returns the
-    seed's report, or None when nothing was seeded."""
+def ensure_deals(engine, deals: int, *, contacts: int, random_seed: int,
+                 pipeline_name: str = PIPELINE, **seed_options):
+    """Migrate, and seed ``deals`` synthetic deals (and ``contacts`` contacts, 20 sellers) in
+    the ``pipeline_name`` pipeline unless the database holds them already (seeding a million
+    takes minutes: later runs reuse them). Returns the seed's report, or None when nothing was
+    seeded."""
     upgrade(engine)
     with transaction(engine, read_only=True) as session:
         present = session.exec(select(func.count()).select_from(Deal)).one()
@@ -46,9 +48,11 @@ def ensure_deals(engine, deals: int, *, contacts: int, random_seed: int, **seed_
         return None
     if present:
         sys.exit(f"the database holds {present} deals, fewer than {deals}: use an empty one")
-    print(f"seeding {deals:,} deals (once; later runs reuse them)...", file=sys.stderr)
+    print(f"seeding {deals:,} deals and {contacts:,} contacts (once; later runs reuse them)...",
+          file=sys.stderr)
     start = time.perf_counter()
     report = seed_synthetic(engine, deals=deals, contacts=contacts, sellers=20, region="ID",
-                            pipeline_name=PIPELINE, random_seed=random_seed, **seed_options)
+                            pipeline_name=pipeline_name, random_seed=random_seed,
+                            **seed_options)
     print(f"seeded in {time.perf_counter() - start:.1f} s", file=sys.stderr)
     return report

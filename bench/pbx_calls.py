@@ -1,24 +1,41 @@
 """Benchmark: whole inbound calls as a trunk delivers them, open loop, against a FastAGI floor.
 
+The full runs (from the repository's root; the PostgreSQL database made once, empty, and
+seeded by the first run, as is the SQLite file in the temp directory):
+
+    .venv/bin/python bench/pbx_calls.py --rate 100 --seconds 60
+    .venv/bin/python bench/pbx_calls.py --burst 100
+    PGPASSWORD=pbx_crm_test createdb -h 127.0.0.1 -U pbx_crm_test pbx_crm_bench_calls
+    .venv/bin/python bench/pbx_calls.py --rate 100 --seconds 60 \\
+        --database-url postgresql+psycopg://pbx_crm_test:pbx_crm_test@127.0.0.1:5432/pbx_crm_bench_calls
+    .venv/bin/python bench/pbx_calls.py --burst 100 \\
+        --database-url postgresql+psycopg://pbx_crm_test:pbx_crm_test@127.0.0.1:5432/pbx_crm_bench_calls
+
+A quick run at a tiny scale (its own seed of 10,000 contacts; on PostgreSQL, its own database):
+
+    .venv/bin/python bench/pbx_calls.py --contacts 10000 --rate 10 --seconds 5 --rounds 1
+    .venv/bin/python bench/pbx_calls.py --contacts 10000 --burst 100 --rounds 1
+
 What a PBX does to the CRM, played at a set arrival rate whatever the CRM's speed: calls
 arrive as a Poisson process (exponential gaps) at ``--rate`` calls/s for ``--seconds``, or, with
-``--burst N``, N calls within 100 ms (a trunk coming back). Each call is played as Asterisk
-plays it (``pbx_crm.simulator.pbx``, the steps of ``tests/telephony.py``): ``incoming`` on the
-inbound trunk leg; for most calls, after the phones rang a while, ``answered`` on the leg that
-picked up (the seller the CRM named, else a phone of the ring group); after the talk (or the
-ringing, for a call nobody answered), ``hangup`` in the inbound leg's hangup handler with the
-matching DIALSTATUS, HANGUPCAUSE and ANSWEREDTIME. The gaps are a PBX's (rings of 3-20 s,
-talks of about 90 s) times ``--time-scale``, so calls overlap as on a PBX, only shorter.
-80% of the callers are numbers of seeded contacts with an open deal (FOUND), 20% numbers
-nobody has (NEW: a contact and an Unsorted deal are created).
+``--burst N``, N calls spread uniformly within 100 ms (a trunk coming back), once per round.
+Each call is played as Asterisk plays it (``pbx_crm.simulator.pbx``, the steps of
+``tests/telephony.py``): ``incoming`` on the inbound trunk leg; for most calls, after the
+phones rang a while, ``answered`` on the leg that picked up (the seller the CRM named, else a
+phone of the ring group); after the talk (or the ringing, for a call nobody answered),
+``hangup`` in the inbound leg's hangup handler with the matching DIALSTATUS, HANGUPCAUSE and
+ANSWEREDTIME. The gaps are a PBX's (rings of 3-20 s, talks of about 90 s) times
+``--time-scale``, so calls overlap as on a PBX, only shorter. 80% of the callers are numbers
+of seeded contacts with an open deal (FOUND), 20% numbers nobody has (NEW: a contact and an
+Unsorted deal are created).
 
 Two servers run in this process, in the same run, taking turns in ``--rounds`` parts:
 
   * the floor: the real ``FastAgiServer`` whose dispatcher does one indexed lookup
     (``contact_phones`` by ``e164``) per session and returns one variable, playing the same
-    kind of calls (``bench/fastagi_incoming.py``'s floor);
-  * the product: ``start_fastagi(settings, engine, recorder_process=True)``, as
-    ``pbx-crm fastagi`` runs it (hooks, dispatcher, spool, recorder process).
+    kind of calls;
+  * the product: ``start_fastagi(settings, engine)``, started as ``pbx-crm fastagi`` starts
+    it (hooks, dispatcher, spool and its replayer).
 
 The load generator is a child process of its own (its CPU is not on the servers' account). It
 is open-loop: a scheduler thread starts each call in a thread of its own at its planned time,
@@ -29,23 +46,22 @@ p50, p99 and max of the answer time (from connect to the server's close), the co
 ``CRM_STATUS=UNAVAILABLE`` answers and of failed sessions; then whether every call the
 product got is recorded exactly once in ``calls`` (by uniqueid, with the disposition its
 DIALSTATUS gives, and no second row under its linkedid), after the hooks that overran their
-budget finished and the spool was replayed; then the issue's goals, met or missed.
-
-    python bench/pbx_calls.py                                  # SQLite, 100 calls/s for 60 s
-    python bench/pbx_calls.py --burst 100                      # 100 calls within 100 ms
-    python bench/pbx_calls.py --database-url postgresql+psycopg://.../pbx_crm_bench_calls
-    python bench/pbx_calls.py --contacts 10000 --seconds 10    # a quick run
+budget finished and the spool was replayed; then the issue's goals, met or missed (for a
+burst: whether every session of every hook was answered within the 500 ms hook budget).
 
 The database is seeded on first use (``pbx_crm.seed``: ``--contacts`` contacts, a fifth as many
-deals) and reused by later runs; the SQLite file is ``bench/fastagi_incoming.py``'s, so the two
-benchmarks share one seed. Every run adds its calls, and its new callers' contacts and deals.
+deals, 20 sellers ringing on extensions 201-220) and reused by later runs; the SQLite file is
+``pbx-crm-bench-agi-<contacts>.sqlite3`` in the temp directory. Every run adds its calls, and
+its new callers' contacts and deals.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import multiprocessing
 import random
+import re
 import statistics
 import sys
 import tempfile
@@ -55,26 +71,18 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchkit import percentile
-from fastagi_incoming import (
-    DID,
-    FLOOR,
-    REGION,
-    IndexedLookup,
-    NewNumbers,
-    SpoolWatch,
-    drain,
-    known_numbers,
-    seeded_engine,
-)
-from sqlalchemy import func
+from benchkit import ensure_deals, percentile
+from sqlalchemy import func, text
 from sqlmodel import select
 
+from pbx_crm import users
 from pbx_crm.components import FASTAGI_WORKERS, start_fastagi
 from pbx_crm.config import Address, Settings
-from pbx_crm.db import transaction
-from pbx_crm.telephony.fastagi import FastAgiServer
-from pbx_crm.models import Call
+from pbx_crm.db import make_engine, transaction
+from pbx_crm.enums import Role, StageKind
+from pbx_crm.funnel import Actor
+from pbx_crm.models import Call, Contact, ContactPhone, Deal, Stage, User, UserExtension
+from pbx_crm.seed import _number_plan
 from pbx_crm.simulator.pbx import (
     agi_answered,
     agi_hangup,
@@ -84,16 +92,178 @@ from pbx_crm.simulator.pbx import (
     inbound_leg,
     variables_set,
 )
+from pbx_crm.telephony.fastagi import FastAgiServer
 
+PIPELINE = "Sales"
+REGION = "ID"
+DID = "2150001"  # the number the callers dialled (agi_arg_1)
+SELLER_EXTENSIONS = 200  # seller001 rings 201, seller002 202, ...
+FLOOR = "floor: bare FastAGI + 1 lookup"
 PRODUCT = "pbx-crm fastagi"
 HOOKS = ("incoming", "answered", "hangup")
-RING_GROUP = [str(extension) for extension in range(201, 221)]  # the seeded sellers' phones
+RING_GROUP = [str(SELLER_EXTENSIONS + n) for n in range(1, 21)]  # the seeded sellers' phones
 BURST_WINDOW = 0.1  # seconds a burst's calls arrive within
 DISPOSITIONS = {"ANSWER": "answered", "NOANSWER": "missed", "CANCEL": "abandoned",
                 "BUSY": "busy"}
 
 # Goals from the issue.
 P50_GOAL_MS, P99_GOAL_MS, BUDGET_MS = 2.0, 10.0, 500.0
+
+
+# --- the data -------------------------------------------------------------------------------
+
+
+def seeded_engine(database_url: str | None, contacts: int, deals: int | None):
+    """The bench's database (an SQLite file in the temp directory unless a URL is given),
+    seeded on first use with ``contacts`` contacts and ``deals`` deals (a fifth as many by
+    default), and reused by later runs."""
+    url = database_url or \
+        f"sqlite:///{Path(tempfile.gettempdir()) / f'pbx-crm-bench-agi-{contacts}.sqlite3'}"
+    engine = make_engine(url)
+    ensure_deals(engine, deals if deals is not None else contacts // 5, contacts=contacts,
+                 random_seed=1, pipeline_name=PIPELINE)
+    ring_on_extensions(engine)
+    if engine.dialect.name == "postgresql":
+        # What autovacuum does after a bulk load (and after the last run's new contacts):
+        # statistics, and the visibility map.
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.execute(text("VACUUM ANALYZE"))
+    return engine
+
+
+def ring_on_extensions(engine) -> None:
+    """Each seller rings on an extension: the FOUND path then looks up the owner's extension
+    and tells the owner's browser, as in production."""
+    with transaction(engine) as session:
+        sellers = session.exec(select(User.id).where(User.role == Role.SELLER.value)
+                               .order_by(User.id)).all()
+        ringing = set(session.exec(select(UserExtension.user_id)).all())
+        for n, user_id in enumerate(sellers, 1):
+            if user_id not in ringing:
+                users.set_extensions(session, Actor.system("bench"), user_id,
+                                     [str(SELLER_EXTENSIONS + n)])
+
+
+def known_numbers(engine, count: int, rng: random.Random) -> list[str]:
+    """Up to ``count`` numbers of contacts with an open deal: each rings as FOUND."""
+    found: list[str] = []
+    with transaction(engine, read_only=True) as session:
+        top = session.exec(select(func.max(Deal.id))).one()
+        ids = rng.sample(range(1, top + 1), min(top, 3 * count))
+        for start in range(0, len(ids), 500):
+            found += session.exec(
+                select(ContactPhone.e164).join(Deal, Deal.contact_id == ContactPhone.contact_id)
+                .join(Stage, Stage.id == Deal.stage_id)
+                .where(Deal.id.in_(ids[start:start + 500]), Stage.kind == StageKind.OPEN.value)
+            ).all()
+            if len(set(found)) >= count:
+                break
+    found = sorted(set(found))
+    rng.shuffle(found)
+    if not found:
+        sys.exit("no contact has an open deal: seed deals")
+    return found[:count]
+
+
+class NewNumbers:
+    """Valid numbers of the region that no contact has: each rings as NEW (once)."""
+
+    def __init__(self, engine):
+        self.engine = engine
+        self.plan = _number_plan(REGION)
+        with transaction(engine, read_only=True) as session:
+            # The seed numbers contact n 2n and 2n + 1: start past every contact there is.
+            self.next = 2 * (session.exec(select(func.max(Contact.id))).one() or 0) + 2
+
+    def take(self, count: int) -> list[str]:
+        numbers: list[str] = []
+        with transaction(self.engine, read_only=True) as session:
+            while len(numbers) < count:
+                batch = [self.plan.number(x) for x in range(self.next, self.next + 500)]
+                self.next += 500
+                taken = set(session.exec(select(ContactPhone.e164)
+                                         .where(ContactPhone.e164.in_(batch))).all())
+                numbers += [number for number in batch if number not in taken]
+        return numbers[:count]
+
+
+# --- the floor, and watching the product ------------------------------------------------------
+
+
+class IndexedLookup:
+    """The floor's dispatcher: one indexed lookup through the same engine, one variable."""
+
+    QUERY = text("SELECT contact_id FROM contact_phones WHERE e164 = :e164")
+
+    def __init__(self, engine):
+        # A plain read: on SQLite, BEGIN DEFERRED (the engine's default is IMMEDIATE).
+        self.engine = engine.execution_options(sqlite_begin="DEFERRED")
+
+    def handle(self, request):
+        with self.engine.connect() as connection:
+            contact_id = connection.execute(self.QUERY, {"e164": request.callerid}).scalar()
+        return {"CRM_STATUS": "FOUND" if contact_id else "NEW"}
+
+    def overloaded(self, request):
+        return {"CRM_STATUS": "UNAVAILABLE"}
+
+
+class Refusals(logging.Handler):
+    """Why the product answered UNAVAILABLE, seen from outside the dispatcher: the requests it
+    spooled (``Spool.put``, with the reason it gives) and its ``... answered UNAVAILABLE:
+    <reason>`` warnings, by reason; its other warnings by message. Observation only: should
+    either change shape, they are just not counted. Warnings are counted, not printed (there
+    are thousands in a run at 100 calls/s); errors still go to stderr."""
+
+    def __init__(self, running):
+        super().__init__(logging.WARNING)
+        self.reasons: Counter = Counter()
+        self.warnings: Counter = Counter()
+        spool = running.spool
+        put = getattr(spool, "put", None)
+        self.counts_spooled = put is not None
+        if put is not None:
+            def counted_put(*args, **kwargs):
+                reason = kwargs.get("reason", args[-1] if args else "")
+                self.reasons["spooled: " + _reason(str(reason))] += 1
+                return put(*args, **kwargs)
+
+            spool.put = counted_put
+        logging.getLogger("pbx_crm").addHandler(self)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno > logging.WARNING:
+            if logging.lastResort is not None:
+                logging.lastResort.handle(record)
+            return
+        message = record.getMessage()
+        if "answered UNAVAILABLE: " in message:
+            reason = message.split("answered UNAVAILABLE: ", 1)[1]
+            self.reasons["answered UNAVAILABLE: " + _reason(reason)] += 1
+        elif not (self.counts_spooled and " spooled: " in message):  # counted by the spool
+            # By kind: without the session's "[uniqueid] " prefix, or any uniqueid within.
+            message = re.sub(r"^\[[^]]*\] ", "", message)
+            self.warnings[re.sub(r"\b\d{9,}\.\d+\b", "<uniqueid>", message)] += 1
+
+    def close(self) -> None:
+        logging.getLogger("pbx_crm").removeHandler(self)
+        super().close()
+
+
+def _reason(reason: str) -> str:
+    return reason.split("(")[0]  # an exception's repr: keep its class
+
+
+def drain(running, timeout: float = 120.0) -> int:
+    """Let the hooks that overran their budget finish, and replay what the run spooled, so
+    that neither loads the next part; returns how many requests are left (none, unless the
+    replay itself fails)."""
+    deadline = time.monotonic() + timeout
+    running.dispatcher.wait_idle(timeout)
+    while running.spool.counts()[0] and time.monotonic() < deadline:
+        running.dispatcher.replay_spooled()
+    waiting, set_aside = running.spool.counts()
+    return waiting + set_aside
 
 
 # --- the calls ------------------------------------------------------------------------------
@@ -406,7 +576,7 @@ def print_generator(servers: list[Server]) -> None:
               f"{server.generator_cpu / max(server.seconds, 1e-9):.0%} of a core")
 
 
-def print_recorded(recorded: Recorded, left: int, reasons: Counter) -> None:
+def print_recorded(recorded: Recorded, left: int, refusals: Refusals) -> None:
     problems = len(recorded.missing) + len(recorded.wrong_disposition) + len(recorded.extra_rows)
     print(f"\nrecorded in calls: {recorded.exactly_once} of {recorded.played} calls exactly "
           f"once with their disposition; missing {len(recorded.missing)}, wrong disposition "
@@ -417,9 +587,13 @@ def print_recorded(recorded: Recorded, left: int, reasons: Counter) -> None:
                          ("more than one row", recorded.extra_rows)):
         if items:
             print(f"  {label}: {', '.join(items[:5])}{' ...' if len(items) > 5 else ''}")
-    if reasons:
-        print("why the product spooled or refused: "
-              + ", ".join(f"{reason}: {n}" for reason, n in reasons.most_common()))
+    for label, counts in (("why the product spooled or answered UNAVAILABLE (a request may "
+                           "be both)", refusals.reasons),
+                          ("the product's other warnings", refusals.warnings)):
+        if counts:
+            shown = counts.most_common(10)
+            more = f", and {len(counts) - len(shown)} more kinds" if len(counts) > 10 else ""
+            print(f"{label}: " + ", ".join(f"{text_} ({n})" for text_, n in shown) + more)
     if problems:
         print("!!! not every call is recorded exactly once !!!")
 
@@ -495,8 +669,9 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="pbx-crm-bench-calls-") as data_dir:
         settings = Settings(data_dir=Path(data_dir), database_url=url, phone_region=REGION,
                             fastagi_listen=Address("127.0.0.1", 0))
-        running = start_fastagi(settings, engine, recorder_process=True)
-        watch = SpoolWatch(running.dispatcher)
+        # What ``pbx-crm fastagi`` passes (pbx_crm/cli.py), and nothing more.
+        running = start_fastagi(settings, engine)
+        refusals = Refusals(running)
         floor = Server(FLOOR, ("127.0.0.1", floor_server.port))
         product = Server(PRODUCT, running.address)
         try:
@@ -508,6 +683,7 @@ def main(argv=None) -> int:
             recorded = check_recorded(engine, product.played)
         finally:
             running.stop()
+            refusals.close()
             floor_server.shutdown()
             ours.send(None)
             generator.join(timeout=10)
@@ -521,7 +697,7 @@ def main(argv=None) -> int:
           "missed calls")
     print_hooks([floor, product])
     print_generator([floor, product])
-    print_recorded(recorded, left, watch.reasons)
+    print_recorded(recorded, left, refusals)
     print_goals(product, recorded, bool(args.burst))
     return 0
 
