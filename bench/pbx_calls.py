@@ -224,8 +224,9 @@ class Refusals(logging.Handler):
         self.counts_spooled = put is not None
         if put is not None:
             def counted_put(*args, **kwargs):
-                reason = kwargs.get("reason", args[-1] if args else "")
-                self.reasons["spooled: " + _reason(str(reason))] += 1
+                if not kwargs.get("in_flight"):  # an answered lookup's row, until recorded
+                    reason = kwargs.get("reason", args[-1] if args else "")
+                    self.reasons["spooled: " + _reason(str(reason))] += 1
                 return put(*args, **kwargs)
 
             spool.put = counted_put
@@ -450,6 +451,7 @@ class Server:
     played: list[PlayedCall] = field(default_factory=list)
     seconds: float = 0.0
     generator_cpu: float = 0.0
+    server_cpu: float = 0.0  # this process's CPU seconds while the server's calls played
     most_in_progress: int = 0
 
 
@@ -481,11 +483,13 @@ class Bench:
         return calls
 
     def play(self, server: Server, calls: list[PlannedCall]) -> None:
+        cpu = time.process_time()
         self.pipe.send((server.address, calls, self.args.time_scale))
         while not self.pipe.poll(1.0):
             if not self.process.is_alive():
                 sys.exit(f"the load generator died (exit code {self.process.exitcode})")
         played: Played = self.pipe.recv()
+        server.server_cpu += time.process_time() - cpu
         server.played += played.calls
         server.seconds += played.seconds
         server.generator_cpu += played.cpu
@@ -574,6 +578,15 @@ def print_generator(servers: list[Server]) -> None:
         print(f"  {server.name:<30} {len(server.played)} calls in {server.seconds:.1f} s, "
               f"at most {server.most_in_progress} in progress; {late}; CPU "
               f"{server.generator_cpu / max(server.seconds, 1e-9):.0%} of a core")
+
+
+def print_server_cpu(servers: list[Server]) -> None:
+    """The servers' CPU: one interpreter runs a server's Python on one core at a time."""
+    print("\nthe servers (this process), CPU while their calls played:")
+    for server in servers:
+        calls = max(len(server.played), 1)
+        print(f"  {server.name:<30} {server.server_cpu / max(server.seconds, 1e-9):.0%} of a "
+              f"core, {server.server_cpu / calls * 1000:.1f} ms a call")
 
 
 def print_recorded(recorded: Recorded, left: int, refusals: Refusals) -> None:
@@ -697,6 +710,7 @@ def main(argv=None) -> int:
           "missed calls")
     print_hooks([floor, product])
     print_generator([floor, product])
+    print_server_cpu([floor, product])
     print_recorded(recorded, left, refusals)
     print_goals(product, recorded, bool(args.burst))
     return 0

@@ -53,7 +53,7 @@ HEALTH_TIMEOUT = 1.0
 FASTAGI_WORKERS = 128
 # Hooks on the database at once. At 100 calls a second a hook's few milliseconds keep one
 # or two busy; the rest take a burst (a trunk coming back) without making calls wait.
-DATABASE_WORKERS = 32
+DATABASE_WORKERS = 8
 
 
 def start_fastagi(settings: Settings, engine, *, replay_interval: float = 2.0,

@@ -13,7 +13,7 @@ free loopback port and plays each step of a call through the shipped call player
 
 Also here: ``eventually`` (wait on a condition with a deadline), ``DatabaseLock`` (another
 client holds the lock every hook needs) and ``TcpProxy`` (the database becomes unreachable for
-real, then comes back).
+real, or hangs silently, then comes back).
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ class Pbx:
     """An Asterisk in front of the CRM: the real FastAGI component, calls played by the emulator.
 
     ``budget_ms`` is the hooks' time budget; ``workers``/``db_workers`` size the server and the
-    dispatcher; ``recorder_process`` records the calls in a process of their own. The spool replayer thread is effectively off (a test replays by hand).
+    dispatcher. The spool replayer thread is effectively off (a test replays by hand).
     """
 
     engine: object
@@ -93,7 +93,6 @@ class Pbx:
     budget_ms: int = 2000
     workers: int = 64
     db_workers: int = 16
-    recorder_process: bool = False  # calls recorded by a process of their own, as in production
     # A FastAGI server running elsewhere (a `pbx-crm fastagi` process) to play calls against,
     # instead of one started here; the steps that wait on the dispatcher are then not played.
     server_address: tuple[str, int] | None = None
@@ -108,8 +107,7 @@ class Pbx:
                             database_url=self.engine.url.render_as_string(False),
                             hook_budget_ms=self.budget_ms)
         self.running = start_fastagi(settings, self.engine, replay_interval=3600,
-                                     workers=self.workers, db_workers=self.db_workers,
-                                     recorder_process=self.recorder_process)
+                                     workers=self.workers, db_workers=self.db_workers)
         self.address = self.running.address
         self.server = self.running.server
         self.dispatcher = self.running.dispatcher
@@ -154,27 +152,30 @@ class Pbx:
     # --- the hooks ----------------------------------------------------------------------------
 
     def incoming(self, inbound: FakeChannel, *, recorded: bool = True, **options) -> Timed:
-        """The lookup. The dialplan waits for the lookup only and the call is recorded right
-        after, on the dispatcher's writer: with ``recorded`` this returns once it is."""
+        """The lookup. It is answered once read (and its request on disk); the call is
+        recorded right after, on the same database worker: with ``recorded`` this returns once
+        the workers are done."""
         did = inbound.extension
         timed = _timed(lambda: agi_incoming(self.address, inbound, did,
                                             script=f"incoming?did={did}", **options))
-        if recorded:
-            assert self.dispatcher.writer.wait_empty(15), "the call was never recorded"
+        if recorded and self.running is not None:
+            assert self.dispatcher.wait_idle(15), "the call was never recorded"
         return timed
 
     def answered(self, inbound: FakeChannel, extension: str = "101", *,
-                 device: str = "local", leg: FakeChannel | None = None) -> Timed:
+                 device: str = "local", leg: FakeChannel | None = None, **options) -> Timed:
         leg = leg or self.answering_leg(inbound, extension, device=device)
         return _timed(lambda: agi_answered(self.address, inbound, leg,
-                                           script=f"answered?inbound={inbound.uniqueid}"))
+                                           script=f"answered?inbound={inbound.uniqueid}",
+                                           **options))
 
     def hangup(self, inbound: FakeChannel, dialstatus: str, *, talk: int | None = None,
-               cause: int = 16) -> Timed:
+               cause: int = 16, **options) -> Timed:
         """The hangup handler on the inbound leg, which is dead by now."""
         args = hang_up(inbound, dialstatus, talk=talk, cause=cause, context="crm-hangup")
         return _timed(lambda: agi_hangup(self.address, inbound, args,
-                                         script=f"hangup?uniqueid={inbound.uniqueid}"))
+                                         script=f"hangup?uniqueid={inbound.uniqueid}",
+                                         **options))
 
     def call(self, inbound: FakeChannel, *, answered_by: str | None = "101",
              dialstatus: str | None = None, talk: int | None = 3) -> dict[str, Timed]:
@@ -254,17 +255,41 @@ class DatabaseLock:
 
 
 class TcpProxy:
-    """A loopback TCP relay in front of a server, with a switch: ``cut()`` drops every open
-    connection and refuses new ones (the database host went away), ``restore()`` brings it
-    back. Point an engine at ``engine_url(url)`` to put the proxy between it and the server."""
+    """A loopback TCP relay in front of a server, with switches. Point an engine at
+    ``engine_url(url)`` to put the proxy between it and the server.
+
+    * ``cut()``: the server's host went away. Every open connection is dropped and new ones
+      are refused, so both ends learn it at once.
+    * ``hang()``: the path goes dead silently. Open connections are kept, but no byte passes
+      in either direction (nor a close: an end that gives up is not heard by the other until
+      the path is back); new connections are accepted and then neither connected onward nor
+      answered. A client learns of the hang only through its own timeouts. Note that the
+      proxy's kernel still acknowledges every segment, so TCP keepalives and
+      ``tcp_user_timeout`` see a live peer: this is the dead path that only application-level
+      limits can find (like a frozen database server or pooler whose host still answers TCP),
+      not one that a kernel-level probe could detect.
+    * ``restore()``: the server is reachable again. After a ``cut()``, new connections are
+      taken again. After a ``hang()``, the held connections resume forwarding, as a TCP
+      connection does when a path comes back before either end gave up: what each end sent
+      during the hang (queries, a COMMIT, results) is delivered late, and a close made by one
+      end during the hang reaches the other end now. The connections accepted during the hang
+      are connected onward, as a retransmitted SYN gets through; one whose client gave up
+      meanwhile is closed once its late bytes are delivered.
+    * ``restore(held="dead")``: the path comes back for new connections only; the ones open
+      during the hang stay dead for good (a NAT or stateful firewall that restarted and drops
+      the packets of the connections it forgot, or a database backend stuck for good). Each
+      end keeps its half until it gives up by itself.
+    """
 
     def __init__(self, target: tuple[str, int]):
         self.target = target
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
-        self._up = True
+        self._state = "up"  # "up", "cut" or "hung"
         self._links: set[socket.socket] = set()
-        self._lock = threading.Lock()
+        self._held: list[socket.socket] = []  # accepted during a hang, not connected onward
+        self._dead: set[socket.socket] = set()  # caught in a hang that ended without them
+        self._changed = threading.Condition()
         self._accepting = threading.Thread(target=self._accept, name="test-db-proxy",
                                            daemon=True)
         self._accepting.start()
@@ -279,25 +304,55 @@ class TcpProxy:
                 client, _ = self._listener.accept()
             except OSError:
                 return  # closed
-            with self._lock:
-                up = self._up
-            if not up:
+            with self._changed:
+                state = self._state
+                if state == "hung":
+                    # The connection is taken (the kernel did) and then nothing: no onward
+                    # connection, no answer, until restore().
+                    self._held.append(client)
+                    self._links.add(client)
+                    continue
+            if state == "cut":
                 client.close()  # the server is gone: the client's connect fails at once
                 continue
-            try:
-                server = socket.create_connection(self.target, timeout=5)
-                server.settimeout(None)
-            except OSError:
-                client.close()
-                continue
-            with self._lock:
+            self._connect_onward(client)
+
+    def _connect_onward(self, client: socket.socket) -> None:
+        try:
+            server = socket.create_connection(self.target, timeout=5)
+            server.settimeout(None)
+        except OSError:
+            self._drop(client)
+            return
+        with self._changed:
+            if self._state == "cut":
+                dropped = True
+            else:
+                dropped = False
                 self._links.update((client, server))
-            for source, sink in ((client, server), (server, client)):
-                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+        if dropped:
+            self._drop(client)
+            self._drop(server)
+            return
+        for source, sink in ((client, server), (server, client)):
+            threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    def _flowing(self, source: socket.socket) -> bool:
+        """Wait while the path hangs (for ever on a dead connection); True if bytes may pass,
+        False if it was cut meanwhile."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._state == "cut" or (
+                self._state == "up" and source not in self._dead))
+            return self._state == "up"
 
     def _pump(self, source: socket.socket, sink: socket.socket) -> None:
         try:
-            while data := source.recv(65536):
+            while True:
+                data = source.recv(65536)
+                # What arrives during a hang (bytes or the end of the stream) is held here,
+                # the rest in the kernel's buffers, until the path is back.
+                if not self._flowing(source) or not data:
+                    break
                 sink.sendall(data)
         except OSError:
             pass
@@ -306,8 +361,9 @@ class TcpProxy:
                 self._drop(sock)
 
     def _drop(self, sock: socket.socket) -> None:
-        with self._lock:
+        with self._changed:
             self._links.discard(sock)
+            self._dead.discard(sock)
         try:
             sock.shutdown(socket.SHUT_RDWR)
         except OSError:
@@ -315,15 +371,36 @@ class TcpProxy:
         sock.close()
 
     def cut(self) -> None:
-        with self._lock:
-            self._up = False
+        with self._changed:
+            self._state = "cut"
             links = list(self._links)
+            self._held.clear()
+            self._dead.clear()
+            self._changed.notify_all()
         for sock in links:
             self._drop(sock)
 
-    def restore(self) -> None:
-        with self._lock:
-            self._up = True
+    def hang(self) -> None:
+        with self._changed:
+            self._state = "hung"
+            self._changed.notify_all()
+
+    def restore(self, *, held: str = "resume") -> None:
+        """The path is back. ``held``: what becomes of the connections a ``hang()`` caught,
+        "resume" (they go on) or "dead" (they stay dead; new connections pass)."""
+        if held not in ("resume", "dead"):
+            raise ValueError(f"held={held!r}: 'resume' or 'dead'")
+        with self._changed:
+            if held == "dead" and self._state == "hung":
+                self._dead.update(self._links)  # the ones accepted during the hang too
+                waiting, self._held = [], []
+            else:
+                waiting, self._held = self._held, []
+                self._links.difference_update(waiting)
+            self._state = "up"
+            self._changed.notify_all()
+        for client in waiting:
+            threading.Thread(target=self._connect_onward, args=(client,), daemon=True).start()
 
     def close(self) -> None:
         self.cut()

@@ -800,9 +800,9 @@ def test_a_saturated_server_answers_the_extra_call_at_once_and_spools_it(
     assert pbx.spool.counts() == (0, 0) and len(all_of(engine, Deal)) == 2
 
 
-def test_with_every_database_worker_busy_the_extra_call_is_spooled_at_once(
+def test_with_every_database_worker_held_the_extra_call_waits_its_budget_at_most(
         engine, crm, make_pbx, hold_database):
-    pbx = make_pbx(budget_ms=5000, db_workers=1)
+    pbx = make_pbx(budget_ms=1000, db_workers=1)
     lock = hold_database()
     first, extra = pbx.trunk_call(), pbx.trunk_call("+62 813-1111-2222", "Dewi")
     result = {}
@@ -815,12 +815,13 @@ def test_with_every_database_worker_busy_the_extra_call_is_spooled_at_once(
     lock.release()
     busy.join(timeout=10)
 
-    # No worker to read with: the call goes on at once, its request spooled.
+    # It waited for the one worker within its budget, then went on, its request spooled.
     assert overflow.variables == {"CRM_STATUS": "UNAVAILABLE"} and overflow.seconds < 1.0
-    assert result["first"].variables == {"CRM_DISPOSITION": "missed"}
-    assert [r.call_key for r in pbx.spool.pending()] == [extra.uniqueid]
+    assert result["first"].variables == {"CRM_STATUS": "UNAVAILABLE"}
+    assert [r.call_key for r in pbx.spool.pending()] == [first.uniqueid, extra.uniqueid]
     replay_until_empty(pbx)
     assert between(overflow, the_call(engine, extra.uniqueid).ringing_at)
+    assert the_call(engine, first.uniqueid).disposition == "missed"
     assert pbx.spool.counts() == (0, 0)
 
 

@@ -87,6 +87,9 @@ class AgiRequest:
     script: str
     query: dict[str, str] = field(hash=False)
     args: tuple[str, ...]
+    # When Asterisk connected (``time.monotonic()``), for the budget to count from it; None
+    # when unknown (the budget then counts from when the request is handled).
+    arrived: float | None = field(default=None, compare=False)
 
     @classmethod
     def from_env(cls, env: dict[str, str]) -> AgiRequest:

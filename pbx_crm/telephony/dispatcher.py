@@ -2,16 +2,16 @@
 
 Both entry points use it: the FastAGI server, and (through the relay script) process AGI. The
 rule a PBX admin judges us by: a call never waits on the CRM, and nothing answered is lost.
-So a request takes this one path, under one deadline, the hook budget:
+So a request takes this one path, under one deadline counted from when Asterisk connected:
 
-1. The session's thread hands the hook to a database worker and waits, at most until the
-   deadline (the only way to bound a database that hangs instead of failing), which comes
+1. The session's thread queues the hook for the database workers and waits, at most until
+   the deadline (the only way to bound a database that hangs instead of failing), which comes
    ``ANSWER_RESERVE_S`` before the budget runs out: time to spool and answer.
-2. The worker runs the hook's ``run`` in one transaction and commits; the session answers
-   with what it returned. A hook with an ``answer`` (``incoming``: the call waits for its
-   lookup, the ringing for nothing else) has it read first, on a connection of its own that
-   never queues for the write lock; the request is written to the spool, ``in_flight``, and
-   the answer given at once; the worker goes on to record it and then deletes the row.
+2. A worker runs the hook's ``run`` in one transaction and commits; the session answers with
+   what it returned. A hook with an ``answer`` (``incoming``: the call waits for its lookup,
+   not for the recording) has it read first, on a connection that never queues for the write
+   lock; the request is written to the spool, ``in_flight``, the answer given, and the
+   recording queued behind what calls wait for now; once it commits, the row goes.
 3. A request with no answer in time, or whose hook failed, is spooled and answered
    ``CRM_STATUS=UNAVAILABLE``, so the dialplan routes the call normally.
 
@@ -23,6 +23,7 @@ or a call whose earlier request waits in the spool, is spooled at once, in the c
 
 from __future__ import annotations
 
+import itertools
 import logging
 import queue
 import threading
@@ -45,6 +46,9 @@ from .spool import Spool
 log = logging.getLogger(__name__)
 
 UNAVAILABLE = {"CRM_STATUS": "UNAVAILABLE"}
+A_CALL_WAITS, A_RECORDING = 0, 1  # the database workers' priorities
+# Hooks queued beyond this are spooled at once: memory stays bounded while the database hangs.
+QUEUE_LIMIT = 2000
 ANSWER_RESERVE_S = 0.1
 # A database connection busy this long is hung (the statement timeout is shorter): its socket
 # is closed, so its worker comes back and the connection is never handed out again.
@@ -133,8 +137,10 @@ class HookDispatcher:
         self.work_time = self.budget - min(ANSWER_RESERVE_S, self.budget / 4)
         # Database workers: daemon threads, so that one stuck on a hung database never holds
         # up the process's exit.
-        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
-        self._free_workers = threading.Semaphore(workers)
+        # What the calls wait for (answers, hooks the call waits on) first; then the
+        # recordings that follow an answer, and the replays. In arrival order within each.
+        self._jobs: queue.PriorityQueue = queue.PriorityQueue()
+        self._order = itertools.count()
         self._running = 0  # hooks on the database workers, answered or left behind
         self._running_changed = threading.Condition()
         for n in range(workers):
@@ -148,7 +154,8 @@ class HookDispatcher:
 
     def handle(self, request: AgiRequest) -> dict[str, str]:
         received_at = utcnow()
-        deadline = time.monotonic() + self.work_time
+        # Counted from when Asterisk connected: the call has waited since then.
+        deadline = (request.arrived or time.monotonic()) + self.work_time
         hook = self.hooks.get(request.script)
         if hook is None:
             if request.script == HEALTH_SCRIPT:
@@ -165,63 +172,74 @@ class HookDispatcher:
         self.spool.wait_in_flight(key, _left(deadline))
         if self.spool.holds_call(key):
             return self._spool(hook, key, request, received_at, "earlier request spooled")
-        answer, recorded = Future(), Future()
+        answer = Future()
         context = HookContext(settings=self.settings, now=received_at)
-        if not self._submit(hook, request, context, answer, recorded, 0):
-            return self._spool(hook, key, request, received_at, "all database workers busy")
+        if not self._submit(A_CALL_WAITS, hook, request, context, answer=answer):
+            return self._spool(hook, key, request, received_at, "database work queue full")
         try:
             return answer.result(timeout=_left(deadline))
         except TimeoutError:
+            answer.cancel()  # not started yet: it never will be
             return self._spool(hook, key, request, received_at,
                                f"over the {self.settings.hook_budget_ms} ms budget")
         except Exception as error:  # noqa: BLE001 - whatever failed, the call goes on
             log.warning("hook %s failed for %s: %r", hook.name, request.uniqueid, error)
             return self._spool(hook, key, request, received_at, repr(error))
 
-    def _submit(self, hook, request: AgiRequest, context: HookContext, answer: Future | None,
-                recorded: Future, wait: float) -> bool:
-        """Hand the hook to a database worker, waiting up to ``wait`` seconds for a free one."""
-        if not self._free_workers.acquire(timeout=wait):
+    def _submit(self, priority: int, hook, request: AgiRequest, context: HookContext, *,
+                answer: Future | None = None, recorded: Future | None = None,
+                in_flight: int | None = None) -> bool:
+        """Queue a hook for the database workers; False if the queue is full."""
+        if self._jobs.qsize() >= QUEUE_LIMIT:
             return False
         with self._running_changed:
             self._running += 1
-        self._jobs.put((hook, request, context, answer, recorded))
+        self._jobs.put((priority, next(self._order),
+                        (hook, request, context, answer, recorded, in_flight)))
         return True
 
     def _work(self) -> None:
-        """A database worker: a hook's answer (for the call), then its records, one commit."""
+        """A database worker: what a call waits for first, then the recordings."""
         while True:
-            hook, request, context, answer, recorded = self._jobs.get()
-            in_flight = None
+            *_, job = self._jobs.get()
             try:
-                if answer is not None and hook.answer is not None:
-                    with self._reader.connect() as connection:
-                        variables = hook.answer(connection, request, context)
-                    # On disk before it is given: should this process die before the commit,
-                    # the next start records it.
-                    in_flight = self.spool.put(hook.name, hook.call_key(request), request.env,
-                                               context.now, "being recorded", in_flight=True)
-                    answer.set_result(variables)
-                with transaction(self.engine) as session:
-                    variables = hook.run(session, request, context)
-                if in_flight is not None:
-                    self.spool.done(in_flight)
-                if answer is not None and not answer.done():
-                    answer.set_result(variables)
-                recorded.set_result(None)
-            except BaseException as error:  # noqa: BLE001 - told to whoever waits
-                if in_flight is not None:
-                    log.warning("recording %s for %s failed (%r): replayed later", hook.name,
-                                request.uniqueid, error)
-                    self.spool.release(in_flight)
-                for future in (answer, recorded):
-                    if future is not None and not future.done():
-                        future.set_exception(error)
+                self._run(*job)
             finally:
-                self._free_workers.release()
                 with self._running_changed:
                     self._running -= 1
                     self._running_changed.notify_all()
+
+    def _run(self, hook, request: AgiRequest, context: HookContext, answer: Future | None,
+             recorded: Future | None, in_flight: int | None) -> None:
+        if answer is not None and not answer.set_running_or_notify_cancel():
+            return  # past its deadline before it started: the request is in the spool
+        try:
+            if answer is not None and hook.answer is not None:
+                with self._reader.connect() as connection:
+                    variables = hook.answer(connection, request, context)
+                # On disk before it is given: should this process die before the commit,
+                # the next start records it.
+                in_flight = self.spool.put(hook.name, hook.call_key(request), request.env,
+                                           context.now, "being recorded", in_flight=True)
+                answer.set_result(variables)
+                answer = None
+                if self._submit(A_RECORDING, hook, request, context, in_flight=in_flight):
+                    return  # recorded after the calls waiting now have their answers
+            with transaction(self.engine) as session:
+                variables = hook.run(session, request, context)
+            if in_flight is not None:
+                self.spool.done(in_flight)
+            for future, result in ((answer, variables), (recorded, None)):
+                if future is not None:
+                    future.set_result(result)
+        except BaseException as error:  # noqa: BLE001 - told to whoever waits
+            if in_flight is not None:
+                log.warning("recording %s for %s failed (%r): replayed later", hook.name,
+                            request.uniqueid, error)
+                self.spool.release(in_flight)
+            for future in (answer, recorded):
+                if future is not None and not future.done():
+                    future.set_exception(error)
 
     def overloaded(self, request: AgiRequest) -> dict[str, str]:
         hook = self.hooks.get(request.script)
@@ -272,8 +290,8 @@ class HookDispatcher:
                 context = HookContext(settings=self.settings, now=item.received_at,
                                       replay=True)
                 recorded = Future()
-                if not self._submit(hook, request, context, None, recorded, HUNG_AFTER_S):
-                    break  # every worker busy: next round
+                if not self._submit(A_RECORDING, hook, request, context, recorded=recorded):
+                    break  # the workers have enough to do: next round
                 try:
                     recorded.result(timeout=HUNG_AFTER_S)
                 except TimeoutError:

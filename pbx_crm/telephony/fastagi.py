@@ -16,6 +16,7 @@ never a worker. A peer holds at most ``max_connections_per_peer`` connections at
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import io
 import ipaddress
@@ -72,10 +73,11 @@ class Dispatcher(Protocol):
 class _Waiting:
     """A connection the accept loop holds until its whole environment block is in."""
 
-    __slots__ = ("conn", "peer_ip", "deadline", "data", "done")
+    __slots__ = ("conn", "peer_ip", "accepted", "deadline", "data", "done")
 
-    def __init__(self, conn: socket.socket, peer_ip, deadline: float):
-        self.conn, self.peer_ip, self.deadline = conn, peer_ip, deadline
+    def __init__(self, conn: socket.socket, peer_ip, accepted: float, env_timeout: float):
+        self.conn, self.peer_ip, self.accepted = conn, peer_ip, accepted
+        self.deadline = accepted + env_timeout
         self.data = bytearray()
         self.done = False  # handed to a worker, or dropped
 
@@ -326,7 +328,7 @@ class FastAgiServer:
             conn.close()
             return
         conn.setblocking(False)
-        connection = _Waiting(conn, peer_ip, time.monotonic() + self.env_timeout)
+        connection = _Waiting(conn, peer_ip, time.monotonic(), self.env_timeout)
         self._waiting.setdefault(peer_ip, deque()).append(connection)
         self._selector.register(conn, selectors.EVENT_READ, connection)
 
@@ -385,7 +387,8 @@ class FastAgiServer:
                            "dropped", len(connection.data), connection.peer_ip)
         self._forget(connection)
         if chunk:
-            self._admit(connection.conn, connection.peer_ip, bytes(connection.data))
+            self._admit(connection.conn, connection.peer_ip, bytes(connection.data),
+                        connection.accepted)
         else:  # closed (a port scan) or reset before its environment was in
             connection.conn.close()
             self._release(connection.peer_ip)
@@ -412,7 +415,7 @@ class FastAgiServer:
                            "%.1f s: dropped", count, peer_ip, self.env_timeout)
         return wake
 
-    def _admit(self, conn: socket.socket, peer_ip, head: bytes) -> None:
+    def _admit(self, conn: socket.socket, peer_ip, head: bytes, accepted: float) -> None:
         """Start the session's thread; the accept loop never waits here. Past ``workers``
         sessions the call is answered ``overloaded()`` (a spool write) at once, never queued
         behind busy sessions: Asterisk would wait with no timeout. Past that too (a flood, not
@@ -428,7 +431,8 @@ class FastAgiServer:
             self._release(peer_ip)
             return
         self._count(+1)
-        threading.Thread(target=self._session, args=(conn, peer_ip, head, slots, overloaded),
+        threading.Thread(target=self._session,
+                         args=(conn, peer_ip, head, accepted, slots, overloaded),
                          name="fastagi-session", daemon=True).start()
 
     def _count(self, delta: int) -> None:
@@ -436,10 +440,10 @@ class FastAgiServer:
             self._active += delta
             self._active_changed.notify_all()
 
-    def _session(self, conn: socket.socket, peer_ip, head: bytes,
+    def _session(self, conn: socket.socket, peer_ip, head: bytes, accepted: float,
                  slots: threading.Semaphore, overloaded: bool) -> None:
         try:
-            self._serve(conn, peer_ip, head, overloaded)
+            self._serve(conn, peer_ip, head, accepted, overloaded)
         except Exception:  # noqa: BLE001 - a broken session is logged, never propagated
             logger.exception("FastAGI session from %s failed", peer_ip)
         finally:
@@ -450,14 +454,15 @@ class FastAgiServer:
 
     # -- one session ----------------------------------------------------------------------------
 
-    def _serve(self, conn: socket.socket, peer_ip, head: bytes, overloaded: bool) -> None:
+    def _serve(self, conn: socket.socket, peer_ip, head: bytes, accepted: float,
+               overloaded: bool) -> None:
         timeout = min(self.io_timeout, OVERLOAD_IO_TIMEOUT) if overloaded else self.io_timeout
         conn.settimeout(timeout)
         log = _SessionLog(logger, {"uniqueid": "-"})
         session = AgiSession(io.BufferedReader(_Prefixed(head, conn)), conn.makefile("wb"),
                              sock=conn, log=log)
         try:
-            request = read_request(session.reader)
+            request = dataclasses.replace(read_request(session.reader), arrived=accepted)
             log.extra["uniqueid"] = request.uniqueid or "-"
             log.info(
                 "%s from %s%s", request.script, peer_ip, " (server saturated)" if overloaded else ""
