@@ -38,8 +38,10 @@ PING_AFTER_IDLE_S = 1.0
 POSTGRES_NETWORK_ARGS = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2,
                          "keepalives_count": 3, "tcp_user_timeout": 10_000}
 # The call path's connections: no statement or lock wait longer than this (a hook's work
-# takes milliseconds; its request is spooled at the budget in any case).
-CALL_PATH_OPTIONS = "-c statement_timeout=10s -c lock_timeout=5s"
+# takes milliseconds; its request is spooled at the budget in any case), and a transaction
+# whose client went silent (a dead network path) ends by the server, its locks with it.
+CALL_PATH_OPTIONS = ("-c statement_timeout=3s -c lock_timeout=1s"
+                     " -c idle_in_transaction_session_timeout=5s")
 
 
 def is_sqlite(engine_or_url) -> bool:
@@ -129,6 +131,7 @@ def close_hung_connections(engine: Engine, busy_longer_than: float) -> int:
     if closed:
         log.warning("closed %d database connection(s) busy for over %.0f s: the database "
                     "hangs or the network path to it is dead", closed, busy_longer_than)
+        engine.dispose()  # the idle ones went the same way: new connections from now on
     return closed
 
 

@@ -52,7 +52,7 @@ QUEUE_LIMIT = 2000
 ANSWER_RESERVE_S = 0.1
 # A database connection busy this long is hung (the statement timeout is shorter): its socket
 # is closed, so its worker comes back and the connection is never handed out again.
-HUNG_AFTER_S = 15.0
+HUNG_AFTER_S = 5.0
 
 
 def _left(deadline: float) -> float:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 MAX_ATTEMPTS = 5
 # A recording in flight this long is stuck (a hung database): its row is replayed.
-IN_FLIGHT_S = 15.0
+IN_FLIGHT_S = 10.0
 
 
 @dataclass(frozen=True)
