@@ -52,6 +52,7 @@ BUDGET_MS = 300
 MARGIN = 0.3  # seconds past the budget: the spool write and the AGI round trips on a busy box
 LIMIT = BUDGET_MS / 1000 + MARGIN
 RATE = 20  # calls per second, open loop
+WARMUP = 0.5  # seconds of calls on a healthy database first
 STEP_TIMEOUT = 3.0  # an AGI step with no answer by then has none (Asterisk would wait on)
 HANG = 2.0  # seconds the database hangs (before the server is killed or stopped)
 SIGTERM_LIMIT = 8.0  # seconds `pbx-crm fastagi` may take to exit on SIGTERM
@@ -458,7 +459,7 @@ def test_calls_answered_while_the_database_hangs_survive_a_kill_9_of_the_server(
     server = fastagi(proxy.engine_url(postgres.url))
     pbx = Pbx(None, tmp_path, server_address=server.address)
     traffic = Traffic(pbx).start()
-    time.sleep(1.0)
+    time.sleep(WARMUP)
     with recordings_under_way(postgres) as held_at:
         hang_at = utcnow()
         proxy.hang()  # the database stops answering, silently
@@ -492,7 +493,7 @@ def test_sigterm_while_the_database_hangs_stops_the_server_within_seconds_losing
     server = fastagi(proxy.engine_url(postgres.url))
     pbx = Pbx(None, tmp_path, server_address=server.address)
     traffic = Traffic(pbx).start()
-    time.sleep(1.0)
+    time.sleep(WARMUP)
     with recordings_under_way(postgres) as held_at:
         hang_at = utcnow()
         proxy.hang()
@@ -535,7 +536,7 @@ def test_when_the_hang_ends_calls_get_real_answers_again_and_nothing_answered_is
     server = fastagi(proxy.engine_url(postgres.url))
     pbx = Pbx(None, tmp_path, server_address=server.address)
     traffic = Traffic(pbx).start()
-    time.sleep(1.0)
+    time.sleep(WARMUP)
     with recordings_under_way(postgres):
         hang_at = utcnow()
         proxy.hang()
@@ -576,7 +577,7 @@ def test_a_database_locked_past_its_timeouts_holds_up_no_call_and_loses_nothing(
     server = fastagi(engine.url.render_as_string(False))
     pbx = Pbx(None, tmp_path, server_address=server.address)
     traffic = Traffic(pbx, rate=LOCK_RATE).start()
-    time.sleep(1.0)
+    time.sleep(WARMUP)
     lock = DatabaseLock(engine)
     try:
         locked_at = utcnow()
