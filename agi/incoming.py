@@ -6,9 +6,9 @@ ANONYMOUS, INTERNAL, CONFLICT; UNAVAILABLE comes from the dispatcher), ``CRM_DEA
 ``CRM_CONTACT_ID``, ``CRM_CALLER_NAME`` and ``CRM_OWNER_EXTEN`` (empty when unknown: the
 dialplan then keeps the trunk's name and rings the normal group).
 
-``answer_incoming`` reads the answer; ``incoming`` then records the call (and makes a new
-caller's contact and Unsorted deal, and sends the screen-pop) with what it found, before the
-answer goes out. A call that could open no deal (no pipeline yet, say) is still recorded; the
+``answer_incoming`` reads the answer, which goes out once the request is on disk;
+``incoming`` then records the call (and makes a new caller's contact and Unsorted deal, and
+sends the screen-pop) with what it found. A call that could open no deal (no pipeline yet, say) is still recorded; the
 log says why, and what to do, once until a call opens a deal again.
 """
 

@@ -51,8 +51,9 @@ HEALTH_TIMEOUT = 1.0
 # replies; a box taking 100 new calls a second, each with three hooks, whose every hook ran
 # out its budget would hold about 150.
 FASTAGI_WORKERS = 128
-# Hooks on the database at once. At 100 calls a second a hook's few milliseconds keep one
-# or two busy; the rest take a burst (a trunk coming back) without making calls wait.
+# Hooks on the database at once. A hook takes milliseconds, mostly of this interpreter's
+# CPU: more workers than this made a burst of 100 calls slower (32 CPU-bound threads kept the
+# sessions' threads from answering), not faster (bench/pbx_calls.py --burst).
 DATABASE_WORKERS = 8
 
 
