@@ -84,19 +84,21 @@ def make_engine(url: str, **options) -> Engine:
 def call_path_engine(engine: Engine) -> Engine:
     """An engine for the hooks of calls, beside ``engine``: on PostgreSQL with connections of
     its own, whose statements and lock waits are bounded (``CALL_PATH_OPTIONS``)."""
-    if is_sqlite(engine):
-        return engine
-    return make_engine(engine.url.render_as_string(hide_password=False),
-                       connect_args={"options": CALL_PATH_OPTIONS})
+    return _engine_beside(engine, connect_args={"options": CALL_PATH_OPTIONS})
 
 
 def fresh_connection_engine(engine: Engine) -> Engine:
     """``engine`` with no pool: each use connects anew, so a check of the database is bounded
     by the connect timeout even when the pooled connections hang."""
+    return _engine_beside(engine, poolclass=NullPool, pool_size=None)
+
+
+def _engine_beside(engine: Engine, **options) -> Engine:
+    """On PostgreSQL a new engine for the same database with ``options``; on SQLite
+    ``engine`` itself (a file in this process: no network to bound)."""
     if is_sqlite(engine):
         return engine
-    return make_engine(engine.url.render_as_string(hide_password=False), poolclass=NullPool,
-                       pool_size=None)
+    return make_engine(engine.url.render_as_string(hide_password=False), **options)
 
 
 def _track_busy_connections(engine: Engine) -> None:
