@@ -71,11 +71,13 @@ def _lookup_of(session: Session, status: str, call: Call) -> CallerLookup:
                         owner_extension=_first_extension(session, owner_id))
 
 
-def _popped_for(session: Session, call: Call) -> list[int]:
-    """The sellers whose browsers show this call's pop: they hear how it goes on."""
-    return list(session.exec(select(Event.target_user_id).distinct().where(
-        Event.linkedid == call.linkedid, Event.kind == events.RINGING,
-        Event.target_user_id.is_not(None))))
+_POPPED = core_select(Event.__table__.c.target_user_id).where(
+    Event.__table__.c.linkedid == bindparam("linkedid"), Event.__table__.c.kind == events.RINGING)
+
+
+def _popped_for(session: Session, linkedid: str) -> set[int | None]:
+    """Whose browsers show this call's pop (None: the heads'): they hear how it goes on."""
+    return set(session.connection().execute(_POPPED, {"linkedid": linkedid}).scalars())
 
 
 def _caller_query():
@@ -164,8 +166,6 @@ def _call_insert(dialect: str):
 _CALL_INSERTS = {dialect: _call_insert(dialect) for dialect in ("postgresql", "sqlite")}
 _DEAL_TOUCHED = (update(Deal.__table__).where(Deal.__table__.c.id == bindparam("deal_id"))
                  .values(last_activity_at=bindparam("at")))
-_POPPED = core_select(Event.__table__.c.target_user_id).where(
-    Event.__table__.c.linkedid == bindparam("linkedid"), Event.__table__.c.kind == events.RINGING)
 
 
 def _record_known_call(session: Session, lookup: CallerLookup, *, uniqueid: str, linkedid: str,
@@ -198,7 +198,7 @@ def _pop_ringing(session: Session, linkedid: str, owner_id: int | None, deal_id:
     popped the call already (the dialplan rings the phones as soon as the lookup answered,
     maybe before this is written): one pop per browser and call."""
     events.serialize_pops(session, linkedid)
-    shown = set(session.connection().execute(_POPPED, {"linkedid": linkedid}).scalars())
+    shown = _popped_for(session, linkedid)
     rows = [events.event_row(events.RINGING, target, payload=payload, deal_id=deal_id,
                              linkedid=linkedid, now=now)
             for target in [None] + ([owner_id] if owner_id else []) if target not in shown]
@@ -301,23 +301,18 @@ def record_answer(session: Session, *, uniqueid: str, extension: str,
     ring group at once, one owner); a deal with an owner keeps it.
     """
     now = now or utcnow()
-    call = find_call(session, uniqueid)
-    if call is None or call.answered_at is not None:
-        return call
     user = user_for_extension(session, extension)
     if user is None:
         # Not a seller's phone (a ring group's Local channel, a queue): the answer that counts
         # is the device's, which the AMI listener or Dial's DIALSTATUS reports.
-        return call
+        return find_call(session, uniqueid)
     # Conditional, so that of two phones answering at once (PostgreSQL runs both
     # transactions side by side) the first answer stays the call's, as the deal's owner does.
-    answered = session.exec(
-        update(Call).where(Call.id == call.id, Call.answered_at.is_(None))
-        .values(answered_at=now, answered_exten=extension[:32], answered_by_id=user.id)
-        .execution_options(synchronize_session=False))
-    session.refresh(call)
-    if answered.rowcount != 1:
-        return call
+    call = _updated_call(session, Call.uniqueid == uniqueid, Call.answered_at.is_(None),
+                         answered_at=now, answered_exten=extension[:32],
+                         answered_by_id=user.id)
+    if call is None:
+        return find_call(session, uniqueid)  # not recorded, or answered already
     if call.deal_id is not None:
         deal, stage = load_deal(session, call.deal_id)
         if stage.is_unsorted and deal.owner_id is None:
@@ -325,7 +320,8 @@ def record_answer(session: Session, *, uniqueid: str, extension: str,
                 take_deal(session, Actor.of(user), deal.id, now=now)
             except (AlreadyTaken, Conflict):
                 pass  # someone else's phone won the race; the deal keeps that owner
-    events.emit_to_users(session, events.ANSWERED, _popped_for(session, call) + [user.id],
+    events.emit_to_users(session, events.ANSWERED,
+                         _popped_for(session, call.linkedid) | {user.id},
                          payload={"uniqueid": call.uniqueid, "linkedid": call.linkedid,
                                   "extension": extension, "user_id": call.answered_by_id,
                                   "deal_id": call.deal_id},
@@ -357,19 +353,18 @@ def record_hangup(session: Session, *, uniqueid: str, dial_status: str | None,
     if call.ended_at is not None:
         return call
     status = (dial_status or "").strip().upper()
-    if call.answered_at is None and status == "ANSWER" and answered_seconds is not None:
+    answered_at = call.answered_at
+    if answered_at is None and status == "ANSWER" and answered_seconds is not None:
         # No answered hook ran (an outbound call): Dial's ANSWEREDTIME tells the talk time.
-        call.answered_at = now - timedelta(seconds=max(0, answered_seconds))
-    disposition = "answered" if call.answered_at else _DISPOSITIONS.get(status, "failed")
+        answered_at = now - timedelta(seconds=max(0, answered_seconds))
+    disposition = "answered" if answered_at else _DISPOSITIONS.get(status, "failed")
     # Conditional, so that the hangup hook and the AMI listener closing the same call at the
     # same moment close it once.
-    closed = session.exec(
-        update(Call).where(Call.id == call.id, Call.ended_at.is_(None))
-        .values(disposition=disposition, ended_at=now, hangup_cause=hangup_cause,
-                answered_at=call.answered_at)
-        .execution_options(synchronize_session=False))
-    session.refresh(call)
-    if closed.rowcount != 1:
+    closed = _updated_call(session, Call.id == call.id, Call.ended_at.is_(None),
+                           disposition=disposition, ended_at=now, hangup_cause=hangup_cause,
+                           answered_at=answered_at)
+    if closed is None:
+        session.refresh(call)
         return call
     if call.deal_id is not None:
         _put_on_timeline(session, call, talk_seconds=answered_seconds
@@ -377,12 +372,19 @@ def record_hangup(session: Session, *, uniqueid: str, dial_status: str | None,
         if call.direction == CallDirection.INBOUND.value and disposition in ("missed",
                                                                               "abandoned"):
             _callback_task(session, call, now)
-    events.emit_to_users(session, events.CALL_ENDED, _popped_for(session, call)
-                         + [call.answered_by_id],
+    events.emit_to_users(session, events.CALL_ENDED, _popped_for(session, call.linkedid)
+                         | {call.answered_by_id},
                          payload={"uniqueid": call.uniqueid, "linkedid": call.linkedid,
                                   "disposition": disposition, "deal_id": call.deal_id},
                          deal_id=call.deal_id, linkedid=call.linkedid, now=now)
     return call
+
+
+def _updated_call(session: Session, *conditions, **values) -> Call | None:
+    """Set ``values`` on the call matching ``conditions``, in one statement that also reads
+    it back; None if no call matched (the condition lost a race, or no such call)."""
+    return session.execute(update(Call).where(*conditions).values(**values).returning(Call),
+                           execution_options={"populate_existing": True}).scalars().first()
 
 
 def _put_on_timeline(session: Session, call: Call, *, talk_seconds: int | None = None) -> None:
@@ -400,9 +402,7 @@ def _put_on_timeline(session: Session, call: Call, *, talk_seconds: int | None =
                                      "disposition": call.disposition,
                                      "talk_seconds": int(talk),
                                      "answered_exten": call.answered_exten})
-    deal = session.get(Deal, call.deal_id)
-    deal.last_activity_at = call.ended_at
-    session.add(deal)
+    session.connection().execute(_DEAL_TOUCHED, {"deal_id": call.deal_id, "at": call.ended_at})
 
 
 def _callback_task(session: Session, call: Call, now: datetime) -> Task:

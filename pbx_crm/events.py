@@ -92,12 +92,12 @@ def events_after(session: Session, actor: Actor, last_id: int, *, limit: int = 1
 
 def emit_to_users(session: Session, kind: str, user_ids, *, payload: dict,
                   deal_id: int | None = None, linkedid: str | None = None,
-                  now: datetime | None = None) -> list[Event]:
+                  now: datetime | None = None) -> None:
     """One event per seller concerned (each browser filters by its own user), plus one for
     the heads, who watch every call."""
     targets = [None] + sorted({u for u in user_ids if u is not None})
-    return [emit(session, kind, target_user_id=target, payload=payload, deal_id=deal_id,
-                 linkedid=linkedid, now=now) for target in targets]
+    emit_rows(session, [event_row(kind, target, payload=payload, deal_id=deal_id,
+                                  linkedid=linkedid, now=now) for target in targets])
 
 
 def latest_event_id(session: Session) -> int:
