@@ -24,6 +24,7 @@ from sqlmodel import select
 
 from factories import ADMIN, make_contact, make_deal, make_pipeline, make_user
 from pbx_crm import contacts, report_days
+from pbx_crm.components import DATABASE_WORKERS
 from pbx_crm.telephony.agi_protocol import read_env
 from pbx_crm.db import transaction
 from pbx_crm.funnel import Actor
@@ -823,6 +824,28 @@ def test_with_every_database_worker_held_the_extra_call_waits_its_budget_at_most
     assert between(overflow, the_call(engine, extra.uniqueid).ringing_at)
     assert the_call(engine, first.uniqueid).disposition == "missed"
     assert pbx.spool.counts() == (0, 0)
+
+
+def test_recordings_held_on_a_write_lock_leave_a_new_callers_lookup_its_real_answer(
+        engine, crm, make_pbx, hold_database):
+    pbx = make_pbx(budget_ms=500, db_workers=DATABASE_WORKERS)
+    lock = hold_database(reads_pass=True)  # the lookups read; the recordings wait for it
+    earlier = [pbx.trunk_call(f"+62 813-1111-{n:04d}", f"Caller {n}")
+               for n in range(DATABASE_WORKERS)]
+    # As many calls answered as there are database workers, their recordings all waiting.
+    assert all(pbx.incoming(inbound, recorded=False).variables["CRM_STATUS"] == "NEW"
+               for inbound in earlier)
+
+    newcomer = pbx.trunk_call("+62 813-2222-3333", "Dewi")
+    lookup = pbx.incoming(newcomer, recorded=False)
+
+    assert lookup.variables["CRM_STATUS"] == "NEW" and lookup.seconds < 0.5 + MARGIN
+    assert all_of(engine, Call) == []  # the lock still held every recording
+    lock.release()
+    assert pbx.dispatcher.wait_idle(10)
+    replay_until_empty(pbx)  # on PostgreSQL those past the lock timeout were spooled
+    assert between(lookup, the_call(engine, newcomer.uniqueid).ringing_at)
+    assert len(all_of(engine, Call)) == len(all_of(engine, Deal)) == DATABASE_WORKERS + 1
 
 
 # --- 15. idempotence -----------------------------------------------------------------------------

@@ -23,9 +23,9 @@ or a call whose earlier request waits in the spool, is spooled at once, in the c
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import logging
-import queue
 import threading
 import time
 from concurrent.futures import Future
@@ -139,8 +139,12 @@ class HookDispatcher:
         # up the process's exit.
         # What the calls wait for (answers, hooks the call waits on) first; then the
         # recordings that follow an answer, and the replays. In arrival order within each.
-        self._jobs: queue.PriorityQueue = queue.PriorityQueue()
+        # Recordings held on a lock never take the last two workers: a lookup arriving then
+        # still gets its answer.
+        self._jobs: list = []  # a heap of (priority, arrival, job)
+        self._jobs_changed = threading.Condition()
         self._order = itertools.count()
+        self._recordings, self._recordings_limit = 0, max(1, workers - 2)
         self._running = 0  # hooks on the database workers, answered or left behind
         self._running_changed = threading.Condition()
         for n in range(workers):
@@ -190,21 +194,32 @@ class HookDispatcher:
                 answer: Future | None = None, recorded: Future | None = None,
                 in_flight: int | None = None) -> bool:
         """Queue a hook for the database workers; False if the queue is full."""
-        if self._jobs.qsize() >= QUEUE_LIMIT:
-            return False
-        with self._running_changed:
-            self._running += 1
-        self._jobs.put((priority, next(self._order),
-                        (hook, request, context, answer, recorded, in_flight)))
+        with self._jobs_changed:
+            if len(self._jobs) >= QUEUE_LIMIT:
+                return False
+            with self._running_changed:
+                self._running += 1
+            heapq.heappush(self._jobs, (priority, next(self._order),
+                                        (hook, request, context, answer, recorded, in_flight)))
+            self._jobs_changed.notify()
         return True
 
     def _work(self) -> None:
         """A database worker: what a call waits for first, then the recordings."""
         while True:
-            *_, job = self._jobs.get()
+            with self._jobs_changed:
+                self._jobs_changed.wait_for(lambda: self._jobs and (
+                    self._jobs[0][0] == A_CALL_WAITS
+                    or self._recordings < self._recordings_limit))
+                priority, _, job = heapq.heappop(self._jobs)
+                recording = priority == A_RECORDING
+                self._recordings += recording
             try:
                 self._run(*job)
             finally:
+                with self._jobs_changed:
+                    self._recordings -= recording
+                    self._jobs_changed.notify()  # a recording may start now
                 with self._running_changed:
                     self._running -= 1
                     self._running_changed.notify_all()
