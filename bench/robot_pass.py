@@ -35,7 +35,7 @@ from benchkit import PIPELINE, ensure_deals
 from sqlalchemy import delete, func, text, update
 from sqlmodel import select
 
-from pbx_crm import pipelines, robots, users
+from pbx_crm import pipelines, users
 from pbx_crm.config import Settings
 from pbx_crm.db import make_engine, transaction
 from pbx_crm.enums import StageKind
@@ -52,6 +52,7 @@ from pbx_crm.models import (
     User,
     utcnow,
 )
+from pbx_crm.robots import passes as robots
 from pbx_crm.working_hours import WorkingClock
 
 ADMIN = Actor.system("bench")

@@ -802,7 +802,7 @@ def _params(pairs: list[str] | None, flag: str) -> dict:
 
 
 def cmd_robot_add(args, settings, engine, out) -> int:
-    from . import robots
+    from .robots import passes as robots
 
     with transaction(engine) as session:
         rule = robots.create_rule(session, _admin(), stage_id=args.stage_id, name=args.name,
@@ -821,7 +821,7 @@ def _shown_params(params: dict) -> str:
 
 
 def cmd_robot_list(args, settings, engine, out) -> int:
-    from . import robots
+    from .robots import passes as robots
 
     with transaction(engine, read_only=True) as session:
         pipeline_id = _find_pipeline(session, args.pipeline).id if args.pipeline else None
@@ -838,7 +838,7 @@ def cmd_robot_list(args, settings, engine, out) -> int:
 
 
 def cmd_robot_active(args, settings, engine, out) -> int:
-    from . import robots
+    from .robots import passes as robots
 
     with transaction(engine) as session:
         rule = robots.set_rule_active(session, _admin(), args.rule_id, args.active)
@@ -847,7 +847,7 @@ def cmd_robot_active(args, settings, engine, out) -> int:
 
 
 def cmd_robot_delete(args, settings, engine, out) -> int:
-    from . import robots
+    from .robots import passes as robots
 
     with transaction(engine) as session:
         name = robots.get_rule(session, args.rule_id).name
@@ -857,7 +857,7 @@ def cmd_robot_delete(args, settings, engine, out) -> int:
 
 
 def cmd_robot_runs(args, settings, engine, out) -> int:
-    from . import robots
+    from .robots import passes as robots
 
     with transaction(engine, read_only=True) as session:
         views = robots.recent_runs(session, _admin(), limit=args.limit,

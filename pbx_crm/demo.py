@@ -21,7 +21,8 @@ from sqlalchemy import func
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import select
 
-from . import board, contacts, deals, pipelines, robots, users
+from . import board, contacts, deals, pipelines, users
+from .robots import passes as robots
 from .config import Settings
 from .db import is_sqlite, transaction, upgrade
 from .enums import DealSource, Role, StageKind

@@ -24,12 +24,13 @@ from factories import (
 )
 from sqlmodel import select
 
-from pbx_crm import calls, deals, robots, users
+from pbx_crm import calls, deals, users
 from pbx_crm.db import transaction
 from pbx_crm.enums import Priority, TimelineKind
 from pbx_crm.errors import Conflict, Forbidden, ValidationError
 from pbx_crm.models import AuditEntry, Deal, Notification, RobotRun, Task
 from pbx_crm.phones import ExtensionPlan, classify_caller
+from pbx_crm.robots import passes as robots
 
 HOUR = 60  # factories.at() counts minutes
 DAY = 24 * HOUR

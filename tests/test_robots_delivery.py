@@ -22,12 +22,13 @@ from factories import (
 )
 from sqlmodel import select
 
-from pbx_crm import cli, deals, robots
+from pbx_crm import cli, deals
 from pbx_crm.telephony.ami_client import AmiClient
 from pbx_crm.config import ConfigError, load_settings
 from pbx_crm.db import make_engine, transaction
 from pbx_crm.enums import TimelineKind
-from pbx_crm.jobs import RobotScheduler
+from pbx_crm.robots import passes as robots
+from pbx_crm.robots.scheduler import RobotScheduler
 from pbx_crm.models import Notification, RobotRun, User
 from pbx_crm.working_hours import WorkingClock, parse_working_days
 

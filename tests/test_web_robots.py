@@ -24,7 +24,7 @@ from factories import (
 from sqlmodel import select
 from webtools import Client, signed_in
 
-from pbx_crm import robots
+from pbx_crm.robots import passes as robots
 from pbx_crm.db import transaction
 from pbx_crm.models import Deal, Notification, RobotRule, RobotRun
 

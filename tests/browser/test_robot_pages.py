@@ -14,7 +14,7 @@ from factories import (
 )
 from sqlmodel import select
 
-from pbx_crm import robots
+from pbx_crm.robots import passes as robots
 from pbx_crm.db import transaction
 from pbx_crm.models import Deal, RobotRule, RobotRun
 

@@ -19,9 +19,9 @@ from datetime import UTC, datetime
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from . import robots
-from .config import Settings
-from .models import utcnow
+from ..config import Settings
+from ..models import utcnow
+from . import passes
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class RobotScheduler:
         self.scheduler = BackgroundScheduler(timezone=UTC)
 
     def start(self) -> RobotScheduler:
-        recovered = robots.recover_interrupted(self.engine)
+        recovered = passes.recover_interrupted(self.engine)
         if recovered:
             log.warning("%d robot run(s) left pending by a stopped scheduler marked failed",
                         recovered)
@@ -57,18 +57,18 @@ class RobotScheduler:
                  self.settings.robot_trigger_seconds)
         return self
 
-    def run_pass(self, now: datetime | None = None) -> robots.PassReport:
+    def run_pass(self, now: datetime | None = None) -> passes.PassReport:
         with self._lock:
-            report = robots.robot_pass(self.engine, self.settings, now=now or utcnow(),
+            report = passes.robot_pass(self.engine, self.settings, now=now or utcnow(),
                                        originate=self.originate)
         if report.fired or report.errors:
             log.info("robot pass: %d rule(s), %d run(s) fired, %d failed, %d rule error(s)",
                      report.rules, report.fired, report.failed, report.errors)
         return report
 
-    def run_triggers(self, now: datetime | None = None) -> robots.PassReport:
+    def run_triggers(self, now: datetime | None = None) -> passes.PassReport:
         with self._lock:
-            report = robots.trigger_pass(self.engine, self.settings, now=now or utcnow(),
+            report = passes.trigger_pass(self.engine, self.settings, now=now or utcnow(),
                                          originate=self.originate, gaps=self._gaps)
         if report.fired:
             log.info("robot triggers: %d event(s), %d run(s) fired, %d failed", report.events,
@@ -87,7 +87,7 @@ def start_robot_scheduler(settings: Settings, engine) -> RobotScheduler:
     set (it connects in the background; a call before it is up fails that run only)."""
     client = None
     if settings.ami_host:
-        from .telephony.ami_client import AmiClient
+        from ..telephony.ami_client import AmiClient
 
         client = AmiClient(settings.ami_host, settings.ami_port, settings.ami_username,
                            settings.ami_secret, events="off").start()

@@ -21,7 +21,7 @@ left pending by a crash is marked failed, never repeated.
 
 The rule services take ``session, actor`` and leave the transaction to the caller; the passes
 (``robot_pass``, ``trigger_pass``) take the engine, because each rule gets a transaction of its
-own. ``pbx_crm.jobs`` runs the passes on a clock; tests call them with ``now``.
+own. ``pbx_crm.robots.scheduler`` runs the passes on a clock; tests call them with ``now``.
 """
 
 from __future__ import annotations
@@ -48,11 +48,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, select
 
-from . import deals as deal_services
-from . import events, pipelines
-from .config import Settings
-from .db import transaction
-from .enums import (
+from .. import deals as deal_services
+from .. import events, pipelines
+from ..config import Settings
+from ..db import transaction
+from ..enums import (
     NudgeAnswer,
     Priority,
     RobotRunStatus,
@@ -61,11 +61,11 @@ from .enums import (
     TaskKind,
     TimelineKind,
 )
-from .errors import Conflict, CrmError, NotFound, ValidationError
-from .funnel import Actor, ensure_can_change_deal, ensure_head
-from .journal import audit, timeline
-from .mailer import mail_enabled, send_mail
-from .models import (
+from ..errors import Conflict, CrmError, NotFound, ValidationError
+from ..funnel import Actor, ensure_can_change_deal, ensure_head
+from ..journal import audit, timeline
+from ..mailer import mail_enabled, send_mail
+from ..models import (
     Call,
     Deal,
     Event,
@@ -78,7 +78,7 @@ from .models import (
     User,
     utcnow,
 )
-from .working_hours import WorkingClock
+from ..working_hours import WorkingClock
 
 log = logging.getLogger(__name__)
 
@@ -927,7 +927,7 @@ _ACTIONS = {Action.NOTIFY_OWNER: _notify_owner, Action.NOTIFY_HEADS: _notify_hea
 
 def _after_commit(engine, settings: Settings, work: list[_AfterCommit], *, now: datetime,
                   originate: Originate | None, report: PassReport) -> None:
-    from .telephony.click_to_call import call_contact
+    from ..telephony.click_to_call import call_contact
 
     for item in work:
         errors = []
