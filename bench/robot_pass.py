@@ -2,7 +2,7 @@
 
 Seven robots on the seeded pipeline (``pbx_crm.seed``): time in stage on four working stages
 (hours and business days), no activity, an Unsorted caller not taken, a missed call not
-returned, and an amount threshold. Measured, through ``pbx_crm.robots.robot_pass`` as the
+returned, and an amount threshold. Measured, through ``pbx_crm.robots.passes.robot_pass`` as the
 scheduler calls it:
 
   * the steady pass: one minute after the previous pass, every rule looks again at its
@@ -52,7 +52,8 @@ from pbx_crm.models import (
     User,
     utcnow,
 )
-from pbx_crm.robots import passes as robots
+from pbx_crm.robots import passes
+from pbx_crm.robots import rules as robot_rules
 from pbx_crm.working_hours import WorkingClock
 
 ADMIN = Actor.system("bench")
@@ -88,14 +89,14 @@ def add_rules(engine) -> tuple[list[int], int]:
              "notify_heads", {}),
             (work[0], "missed_call_not_returned", {"minutes": 30}, "create_task", {}),
         ]
-        steady = [robots.create_rule(session, ADMIN, stage_id=stage.id, name=f"bench {i}",
-                                     condition=condition, condition_params=when,
-                                     action=action, action_params=do).id
+        steady = [robot_rules.create_rule(session, ADMIN, stage_id=stage.id, name=f"bench {i}",
+                                          condition=condition, condition_params=when,
+                                          action=action, action_params=do).id
                   for i, (stage, condition, when, action, do) in enumerate(plan)]
-        amount = robots.create_rule(session, ADMIN, stage_id=work[-1].id, name="bench amount",
-                                    condition="amount", condition_params={
-                                        "min_amount": 250_000_000 * 100},
-                                    action="notify_owner", action_params={}).id
+        amount = robot_rules.create_rule(session, ADMIN, stage_id=work[-1].id, name="bench amount",
+                                         condition="amount", condition_params={
+                                             "min_amount": 250_000_000 * 100},
+                                         action="notify_owner", action_params={}).id
     return steady, amount
 
 
@@ -104,7 +105,7 @@ def set_watermarks(engine, settings: Settings, rule_ids: list[int], previous) ->
     clock = WorkingClock.of(settings)
     with transaction(engine) as session:
         for rule in session.exec(select(RobotRule).where(RobotRule.id.in_(rule_ids))):
-            cutoff = robots._cutoff(rule, previous, clock)
+            cutoff = passes.due_cutoff(rule, previous, clock)
             session.exec(update(RobotRule).where(RobotRule.id == rule.id)
                          .values(checked_until=cutoff))
 
@@ -146,23 +147,23 @@ def main(argv=None) -> int:
     # As the pass a minute ago left them; one pass then fires what the grace window holds
     # (the earlier passes would have), and the measured passes start from there.
     set_watermarks(engine, settings, steady, now - timedelta(minutes=1))
-    warm_up = robots.robot_pass(engine, settings, now=now)
+    warm_up = passes.robot_pass(engine, settings, now=now)
     now += timedelta(minutes=1)
     passes, fired = [], 0
     for i in range(args.repeat):
         moment = now + timedelta(minutes=i)
         start = time.perf_counter()
-        report = robots.robot_pass(engine, settings, now=moment)
+        report = passes.robot_pass(engine, settings, now=moment)
         passes.append((time.perf_counter() - start) * 1000)
         fired += report.fired
 
     with transaction(engine) as session:
         session.exec(update(RobotRule).where(RobotRule.id == amount).values(active=True))
     start = time.perf_counter()
-    catch_up = robots.robot_pass(engine, settings, now=now + timedelta(minutes=args.repeat))
+    catch_up = passes.robot_pass(engine, settings, now=now + timedelta(minutes=args.repeat))
     catch_up_ms = (time.perf_counter() - start) * 1000
     start = time.perf_counter()
-    robots.robot_pass(engine, settings, now=now + timedelta(minutes=args.repeat + 1))
+    passes.robot_pass(engine, settings, now=now + timedelta(minutes=args.repeat + 1))
     after_ms = (time.perf_counter() - start) * 1000
 
     base = statistics.median(baseline)

@@ -802,14 +802,14 @@ def _params(pairs: list[str] | None, flag: str) -> dict:
 
 
 def cmd_robot_add(args, settings, engine, out) -> int:
-    from .robots import passes as robots
+    from .robots import rules as robot_rules
 
     with transaction(engine) as session:
-        rule = robots.create_rule(session, _admin(), stage_id=args.stage_id, name=args.name,
-                                  condition=args.condition,
-                                  condition_params=_params(args.when, "--when"),
-                                  action=args.action, action_params=_params(args.do, "--do"),
-                                  active=not args.disabled)
+        rule = robot_rules.create_rule(session, _admin(), stage_id=args.stage_id, name=args.name,
+                                       condition=args.condition,
+                                       condition_params=_params(args.when, "--when"),
+                                       action=args.action, action_params=_params(args.do, "--do"),
+                                       active=not args.disabled)
         stage = pipelines.get_stage(session, rule.stage_id)
     print(f"Added robot #{rule.id} “{rule.name}” on {stage.name} (#{stage.id})"
           + (", disabled" if not rule.active else "") + ".", file=out)
@@ -821,7 +821,7 @@ def _shown_params(params: dict) -> str:
 
 
 def cmd_robot_list(args, settings, engine, out) -> int:
-    from .robots import passes as robots
+    from .robots import rules as robot_rules
 
     with transaction(engine, read_only=True) as session:
         pipeline_id = _find_pipeline(session, args.pipeline).id if args.pipeline else None
@@ -829,7 +829,7 @@ def cmd_robot_list(args, settings, engine, out) -> int:
                  f"{rule.condition} {_shown_params(rule.condition_params)}".strip(),
                  f"{rule.action} {_shown_params(rule.action_params)}".strip(),
                  "yes" if rule.active else "no"]
-                for rule, stage in robots.list_rules(session, _admin(), pipeline_id)]
+                for rule, stage in robot_rules.list_rules(session, _admin(), pipeline_id)]
     if not rows:
         print("No robots yet: add one with `pbx-crm robot add`.", file=out)
         return 0
@@ -838,30 +838,30 @@ def cmd_robot_list(args, settings, engine, out) -> int:
 
 
 def cmd_robot_active(args, settings, engine, out) -> int:
-    from .robots import passes as robots
+    from .robots import rules as robot_rules
 
     with transaction(engine) as session:
-        rule = robots.set_rule_active(session, _admin(), args.rule_id, args.active)
+        rule = robot_rules.set_rule_active(session, _admin(), args.rule_id, args.active)
     print(f"Robot #{rule.id} “{rule.name}” is {'on' if rule.active else 'off'}.", file=out)
     return 0
 
 
 def cmd_robot_delete(args, settings, engine, out) -> int:
-    from .robots import passes as robots
+    from .robots import rules as robot_rules
 
     with transaction(engine) as session:
-        name = robots.get_rule(session, args.rule_id).name
-        robots.delete_rule(session, _admin(), args.rule_id)
+        name = robot_rules.get_rule(session, args.rule_id).name
+        robot_rules.delete_rule(session, _admin(), args.rule_id)
     print(f"Deleted robot #{args.rule_id} “{name}” and its run history.", file=out)
     return 0
 
 
 def cmd_robot_runs(args, settings, engine, out) -> int:
-    from .robots import passes as robots
+    from .robots import rules as robot_rules
 
     with transaction(engine, read_only=True) as session:
-        views = robots.recent_runs(session, _admin(), limit=args.limit,
-                                   failed_only=args.failed)
+        views = robot_rules.recent_runs(session, _admin(), limit=args.limit,
+                                        failed_only=args.failed)
     if not views:
         print("No robot runs yet." if not args.failed else "No failed robot runs.", file=out)
         return 0

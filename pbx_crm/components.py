@@ -129,7 +129,8 @@ def start_ami(settings: Settings, engine):
 
 
 def start_robots(settings: Settings, engine):
-    """The robot scheduler (stage robots and telephony triggers); see ``pbx_crm.robots.scheduler``."""
+    """The robot scheduler (stage robots and telephony triggers); see
+    ``pbx_crm.robots.scheduler``."""
     from .robots.scheduler import start_robot_scheduler
 
     return start_robot_scheduler(settings, engine)

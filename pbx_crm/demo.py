@@ -22,7 +22,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlmodel import select
 
 from . import board, contacts, deals, pipelines, users
-from .robots import passes as robots
+from .robots import rules as robot_rules
 from .config import Settings
 from .db import is_sqlite, transaction, upgrade
 from .enums import DealSource, Role, StageKind
@@ -245,18 +245,18 @@ def _demo_pipeline(session, settings: Settings):
 def _add_robots(session, stages: dict, now: datetime) -> None:
     """Robots that push deals on: a proposal left waiting, a caller nobody took, a call
     answered on a fresh opportunity."""
-    robots.create_rule(session, ADMIN, stage_id=stages["Commercial proposal"].id,
-                       name="Proposal waiting too long", condition="time_in_stage",
-                       condition_params={"business_days": 3}, action="notify_owner",
-                       action_params={"message": "Time to move it to document coordination, "
-                                                 "or lower its priority."}, now=now)
-    robots.create_rule(session, ADMIN, stage_id=stages[pipelines.UNSORTED].id,
-                       name="Caller waiting in Unsorted", condition="unsorted_not_taken",
-                       condition_params={"minutes": 30}, action="notify_heads", now=now)
-    robots.create_rule(session, ADMIN, stage_id=stages["Opportunity"].id,
-                       name="A call answered moves it on", condition="call_answered",
-                       action="move_to_stage", action_params={"stage": "Commercial proposal"},
-                       now=now)
+    robot_rules.create_rule(session, ADMIN, stage_id=stages["Commercial proposal"].id,
+                            name="Proposal waiting too long", condition="time_in_stage",
+                            condition_params={"business_days": 3}, action="notify_owner",
+                            action_params={"message": "Time to move it to document coordination, "
+                                                      "or lower its priority."}, now=now)
+    robot_rules.create_rule(session, ADMIN, stage_id=stages[pipelines.UNSORTED].id,
+                            name="Caller waiting in Unsorted", condition="unsorted_not_taken",
+                            condition_params={"minutes": 30}, action="notify_heads", now=now)
+    robot_rules.create_rule(session, ADMIN, stage_id=stages["Opportunity"].id,
+                            name="A call answered moves it on", condition="call_answered",
+                            action="move_to_stage", action_params={"stage": "Commercial proposal"},
+                            now=now)
 
 
 def _path_to(stages: dict, target, rng: random.Random) -> list:

@@ -77,7 +77,7 @@ MISSED_DISPOSITIONS = (Disposition.MISSED.value, Disposition.ABANDONED.value)
 WEAK_CELL_MARGIN = 0.15
 WEAK_CELL_MIN_DECIDED = 3
 # The robot action that asks the deal's owner for a decision (moved on, lower priority,
-# snooze): ``Action.NOTIFY_OWNER`` in pbx_crm.robots. Other actions ask nobody anything.
+# snooze): ``Action.NOTIFY_OWNER`` in pbx_crm.robots.rules. Other actions ask nobody anything.
 NUDGE_ACTIONS = ("notify_owner",)
 NOBODY = "(nobody yet)"
 NO_TEAM = "(no team)"

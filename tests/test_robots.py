@@ -30,7 +30,8 @@ from pbx_crm.enums import Priority, TimelineKind
 from pbx_crm.errors import Conflict, Forbidden, ValidationError
 from pbx_crm.models import AuditEntry, Deal, Notification, RobotRun, Task
 from pbx_crm.phones import ExtensionPlan, classify_caller
-from pbx_crm.robots import passes as robots
+from pbx_crm.robots import nudges, passes, triggers
+from pbx_crm.robots import rules as robot_rules
 
 HOUR = 60  # factories.at() counts minutes
 DAY = 24 * HOUR
@@ -56,14 +57,14 @@ def crm(engine):
 def add_rule(engine, crm, stage="Commercial proposal", *, condition="time_in_stage",
              when=None, action="notify_owner", do=None, now=None, name="Proposal waits"):
     with transaction(engine) as session:
-        return robots.create_rule(session, crm["dewi"], stage_id=crm["stages"][stage].id,
-                                  name=name, condition=condition,
-                                  condition_params={"hours": 48} if when is None else when,
-                                  action=action, action_params=do or {}, now=now)
+        return robot_rules.create_rule(session, crm["dewi"], stage_id=crm["stages"][stage].id,
+                                       name=name, condition=condition,
+                                       condition_params={"hours": 48} if when is None else when,
+                                       action=action, action_params=do or {}, now=now)
 
 
 def run_pass(engine, settings, minutes, **kw):
-    return robots.robot_pass(engine, settings, now=at(minutes), **kw)
+    return passes.robot_pass(engine, settings, now=at(minutes), **kw)
 
 
 def runs(engine, rule=None) -> list[RobotRun]:
@@ -135,23 +136,23 @@ def test_a_rule_that_cannot_work_is_refused_with_a_reason(engine, crm, stage, co
 
 def test_only_a_head_sets_robots_and_sees_their_history(engine, crm):
     with pytest.raises(Forbidden), transaction(engine) as session:
-        robots.create_rule(session, crm["ana"], stage_id=crm["stages"]["Closing"].id,
-                           name="Mine", condition="stage_entered", action="notify_heads")
+        robot_rules.create_rule(session, crm["ana"], stage_id=crm["stages"]["Closing"].id,
+                                name="Mine", condition="stage_entered", action="notify_heads")
     with pytest.raises(Forbidden), transaction(engine) as session:
-        robots.recent_runs(session, crm["ana"])
+        robot_rules.recent_runs(session, crm["ana"])
 
 
 def test_rules_are_listed_changed_switched_and_deleted(engine, crm):
     rule = add_rule(engine, crm, do={"message": "Call them"})
     with transaction(engine) as session:
-        robots.update_rule(session, crm["dewi"], rule.id, condition_params={"days": 3},
-                           action="reassign", action_params={"login": "budi"})
-        robots.set_rule_active(session, crm["dewi"], rule.id, False)
-        [(listed, stage)] = robots.list_rules(session, crm["dewi"], crm["pipeline"].id)
+        robot_rules.update_rule(session, crm["dewi"], rule.id, condition_params={"days": 3},
+                                action="reassign", action_params={"login": "budi"})
+        robot_rules.set_rule_active(session, crm["dewi"], rule.id, False)
+        [(listed, stage)] = robot_rules.list_rules(session, crm["dewi"], crm["pipeline"].id)
         assert (listed.condition_params, listed.action_params, listed.active, stage.name) == (
             {"days": 3}, {"user_id": crm["budi"].user_id}, False, "Commercial proposal")
-        robots.delete_rule(session, crm["dewi"], rule.id)
-        assert robots.list_rules(session, crm["dewi"]) == []
+        robot_rules.delete_rule(session, crm["dewi"], rule.id)
+        assert robot_rules.list_rules(session, crm["dewi"]) == []
         actions = [a.action for a in session.exec(select(AuditEntry).where(
             AuditEntry.entity == "robot_rule").order_by(AuditEntry.id))]
     assert actions == ["create", "update", "disable", "delete"]
@@ -205,7 +206,7 @@ def test_business_days_count_the_working_week_in_the_company_time_zone(engine, c
     settings = settings.replace(time_zone="Asia/Jakarta")
 
     def fired_at(moment):
-        robots.robot_pass(engine, settings, now=moment)
+        passes.robot_pass(engine, settings, now=moment)
         return {run.rule_id for run in runs(engine) if run.deal_id == deal.id}
 
     saturday_0200 = friday_1700 + timedelta(hours=9)
@@ -352,7 +353,7 @@ def test_a_refused_action_is_recorded_as_a_failure_and_the_others_go_on(engine, 
     report = run_pass(engine, settings, 3 * DAY)
     assert (report.fired, report.failed) == (2, 2)
     with transaction(engine, read_only=True) as session:
-        failures = robots.recent_runs(session, crm["dewi"], failed_only=True)
+        failures = robot_rules.recent_runs(session, crm["dewi"], failed_only=True)
     assert {v.deal_title for v in failures} == {"Website redesign", "Budi's proposal"}
     assert all("not active" in v.run.error or "active" in v.run.error for v in failures)
     assert "could not reassign" in robot_entries(engine, other)[0]
@@ -371,7 +372,7 @@ def nudge(engine, crm, settings):
 def test_lower_priority_is_stored_and_lowers_the_deal(engine, crm, settings):
     run_id = nudge(engine, crm, settings)
     with transaction(engine) as session:
-        robots.answer_nudge(session, crm["ana"], run_id, answer="lower_priority",
+        nudges.answer_nudge(session, crm["ana"], run_id, answer="lower_priority",
                             now=at(3 * DAY + 5))
     [run] = runs(engine)
     assert (run.answer, run.answered_by_id, run.answered_at) == (
@@ -384,7 +385,7 @@ def test_lower_priority_is_stored_and_lowers_the_deal(engine, crm, settings):
 def test_a_snoozed_nudge_comes_back_once_the_snooze_is_over(engine, crm, settings):
     run_id = nudge(engine, crm, settings)
     with transaction(engine) as session:
-        robots.answer_nudge(session, crm["ana"], run_id, answer="snooze", snooze_days=2,
+        nudges.answer_nudge(session, crm["ana"], run_id, answer="snooze", snooze_days=2,
                             now=at(3 * DAY))
     assert run_pass(engine, settings, 5 * DAY - 1).fired == 0
     assert run_pass(engine, settings, 5 * DAY).fired == 1
@@ -395,17 +396,17 @@ def test_a_snoozed_nudge_comes_back_once_the_snooze_is_over(engine, crm, setting
 def test_a_nudge_is_answered_once_by_its_seller(engine, crm, settings):
     run_id = nudge(engine, crm, settings)
     with pytest.raises(Forbidden), transaction(engine) as session:
-        robots.answer_nudge(session, crm["budi"], run_id, answer="moved_on")
+        nudges.answer_nudge(session, crm["budi"], run_id, answer="moved_on")
     with pytest.raises(ValidationError, match="snooze_days"), \
             transaction(engine) as session:
-        robots.answer_nudge(session, crm["ana"], run_id, answer="snooze")
+        nudges.answer_nudge(session, crm["ana"], run_id, answer="snooze")
     with pytest.raises(ValidationError, match="Unknown answer"), \
             transaction(engine) as session:
-        robots.answer_nudge(session, crm["ana"], run_id, answer="later")
+        nudges.answer_nudge(session, crm["ana"], run_id, answer="later")
     with transaction(engine) as session:
-        robots.answer_nudge(session, crm["ana"], run_id, answer="moved_on")
+        nudges.answer_nudge(session, crm["ana"], run_id, answer="moved_on")
     with pytest.raises(Conflict, match="answered already"), transaction(engine) as session:
-        robots.answer_nudge(session, crm["ana"], run_id, answer="snooze", snooze_days=1)
+        nudges.answer_nudge(session, crm["ana"], run_id, answer="snooze", snooze_days=1)
     assert runs(engine)[0].answer == "moved_on"
 
 
@@ -424,7 +425,7 @@ def ring_and_answer(session, uniqueid, minutes, extension="101"):
 
 def test_an_answered_call_moves_a_deal_on_from_the_first_stage(engine, crm, settings):
     stages = crm["stages"]
-    robots.trigger_pass(engine, settings, now=at(0))  # the reader starts at the stream's end
+    triggers.trigger_pass(engine, settings, now=at(0))  # the reader starts at the stream's end
     with transaction(engine) as session:
         deal = make_deal(session, crm["ana"], contact_id=crm["customer"].id,
                          title="Opportunity", now=at(5))
@@ -434,14 +435,14 @@ def test_an_answered_call_moves_a_deal_on_from_the_first_stage(engine, crm, sett
              action="move_to_stage", do={"stage": "Commercial proposal"}, name="Call answered")
     with transaction(engine) as session:
         ring_and_answer(session, "1700000001.1", 10)
-    report = robots.trigger_pass(engine, settings, now=at(13))
+    report = triggers.trigger_pass(engine, settings, now=at(13))
     assert report.fired == 1 and report.events > 0
     assert deal_now(engine, deal).stage_id == stages["Commercial proposal"].id
-    assert robots.trigger_pass(engine, settings, now=at(14)).fired == 0  # never twice
+    assert triggers.trigger_pass(engine, settings, now=at(14)).fired == 0  # never twice
 
 
 def test_a_call_that_takes_an_unsorted_deal_does_not_also_push_it_on(engine, crm, settings):
-    robots.trigger_pass(engine, settings, now=at(0))
+    triggers.trigger_pass(engine, settings, now=at(0))
     add_rule(engine, crm, "Opportunity", condition="call_answered", when={},
              action="move_to_stage", do={"stage": "Commercial proposal"}, name="Call answered")
     with transaction(engine) as session:
@@ -451,19 +452,19 @@ def test_a_call_that_takes_an_unsorted_deal_does_not_also_push_it_on(engine, crm
                                   now=at(10))
         calls.record_answer(session, uniqueid="1.1", extension="101", now=at(11))
         deal_id = calls.find_call(session, "1.1").deal_id
-    assert robots.trigger_pass(engine, settings, now=at(12)).fired == 0
+    assert triggers.trigger_pass(engine, settings, now=at(12)).fired == 0
     with transaction(engine, read_only=True) as session:
         assert session.get(Deal, deal_id).stage_id == crm["stages"]["Opportunity"].id
 
 
 def test_a_missed_call_notifies_the_owner_and_leaves_one_callback_task(engine, crm, settings):
-    robots.trigger_pass(engine, settings, now=at(0))
+    triggers.trigger_pass(engine, settings, now=at(0))
     add_rule(engine, crm, condition="call_missed", when={}, action="notify_owner",
              name="Missed call")
     with transaction(engine) as session:
         missed_call(session, "1700000002.1", 30)
-    assert robots.trigger_pass(engine, settings, now=at(32)).fired == 1
-    assert robots.trigger_pass(engine, settings, now=at(33)).fired == 0
+    assert triggers.trigger_pass(engine, settings, now=at(32)).fired == 1
+    assert triggers.trigger_pass(engine, settings, now=at(33)).fired == 0
     [note] = notifications(engine, crm["ana"])
     assert "a missed call" in note.body
     with transaction(engine, read_only=True) as session:
@@ -478,8 +479,8 @@ def test_a_deal_moved_into_a_stage_starts_its_robots_at_once(engine, crm, settin
         deals.move_deal(session, crm["ana"], crm["deal"].id,
                         to_stage_id=crm["stages"]["Closing"].id, expected_version=None,
                         now=at(100))
-    assert robots.trigger_pass(engine, settings, now=at(100)).fired == 1
-    assert robots.trigger_pass(engine, settings, now=at(101)).fired == 0
+    assert triggers.trigger_pass(engine, settings, now=at(100)).fired == 1
+    assert triggers.trigger_pass(engine, settings, now=at(101)).fired == 0
     with transaction(engine, read_only=True) as session:
         assert [t.title for t in session.exec(select(Task))] == ["Send the contract"]
 
@@ -489,7 +490,7 @@ def test_the_event_reader_waits_on_a_hole_then_skips_it(engine, crm, settings):
     on it for a while before taking it as a rolled-back write."""
     from pbx_crm import events
 
-    robots.trigger_pass(engine, settings, now=at(0))
+    triggers.trigger_pass(engine, settings, now=at(0))
     with transaction(engine) as session:
         first = events.emit(session, "ringing", target_user_id=None, payload={}, now=at(1))
         hole = events.emit(session, "ringing", target_user_id=None, payload={}, now=at(1))
@@ -497,9 +498,9 @@ def test_the_event_reader_waits_on_a_hole_then_skips_it(engine, crm, settings):
     with transaction(engine) as session:
         session.delete(session.get(type(hole), hole.id))
     gaps: dict = {}
-    assert robots.trigger_pass(engine, settings, now=at(2), gaps=gaps).events == 1
+    assert triggers.trigger_pass(engine, settings, now=at(2), gaps=gaps).events == 1
     assert gaps == {hole.id: at(2)}
-    assert robots.trigger_pass(engine, settings, now=at(2), gaps=gaps).events == 0
-    later = at(2) + robots.EVENT_GAP_WAIT
-    assert robots.trigger_pass(engine, settings, now=later, gaps=gaps).events == 1
+    assert triggers.trigger_pass(engine, settings, now=at(2), gaps=gaps).events == 0
+    later = at(2) + triggers.EVENT_GAP_WAIT
+    assert triggers.trigger_pass(engine, settings, now=later, gaps=gaps).events == 1
     assert first.id + 2 == hole.id + 1 and gaps == {}

@@ -27,7 +27,9 @@ from pbx_crm.telephony.ami_client import AmiClient
 from pbx_crm.config import ConfigError, load_settings
 from pbx_crm.db import make_engine, transaction
 from pbx_crm.enums import TimelineKind
-from pbx_crm.robots import passes as robots
+from pbx_crm.robots import passes, triggers
+from pbx_crm.robots import rules as robot_rules
+from pbx_crm.robots import scheduler as robot_scheduler
 from pbx_crm.robots.scheduler import RobotScheduler
 from pbx_crm.models import Notification, RobotRun, User
 from pbx_crm.working_hours import WorkingClock, parse_working_days
@@ -55,11 +57,11 @@ def team(engine):
 
 def rule(engine, team, action="notify_owner", **params):
     with transaction(engine) as session:
-        return robots.create_rule(session, team["dewi"],
-                                  stage_id=team["stages"]["Commercial proposal"].id,
-                                  name="Proposal waits", condition="time_in_stage",
-                                  condition_params={"hours": 48}, action=action,
-                                  action_params=params)
+        return robot_rules.create_rule(session, team["dewi"],
+                                       stage_id=team["stages"]["Commercial proposal"].id,
+                                       name="Proposal waits", condition="time_in_stage",
+                                       condition_params={"hours": 48}, action=action,
+                                       action_params=params)
 
 
 def counts(engine) -> tuple[int, int, int]:
@@ -88,14 +90,14 @@ def test_a_scheduler_that_dies_mid_pass_loses_nothing_and_repeats_nothing(engine
             raise PowerCut
 
     with pytest.raises(PowerCut):
-        robots.robot_pass(engine, settings, now=at(3 * DAY), batch=4,
+        passes.robot_pass(engine, settings, now=at(3 * DAY), batch=4,
                           on_run=die_on_the_fifth)
     assert counts(engine) == (4, 4, 4)  # the first batch committed, the second was lost
 
-    report = robots.robot_pass(engine, settings, now=at(3 * DAY + 1), batch=4)  # restarted
+    report = passes.robot_pass(engine, settings, now=at(3 * DAY + 1), batch=4)  # restarted
     assert report.fired == 8
     assert counts(engine) == (12, 12, 12)
-    assert robots.robot_pass(engine, settings, now=at(3 * DAY + 2)).fired == 0
+    assert passes.robot_pass(engine, settings, now=at(3 * DAY + 2)).fired == 0
 
 
 def test_two_schedulers_at_once_fire_each_run_once(engine, team, settings):
@@ -109,7 +111,7 @@ def test_two_schedulers_at_once_fire_each_run_once(engine, team, settings):
     def scheduler(own_engine):
         try:
             start.wait(WAIT)
-            reports.append(robots.robot_pass(own_engine, settings, now=at(3 * DAY), batch=3))
+            reports.append(passes.robot_pass(own_engine, settings, now=at(3 * DAY), batch=3))
         except BaseException as error:  # noqa: BLE001 - reported below
             errors.append(error)
 
@@ -133,10 +135,10 @@ def test_two_trigger_readers_at_once_act_on_each_event_once(engine, team, settin
     from pbx_crm.phones import ExtensionPlan, classify_caller
 
     with transaction(engine) as session:
-        robots.create_rule(session, team["dewi"],
-                           stage_id=team["stages"]["Commercial proposal"].id,
-                           name="Missed call", condition="call_missed", action="notify_owner")
-    robots.trigger_pass(engine, settings, now=at(0))
+        robot_rules.create_rule(session, team["dewi"],
+                                stage_id=team["stages"]["Commercial proposal"].id,
+                                name="Missed call", condition="call_missed", action="notify_owner")
+    triggers.trigger_pass(engine, settings, now=at(0))
     caller = classify_caller("+62 812-3456-7890", region="ID",
                              extensions=ExtensionPlan.parse("100-199"))
     with transaction(engine) as session:
@@ -153,7 +155,7 @@ def test_two_trigger_readers_at_once_act_on_each_event_once(engine, team, settin
 
     def reader(own_engine):
         start.wait(WAIT)
-        fired.append(robots.trigger_pass(own_engine, settings, now=at(20)).fired)
+        fired.append(triggers.trigger_pass(own_engine, settings, now=at(20)).fired)
 
     threads = [threading.Thread(target=reader, args=(e,)) for e in engines]
     for thread in threads:
@@ -169,12 +171,12 @@ def test_two_trigger_readers_at_once_act_on_each_event_once(engine, team, settin
 def test_a_run_left_pending_by_a_stopped_scheduler_is_marked_failed_not_repeated(
         engine, team, settings):
     rule(engine, team)
-    robots.robot_pass(engine, settings, now=at(3 * DAY))
+    passes.robot_pass(engine, settings, now=at(3 * DAY))
     with transaction(engine) as session:
         run = session.exec(select(RobotRun).order_by(RobotRun.id)).first()
         run.status = "pending"  # as if the process died before the e-mail went out
-    assert robots.recover_interrupted(engine, now=at(3 * DAY + 1)) == 0  # too fresh to judge
-    assert robots.recover_interrupted(engine, now=at(3 * DAY + 6)) == 1
+    assert passes.recover_interrupted(engine, now=at(3 * DAY + 1)) == 0  # too fresh to judge
+    assert passes.recover_interrupted(engine, now=at(3 * DAY + 6)) == 1
     with transaction(engine, read_only=True) as session:
         run = session.get(RobotRun, run.id)
     assert run.status == "failed" and "interrupted" in run.error
@@ -217,7 +219,7 @@ def test_a_nudge_reaches_the_sellers_mailbox_over_smtp(engine, team, settings, s
         for deal in team["deals"][1:]:
             deals.close_won(session, team["ana"], deal.id, expected_version=None, now=at(60))
     rule(engine, team, message="Move it to document coordination")
-    report = robots.robot_pass(engine, settings, now=at(3 * DAY))
+    report = passes.robot_pass(engine, settings, now=at(3 * DAY))
     assert (report.fired, report.failed) == (1, 0)
     [mail] = inbox.messages
     assert mail.mail_from == "crm@example.co.id" and mail.rcpt_tos == ["ana@example.co.id"]
@@ -231,7 +233,7 @@ def test_with_the_mail_server_down_the_run_fails_visibly_and_the_crm_notice_stay
         engine, team, settings):
     settings = settings.replace(smtp_host="127.0.0.1", smtp_port=free_port())
     rule(engine, team)
-    report = robots.robot_pass(engine, settings, now=at(3 * DAY))
+    report = passes.robot_pass(engine, settings, now=at(3 * DAY))
     assert report.failed == 12
     runs = _runs(engine)
     assert {r.status for r in runs} == {"failed"} and "e-mail to ana@example.co.id" in runs[0].error
@@ -252,8 +254,8 @@ def test_a_reminder_call_rings_the_sellers_phone_through_ami(engine, team, setti
     with AmiClient(*server.address, "crm", "secret", events="off", connect_timeout=WAIT,
                    action_timeout=WAIT) as client:
         assert client.wait_connected(WAIT)
-        report = robots.robot_pass(engine, settings, now=at(3 * DAY),
-                                   originate=client.originate)
+        report = robot_scheduler.robot_pass(engine, settings, now=at(3 * DAY),
+                                            originate=client.originate)
     assert (report.fired, report.failed) == (1, 0)
     [action] = server.originates
     deal = team["deals"][0]
@@ -270,7 +272,7 @@ def test_a_reminder_call_rings_the_sellers_phone_through_ami(engine, team, setti
 
 def test_without_ami_a_reminder_call_fails_with_the_reason(engine, team, settings):
     rule(engine, team, action="call_owner")
-    report = robots.robot_pass(engine, settings, now=at(3 * DAY))
+    report = passes.robot_pass(engine, settings, now=at(3 * DAY))
     assert report.failed == 12
     assert "No AMI host is configured" in _runs(engine)[0].error
 

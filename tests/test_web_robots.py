@@ -24,7 +24,8 @@ from factories import (
 from sqlmodel import select
 from webtools import Client, signed_in
 
-from pbx_crm.robots import passes as robots
+from pbx_crm.robots import passes
+from pbx_crm.robots import rules as robot_rules
 from pbx_crm.db import transaction
 from pbx_crm.models import Deal, Notification, RobotRule, RobotRun
 
@@ -62,7 +63,7 @@ def run_of(engine, run_id: int) -> RobotRun:
 
 def add_reminder(engine, crm, **changes) -> RobotRule:
     with transaction(engine) as session:
-        return robots.create_rule(session, crm["hana"], **{
+        return robot_rules.create_rule(session, crm["hana"], **{
             "stage_id": crm["stage"]["Commercial proposal"].id, "name": "Proposal waits",
             "condition": "time_in_stage", "condition_params": {"hours": 48},
             "action": "notify_owner", "action_params": {}, **changes})
@@ -71,7 +72,7 @@ def add_reminder(engine, crm, **changes) -> RobotRule:
 def nudged(engine, settings, crm) -> dict[int, int]:
     """The 48-hour robot fires on both proposals: {deal id: run id}."""
     add_reminder(engine, crm)
-    report = robots.robot_pass(engine, settings, now=at(49 * HOUR))
+    report = passes.robot_pass(engine, settings, now=at(49 * HOUR))
     assert report.fired == 2 and report.failed == 0
     with transaction(engine, read_only=True) as session:
         return {run.deal_id: run.id for run in session.exec(select(RobotRun))}
@@ -248,7 +249,7 @@ def test_a_malformed_edit_changes_nothing(web, crm, engine):
 def test_the_runs_list_shows_what_the_robots_did_and_what_failed(web, crm, engine, settings):
     add_reminder(engine, crm)
     add_reminder(engine, crm, name="Ring the owner", action="call_owner")  # no AMI: fails
-    robots.robot_pass(engine, settings, now=at(49 * HOUR))
+    passes.robot_pass(engine, settings, now=at(49 * HOUR))
     page = signed_in(web, "hana").get("/robots").text
     runs = page[page.index('id="runs"'):]
     assert runs.count('class="run status-done"') == 2

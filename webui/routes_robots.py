@@ -3,9 +3,9 @@ one, switching a rule off and on, deleting it, and the latest robot runs and fai
 
 The form has one set of fields per condition kind and per action kind (``robots.js`` shows
 the set that goes with the chosen kind); only the chosen kinds' fields are read into the
-rule's settings, and the core (``pbx_crm.robots``) validates them. A seller is refused by the
-core (403). A refused form re-renders the page with the core's message and what was typed;
-its transaction rolled back, so nothing changed.
+rule's settings, and the core (``pbx_crm.robots.rules``) validates them. A seller is refused
+by the core (403). A refused form re-renders the page with the core's message and what was
+typed; its transaction rolled back, so nothing changed.
 """
 
 from __future__ import annotations
@@ -20,20 +20,21 @@ from pbx_crm.errors import CrmError, ValidationError
 from pbx_crm.funnel import ensure_head
 from pbx_crm.models import Stage, User
 from pbx_crm.money import plain_amount, to_minor
-from pbx_crm.robots import passes as robots
+from pbx_crm.robots import nudges
+from pbx_crm.robots import rules as robot_rules
 
 from .app import WebUI, form, int_field, query
 
 TIME_UNITS = ("hours", "days", "business_hours", "business_days")
-MINUTE_CONDITIONS = (robots.Condition.UNSORTED_NOT_TAKEN.value,
-                     robots.Condition.MISSED_CALL_NOT_RETURNED.value)
+MINUTE_CONDITIONS = (robot_rules.Condition.UNSORTED_NOT_TAKEN.value,
+                     robot_rules.Condition.MISSED_CALL_NOT_RETURNED.value)
 PRIORITY_NAMES = {0: "low", 1: "normal", 2: "high"}
 RUN_LIMIT = 50
 FORM_FIELDS = ("stage_id", "name", "condition", "time_count", "time_unit", "days", "minutes",
                "min_amount", "max_amount", "action", "message", "task_title", "due_hours",
                "priority", "target_stage_id", "lost_reason", "user_id")
-NEW_RULE = {"condition": robots.Condition.TIME_IN_STAGE.value, "time_unit": "hours",
-            "action": robots.Action.NOTIFY_OWNER.value, "priority": "low"}
+NEW_RULE = {"condition": robot_rules.Condition.TIME_IN_STAGE.value, "time_unit": "hours",
+            "action": robot_rules.Action.NOTIFY_OWNER.value, "priority": "low"}
 
 
 def _filled(values, name: str) -> str | None:
@@ -45,13 +46,13 @@ def condition_params(values, condition: str, currency: str, locale: str) -> dict
     """The settings of the chosen condition, from its own fields only; amounts are typed in
     the pipeline's currency and stored in minor units."""
     params: dict = {}
-    if condition == robots.Condition.TIME_IN_STAGE.value:
+    if condition == robot_rules.Condition.TIME_IN_STAGE.value:
         unit = values.get("time_unit") or ""
         if unit not in TIME_UNITS:
             raise ValidationError("Choose hours, days, business hours or business days.",
                                   field="condition_params")
         params[unit] = values.get("time_count", "")
-    elif condition == robots.Condition.NO_ACTIVITY.value:
+    elif condition == robot_rules.Condition.NO_ACTIVITY.value:
         params["days"] = values.get("days", "")
     elif condition in MINUTE_CONDITIONS:
         params["minutes"] = values.get("minutes", "")
@@ -66,21 +67,21 @@ def action_params(values, action: str) -> dict:
     """The settings of the chosen action, from its own fields only (empty optional fields
     are left out, so the core's defaults apply)."""
     params: dict = {}
-    if action in (robots.Action.NOTIFY_OWNER.value, robots.Action.NOTIFY_HEADS.value):
+    if action in (robot_rules.Action.NOTIFY_OWNER.value, robot_rules.Action.NOTIFY_HEADS.value):
         if _filled(values, "message"):
             params["message"] = values.get("message")
-    elif action == robots.Action.CREATE_TASK.value:
+    elif action == robot_rules.Action.CREATE_TASK.value:
         if _filled(values, "task_title"):
             params["title"] = values.get("task_title")
         if _filled(values, "due_hours"):
             params["due_hours"] = values.get("due_hours").strip()
-    elif action == robots.Action.SET_PRIORITY.value:
+    elif action == robot_rules.Action.SET_PRIORITY.value:
         params["priority"] = values.get("priority", "")
-    elif action == robots.Action.MOVE_TO_STAGE.value:
+    elif action == robot_rules.Action.MOVE_TO_STAGE.value:
         params["stage_id"] = values.get("target_stage_id", "")
         if _filled(values, "lost_reason"):
             params["lost_reason"] = values.get("lost_reason")
-    elif action == robots.Action.REASSIGN.value:
+    elif action == robot_rules.Action.REASSIGN.value:
         params["user_id"] = values.get("user_id", "")
     return params
 
@@ -91,7 +92,7 @@ def rule_values(rule, currency: str, locale: str) -> dict:
               "stage_id": str(rule.stage_id)}
     cp, ap = rule.condition_params, rule.action_params
     for unit in TIME_UNITS:
-        if unit in cp and rule.condition == robots.Condition.TIME_IN_STAGE.value:
+        if unit in cp and rule.condition == robot_rules.Condition.TIME_IN_STAGE.value:
             values.update(time_unit=unit, time_count=str(cp[unit]))
     if "days" in cp:
         values["days"] = str(cp["days"])
@@ -119,11 +120,11 @@ def register(ui: WebUI) -> None:
             ensure_head(actor, "see the robots")
             pipeline = pipelines.get_pipeline(session, pipeline_id)
             stages = pipelines.stages_of(session, pipeline.id)
-            rules = robots.list_rules(session, actor, pipeline.id)
-            runs = robots.recent_runs(session, actor, limit=RUN_LIMIT)
+            rules = robot_rules.list_rules(session, actor, pipeline.id)
+            runs = robot_rules.recent_runs(session, actor, limit=RUN_LIMIT)
             rule = None
             if editing is not None:
-                rule = robots.get_rule(session, editing)
+                rule = robot_rules.get_rule(session, editing)
                 if rule.stage_id not in {stage.id for stage in stages}:
                     raise ValidationError(f"Robot #{rule.id} is on another pipeline.",
                                           field="edit")
@@ -145,12 +146,12 @@ def register(ui: WebUI) -> None:
             stage_names={stage.id: ui.gettext("Unsorted") if stage.is_unsorted else stage.name
                          for stage in stages},
             people=people, people_names={person.id: person.name for person in people},
-            conditions=[c.value for c in robots.Condition],
-            actions=[a.value for a in robots.Action], time_units=TIME_UNITS,
+            conditions=[c.value for c in robot_rules.Condition],
+            actions=[a.value for a in robot_rules.Action], time_units=TIME_UNITS,
             currency=pipeline.currency)
 
     def pipeline_of_rule(session, rule_id: int) -> int:
-        rule = robots.get_rule(session, rule_id)
+        rule = robot_rules.get_rule(session, rule_id)
         return session.get(Stage, rule.stage_id).pipeline_id
 
     @app.get("/robots", name="robots")
@@ -172,7 +173,7 @@ def register(ui: WebUI) -> None:
                 pipeline_id = pipeline.id
                 condition = values.get("condition", "")
                 action = values.get("action", "")
-                robots.create_rule(
+                robot_rules.create_rule(
                     session, ui.actor, stage_id=stage.id, name=values.get("name", ""),
                     condition=condition,
                     condition_params=condition_params(values, condition, pipeline.currency,
@@ -194,7 +195,7 @@ def register(ui: WebUI) -> None:
                 pipeline = pipelines.get_pipeline(session, pipeline_id)
                 condition = values.get("condition", "")
                 action = values.get("action", "")
-                robots.update_rule(
+                robot_rules.update_rule(
                     session, ui.actor, rule_id, name=values.get("name", ""),
                     condition=condition or None,
                     condition_params=condition_params(values, condition, pipeline.currency,
@@ -214,7 +215,7 @@ def register(ui: WebUI) -> None:
             active = values.get("active")
             if active not in ("yes", "no"):
                 raise ValidationError("Switch a robot on (yes) or off (no).", field="active")
-            robots.set_rule_active(session, ui.actor, rule_id, active == "yes")
+            robot_rules.set_rule_active(session, ui.actor, rule_id, active == "yes")
         return bottle.redirect(f"/robots?pipeline={pipeline_id}", 303)
 
     @app.post("/robots/rules/<rule_id:int>/delete", name="robot_delete")
@@ -222,7 +223,7 @@ def register(ui: WebUI) -> None:
         with transaction(ui.engine) as session:
             ensure_head(ui.actor, "set up robots")
             pipeline_id = pipeline_of_rule(session, rule_id)
-            robots.delete_rule(session, ui.actor, rule_id)
+            robot_rules.delete_rule(session, ui.actor, rule_id)
         return bottle.redirect(f"/robots?pipeline={pipeline_id}", 303)
 
 
@@ -232,5 +233,5 @@ def answer_nudge_form(session, actor, robot_run_id: int, values):
     answer = values.get("answer", "")
     snooze_days = (int_field(values, "snooze_days", "number of days")
                    if answer == NudgeAnswer.SNOOZE.value else None)
-    return robots.answer_nudge(session, actor, robot_run_id, answer=answer,
+    return nudges.answer_nudge(session, actor, robot_run_id, answer=answer,
                                snooze_days=snooze_days)

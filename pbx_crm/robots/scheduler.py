@@ -9,21 +9,61 @@ restarted scheduler goes on where it stopped, and two schedulers on one PostgreS
 work without doing anything twice. A pass missed while the process was down or busy runs once
 when it can (coalesced), within ``robot_grace_minutes``; it catches up on every deal that came
 due meanwhile, each once.
+
+This is the wing's edge to the PBX, and its only module that imports the telephony wing: a
+reminder call is click-to-call (``call_contact``) over the scheduler's AMI connection, handed
+to the passes as their ``ring_owner``. ``robot_pass`` and ``trigger_pass`` here are the passes
+as the scheduler runs them.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from ..config import Settings
 from ..models import utcnow
-from . import passes
+from ..telephony.ami_client import AmiClient
+from ..telephony.click_to_call import call_contact
+from . import passes, triggers
+from .passes import PassReport, RingOwner
 
 log = logging.getLogger(__name__)
+
+# ``AmiClient.originate`` of a connected client, or a test's stand-in.
+Originate = Callable[..., object]
+
+
+def reminder_caller(settings: Settings, originate: Originate | None) -> RingOwner | None:
+    """What rings a deal's owner for a reminder: click-to-call from their extension to the
+    deal's contact, over ``originate``. None without one: those runs fail with the reason."""
+    if originate is None:
+        return None
+
+    def ring_owner(session, owner, deal_id):
+        return call_contact(session, owner, deal_id, number=None, originate=originate,
+                            settings=settings)
+
+    return ring_owner
+
+
+def robot_pass(engine, settings: Settings, *, originate: Originate | None = None,
+               **options) -> PassReport:
+    """``passes.robot_pass`` (same keywords) with reminder calls placed over ``originate``."""
+    return passes.robot_pass(engine, settings, ring_owner=reminder_caller(settings, originate),
+                             **options)
+
+
+def trigger_pass(engine, settings: Settings, *, originate: Originate | None = None,
+                 **options) -> PassReport:
+    """``triggers.trigger_pass`` (same keywords) with reminder calls placed over
+    ``originate``."""
+    return triggers.trigger_pass(engine, settings,
+                                 ring_owner=reminder_caller(settings, originate), **options)
 
 
 class RobotScheduler:
@@ -57,19 +97,19 @@ class RobotScheduler:
                  self.settings.robot_trigger_seconds)
         return self
 
-    def run_pass(self, now: datetime | None = None) -> passes.PassReport:
+    def run_pass(self, now: datetime | None = None) -> PassReport:
         with self._lock:
-            report = passes.robot_pass(self.engine, self.settings, now=now or utcnow(),
-                                       originate=self.originate)
+            report = robot_pass(self.engine, self.settings, now=now or utcnow(),
+                                originate=self.originate)
         if report.fired or report.errors:
             log.info("robot pass: %d rule(s), %d run(s) fired, %d failed, %d rule error(s)",
                      report.rules, report.fired, report.failed, report.errors)
         return report
 
-    def run_triggers(self, now: datetime | None = None) -> passes.PassReport:
+    def run_triggers(self, now: datetime | None = None) -> PassReport:
         with self._lock:
-            report = passes.trigger_pass(self.engine, self.settings, now=now or utcnow(),
-                                         originate=self.originate, gaps=self._gaps)
+            report = trigger_pass(self.engine, self.settings, now=now or utcnow(),
+                                  originate=self.originate, gaps=self._gaps)
         if report.fired:
             log.info("robot triggers: %d event(s), %d run(s) fired, %d failed", report.events,
                      report.fired, report.failed)
@@ -87,8 +127,6 @@ def start_robot_scheduler(settings: Settings, engine) -> RobotScheduler:
     set (it connects in the background; a call before it is up fails that run only)."""
     client = None
     if settings.ami_host:
-        from ..telephony.ami_client import AmiClient
-
         client = AmiClient(settings.ami_host, settings.ami_port, settings.ami_username,
                            settings.ami_secret, events="off").start()
     return RobotScheduler(engine, settings, originate=client.originate if client else None,

@@ -14,7 +14,8 @@ from factories import (
 )
 from sqlmodel import select
 
-from pbx_crm.robots import passes as robots
+from pbx_crm.robots import passes
+from pbx_crm.robots import rules as robot_rules
 from pbx_crm.db import transaction
 from pbx_crm.models import Deal, RobotRule, RobotRun
 
@@ -69,10 +70,11 @@ def test_a_seller_answers_a_nudge_on_the_card_and_the_overdue_mark_goes(open_pag
     crm = _crm(engine)
     deal = crm["deal"]
     with transaction(engine) as session:
-        robots.create_rule(session, crm["hana"], stage_id=crm["stage"]["Commercial proposal"].id,
-                           name="Proposal waits", condition="time_in_stage",
-                           condition_params={"hours": 48}, action="notify_owner")
-    assert robots.robot_pass(engine, settings, now=at(49 * HOUR)).fired == 1
+        robot_rules.create_rule(session, crm["hana"],
+                                stage_id=crm["stage"]["Commercial proposal"].id,
+                                name="Proposal waits", condition="time_in_stage",
+                                condition_params={"hours": 48}, action="notify_owner")
+    assert passes.robot_pass(engine, settings, now=at(49 * HOUR)).fired == 1
 
     page = open_page("ana")
     card = page.locator(f"#deal-{deal.id}")
