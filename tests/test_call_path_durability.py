@@ -527,10 +527,17 @@ def test_sigterm_while_the_database_hangs_stops_the_server_within_seconds_losing
 # --- 3. the hang ends, the server goes on -------------------------------------------------------
 
 
+# Known defect (issue 14): on a loaded machine (2 cores, two CPU-bound processes beside the
+# test) `dead` needed 16 to 28 s in 3 runs of 6 and over 35 s in the others. The server itself
+# is back 6 s after the path (the check's 5 s connect timeout on a connection made during the
+# hang, then the next round); the rest is load: with no outage at all, only 2-9 % of 400 calls
+# got real answers on every hook, never 10 in a row. The recordings queue on the board totals'
+# row locks (stage_totals, held from the deal's creation to the commit), an `answered` that
+# comes before its call's recording commits is spooled with the hangup after it, and their
+# replay adds to the load.
 @pytest.mark.parametrize("held", ["resume", pytest.param("dead", marks=pytest.mark.xfail(
-    reason="known defect: with the whole suite loading the machine, real answers did not "
-    "come back within 35 s after a dead path in two of three CI runs (issue 14 stays open)",
-    strict=False))])
+    reason="known defect: on a loaded machine the server falls behind 20 calls/s even with "
+    "no outage, and the backlog of a dead path keeps it there (issue 14)", strict=False))])
 def test_when_the_hang_ends_calls_get_real_answers_again_and_nothing_answered_is_lost(
         postgres, crm, proxy, fastagi, tmp_path, held):
     """The path dies while recordings are under way, then comes back, the server still
