@@ -44,7 +44,7 @@ def arg(request, position: int, default: str = "") -> str:
 
 def caller_of(request, settings):
     """The caller as the AGI environment names them, recognised with the settings' rules."""
-    from pbx_crm.phones import classify_caller
+    from pbx_crm.rules.phones import classify_caller
 
     return classify_caller(request.callerid, region=settings.phone_region,
                            extensions=settings.internal_extensions,

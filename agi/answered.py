@@ -7,7 +7,7 @@ device (``PJSIP/101-...`` or ``Local/101@...``). The seller becomes the owner of
 deal. The bridge waits for this hook: it sets nothing, so the session is one round trip.
 """
 
-from pbx_crm import calls
+from pbx_crm.funnel import calls
 from pbx_crm.telephony.call_tracker import DeviceMap
 
 from . import arg, hook

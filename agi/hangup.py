@@ -5,7 +5,7 @@ Dialplan: ``Set(CHANNEL(hangup_handler_push)=pbx-crm-hangup,s,1)`` before Dial; 
 on the dead channel (SET VARIABLE still works there; nothing else is needed).
 """
 
-from pbx_crm import calls
+from pbx_crm.funnel import calls
 
 from . import arg, caller_of, hook
 

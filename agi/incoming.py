@@ -14,8 +14,8 @@ log says why, and what to do, once until a call opens a deal again.
 
 import logging
 
-from pbx_crm import calls, pipelines
-from pbx_crm.phones import CallerKind
+from pbx_crm.funnel import calls, pipelines
+from pbx_crm.rules.phones import CallerKind
 
 from . import arg, caller_of, hook
 

@@ -7,9 +7,9 @@ the channel by click-to-call: the call then lands on the deal the seller clicked
 the open deal of the dialed number. Sets ``CRM_DEAL_ID`` (empty when there is none).
 """
 
-from pbx_crm import calls
+from pbx_crm.funnel import calls
 from pbx_crm.telephony.call_tracker import DeviceMap
-from pbx_crm.phones import classify_caller
+from pbx_crm.rules.phones import classify_caller
 
 from . import arg, hook
 

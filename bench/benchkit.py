@@ -14,7 +14,7 @@ from sqlmodel import select
 
 from pbx_crm.db import transaction, upgrade
 from pbx_crm.models import Deal
-from pbx_crm.seed import seed_synthetic
+from pbx_crm.sample.seed import seed_synthetic
 
 PIPELINE = "Bench"
 

@@ -1,6 +1,6 @@
 """Benchmark: the queries behind the board and the funnel totals, on a large pipeline.
 
-Measures, through the same functions the product uses (``pbx_crm.board``):
+Measures, through the same functions the product uses (``pbx_crm.funnel.board``):
   * a column's first page (50 newest cards), for a head and for one seller;
   * a deep "show more" page (continuing from a card far down the column);
   * a whole board's first pages (every column) as one page load would do;
@@ -11,7 +11,7 @@ figures read as ratios that survive a noisy machine.
     python bench/board_queries.py                       # SQLite, 100k deals
     python bench/board_queries.py --database-url postgresql+psycopg://.../bench --deals 1000000
 
-The database is seeded on first use (``pbx_crm.seed``) and reused by later runs.
+The database is seeded on first use (``pbx_crm.sample.seed``) and reused by later runs.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ from benchkit import PIPELINE, ensure_deals, percentile, timed
 from sqlalchemy import func, text
 from sqlmodel import select
 
-from pbx_crm import board, pipelines
+from pbx_crm.funnel import board, pipelines
 from pbx_crm.db import make_engine, transaction
-from pbx_crm.funnel import Actor
+from pbx_crm.rules.funnel import Actor
 from pbx_crm.models import Deal, User
 
 

@@ -29,13 +29,14 @@ from sqlmodel import select
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from board_queries import PIPELINE, ensure_data, percentile, timed  # noqa: E402
-from pbx_crm.webserver import keep_startup_objects_out_of_gc  # noqa: E402
+from pbx_crm.web.server import keep_startup_objects_out_of_gc  # noqa: E402
 from pbx_crm.webui import create_app  # noqa: E402
 
-from pbx_crm import board, pipelines, users, web_sessions  # noqa: E402
+from pbx_crm.funnel import board, pipelines
+from pbx_crm.people import users, sign_in as web_sessions  # noqa: E402
 from pbx_crm.config import Settings  # noqa: E402
 from pbx_crm.db import make_engine, transaction  # noqa: E402
-from pbx_crm.funnel import Actor  # noqa: E402
+from pbx_crm.rules.funnel import Actor  # noqa: E402
 from pbx_crm.models import Deal, User  # noqa: E402
 
 HEAD_LOGIN = "bench-head"

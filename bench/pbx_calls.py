@@ -49,7 +49,7 @@ DIALSTATUS gives, and no second row under its linkedid), after the hooks that ov
 budget finished and the spool was replayed; then the issue's goals, met or missed (for a
 burst: whether every session of every hook was answered within the 500 ms hook budget).
 
-The database is seeded on first use (``pbx_crm.seed``: ``--contacts`` contacts, a fifth as many
+The database is seeded on first use (``pbx_crm.sample.seed``: ``--contacts`` contacts, a fifth as many
 deals, 20 sellers ringing on extensions 201-220) and reused by later runs; the SQLite file is
 ``pbx-crm-bench-agi-<contacts>.sqlite3`` in the temp directory. Every run adds its calls, and
 its new callers' contacts and deals.
@@ -75,14 +75,14 @@ from benchkit import ensure_deals, percentile
 from sqlalchemy import func, text
 from sqlmodel import select
 
-from pbx_crm import users
+from pbx_crm.people import users
 from pbx_crm.components import FASTAGI_WORKERS, start_fastagi
 from pbx_crm.config import Address, Settings
 from pbx_crm.db import make_engine, transaction
 from pbx_crm.enums import Role, StageKind
-from pbx_crm.funnel import Actor
+from pbx_crm.rules.funnel import Actor
 from pbx_crm.models import Call, Contact, ContactPhone, Deal, Stage, User, UserExtension
-from pbx_crm.seed import _number_plan
+from pbx_crm.sample.seed import _number_plan
 from pbx_crm.simulator.pbx import (
     agi_answered,
     agi_hangup,

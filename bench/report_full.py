@@ -1,6 +1,6 @@
 """Benchmark: the full funnel report for one pipeline and a year, on a large pipeline.
 
-Times ``pbx_crm.reports.funnel_report`` (every figure of the reports page: stage figures,
+Times ``pbx_crm.reporting.reports.funnel_report`` (every figure of the reports page: stage figures,
 outcomes, loss maps by seller and team, calls, callbacks, nudges, weeks) for a head, for a
 head filtering on one seller, and for a quarter; then each part alone. The baseline,
 measured in the same run: one plain count of the pipeline's stage-history rows in the period
@@ -11,7 +11,7 @@ measured in the same run: one plain count of the pipeline's stage-history rows i
     python bench/report_full.py --deals 1000000 \\
         --database-url postgresql+psycopg://USER:PW@127.0.0.1/pbx_crm_bench_reports
 
-The database is seeded on first use (``pbx_crm.seed``, with detours so a deal has about five
+The database is seeded on first use (``pbx_crm.sample.seed``, with detours so a deal has about five
 history rows, spread over the year before 2025-01-01) and reused by later runs.
 """
 
@@ -28,9 +28,10 @@ from benchkit import PIPELINE, ensure_deals, timed
 from sqlalchemy import func, text
 from sqlmodel import select
 
-from pbx_crm import pipelines, reports
+from pbx_crm.funnel import pipelines
+from pbx_crm.reporting import reports
 from pbx_crm.db import is_sqlite, make_engine, transaction
-from pbx_crm.funnel import Actor
+from pbx_crm.rules.funnel import Actor
 from pbx_crm.models import Deal, StageHistory, User
 
 TIME_ZONE = "Asia/Jakarta"

@@ -1,6 +1,6 @@
 """Benchmark: one robot pass over a large pipeline of open deals.
 
-Seven robots on the seeded pipeline (``pbx_crm.seed``): time in stage on four working stages
+Seven robots on the seeded pipeline (``pbx_crm.sample.seed``): time in stage on four working stages
 (hours and business days), no activity, an Unsorted caller not taken, a missed call not
 returned, and an amount threshold. Measured, through ``pbx_crm.robots.passes.robot_pass`` as the
 scheduler calls it:
@@ -35,11 +35,12 @@ from benchkit import PIPELINE, ensure_deals
 from sqlalchemy import delete, func, text, update
 from sqlmodel import select
 
-from pbx_crm import pipelines, users
+from pbx_crm.funnel import pipelines
+from pbx_crm.people import users
 from pbx_crm.config import Settings
 from pbx_crm.db import make_engine, transaction
 from pbx_crm.enums import StageKind
-from pbx_crm.funnel import Actor
+from pbx_crm.rules.funnel import Actor
 from pbx_crm.models import (
     AuditEntry,
     Deal,
@@ -54,7 +55,7 @@ from pbx_crm.models import (
 )
 from pbx_crm.robots import passes
 from pbx_crm.robots import rules as robot_rules
-from pbx_crm.working_hours import WorkingClock
+from pbx_crm.rules.working_hours import WorkingClock
 
 ADMIN = Actor.system("bench")
 

@@ -45,9 +45,9 @@ def prepare(url: str, sellers: int) -> list[tuple[int, str]]:
     import argon2
     from sqlalchemy import text
 
-    from pbx_crm import users, web_sessions
+    from pbx_crm.people import users, sign_in as web_sessions
     from pbx_crm.db import make_engine, transaction, upgrade
-    from pbx_crm.funnel import Actor
+    from pbx_crm.rules.funnel import Actor
     from pbx_crm.models import metadata
 
     users.use_password_profile(argon2.profiles.CHEAPEST)
@@ -69,7 +69,7 @@ def prepare(url: str, sellers: int) -> list[tuple[int, str]]:
 
 def crm_writer(url: str, targets: list[int], rate: float, ready, go) -> None:
     """The telephony process: one ringing event per transaction, ``rate`` a second."""
-    from pbx_crm import events
+    from pbx_crm.funnel import events
     from pbx_crm.db import make_engine, transaction
 
     engine = make_engine(url)
@@ -246,7 +246,7 @@ def main() -> None:
 
 def run(options, workdir: Path) -> None:
     from pbx_crm.config import Address, Settings
-    from pbx_crm.webserver import start_web
+    from pbx_crm.web.server import start_web
 
     url = options.database_url or f"sqlite:///{workdir / 'crm.sqlite3'}"
     signed = prepare(url, options.sellers)

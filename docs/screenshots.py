@@ -2,7 +2,7 @@
 
     python docs/screenshots.py [--out docs/]
 
-Seeds the demo (``pbx_crm.demo``) into a fresh SQLite file, serves the web UI on a free
+Seeds the demo (``pbx_crm.sample.demo``) into a fresh SQLite file, serves the web UI on a free
 loopback port and captures, 1280 px wide: ``board.png`` (a seller's board), ``deal.png`` (a
 deal card), ``pop.png`` (the seller's board as a known customer rings: the call is recorded by
 the same service the FastAGI ``incoming`` hook calls, and the pop arrives through the push
@@ -21,12 +21,12 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from pbx_crm.webui import create_app
 from playwright.sync_api import sync_playwright
 
-from pbx_crm import calls
+from pbx_crm.funnel import calls
 from pbx_crm.config import Settings
 from pbx_crm.db import make_engine, transaction
-from pbx_crm.demo import ensure_demo
+from pbx_crm.sample.demo import ensure_demo
 from pbx_crm.models import Contact, ContactPhone, Deal, User
-from pbx_crm.phones import classify_caller
+from pbx_crm.rules.phones import classify_caller
 from sqlmodel import select
 
 CHROMIUM = "/usr/bin/chromium"

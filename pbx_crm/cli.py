@@ -28,15 +28,18 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from tqdm import tqdm
 
-from . import __version__, demo, pipelines, users
+from . import __version__
+from .sample import demo
+from .funnel import pipelines
+from .people import users
 from .config import ConfigError, Settings, load_settings
-from .contacts import PHONE_COLUMNS, import_contacts
+from .funnel.contacts import PHONE_COLUMNS, import_contacts
 from .db import (current_revision, head_revision, make_engine, require_schema_at_head,
                  transaction, upgrade)
 from .errors import CrmError, NotFound
-from .funnel import Actor
+from .rules.funnel import Actor
 from .telephony.health import notify
-from .seed import seed_synthetic
+from .sample.seed import seed_synthetic
 
 PROG = "pbx-crm"
 ADMIN_NAME = "cli"
@@ -74,7 +77,7 @@ def _start_robots(settings: Settings, engine: Engine):
 
 
 def _start_web(settings: Settings, engine: Engine):
-    from .webserver import start_web
+    from .web.server import start_web
 
     return start_web(settings, engine)
 
@@ -456,9 +459,9 @@ def cmd_report(args, settings, engine, out) -> int:
     from datetime import datetime, timedelta
     from zoneinfo import ZoneInfo
 
-    from .advisor import advise
-    from .report_charts import Table, report_tables, to_csv
-    from .reports import deals_matching, funnel_report
+    from .reporting.advisor import advise
+    from .reporting.charts import Table, report_tables, to_csv
+    from .reporting.reports import deals_matching, funnel_report
 
     last = args.to or datetime.now(ZoneInfo(settings.time_zone)).date()
     first = args.start or last - timedelta(days=REPORT_DEFAULT_DAYS - 1)
@@ -498,7 +501,7 @@ def cmd_report(args, settings, engine, out) -> int:
 
 
 def cmd_report_rebuild(args, settings, engine, out) -> int:
-    from .report_days import rebuild
+    from .reporting.days import rebuild
 
     with transaction(engine) as session:
         rows = rebuild(session, time_zone=settings.time_zone)
@@ -508,7 +511,7 @@ def cmd_report_rebuild(args, settings, engine, out) -> int:
 
 
 def cmd_board_rebuild_totals(args, settings, engine, out) -> int:
-    from .stage_totals import rebuild
+    from .funnel.stage_totals import rebuild
 
     with transaction(engine) as session:
         rows = rebuild(session)
@@ -762,8 +765,8 @@ def _emulator_link(settings: Settings, out):
 
 
 def cmd_web(args, settings, engine, out) -> int:
-    """gunicorn with gevent workers in this process (see pbx_crm.webserver)."""
-    from .webserver import serve_web, workers_for
+    """gunicorn with gevent workers in this process (see pbx_crm.web.server)."""
+    from .web.server import serve_web, workers_for
 
     changes = {}
     if args.listen:

@@ -18,8 +18,8 @@ from datetime import time
 from pathlib import Path
 
 from .errors import ValidationError
-from .phones import ExtensionPlan
-from .working_hours import parse_working_days, parse_working_hours
+from .rules.phones import ExtensionPlan
+from .rules.working_hours import parse_working_days, parse_working_hours
 
 DEFAULT_CONFIG_FILE = Path("/etc/pbx-crm/pbx-crm.ini")
 ENV_PREFIX = "PBX_CRM_"

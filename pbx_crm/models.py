@@ -275,7 +275,7 @@ class StageHistory(SQLModel, table=True):
 
 class ReportDay(SQLModel, table=True):
     """Stage moves summed per pipeline, local day, stage pair and responsible seller, for the
-    funnel reports (kept by ``pbx_crm.report_days``); rows are additive, readers sum them."""
+    funnel reports (kept by ``pbx_crm.reporting.days``); rows are additive, readers sum them."""
 
     __tablename__ = "report_days"
     __table_args__ = (Index("ix_report_days_pipeline_day", "pipeline_id", "day"),)
@@ -321,7 +321,7 @@ class ReportTeamDay(SQLModel, table=True):
 
 class ReportStayBucket(SQLModel, table=True):
     """Moves out of a stage per pipeline, local day, stage left, seller and bucket of the
-    time spent in it (``pbx_crm.report_days.DURATION_BUCKETS``): the long periods' medians."""
+    time spent in it (``pbx_crm.reporting.days.DURATION_BUCKETS``): the long periods' medians."""
 
     __tablename__ = "report_stay_buckets"
     __table_args__ = (Index("ix_report_stay_buckets_pipeline_day", "pipeline_id", "day"),)
@@ -387,7 +387,7 @@ class ReportCallDay(SQLModel, table=True):
 
 class StageTotal(SQLModel, table=True):
     """The board's column totals: deals and money per pipeline, stage and owner (kept by
-    ``pbx_crm.stage_totals``). ``owner_key`` 0 stands for nobody (the Unsorted deals): a
+    ``pbx_crm.funnel.stage_totals``). ``owner_key`` 0 stands for nobody (the Unsorted deals): a
     primary key column cannot be NULL, and the key is what the additive upsert matches."""
 
     __tablename__ = "stage_totals"

@@ -17,7 +17,8 @@ import pytest
 from postgres_databases import new_postgres_database
 from sqlalchemy import text
 
-from pbx_crm import cli, users
+from pbx_crm import cli
+from pbx_crm.people import users
 from pbx_crm.config import Settings
 from pbx_crm.db import make_engine, transaction, upgrade
 from pbx_crm.models import metadata
@@ -61,7 +62,7 @@ def _truncate_all(engine) -> None:
     with engine.begin() as connection:
         connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
         # As the migrations leave a new database: the reports' daily counts kept in the
-        # default company time zone (pbx_crm.report_days).
+        # default company time zone (pbx_crm.reporting.days).
         connection.execute(text("INSERT INTO report_day_zone (id, time_zone) "
                                 "VALUES (1, 'Asia/Jakarta')"))
 

@@ -10,9 +10,10 @@ from datetime import UTC, datetime, timedelta
 
 from sqlmodel import select
 
-from pbx_crm import contacts, deals, pipelines, users
+from pbx_crm.funnel import contacts, deals, pipelines
+from pbx_crm.people import users
 from pbx_crm.enums import DealSource
-from pbx_crm.funnel import Actor
+from pbx_crm.rules.funnel import Actor
 from pbx_crm.models import AuditEntry, StageHistory, TimelineEntry
 
 ADMIN = Actor.system("cli")

@@ -9,16 +9,9 @@ from datetime import date, timedelta
 
 import pytest
 
-from pbx_crm import advisor
-from pbx_crm.reports import (
-    DealFilter,
-    FunnelReport,
-    LossCell,
-    LossMap,
-    LossRow,
-    Outcomes,
-    StageFigures,
-    Week,
+from pbx_crm.reporting import advisor
+from pbx_crm.reporting.reports import (
+    DealFilter, FunnelReport, LossCell, LossMap, LossRow, Outcomes, StageFigures, Week,
     make_period,
 )
 

@@ -18,7 +18,7 @@ from sqlalchemy.engine import make_url
 from sqlmodel import select
 
 from factories import make_contact, make_deal, make_pipeline, make_user
-from pbx_crm import calls, events
+from pbx_crm.funnel import calls, events
 from pbx_crm.agi import HOOKS
 from pbx_crm.telephony.dispatcher import HookContext
 from pbx_crm.telephony.agi_protocol import AgiRequest
@@ -27,7 +27,7 @@ from pbx_crm.telephony.ami_listener import AmiListener
 from pbx_crm.config import Settings
 from pbx_crm.db import is_sqlite, make_engine, transaction
 from pbx_crm.models import Call, Deal, Event, utcnow
-from pbx_crm.phones import ExtensionPlan, classify_caller
+from pbx_crm.rules.phones import ExtensionPlan, classify_caller
 
 CAPTURES = Path(__file__).parent / "fixtures" / "asterisk-captures" / "ami"
 BUDI = "+62 812-3456-7890"

@@ -6,8 +6,8 @@ The board below: two calls waiting in Unsorted, Ana's and Budi's deals in the wo
 import pytest
 
 from factories import at, make_deal, make_pipeline, make_unsorted_deal, make_user, stages_by_name
-from pbx_crm import board
-from pbx_crm.board import ColumnTotal
+from pbx_crm.funnel import board
+from pbx_crm.funnel.board import ColumnTotal
 
 
 @pytest.fixture

@@ -23,11 +23,12 @@ import pytest
 from sqlmodel import select
 
 from factories import ADMIN, make_contact, make_deal, make_pipeline, make_user
-from pbx_crm import contacts, report_days
+from pbx_crm.funnel import contacts
+from pbx_crm.reporting import days as report_days
 from pbx_crm.components import DATABASE_WORKERS
 from pbx_crm.telephony.agi_protocol import read_env
 from pbx_crm.db import transaction
-from pbx_crm.funnel import Actor
+from pbx_crm.rules.funnel import Actor
 from pbx_crm.models import (Call, Contact, ContactPhone, Deal, Event, Stage, Task, TimelineEntry,
                             User, utcnow)
 from pbx_crm.simulator.agi import fastagi_env_block, parse_args

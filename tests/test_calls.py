@@ -5,9 +5,9 @@ from datetime import timedelta
 from factories import PBX, at, make_contact, make_pipeline, make_user
 from sqlmodel import select
 
-from pbx_crm import calls, deals
+from pbx_crm.funnel import calls, deals
 from pbx_crm.models import Call, Contact, Deal
-from pbx_crm.phones import ExtensionPlan, classify_caller
+from pbx_crm.rules.phones import ExtensionPlan, classify_caller
 
 PLAN = ExtensionPlan.parse("100-199")
 
@@ -80,7 +80,8 @@ def test_known_callers_calls_are_recorded_once_each_with_their_counts_and_pops(s
     """Known callers' calls take the short path (a few plain statements): each call once,
     each deal touched, a deal counted once among the day's deals called, each browser popped
     once per call, and the daily counts equal to a rebuild from the calls."""
-    from pbx_crm import events, report_days
+    from pbx_crm.funnel import events
+    from pbx_crm.reporting import days as report_days
     from pbx_crm.models import Event
 
     make_pipeline(session)

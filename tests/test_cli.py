@@ -18,7 +18,9 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from pbx_crm import cli, pipelines, users
+from pbx_crm import cli
+from pbx_crm.funnel import pipelines
+from pbx_crm.people import users
 from pbx_crm.db import transaction
 from pbx_crm.models import Contact, ContactPhone
 from pbx_crm.simulator.agi import FakeChannel, run_fastagi

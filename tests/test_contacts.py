@@ -4,7 +4,7 @@ import pytest
 from sqlmodel import func, select
 
 from factories import ADMIN, make_contact
-from pbx_crm import contacts
+from pbx_crm.funnel import contacts
 from pbx_crm.errors import NumberConflict, ValidationError
 from pbx_crm.models import Contact
 

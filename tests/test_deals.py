@@ -21,7 +21,9 @@ from factories import (
     stages_by_name,
     timeline_of,
 )
-from pbx_crm import deals, funnel, users
+from pbx_crm.funnel import deals
+from pbx_crm.people import users
+from pbx_crm.rules import funnel
 from pbx_crm.errors import (
     AlreadyTaken,
     Conflict,
@@ -32,7 +34,7 @@ from pbx_crm.errors import (
     StaleVersion,
     ValidationError,
 )
-from pbx_crm.funnel import Actor
+from pbx_crm.rules.funnel import Actor
 from pbx_crm.models import Contact, Deal
 
 CALLER = "+6281234567890"

@@ -9,9 +9,12 @@ import pytest
 from sqlalchemy import func
 from sqlmodel import select
 
-from pbx_crm import cli, demo, pipelines, users
+from pbx_crm import cli
+from pbx_crm.sample import demo
+from pbx_crm.funnel import pipelines
+from pbx_crm.people import users
 from pbx_crm.db import transaction
-from pbx_crm.demo import format_money
+from pbx_crm.sample.demo import format_money
 from pbx_crm.models import Contact, ContactPhone, Deal, StageHistory, TimelineEntry, User
 
 

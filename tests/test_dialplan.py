@@ -27,7 +27,7 @@ import pytest
 from sqlmodel import select
 
 from factories import make_contact, make_deal, make_pipeline, make_user
-from pbx_crm import calls
+from pbx_crm.funnel import calls
 from pbx_crm.telephony import dispatcher
 from pbx_crm.agi import HOOKS
 from pbx_crm.telephony.ami_client import DEFAULT_EVENTS

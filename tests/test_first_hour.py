@@ -21,7 +21,9 @@ from sqlmodel import select
 
 from factories import ADMIN, make_pipeline
 from postgres_databases import new_postgres_database
-from pbx_crm import cli, pipelines, users
+from pbx_crm import cli
+from pbx_crm.funnel import pipelines
+from pbx_crm.people import users
 from pbx_crm.components import start_fastagi
 from pbx_crm.config import Address, Settings
 from pbx_crm.db import make_engine, transaction

@@ -3,13 +3,8 @@
 import pytest
 
 from pbx_crm.errors import ValidationError
-from pbx_crm.phones import (
-    CallerKind,
-    CallerNumber,
-    ExtensionPlan,
-    classify_caller,
-    format_number,
-    normalize_number,
+from pbx_crm.rules.phones import (
+    CallerKind, CallerNumber, ExtensionPlan, classify_caller, format_number, normalize_number,
 )
 
 NUMBER, ANONYMOUS, INTERNAL, INVALID = (

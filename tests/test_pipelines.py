@@ -3,7 +3,7 @@
 import pytest
 
 from factories import ADMIN, make_pipeline, make_user, stages_by_name
-from pbx_crm import pipelines
+from pbx_crm.funnel import pipelines
 from pbx_crm.errors import Conflict, Forbidden, NotFound, ValidationError
 
 

@@ -27,10 +27,12 @@ from datetime import UTC, date, datetime
 import pytest
 
 from factories import at, make_pipeline, make_unsorted_deal, make_user, stages_by_name
-from pbx_crm import deals, reports, users
+from pbx_crm.funnel import deals
+from pbx_crm.reporting import reports
+from pbx_crm.people import users
 from pbx_crm.errors import Forbidden, NotFound, ValidationError
 from pbx_crm.models import Call, RobotRule, RobotRun
-from pbx_crm.reports import DealFilter
+from pbx_crm.reporting.reports import DealFilter
 
 JAKARTA = "Asia/Jakarta"
 START, END = date(2024, 5, 6), date(2024, 5, 20)

@@ -15,7 +15,8 @@ from factories import at, make_pipeline, make_unsorted_deal, make_user, stages_b
 from sqlalchemy import delete, func, select
 from test_reports import END, JAKARTA, PROPOSAL, START, build_funnel
 
-from pbx_crm import deals, report_days, reports
+from pbx_crm.funnel import deals
+from pbx_crm.reporting import days as report_days, reports
 from pbx_crm.models import ReportDay, ReportDayZone
 
 DOCUMENTS = "Document coordination"
@@ -31,7 +32,7 @@ def kept_then_rebuilt(session, time_zone=JAKARTA):
 
 def switch_days_off(session):
     session.execute(delete(ReportDayZone))
-    session.info.pop("pbx_crm.report_days.zone", None)
+    session.info.pop("pbx_crm.reporting.days.zone", None)
 
 
 def full_report(funnel, **kw):

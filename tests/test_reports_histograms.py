@@ -18,9 +18,10 @@ import pytest
 from factories import make_contact, make_pipeline, make_user, stages_by_name
 from sqlalchemy import delete, literal, select, union_all
 
-from pbx_crm import calls, deals, report_charts, report_days, reports
+from pbx_crm.funnel import calls, deals
+from pbx_crm.reporting import charts as report_charts, days as report_days, reports
 from pbx_crm.models import Deal, ReportDayZone, User
-from pbx_crm.phones import ExtensionPlan, classify_caller
+from pbx_crm.rules.phones import ExtensionPlan, classify_caller
 
 BUCKETS = report_days.DURATION_BUCKETS
 JAKARTA = "Asia/Jakarta"
@@ -172,7 +173,7 @@ def test_histograms_and_call_counts_kept_call_by_call_equal_a_rebuild(session):
 
 def switch_days_off(session):
     session.execute(delete(ReportDayZone))
-    session.info.pop("pbx_crm.report_days.zone", None)
+    session.info.pop("pbx_crm.reporting.days.zone", None)
 
 
 def report(session, head, pipeline, period=LONG, **kw):

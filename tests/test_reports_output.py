@@ -7,19 +7,10 @@ import io
 import xml.etree.ElementTree as ET
 from datetime import date, timedelta
 
-from pbx_crm import report_charts
-from pbx_crm.reports import (
-    Callbacks,
-    FunnelReport,
-    LossCell,
-    LossMap,
-    LossRow,
-    NudgeAnswers,
-    Outcomes,
-    StageCalls,
-    StageFigures,
-    Week,
-    make_period,
+from pbx_crm.reporting import charts as report_charts
+from pbx_crm.reporting.reports import (
+    Callbacks, FunnelReport, LossCell, LossMap, LossRow, NudgeAnswers, Outcomes, StageCalls,
+    StageFigures, Week, make_period,
 )
 
 SVG = "{http://www.w3.org/2000/svg}"

@@ -10,12 +10,13 @@ import pytest
 from sqlalchemy import func
 from sqlmodel import select
 
-from pbx_crm import pipelines, reports
+from pbx_crm.funnel import pipelines
+from pbx_crm.reporting import reports
 from pbx_crm.db import transaction
 from pbx_crm.errors import ValidationError
-from pbx_crm.funnel import Actor
+from pbx_crm.rules.funnel import Actor
 from pbx_crm.models import Deal, StageHistory
-from pbx_crm.seed import seed_synthetic
+from pbx_crm.sample.seed import seed_synthetic
 
 NOW = datetime(2025, 1, 1, tzinfo=UTC)
 

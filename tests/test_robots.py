@@ -24,12 +24,13 @@ from factories import (
 )
 from sqlmodel import select
 
-from pbx_crm import calls, deals, users
+from pbx_crm.funnel import calls, deals
+from pbx_crm.people import users
 from pbx_crm.db import transaction
 from pbx_crm.enums import Priority, TimelineKind
 from pbx_crm.errors import Conflict, Forbidden, ValidationError
 from pbx_crm.models import AuditEntry, Deal, Notification, RobotRun, Task
-from pbx_crm.phones import ExtensionPlan, classify_caller
+from pbx_crm.rules.phones import ExtensionPlan, classify_caller
 from pbx_crm.robots import nudges, passes, triggers
 from pbx_crm.robots import rules as robot_rules
 
@@ -488,7 +489,7 @@ def test_a_deal_moved_into_a_stage_starts_its_robots_at_once(engine, crm, settin
 def test_the_event_reader_waits_on_a_hole_then_skips_it(engine, crm, settings):
     """A hole in the event ids may be a write about to commit (PostgreSQL): the reader waits
     on it for a while before taking it as a rolled-back write."""
-    from pbx_crm import events
+    from pbx_crm.funnel import events
 
     triggers.trigger_pass(engine, settings, now=at(0))
     with transaction(engine) as session:

@@ -22,7 +22,8 @@ from factories import (
 )
 from sqlmodel import select
 
-from pbx_crm import cli, deals
+from pbx_crm import cli
+from pbx_crm.funnel import deals
 from pbx_crm.telephony.ami_client import AmiClient
 from pbx_crm.config import ConfigError, load_settings
 from pbx_crm.db import make_engine, transaction
@@ -32,7 +33,7 @@ from pbx_crm.robots import rules as robot_rules
 from pbx_crm.robots import scheduler as robot_scheduler
 from pbx_crm.robots.scheduler import RobotScheduler
 from pbx_crm.models import Notification, RobotRun, User
-from pbx_crm.working_hours import WorkingClock, parse_working_days
+from pbx_crm.rules.working_hours import WorkingClock, parse_working_days
 
 DAY = 24 * 60
 WAIT = 5.0
@@ -131,8 +132,8 @@ def test_two_schedulers_at_once_fire_each_run_once(engine, team, settings):
 
 
 def test_two_trigger_readers_at_once_act_on_each_event_once(engine, team, settings):
-    from pbx_crm import calls
-    from pbx_crm.phones import ExtensionPlan, classify_caller
+    from pbx_crm.funnel import calls
+    from pbx_crm.rules.phones import ExtensionPlan, classify_caller
 
     with transaction(engine) as session:
         robot_rules.create_rule(session, team["dewi"],

@@ -26,8 +26,8 @@ from sqlalchemy import delete, event
 from sqlalchemy import text as sql
 from sqlmodel import select
 
-from pbx_crm import calls, deals
-from pbx_crm.board import SEARCH_LIMIT, search_cards
+from pbx_crm.funnel import calls, deals
+from pbx_crm.funnel.board import SEARCH_LIMIT, search_cards
 from pbx_crm.db import (
     current_revision,
     head_revision,
@@ -35,10 +35,10 @@ from pbx_crm.db import (
     upgrade,
 )
 from pbx_crm.errors import ValidationError
-from pbx_crm.funnel import Actor, can_read_deal
+from pbx_crm.rules.funnel import Actor, can_read_deal
 from pbx_crm.models import Contact, Deal, Pipeline, User
-from pbx_crm.phones import ExtensionPlan, classify_caller
-from pbx_crm.seed import seed_synthetic
+from pbx_crm.rules.phones import ExtensionPlan, classify_caller
+from pbx_crm.sample.seed import seed_synthetic
 
 
 def found(session, actor, text, **kw) -> list[str]:

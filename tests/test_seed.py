@@ -16,10 +16,10 @@ import pytest
 from sqlalchemy import func, text
 from sqlmodel import select
 
-from pbx_crm import board, deals, pipelines
+from pbx_crm.funnel import board, deals, pipelines
 from pbx_crm.db import make_engine, transaction
 from pbx_crm.enums import StageKind
-from pbx_crm.funnel import Actor
+from pbx_crm.rules.funnel import Actor
 from pbx_crm.models import (
     Contact,
     ContactPhone,
@@ -29,7 +29,7 @@ from pbx_crm.models import (
     TimelineEntry,
     User,
 )
-from pbx_crm.seed import SELLER_FUNNEL, seed_synthetic
+from pbx_crm.sample.seed import SELLER_FUNNEL, seed_synthetic
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 

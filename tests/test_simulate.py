@@ -32,7 +32,7 @@ import pytest
 from sqlmodel import select
 
 from factories import make_contact, make_deal, make_pipeline, make_user
-from pbx_crm import events
+from pbx_crm.funnel import events
 from pbx_crm.telephony.ami_client import AmiClient
 from pbx_crm.telephony.ami_listener import AmiListener
 from pbx_crm.components import start_fastagi

@@ -11,7 +11,7 @@ import pytest
 from factories import at, make_pipeline, make_unsorted_deal, make_user, stages_by_name
 from sqlalchemy import event, select, text
 
-from pbx_crm import board, deals, stage_totals
+from pbx_crm.funnel import board, deals, stage_totals
 from pbx_crm.db import transaction
 from pbx_crm.errors import StaleVersion
 from pbx_crm.models import StageTotal

@@ -13,7 +13,7 @@ import pytest
 from sqlmodel import func, select
 
 from factories import ADMIN, make_deal, make_pipeline, make_unsorted_deal, make_user, stage_named
-from pbx_crm import deals
+from pbx_crm.funnel import deals
 from pbx_crm.db import transaction
 from pbx_crm.errors import AlreadyTaken, StaleVersion
 from pbx_crm.models import AuditEntry, Deal, StageHistory

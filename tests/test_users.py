@@ -4,7 +4,7 @@ import pytest
 from sqlmodel import select
 
 from factories import ADMIN, PASSWORD, make_user
-from pbx_crm import users
+from pbx_crm.people import users
 from pbx_crm.errors import Conflict, Forbidden, NotFound, ValidationError
 from pbx_crm.models import User
 

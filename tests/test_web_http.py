@@ -310,7 +310,7 @@ def test_a_move_on_a_stale_version_shows_the_current_state(web, crm, engine):
     client = signed_in(web, "ana")
     deal, stage = crm["ana_deal"], crm["stage"]
     with transaction(engine) as session:
-        from pbx_crm import deals
+        from pbx_crm.funnel import deals
 
         deals.move_deal(session, crm["ana"], deal.id, to_stage_id=stage["Implementation"].id,
                         expected_version=deal.version)

@@ -12,7 +12,7 @@ from babel.messages.extract import extract_from_dir
 from babel.numbers import format_currency
 
 from pbx_crm.errors import ValidationError
-from pbx_crm.money import format_money, minor_digits, to_minor
+from pbx_crm.rules.money import format_money, minor_digits, to_minor
 from pbx_crm.webui.app import load_translations
 
 WEBUI = Path(__file__).resolve().parents[1] / "webui"

@@ -2,7 +2,7 @@
 with Last-Event-ID, a late-committing lower id on PostgreSQL, and signed-out requests.
 
 The team: ana (101) and budi (102) sell, hana is the head. Events are written as the
-telephony processes write them (``pbx_crm.events``), in transactions of their own.
+telephony processes write them (``pbx_crm.funnel.events``), in transactions of their own.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from factories import make_contact, make_deal, make_pipeline, make_user
 from telephony import eventually
 from webtools import Client, Stream, signed_in
 
-from pbx_crm import events
+from pbx_crm.funnel import events
 from pbx_crm.db import transaction
 
 CALLER = "+6281234567890"

@@ -1,6 +1,6 @@
 """The web UI (Bottle + Jinja2), installed as ``pbx_crm.webui``.
 
-``create_app(settings, engine)`` builds the WSGI application; ``pbx_crm.webserver`` serves it
+``create_app(settings, engine)`` builds the WSGI application; ``pbx_crm.web.server`` serves it
 (``pbx-crm web``). Routes are grouped by area in the ``routes_*`` modules; ``app`` holds the
 plumbing every route shares (sign-in, CSRF, the one ownership check of deal routes).
 """

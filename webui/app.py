@@ -4,14 +4,14 @@
 language) and installs one Bottle plugin that runs before every route:
 
 * a route is for signed-in users unless registered with ``public=True``; the session cookie's
-  token is looked up in ``web_sessions`` (``pbx_crm.web_sessions``);
+  token is looked up in ``web_sessions`` (``pbx_crm.people.sign_in``);
 * every state-changing request carries the session's CSRF token (form field ``csrf_token`` or
   header ``X-CSRF-Token``); the public sign-in form uses a double-submit cookie instead;
 * a route with ``<deal_id>`` in its path is checked for the deal's ownership here, once, by
-  ``deals.get_deal`` (which asks ``pbx_crm.funnel``), before its own code runs;
+  ``deals.get_deal`` (which asks ``pbx_crm.rules.funnel``), before its own code runs;
 * refusals of the core (``CrmError``) become a page (or JSON) with their HTTP status;
 * a request body over ``web_max_body_kb`` is refused before it is read, and the client's
-  address is believed from a trusted proxy only (``pbx_crm.web_front_door``).
+  address is believed from a trusted proxy only (``pbx_crm.web.front_door``).
 
 Routes live in the ``routes_*`` modules and stay thin: parse, call one service, shape output.
 """
@@ -37,13 +37,14 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import Translations
 
-from pbx_crm import deals, web_sessions
-from pbx_crm import web_front_door as front_door
+from pbx_crm.funnel import deals
+from pbx_crm.people import sign_in as web_sessions
+from pbx_crm.web import front_door
 from pbx_crm.db import transaction
 from pbx_crm.errors import CrmError, Forbidden, ValidationError
-from pbx_crm.funnel import Actor
+from pbx_crm.rules.funnel import Actor
 from pbx_crm.models import User, utcnow
-from pbx_crm.money import format_money, plain_amount
+from pbx_crm.rules.money import format_money, plain_amount
 
 SESSION_COOKIE = "pbx_crm_session"
 LOGIN_CSRF_COOKIE = "pbx_crm_login_csrf"
@@ -218,7 +219,7 @@ class WebUI:
         with transaction(self.engine, read_only=True) as session:
             signed = web_sessions.signed_in(session, token)
             if signed is not None:
-                from pbx_crm.notifications import unread_count
+                from pbx_crm.people.notifications import unread_count
 
                 bottle.request.environ["pbx_crm.unread"] = unread_count(
                     session, Actor.of(signed.user))

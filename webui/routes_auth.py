@@ -2,7 +2,7 @@
 
 A sign-in attempt is counted, in a transaction of its own, before the password is checked,
 and refused there while the login or the client address has failed too often
-(``pbx_crm.web_sessions``); the refusal and a wrong password read alike apart from the wait
+(``pbx_crm.people.sign_in``); the refusal and a wrong password read alike apart from the wait
 they name. The client address is the one ``WebUI.client_address`` believes (a trusted proxy's
 ``X-Forwarded-For``). The session cookie is HttpOnly, SameSite=Lax, and Secure when
 ``web_secure_cookies`` is set.
@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import bottle
 
-from pbx_crm import users, web_sessions
+from pbx_crm.people import users, sign_in as web_sessions
 from pbx_crm.db import transaction
 from pbx_crm.errors import CrmError
 

@@ -1,7 +1,7 @@
 """The Kanban board: columns per stage, a page of cards each, "show more", search, filters.
 
 Cards are read as plain rows (``board.column_card_rows``), and the column totals from the
-totals the deal services keep (``pbx_crm.stage_totals``), so a board over a large pipeline
+totals the deal services keep (``pbx_crm.funnel.stage_totals``), so a board over a large pipeline
 stays one short index range per column plus one read of a few dozen totals rows.
 """
 
@@ -12,7 +12,7 @@ from datetime import datetime
 import bottle
 from sqlmodel import select
 
-from pbx_crm import board, pipelines
+from pbx_crm.funnel import board, pipelines
 from pbx_crm.db import transaction
 from pbx_crm.enums import Role
 from pbx_crm.errors import NotFound, ValidationError

@@ -15,15 +15,15 @@ from zoneinfo import ZoneInfo
 
 import bottle
 
-from pbx_crm import board, deals, pipelines, tasks
+from pbx_crm.funnel import board, deals, pipelines, tasks
 from pbx_crm.telephony.click_to_call import call_contact
 from pbx_crm.db import transaction
-from pbx_crm.deal_card import deal_card
+from pbx_crm.funnel.deal_card import deal_card
 from pbx_crm.enums import StageKind
 from pbx_crm.errors import CrmError, CustomerOfAnotherSeller, StaleVersion, ValidationError
 from pbx_crm.models import RobotRun
-from pbx_crm.money import to_minor
-from pbx_crm.new_deal import create_deal_with_contact
+from pbx_crm.rules.money import to_minor
+from pbx_crm.funnel.new_deal import create_deal_with_contact
 
 from .app import WebUI, form, int_field, query, version_field
 from .routes_board import _sellers

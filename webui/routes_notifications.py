@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import bottle
 
-from pbx_crm import notifications
+from pbx_crm.people import notifications
 from pbx_crm.db import transaction
 from pbx_crm.errors import CrmError
 

@@ -4,7 +4,7 @@ hints with the deals behind them, and every table as CSV.
 A head sees everyone's figures and may pick one seller; a seller gets their own figures only
 (``reports.report_scope`` decides). The period comes from a picker (this month, the last 30
 days, this quarter, this year, or custom dates) in the company's time zone; custom dates are
-both included. The SVG charts are built by ``pbx_crm.report_charts`` (escaped XML, no script)
+both included. The SVG charts are built by ``pbx_crm.reporting.charts`` (escaped XML, no script)
 and placed inline.
 """
 
@@ -18,13 +18,14 @@ import bottle
 from markupsafe import Markup
 from sqlalchemy import select
 
-from pbx_crm import pipelines, reports
-from pbx_crm.advisor import advise
+from pbx_crm.funnel import pipelines
+from pbx_crm.reporting import reports
+from pbx_crm.reporting.advisor import advise
 from pbx_crm.db import transaction
 from pbx_crm.errors import ValidationError
 from pbx_crm.models import Deal, User
-from pbx_crm.report_charts import Money, funnel_svg, report_tables, to_csv, trend_svg
-from pbx_crm.reports import DealFilter, deals_matching
+from pbx_crm.reporting.charts import Money, funnel_svg, report_tables, to_csv, trend_svg
+from pbx_crm.reporting.reports import DealFilter, deals_matching
 
 from .app import WebUI, int_field, query
 
@@ -34,7 +35,7 @@ DEFAULT_PERIOD = "month"
 
 def gettext(message: str) -> str:
     """Marks the report tables' words for the catalogs; the page translates them when shown
-    (``pbx_crm.report_charts`` names them in English, for the CLI and the CSV files)."""
+    (``pbx_crm.reporting.charts`` names them in English, for the CLI and the CSV files)."""
     return message
 
 

@@ -13,13 +13,13 @@ from __future__ import annotations
 import bottle
 from sqlmodel import select
 
-from pbx_crm import pipelines
+from pbx_crm.funnel import pipelines
 from pbx_crm.db import transaction
 from pbx_crm.enums import NudgeAnswer, StageKind
 from pbx_crm.errors import CrmError, ValidationError
-from pbx_crm.funnel import ensure_head
+from pbx_crm.rules.funnel import ensure_head
 from pbx_crm.models import Stage, User
-from pbx_crm.money import plain_amount, to_minor
+from pbx_crm.rules.money import plain_amount, to_minor
 from pbx_crm.robots import nudges
 from pbx_crm.robots import rules as robot_rules
 

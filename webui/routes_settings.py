@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import bottle
 
-from pbx_crm import pipelines, users
+from pbx_crm.funnel import pipelines
+from pbx_crm.people import users
 from pbx_crm.db import transaction
 from pbx_crm.errors import CrmError, NotFound, ValidationError
-from pbx_crm.funnel import ensure_head
+from pbx_crm.rules.funnel import ensure_head
 from pbx_crm.models import User
 
 from .app import WebUI, form

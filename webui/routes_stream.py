@@ -1,7 +1,7 @@
 """The screen-pop push stream: ``GET /events`` as Server-Sent Events.
 
 Each signed-in browser holds one stream (``static/screenpop.js``); this process's
-``EventHub`` (``pbx_crm.event_stream``) hands it the events its user may receive. Each message
+``EventHub`` (``pbx_crm.web.event_stream``) hands it the events its user may receive. Each message
 carries ``id:`` (the event id, which the browser sends back as ``Last-Event-ID`` when it
 reconnects), ``event:`` (the kind: ringing, answered, stopped_ringing, call_ended) and
 ``data:`` (JSON: what the pop card shows). A comment line goes out every ``HEARTBEAT_SECONDS``
@@ -19,10 +19,10 @@ import json
 
 import bottle
 
-from pbx_crm import web_sessions
+from pbx_crm.people import sign_in as web_sessions
 from pbx_crm.db import transaction
 from pbx_crm.errors import ValidationError
-from pbx_crm.event_stream import EventHub
+from pbx_crm.web.event_stream import EventHub
 
 from .app import SESSION_COOKIE, WebUI
 

@@ -14,13 +14,13 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Session, select
 
-from .. import deals as deal_services
-from .. import pipelines
+from ..funnel import deals as deal_services
+from ..funnel import pipelines
 from ..config import Settings
 from ..enums import Priority, Role, TaskKind
 from ..errors import ValidationError
-from ..funnel import Actor
-from ..mailer import mail_enabled
+from ..rules.funnel import Actor
+from ..people.mailer import mail_enabled
 from ..models import Deal, Notification, RobotRule, Stage, Task, User
 from .rules import TIME_UNITS, Action, Condition
 

@@ -13,11 +13,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import update
 from sqlmodel import Session
 
-from .. import deals as deal_services
+from ..funnel import deals as deal_services
 from ..enums import NudgeAnswer, Priority, TimelineKind
 from ..errors import Conflict, NotFound, ValidationError
-from ..funnel import Actor, ensure_can_change_deal
-from ..journal import audit, timeline
+from ..rules.funnel import Actor, ensure_can_change_deal
+from ..funnel.journal import audit, timeline
 from ..models import Notification, RobotRun, utcnow
 from .rules import member_of, whole_number
 

@@ -46,11 +46,11 @@ from ..config import Settings
 from ..db import transaction
 from ..enums import RobotRunStatus, TimelineKind
 from ..errors import CrmError, ValidationError
-from ..funnel import Actor
-from ..journal import audit, timeline
-from ..mailer import send_mail
+from ..rules.funnel import Actor
+from ..funnel.journal import audit, timeline
+from ..people.mailer import send_mail
 from ..models import Call, Deal, RobotRule, RobotRun, Stage, User, utcnow
-from ..working_hours import WorkingClock
+from ..rules.working_hours import WorkingClock
 from .actions import ACTIONS, ROBOT, AfterCommit
 from .rules import TIME_UNITS, TIMED_CONDITIONS, Action, Condition
 

@@ -23,12 +23,12 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Session, select
 
-from .. import deals as deal_services
-from .. import pipelines
+from ..funnel import deals as deal_services
+from ..funnel import pipelines
 from ..enums import Priority, RobotRunStatus, StageKind
 from ..errors import NotFound, ValidationError
-from ..funnel import Actor, ensure_head
-from ..journal import audit
+from ..rules.funnel import Actor, ensure_head
+from ..funnel.journal import audit
 from ..models import Deal, RobotRule, RobotRun, Stage, User, utcnow
 
 

@@ -1,6 +1,6 @@
 """Robot triggers: telephony events and freshly entered stages fire robots at once.
 
-``trigger_pass`` reads the events outbox (``pbx_crm.events``) from a cursor of its own: an
+``trigger_pass`` reads the events outbox (``pbx_crm.funnel.events``) from a cursor of its own: an
 inbound call answered on a deal fires the stage's "call answered" robots, a missed one its
 "call missed" robots, each once per call (the run key names the call). Then it runs the pass
 of the "stage entered" robots, so a deal moved into a stage meets them within seconds, not at
@@ -17,8 +17,8 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Session, select
 
-from .. import deals as deal_services
-from .. import events
+from ..funnel import deals as deal_services
+from ..funnel import events
 from ..config import Settings
 from ..db import transaction
 from ..models import Call, Deal, Event, RobotCursor, RobotRule, utcnow

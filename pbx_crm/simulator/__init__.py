@@ -4,4 +4,7 @@
 the recorded Asterisk 22.10.1 transcripts show them; ``pbx_crm.simulator.ami`` is a loopback
 AMI server that replays recorded event streams and synthesizes PJSIP calls. Nothing here is
 imported at package import time; import the submodule you need.
+
+May import: the wire protocols of ``telephony`` (it speaks Asterisk's side of them),
+nothing of the store or the services.
 """

@@ -35,7 +35,7 @@ from collections.abc import Callable
 from sqlalchemy import null
 from sqlmodel import Session, select
 
-from .. import calls, events
+from ..funnel import calls, events
 from .ami_client import AmiActionError, AmiClient, AmiError
 from .call_tracker import (
     Answered,
@@ -48,14 +48,14 @@ from .call_tracker import (
     StoppedRinging,
 )
 from ..config import Settings
-from ..contacts import find_contact_by_number
+from ..funnel.contacts import find_contact_by_number
 from ..db import transaction
-from ..deals import open_deal_of_contact
+from ..funnel.deals import open_deal_of_contact
 from ..enums import CallDirection
 from ..errors import NumberConflict
 from ..models import Call, Contact, Event, User, UserExtension
-from ..phones import CallerKind, classify_caller
-from ..users import user_for_extension
+from ..rules.phones import CallerKind, classify_caller
+from ..people.users import user_for_extension
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from ..phones import WITHHELD_WORDS
+from ..rules.phones import WITHHELD_WORDS
 
 DEFAULT_PHONE_CONTEXTS = ("phones", "from-queue", "from-internal")
 IDLE_TIMEOUT = 2 * 3600.0  # a call with no event for this long is dropped as "expired"

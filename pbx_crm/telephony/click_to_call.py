@@ -36,14 +36,14 @@ from sqlmodel import Session, select
 
 from .ami_client import AmiActionError, AmiError, AmiNotConnected, AmiTimeout, OriginateResult
 from ..config import Settings
-from ..contacts import phones_of
-from ..deals import load_deal
+from ..funnel.contacts import phones_of
+from ..funnel.deals import load_deal
 from ..enums import TimelineKind
 from ..errors import CrmError, ValidationError
-from ..funnel import Actor, ensure_can_change_deal
-from ..journal import audit, timeline
+from ..rules.funnel import Actor, ensure_can_change_deal
+from ..funnel.journal import audit, timeline
 from ..models import Contact, User, UserExtension
-from ..phones import normalize_number
+from ..rules.phones import normalize_number
 
 # Quotes, angle brackets and backslashes would end or escape the caller-ID name; control
 # characters (CR/LF) would end the AMI header.

@@ -74,8 +74,8 @@ def test_a_stale_drag_shows_the_message_and_where_the_card_really_is(open_page, 
     page = open_page("ana")
     deal, stage = crm["ana_deal"], crm["stage"]
     with transaction(engine) as session:
-        from pbx_crm import deals
-        from pbx_crm.funnel import Actor
+        from pbx_crm.funnel import deals
+        from pbx_crm.rules.funnel import Actor
         from pbx_crm.models import User
 
         ana = Actor.of(session.exec(select(User).where(User.login == "ana")).one())
@@ -134,7 +134,7 @@ def test_a_seller_gets_403_on_another_sellers_deal(open_page, crm):
 
 def test_a_script_title_is_inert(open_page, crm, engine):
     with transaction(engine) as session:
-        from pbx_crm.funnel import Actor
+        from pbx_crm.rules.funnel import Actor
         from pbx_crm.models import User
 
         ana = Actor.of(session.exec(select(User).where(User.login == "ana")).one())

@@ -100,7 +100,7 @@ def test_a_new_callers_card_offers_a_deal_with_the_number_filled_in(open_page, c
 
 
 def test_markup_in_a_pop_stays_text(open_page, crm, engine):
-    from pbx_crm import events
+    from pbx_crm.funnel import events
 
     ana = open_page("ana")
     with transaction(engine, read_only=True) as session:

@@ -17,9 +17,10 @@ from urllib.parse import urlencode
 import pytest
 
 from factories import at, make_pipeline, make_user, stages_by_name
-from pbx_crm import cli, deals
+from pbx_crm import cli
+from pbx_crm.funnel import deals
 from pbx_crm.db import transaction
-from pbx_crm.report_charts import Money, Table, to_csv
+from pbx_crm.reporting.charts import Money, Table, to_csv
 from webtools import signed_in
 
 DDE = "=cmd|' /C calc'!A0"

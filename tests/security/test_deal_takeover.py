@@ -15,12 +15,13 @@ from sqlmodel import select
 from factories import (
     ADMIN, make_contact, make_deal, make_pipeline, make_unsorted_deal, make_user,
 )
-from pbx_crm import contacts, deals, users
-from pbx_crm.calls import FOUND, lookup_caller
+from pbx_crm.funnel import contacts, deals
+from pbx_crm.people import users
+from pbx_crm.funnel.calls import FOUND, lookup_caller
 from pbx_crm.db import transaction
 from pbx_crm.errors import CustomerOfAnotherSeller
 from pbx_crm.models import Contact, ContactPhone, Deal
-from pbx_crm.phones import CallerKind, CallerNumber
+from pbx_crm.rules.phones import CallerKind, CallerNumber
 from webtools import signed_in
 
 SITI = "+6281311112222"

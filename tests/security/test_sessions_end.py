@@ -18,7 +18,7 @@ from factories import PASSWORD, make_contact, make_deal, make_pipeline, make_use
 from telephony import Pbx, eventually
 from webtools import Client, Stream, signed_in
 
-from pbx_crm import demo
+from pbx_crm.sample import demo
 from pbx_crm.db import transaction
 
 BUDI = "+62 812-3456-7890"

@@ -17,7 +17,7 @@ from sqlmodel import select
 
 from factories import PASSWORD, make_user
 from gunicorn_server import pbx_crm_web
-from pbx_crm import web_sessions
+from pbx_crm.people import sign_in as web_sessions
 from pbx_crm.db import transaction
 from pbx_crm.models import LoginFailure
 from webtools import Client, WebServer

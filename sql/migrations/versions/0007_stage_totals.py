@@ -35,7 +35,7 @@ def upgrade() -> None:
                                 name=op.f('pk_stage_totals')),
     )
 
-    from pbx_crm.stage_totals import rebuild
+    from pbx_crm.funnel.stage_totals import rebuild
 
     rebuild(op.get_bind())
 

@@ -1,7 +1,7 @@
 """Search by name through an index: deal titles and contact names found by any part of them.
 
 The board's search box matches a case-insensitive substring of a deal's title or its
-contact's name (``pbx_crm.board.search_cards``). ``LIKE '%…%'`` cannot use a B-tree index,
+contact's name (``pbx_crm.funnel.board.search_cards``). ``LIKE '%…%'`` cannot use a B-tree index,
 so each search read every deal; these indexes break substrings of three characters or more
 into trigrams.
 

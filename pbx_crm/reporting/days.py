@@ -19,7 +19,7 @@ them, a change of money moves the team's sums too);
 seller, with the deals called that day in that stage (kept by ``record_call``, which the call
 writer calls where a call gets its deal).
 
-Kept by the deal services (``pbx_crm.deals`` calls ``record_move`` for every history row it
+Kept by the deal services (``pbx_crm.funnel.deals`` calls ``record_move`` for every history row it
 writes, ``deal_changed`` when a deal's owner or amount changes: a deal's figures count for
 its current owner and money), rebuilt in bulk from ``stage_history`` and ``calls`` by ``rebuild`` (after a
 seed, by the migration that adds the table, and by ``pbx-crm report rebuild``). Rows are
@@ -55,20 +55,11 @@ from sqlalchemy import (
     update,
 )
 
-from .config import Settings
-from .enums import CallDirection, StageKind
-from .models import (
-    Call,
-    Deal,
-    ReportCallDay,
-    ReportCycleBucket,
-    ReportDay,
-    ReportDayZone,
-    ReportStayBucket,
-    ReportTeamDay,
-    ReportTeamStayBucket,
-    Stage,
-    StageHistory,
+from ..config import Settings
+from ..enums import CallDirection, StageKind
+from ..models import (
+    Call, Deal, ReportCallDay, ReportCycleBucket, ReportDay, ReportDayZone, ReportStayBucket,
+    ReportTeamDay, ReportTeamStayBucket, Stage, StageHistory,
 )
 
 # Where no zone was chosen yet (a seed before any rebuild): the company default.
@@ -85,7 +76,7 @@ cycle_buckets = ReportCycleBucket.__table__
 call_days = ReportCallDay.__table__
 calls = Call.__table__
 stages = Stage.__table__
-_ZONE_CACHE = "pbx_crm.report_days.zone"
+_ZONE_CACHE = "pbx_crm.reporting.days.zone"
 _EPOCH_DAY = date(1970, 1, 1)
 
 

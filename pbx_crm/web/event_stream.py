@@ -35,10 +35,11 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, select
 
-from . import events, web_sessions
-from .db import transaction
-from .funnel import Actor, can_read_deal, can_receive_event
-from .models import Contact, Deal, Event, Stage, User
+from ..funnel import events
+from ..people import sign_in as web_sessions
+from ..db import transaction
+from ..rules.funnel import Actor, can_read_deal, can_receive_event
+from ..models import Contact, Deal, Event, Stage, User
 
 log = logging.getLogger(__name__)
 

@@ -15,10 +15,10 @@ from . import deals
 from .contacts import (
     contacts_with_number, create_contact, find_contact_by_number, use_contact,
 )
-from .errors import ValidationError
-from .funnel import Actor
-from .models import Deal
-from .phones import normalize_number
+from ..errors import ValidationError
+from ..rules.funnel import Actor
+from ..models import Deal
+from ..rules.phones import normalize_number
 
 
 def create_deal_with_contact(session: Session, actor: Actor, *, title: str, phone: str,

@@ -14,23 +14,18 @@ from datetime import datetime
 from sqlalchemy import text, update
 from sqlmodel import Session, select
 
-from . import pipelines, report_days, stage_totals
+from . import pipelines, stage_totals
+from ..reporting import days as report_days
 from .contacts import create_contact, find_contact_by_number, use_contact
-from .enums import DealSource, Priority, StageKind, TimelineKind
-from .errors import AlreadyTaken, Conflict, NotFound, StaleVersion, ValidationError
-from .funnel import (
-    Actor,
-    check_move,
-    clean_currency,
-    check_owner_for_stage,
-    ensure_can_change_deal,
-    ensure_can_read_deal,
-    ensure_head,
-    ensure_open,
+from ..enums import DealSource, Priority, StageKind, TimelineKind
+from ..errors import AlreadyTaken, Conflict, NotFound, StaleVersion, ValidationError
+from ..rules.funnel import (
+    Actor, check_move, clean_currency, check_owner_for_stage, ensure_can_change_deal,
+    ensure_can_read_deal, ensure_head, ensure_open,
 )
 from .journal import audit, timeline
-from .models import Deal, Pipeline, Stage, StageHistory, User, utcnow
-from .users import get_active_user
+from ..models import Deal, Pipeline, Stage, StageHistory, User, utcnow
+from ..people.users import get_active_user
 
 MAX_AMOUNT_MINOR = 10**15
 

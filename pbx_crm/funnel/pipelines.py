@@ -9,11 +9,11 @@ from __future__ import annotations
 from sqlalchemy import func, update
 from sqlmodel import Session, select
 
-from .enums import StageKind
-from .errors import Conflict, NotFound, ValidationError
-from .funnel import Actor, clean_currency, ensure_head
+from ..enums import StageKind
+from ..errors import Conflict, NotFound, ValidationError
+from ..rules.funnel import Actor, clean_currency, ensure_head
 from .journal import audit
-from .models import Deal, Pipeline, Stage
+from ..models import Deal, Pipeline, Stage
 
 UNSORTED = "Unsorted"
 

@@ -13,11 +13,11 @@ from sqlalchemy import update
 from sqlmodel import Session, select
 
 from .deals import load_deal
-from .enums import TaskKind, TimelineKind
-from .errors import Conflict, NotFound, ValidationError
-from .funnel import Actor, ensure_can_change_deal, ensure_can_read_deal
+from ..enums import TaskKind, TimelineKind
+from ..errors import Conflict, NotFound, ValidationError
+from ..rules.funnel import Actor, ensure_can_change_deal, ensure_can_read_deal
 from .journal import audit, timeline
-from .models import Deal, Task, utcnow
+from ..models import Deal, Task, utcnow
 
 
 def tasks_of(session: Session, actor: Actor, deal_id: int) -> list[Task]:

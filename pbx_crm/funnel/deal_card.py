@@ -16,19 +16,10 @@ from sqlmodel import Session, select
 from . import pipelines, tasks
 from .contacts import phones_of
 from .deals import get_deal
-from .enums import RobotRunStatus, Role
-from .funnel import Actor
-from .models import (
-    Call,
-    Contact,
-    ContactPhone,
-    Deal,
-    Pipeline,
-    RobotRule,
-    RobotRun,
-    Stage,
-    Task,
-    TimelineEntry,
+from ..enums import RobotRunStatus, Role
+from ..rules.funnel import Actor
+from ..models import (
+    Call, Contact, ContactPhone, Deal, Pipeline, RobotRule, RobotRun, Stage, Task, TimelineEntry,
     User,
 )
 

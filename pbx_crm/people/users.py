@@ -16,12 +16,12 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete
 from sqlmodel import Session, select
 
-from .enums import Role
-from .errors import Conflict, NotFound, ValidationError
-from .funnel import Actor, ensure_head
-from .journal import audit
-from .models import User, UserExtension
-from .web_sessions import end_user_sessions
+from ..enums import Role
+from ..errors import Conflict, NotFound, ValidationError
+from ..rules.funnel import Actor, ensure_head
+from ..funnel.journal import audit
+from ..models import User, UserExtension
+from .sign_in import end_user_sessions
 
 LOGIN_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{1,63}")
 EXTENSION_PATTERN = re.compile(r"[0-9*#]{1,32}")
@@ -169,7 +169,7 @@ def set_language(session: Session, actor: Actor, user_id: int, language: str) ->
 def set_email(session: Session, actor: Actor, user_id: int, email: str | None) -> User:
     """Where a user's robot nudges go by e-mail (when SMTP is set up); empty: in the CRM
     only. Users set their own, heads anyone's."""
-    from .contacts import _clean_email
+    from ..funnel.contacts import _clean_email
 
     if actor.user_id != user_id:
         ensure_head(actor, "change another user's e-mail address")

@@ -5,7 +5,7 @@ stage and the sum of their amounts (``owner_key`` 0: nobody's, the Unsorted deal
 column total sums a stage's rows over the owners; a seller's sums their own row and nobody's.
 The board reads a few dozen rows instead of counting a million deals.
 
-Kept by the deal services: ``pbx_crm.deals`` calls ``deal_added`` when it creates a deal and
+Kept by the deal services: ``pbx_crm.funnel.deals`` calls ``deal_added`` when it creates a deal and
 ``deal_changed`` after every UPDATE that may change a deal's stage, owner or amount (moves,
 takes, assignments, closing, reopening, amount edits), with what the deal counted as before.
 Each change is an additive upsert per touched key, the keys taken in one fixed order, so two
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from sqlalchemy import case, delete, func, insert, literal, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
-from .models import Deal, StageTotal
+from ..models import Deal, StageTotal
 
 totals = StageTotal.__table__
 deals = Deal.__table__

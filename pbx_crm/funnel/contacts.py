@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 
 from sqlmodel import Session, select
 
-from .enums import StageKind
-from .errors import CrmError, NotFound, NumberConflict, ValidationError
-from .funnel import Actor, ensure_can_use_contact, sellers_of_customer
+from ..enums import StageKind
+from ..errors import CrmError, NotFound, NumberConflict, ValidationError
+from ..rules.funnel import Actor, ensure_can_use_contact, sellers_of_customer
 from .journal import audit
-from .models import Contact, ContactPhone, Deal, Stage, User
-from .phones import normalize_number
+from ..models import Contact, ContactPhone, Deal, Stage, User
+from ..rules.phones import normalize_number
 
 MAX_PHONES = 20
 

@@ -10,9 +10,9 @@ from datetime import datetime
 
 from sqlmodel import Session
 
-from .enums import TimelineKind
-from .funnel import Actor
-from .models import AuditEntry, TimelineEntry, utcnow
+from ..enums import TimelineKind
+from ..rules.funnel import Actor
+from ..models import AuditEntry, TimelineEntry, utcnow
 
 
 def audit(session: Session, actor: Actor, entity: str, entity_id: int, action: str,

@@ -1,6 +1,6 @@
 """What the web UI believes of a request before any route runs: who sent it, and how much it
 may send. The web UI (``pbx_crm.webui.app``) runs ``check_request`` as a Bottle hook and asks
-``client_address``; ``pbx_crm.webserver`` gives gunicorn the hooks of ``gunicorn_hooks`` and
+``client_address``; ``pbx_crm.web.server`` gives gunicorn the hooks of ``gunicorn_hooks`` and
 the same trusted proxies (its ``forwarded_allow_ips``, which decides whether
 ``X-Forwarded-Proto`` is believed). Standard library only: gunicorn's master imports it, before
 its workers patch the standard library for gevent.
@@ -26,7 +26,7 @@ from __future__ import annotations
 import io
 import ipaddress
 
-from .errors import CrmError
+from ..errors import CrmError
 
 BODY_REFUSED = "pbx_crm.body_refused"
 CLOSE_AFTER = "pbx_crm.close_after"

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .errors import CustomerOfAnotherSeller, DealClosed, Forbidden, ValidationError
-from .enums import Role, StageKind
+from ..errors import CustomerOfAnotherSeller, DealClosed, Forbidden, ValidationError
+from ..enums import Role, StageKind
 
 SYSTEM = "system"
 

@@ -12,8 +12,8 @@ import smtplib
 from email.message import EmailMessage
 from email.utils import formataddr, make_msgid
 
-from .config import Settings
-from .errors import CrmError
+from ..config import Settings
+from ..errors import CrmError
 
 SMTP_TIMEOUT = 10.0
 

@@ -18,7 +18,7 @@ from babel.numbers import (
     parse_decimal,
 )
 
-from .errors import ValidationError
+from ..errors import ValidationError
 
 # ISO 4217 minor units where not 2.
 _MINOR_DIGITS = {"JPY": 0, "KRW": 0, "VND": 0, "CLP": 0, "ISK": 0, "BHD": 3, "KWD": 3,

@@ -27,11 +27,11 @@ from sqlalchemy import (
 from sqlmodel import Session, select
 
 from . import stage_totals
-from .enums import RobotRunStatus
-from .errors import ValidationError
-from .funnel import Actor
-from .models import Contact, ContactPhone, Deal, RobotRule, RobotRun, Stage, User
-from .phones import normalize_number
+from ..enums import RobotRunStatus
+from ..errors import ValidationError
+from ..rules.funnel import Actor
+from ..models import Contact, ContactPhone, Deal, RobotRule, RobotRun, Stage, User
+from ..rules.phones import normalize_number
 
 PAGE_SIZE = 50
 
@@ -75,7 +75,7 @@ def _column_page(query, actor: Actor, stage: Stage, *, owner_id: int | None,
 def column_totals(session: Session, actor: Actor, pipeline_id: int, *,
                   owner_id: int | None = None) -> dict[int, ColumnTotal]:
     """Count and money per stage of a pipeline, as the actor's board shows them: read from
-    the totals the deal services keep (``pbx_crm.stage_totals``), a few dozen rows at most."""
+    the totals the deal services keep (``pbx_crm.funnel.stage_totals``), a few dozen rows at most."""
     kept = stage_totals.column_totals(session, pipeline_id,
                                       owner_id=_owner_shown(actor, owner_id))
     return {stage_id: ColumnTotal(stage_id, count, money)

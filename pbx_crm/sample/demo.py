@@ -21,15 +21,16 @@ from sqlalchemy import func
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import select
 
-from . import board, contacts, deals, pipelines, users
-from .robots import rules as robot_rules
-from .config import Settings
-from .db import is_sqlite, transaction, upgrade
-from .enums import DealSource, Role, StageKind
-from .errors import CrmError, NotFound
-from .funnel import Actor
-from .models import User, utcnow
-from .phones import normalize_number
+from ..funnel import board, contacts, deals, pipelines
+from ..people import users
+from ..robots import rules as robot_rules
+from ..config import Settings
+from ..db import is_sqlite, transaction, upgrade
+from ..enums import DealSource, Role, StageKind
+from ..errors import CrmError, NotFound
+from ..rules.funnel import Actor
+from ..models import User, utcnow
+from ..rules.phones import normalize_number
 
 PIPELINE = pipelines.DEFAULT_PIPELINE
 SELLER_FUNNEL = pipelines.SELLER_FUNNEL

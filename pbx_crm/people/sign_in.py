@@ -15,8 +15,8 @@ everywhere); an address past its own limit is refused for every login. IPv6 clie
 counted by their /64 network, which one host usually holds whole.
 
 Sign-out deletes the browser's row; deactivation and a password change delete every row of the
-user (``end_user_sessions``, called by ``pbx_crm.users``). An open screen-pop stream asks
-``still_open`` before each event it sends (``pbx_crm.event_stream``), so it ends with its row.
+user (``end_user_sessions``, called by ``pbx_crm.people.users``). An open screen-pop stream asks
+``still_open`` before each event it sends (``pbx_crm.web.event_stream``), so it ends with its row.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ import sqlalchemy as sa
 from sqlalchemy import delete, func, text, update
 from sqlmodel import Session, select
 
-from .errors import CrmError
-from .models import LoginFailure, User, WebSession, utcnow
+from ..errors import CrmError
+from ..models import LoginFailure, User, WebSession, utcnow
 
 SESSION_LIFETIME = timedelta(hours=12)
 # A session's expiry slides forward on use, written at most this often (not on every click).

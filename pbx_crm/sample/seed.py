@@ -28,20 +28,13 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from . import pipelines, report_days, stage_totals
-from .db import is_sqlite, transaction
-from .enums import Priority, Role, StageKind, TimelineKind
-from .errors import CrmError, NotFound, ValidationError
-from .funnel import Actor
-from .models import (
-    Contact,
-    ContactPhone,
-    Deal,
-    Pipeline,
-    StageHistory,
-    TimelineEntry,
-    User,
-)
+from ..funnel import pipelines, stage_totals
+from ..reporting import days as report_days
+from ..db import is_sqlite, transaction
+from ..enums import Priority, Role, StageKind, TimelineKind
+from ..errors import CrmError, NotFound, ValidationError
+from ..rules.funnel import Actor
+from ..models import Contact, ContactPhone, Deal, Pipeline, StageHistory, TimelineEntry, User
 
 # A typical seller funnel, shared with the demo.
 SELLER_FUNNEL = pipelines.SELLER_FUNNEL

@@ -18,7 +18,7 @@ Definitions (the period is ``[start, end)`` in the company time zone):
   own figures only, a head sees everyone's and may ask for one seller's.
 
 Medians are exact for periods up to ``EXACT_PERIOD_DAYS`` days (one query over the period's
-history rows). Beyond, they come from the daily histograms of ``pbx_crm.report_days``: to
+history rows). Beyond, they come from the daily histograms of ``pbx_crm.reporting.days``: to
 within a bucket (about 5%), and flagged approximate (``median_approximate``,
 ``cycle_median_approximate``), which the page and the CLI show as "≈". Calls by stage over
 such a period come from the daily call counts, with the deals present in a stage counted as
@@ -44,26 +44,16 @@ from sqlalchemy import (
 )
 from sqlmodel import Session
 
-from . import pipelines, report_days
-from .enums import CallDirection, Disposition, NudgeAnswer, RobotRunStatus, StageKind
-from .errors import ValidationError
-from .funnel import Actor, ensure_head
-from .models import (
-    Call,
-    Deal,
-    ReportCallDay,
-    ReportCycleBucket,
-    ReportDay,
-    ReportStayBucket,
-    ReportTeamDay,
-    ReportTeamStayBucket,
-    RobotRule,
-    RobotRun,
-    Stage,
-    StageHistory,
-    User,
+from ..funnel import pipelines
+from . import days as report_days
+from ..enums import CallDirection, Disposition, NudgeAnswer, RobotRunStatus, StageKind
+from ..errors import ValidationError
+from ..rules.funnel import Actor, ensure_head
+from ..models import (
+    Call, Deal, ReportCallDay, ReportCycleBucket, ReportDay, ReportStayBucket, ReportTeamDay,
+    ReportTeamStayBucket, RobotRule, RobotRun, Stage, StageHistory, User,
 )
-from .users import get_user_by_login
+from ..people.users import get_user_by_login
 
 MAX_PERIOD_DAYS = 5 * 366
 # Up to this many days a report's medians and deals per stage are exact; beyond, they are
@@ -423,7 +413,7 @@ def _sum_if(condition):
     return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
 
 
-# --- the daily counts: moves summed per local day (pbx_crm.report_days) ------------------------
+# --- the daily counts: moves summed per local day (pbx_crm.reporting.days) ------------------------
 
 
 def _uses_days(session: Session, scope: Scope) -> bool:

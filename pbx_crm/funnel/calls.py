@@ -14,17 +14,19 @@ from sqlalchemy import and_, bindparam, exists, func, literal_column, update
 from sqlalchemy import select as core_select
 from sqlmodel import Session, select
 
-from . import events, report_days
+from . import events
+from ..reporting import days as report_days
 from .contacts import contacts_with_number, find_contact_by_number
 from .deals import deal_for_caller, load_deal, open_deal_of_contact, take_deal
-from .enums import CallDirection, DealSource, TaskKind, TimelineKind
-from .errors import AlreadyTaken, Conflict, NumberConflict
-from .funnel import Actor
+from ..enums import CallDirection, DealSource, TaskKind, TimelineKind
+from ..errors import AlreadyTaken, Conflict, NumberConflict
+from ..rules.funnel import Actor
 from .journal import timeline
-from .models import (Call, Contact, ContactPhone, Event, Deal, Pipeline, Stage, Task, User,
-                     UserExtension, utcnow)
-from .phones import CallerKind, CallerNumber
-from .users import user_for_extension
+from ..models import (
+    Call, Contact, ContactPhone, Event, Deal, Pipeline, Stage, Task, User, UserExtension, utcnow,
+)
+from ..rules.phones import CallerKind, CallerNumber
+from ..people.users import user_for_extension
 
 PBX = Actor.system("pbx")
 CALLBACK_DUE = timedelta(minutes=15)

@@ -13,8 +13,8 @@ from datetime import datetime
 from sqlalchemy import insert, or_, text
 from sqlmodel import Session, select
 
-from .funnel import Actor
-from .models import Event, utcnow
+from ..rules.funnel import Actor
+from ..models import Event, utcnow
 
 NOTIFY_CHANNEL = "pbx_crm_events"
 

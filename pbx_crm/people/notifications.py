@@ -12,10 +12,10 @@ from datetime import datetime
 from sqlalchemy import func, update
 from sqlmodel import Session, select
 
-from .enums import RobotRunStatus
-from .errors import NotFound
-from .funnel import Actor
-from .models import Notification, RobotRun, utcnow
+from ..enums import RobotRunStatus
+from ..errors import NotFound
+from ..rules.funnel import Actor
+from ..models import Notification, RobotRun, utcnow
 
 
 def notifications_of(session: Session, actor: Actor, *, limit: int = 100) -> list[Notification]:

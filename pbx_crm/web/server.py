@@ -14,7 +14,7 @@ stay blocking; they are short, and a worker per core keeps the others serving.
 
 Behind a reverse proxy, gunicorn believes its ``X-Forwarded-Proto`` only from the addresses of
 ``web_trusted_proxies`` (its ``forwarded_allow_ips``), the same list the app believes the
-proxy's ``X-Forwarded-For`` from (``pbx_crm.web_front_door``); a body too large to read is
+proxy's ``X-Forwarded-For`` from (``pbx_crm.web.front_door``); a body too large to read is
 answered without being read, and its connection closed (the front door's gunicorn hooks).
 
 ``serve_web`` runs gunicorn in the calling process (``pbx-crm web``); ``start_web`` runs it
@@ -31,8 +31,8 @@ import socket
 import sys
 import time
 
-from .config import Settings
-from .errors import CrmError
+from ..config import Settings
+from ..errors import CrmError
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def serve_web(settings: Settings) -> None:
     """Run the web UI until SIGTERM or Ctrl-C (gunicorn's master in this process)."""
     from gunicorn.app.base import BaseApplication
 
-    from .web_front_door import gunicorn_hooks
+    from .front_door import gunicorn_hooks
 
     class WebApplication(BaseApplication):
         def load_config(self):
@@ -87,7 +87,7 @@ def serve_web(settings: Settings) -> None:
         def load(self):
             # In the worker, after gevent's monkey-patching.
             _make_psycopg_cooperative()
-            from .db import make_engine
+            from ..db import make_engine
             from pbx_crm.webui import create_app
 
             app = create_app(settings, make_engine(settings.database, pool_size=WEB_POOL_SIZE))
