@@ -10,7 +10,7 @@ deal. The bridge waits for this hook: it sets nothing, so the session is one rou
 from pbx_crm.funnel import calls
 from pbx_crm.telephony.call_tracker import DeviceMap
 
-from . import arg, hook
+from .registry import arg, hook
 
 _devices = DeviceMap()
 

@@ -7,7 +7,7 @@ on the dead channel (SET VARIABLE still works there; nothing else is needed).
 
 from pbx_crm.funnel import calls
 
-from . import arg, caller_of, hook
+from .registry import arg, caller_of, hook
 
 
 def _int_or_none(text: str) -> int | None:

@@ -17,7 +17,7 @@ import logging
 from pbx_crm.funnel import calls, pipelines
 from pbx_crm.rules.phones import CallerKind
 
-from . import arg, caller_of, hook
+from .registry import arg, caller_of, hook
 
 log = logging.getLogger(__name__)
 

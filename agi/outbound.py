@@ -11,7 +11,7 @@ from pbx_crm.funnel import calls
 from pbx_crm.telephony.call_tracker import DeviceMap
 from pbx_crm.rules.phones import classify_caller
 
-from . import arg, hook
+from .registry import arg, hook
 
 _devices = DeviceMap()
 
