@@ -39,7 +39,6 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
-    BigInteger,
     Float,
     Integer,
     and_,
@@ -49,7 +48,6 @@ from sqlalchemy import (
     delete,
     func,
     insert,
-    literal,
     or_,
     select,
     update,
@@ -57,6 +55,7 @@ from sqlalchemy import (
 
 from ..config import Settings
 from ..enums import CallDirection, StageKind
+from .local_days import epoch_sql, local_day_sql
 from ..models import (
     Call, Deal, ReportCallDay, ReportCycleBucket, ReportDay, ReportDayZone, ReportStayBucket,
     ReportTeamDay, ReportTeamStayBucket, Stage, StageHistory,
@@ -77,7 +76,6 @@ call_days = ReportCallDay.__table__
 calls = Call.__table__
 stages = Stage.__table__
 _ZONE_CACHE = "pbx_crm.reporting.days.zone"
-_EPOCH_DAY = date(1970, 1, 1)
 
 
 # --- the duration buckets: the one definition of the histograms' bins ----------------------
@@ -467,33 +465,6 @@ def record_calls(session, called: list[CalledDeal]) -> None:
 # --- rebuilding from the stage history --------------------------------------------------------
 
 
-def _offset_changes(zone: ZoneInfo, start: datetime, end: datetime) -> tuple[int, list]:
-    from .reports import (
-        _offset_changes as changes,  # one implementation of the zone walk
-    )
-
-    return changes(zone, start, end)
-
-
-def _epoch_sql(dialect: str, column):
-    if dialect == "sqlite":
-        return cast(func.strftime("%s", column), BigInteger)
-    return cast(func.floor(func.extract("epoch", column)), BigInteger)
-
-
-def _local_day_sql(dialect: str, second, zone: ZoneInfo, first: datetime, last: datetime):
-    """The local date of an epoch second, with the zone's offsets over [first, last]."""
-    first_offset, changes = _offset_changes(zone, first, last + timedelta(days=1))
-    offset = (case(*[(second < at, before) for (at, _), before in
-                     zip(changes, [first_offset] + [o for _, o in changes])],
-                   else_=changes[-1][1]) if changes else literal(first_offset))
-    # Integer division floors for the non-negative seconds of any real move.
-    day_number = (second + offset) // 86400
-    if dialect == "sqlite":
-        return func.date(day_number * 86400, "unixepoch")
-    return literal(_EPOCH_DAY) + cast(day_number, Integer)
-
-
 def stage_at_call_sql():
     """The stage a call's deal was in when it rang (the last move before the call), or for
     the call that created the deal (it rang a moment before) the stage it was created in."""
@@ -538,10 +509,10 @@ def _history_columns(session, zone: ZoneInfo, in_pipeline: list):
     if first is None:
         return None
     dialect = _dialect(session)
-    moved = _epoch_sql(dialect, history.c.moved_at)
-    day = _local_day_sql(dialect, moved, zone, first, last).label("day")
-    stay = func.coalesce(moved - _epoch_sql(dialect, history.c.from_entered_at), 0)
-    return day, stay, moved - _epoch_sql(dialect, deals.c.created_at)
+    moved = epoch_sql(dialect, history.c.moved_at)
+    day = local_day_sql(dialect, moved, zone, first, last).label("day")
+    stay = func.coalesce(moved - epoch_sql(dialect, history.c.from_entered_at), 0)
+    return day, stay, moved - epoch_sql(dialect, deals.c.created_at)
 
 
 def rebuild_days(session, *, time_zone: str, pipeline_id: int | None = None) -> int:
@@ -638,8 +609,8 @@ def _rebuild_calls(session, dialect: str, zone: ZoneInfo, pipeline_id: int | Non
     first, last = _bounds(session, calls.c.ringing_at, [on_deals])
     if first is None:
         return
-    ringing = _epoch_sql(dialect, calls.c.ringing_at)
-    rung = (select(deals.c.pipeline_id, _local_day_sql(dialect, ringing, zone, first, last)
+    ringing = epoch_sql(dialect, calls.c.ringing_at)
+    rung = (select(deals.c.pipeline_id, local_day_sql(dialect, ringing, zone, first, last)
                    .label("day"), stage_at_call_sql().label("stage_id"),
                    deals.c.owner_id.label("seller_id"), calls.c.deal_id, calls.c.direction)
             .select_from(calls).join(deals, deals.c.id == calls.c.deal_id)

@@ -46,6 +46,7 @@ from sqlmodel import Session
 
 from ..funnel import pipelines
 from . import days as report_days
+from .local_days import local_day_sql, offset_changes
 from ..enums import CallDirection, Disposition, NudgeAnswer, RobotRunStatus, StageKind
 from ..errors import ValidationError
 from ..rules.funnel import Actor, ensure_head
@@ -762,7 +763,7 @@ def stage_calls(session: Session, scope: Scope) -> list[StageCalls]:
         return _stage_calls_from_days(session, scope)
     period = scope.period
     ringing = _epoch(scope, calls.c.ringing_at)
-    local_day = report_days._local_day_sql(scope.dialect, ringing, _zone(period.time_zone),
+    local_day = local_day_sql(scope.dialect, ringing, _zone(period.time_zone),
                                            period.start_utc, period.end_utc)
     rung = (select(report_days.stage_at_call_sql().label("stage_id"), calls.c.direction,
                    calls.c.disposition, calls.c.deal_id, local_day.label("day"))
@@ -920,30 +921,6 @@ def nudges(session: Session, scope: Scope) -> list[NudgeAnswers]:
 # --- weeks in the company's time zone -------------------------------------------------------
 
 
-def _offset_changes(zone: ZoneInfo, start: datetime, end: datetime) -> tuple[int, list]:
-    """The UTC offset (seconds) at ``start``, and each later change before ``end`` as
-    (UTC epoch second it takes effect, new offset)."""
-    def offset(at: datetime) -> int:
-        return int(at.astimezone(zone).utcoffset().total_seconds())
-
-    first = current = offset(start)
-    changes, day = [], start
-    while day < end:
-        following = min(day + timedelta(days=1), end)
-        if offset(following) != current:
-            low, high = int(day.timestamp()), int(following.timestamp())
-            while high - low > 1:  # the first second on the new offset
-                middle = (low + high) // 2
-                if offset(datetime.fromtimestamp(middle, UTC)) == current:
-                    low = middle
-                else:
-                    high = middle
-            current = offset(following)
-            changes.append((high, current))
-        day = following
-    return first, changes
-
-
 def weekly_trend(session: Session, scope: Scope) -> list[Week]:
     """Per local week (Monday to Sunday) of the period: deals created, moves forward, deals
     won and lost. The week of a move is found in SQL from its UTC second plus the zone's
@@ -954,7 +931,7 @@ def weekly_trend(session: Session, scope: Scope) -> list[Week]:
     if _uses_days(session, scope):
         return _weeks_from_days(session, scope, first_monday)
     base = (first_monday - date(1970, 1, 1)).days * 86400
-    first_offset, changes = _offset_changes(zone, period.start_utc, period.end_utc)
+    first_offset, changes = offset_changes(zone, period.start_utc, period.end_utc)
     second = _epoch(scope, history.c.moved_at)
     offset = (case(*[(second < at, before) for (at, _), before in
                      zip(changes, [first_offset] + [o for _, o in changes])],
