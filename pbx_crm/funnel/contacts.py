@@ -17,6 +17,7 @@ from ..errors import CrmError, NotFound, NumberConflict, ValidationError
 from ..rules.funnel import Actor, ensure_can_use_contact, sellers_of_customer
 from .journal import audit
 from ..models import Contact, ContactPhone, Deal, Stage, User
+from ..rules.addresses import clean_email
 from ..rules.phones import normalize_number
 
 MAX_PHONES = 20
@@ -29,14 +30,6 @@ def _clean_text(value, limit: int, what: str, *, required: bool = False) -> str 
     if len(value) > limit:
         raise ValidationError(f"The {what} is longer than {limit} characters.", field=what)
     return value or None
-
-
-def _clean_email(email) -> str | None:
-    email = _clean_text(email, 254, "email")
-    if email and (email.count("@") != 1 or " " in email or email.startswith("@")
-                  or email.endswith("@")):
-        raise ValidationError(f"“{email[:60]}” is not an e-mail address.", field="email")
-    return email
 
 
 def clean_phones(phones: Iterable[str], *, region: str) -> list[tuple[str, str]]:
@@ -59,7 +52,7 @@ def create_contact(session: Session, actor: Actor, *, name: str, phones: Iterabl
                    region: str, company: str | None = None, email: str | None = None,
                    owner_id: int | None = None) -> Contact:
     contact = Contact(name=_clean_text(name, 200, "name", required=True),
-                      company=_clean_text(company, 200, "company"), email=_clean_email(email),
+                      company=_clean_text(company, 200, "company"), email=clean_email(email),
                       owner_id=owner_id if owner_id is not None else actor.user_id)
     # Every number is checked before anything is written: a refusal leaves nothing behind.
     pairs = clean_phones(phones, region=region)
@@ -191,7 +184,7 @@ def _check_import_row(session: Session, row: Mapping[str, str], region: str,
     pairs = clean_phones(raw_phones, region=region)
     values = {"name": _clean_text(row.get("name"), 200, "name", required=True),
               "company": _clean_text(row.get("company"), 200, "company"),
-              "email": _clean_email(row.get("email")),
+              "email": clean_email(row.get("email")),
               "phones": [raw for raw, _ in pairs]}
     for _, e164 in pairs:
         if e164 in seen:

@@ -18,6 +18,7 @@ from sqlmodel import Session, select
 
 from ..enums import Role
 from ..errors import Conflict, NotFound, ValidationError
+from ..rules.addresses import clean_email
 from ..rules.funnel import Actor, ensure_head
 from ..funnel.journal import audit
 from ..models import User, UserExtension
@@ -169,14 +170,12 @@ def set_language(session: Session, actor: Actor, user_id: int, language: str) ->
 def set_email(session: Session, actor: Actor, user_id: int, email: str | None) -> User:
     """Where a user's robot nudges go by e-mail (when SMTP is set up); empty: in the CRM
     only. Users set their own, heads anyone's."""
-    from ..funnel.contacts import _clean_email
-
     if actor.user_id != user_id:
         ensure_head(actor, "change another user's e-mail address")
     user = session.get(User, user_id)
     if user is None:
         raise NotFound(f"No user #{user_id}.")
-    user.email = _clean_email(email)
+    user.email = clean_email(email)
     session.add(user)
     audit(session, actor, "user", user.id, "set_email", {"email": user.email})
     return user

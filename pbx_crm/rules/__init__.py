@@ -1,6 +1,7 @@
 """Pure rules: decided from their arguments alone, with no database in sight.
 
-``phones`` (recognising and normalising caller numbers), ``money`` (amounts in minor units,
+``phones`` (recognising and normalising caller numbers), ``addresses`` (what an e-mail address
+is), ``money`` (amounts in minor units,
 read and shown in a locale), ``working_hours`` (the company's working clock), ``funnel``
 (who may see and change a deal, and which moves are legal).
 
