@@ -10,13 +10,11 @@ from __future__ import annotations
 from datetime import datetime
 
 import bottle
-from sqlmodel import select
 
 from pbx_crm.funnel import board, pipelines
+from pbx_crm.people import users
 from pbx_crm.db import transaction
-from pbx_crm.enums import Role
 from pbx_crm.errors import NotFound, ValidationError
-from pbx_crm.models import User
 
 from .app import WebUI, int_field, query
 
@@ -40,11 +38,6 @@ def parse_cursor(text: str | None) -> tuple[datetime, int] | None:
         raise ValidationError("This “show more” link is malformed; reload the board.",
                               field="after")
     return moment, int(deal_id)
-
-
-def _sellers(session) -> list[User]:
-    return list(session.exec(select(User).where(User.role == Role.SELLER.value)
-                             .order_by(User.name)))
 
 
 def register(ui: WebUI) -> None:
@@ -90,7 +83,7 @@ def register(ui: WebUI) -> None:
                                     cursor_of(cards[BOARD_PAGE - 1])
                                     if len(cards) > BOARD_PAGE else None,
                                     totals.get(stage.id, board.ColumnTotal(stage.id, 0, 0))))
-            sellers = _sellers(session) if actor.sees_everything else []
+            sellers = users.list_sellers(session) if actor.sees_everything else []
         return ui.render("board.html", pipeline=pipeline, columns=columns,
                          all_pipelines=all_pipelines, sellers=sellers, owner_id=owner_id,
                          search=search, q=text)

@@ -24,9 +24,9 @@ from pbx_crm.errors import CrmError, CustomerOfAnotherSeller, StaleVersion, Vali
 from pbx_crm.models import RobotRun
 from pbx_crm.rules.money import to_minor
 from pbx_crm.funnel.new_deal import create_deal_with_contact
+from pbx_crm.people import users
 
 from .app import WebUI, form, int_field, query, version_field
-from .routes_board import _sellers
 from .routes_robots import answer_nudge_form
 
 
@@ -236,7 +236,7 @@ def register(ui: WebUI) -> None:
                 return ui.render("error.html", status=404, error=refusal.message)
             stages = [s for s in pipelines.stages_of(session, pipeline.id)
                       if s.kind == StageKind.OPEN.value and not s.is_unsorted]
-            sellers = _sellers(session) if ui.actor.sees_everything else []
+            sellers = users.list_sellers(session) if ui.actor.sees_everything else []
         return ui.render("deal_new.html", pipeline=pipeline, stages=stages, sellers=sellers,
                          values=values or {}, error=error, phone_error=phone_error,
                          status=status)

@@ -219,6 +219,12 @@ def list_users(session: Session) -> list[tuple[User, list[str]]]:
     return [(user, extensions.get(user.id, [])) for user in users]
 
 
+def list_sellers(session: Session) -> list[User]:
+    """Every seller by name: whom a head filters the board by or hands a deal to."""
+    return list(session.exec(select(User).where(User.role == Role.SELLER.value)
+                             .order_by(User.name)))
+
+
 def user_for_extension(session: Session, extension: str) -> User | None:
     """The active user an extension rings, for the PBX edges."""
     return session.exec(select(User).join(UserExtension).where(
