@@ -1,5 +1,5 @@
 """``python -m pbx_crm``: the same as the ``pbx-crm`` command."""
 
-from .cli import main
+from .cli.main import main
 
 raise SystemExit(main())

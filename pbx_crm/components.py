@@ -1,6 +1,6 @@
 """The long-running parts of pbx-crm, each started from settings and an engine.
 
-``pbx-crm serve`` and ``pbx-crm demo`` start every component listed in ``cli.COMPONENTS``;
+``pbx-crm serve`` and ``pbx-crm demo`` start every component listed in ``cli.main.COMPONENTS``;
 ``pbx-crm fastagi`` and ``pbx-crm ami`` (and later ``web``, ``robots``) start one. Each starter
 returns an object with ``stop()``.
 """

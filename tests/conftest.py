@@ -17,7 +17,7 @@ import pytest
 from postgres_databases import new_postgres_database
 from sqlalchemy import text
 
-from pbx_crm import cli
+from pbx_crm.cli import main as cli
 from pbx_crm.people import users
 from pbx_crm.config import Settings
 from pbx_crm.db import make_engine, transaction, upgrade

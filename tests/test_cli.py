@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from pbx_crm import cli
+from pbx_crm.cli import main as cli
 from pbx_crm.funnel import pipelines
 from pbx_crm.people import users
 from pbx_crm.db import transaction

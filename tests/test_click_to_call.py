@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from factories import audit_of, make_contact, make_deal, make_pipeline, make_user, timeline_of
-from pbx_crm import cli
+from pbx_crm.cli import main as cli
 from pbx_crm.telephony.ami_client import AmiClient
 from pbx_crm.telephony.click_to_call import ClickToCallFailed, call_contact
 from pbx_crm.config import Settings

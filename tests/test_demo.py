@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func
 from sqlmodel import select
 
-from pbx_crm import cli
+from pbx_crm.cli import main as cli
 from pbx_crm.sample import demo
 from pbx_crm.funnel import pipelines
 from pbx_crm.people import users

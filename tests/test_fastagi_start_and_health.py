@@ -30,7 +30,7 @@ from postgres_databases import new_postgres_database
 from sqlmodel import select
 from telephony import Pbx, TcpProxy, closed_port, eventually, proxied_engine
 
-from pbx_crm.cli import main
+from pbx_crm.cli.main import main
 from pbx_crm.db import transaction
 from pbx_crm.telephony.health import ask_health
 from pbx_crm.models import Call

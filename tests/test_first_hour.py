@@ -1,8 +1,8 @@
 """An admin's first hour, from the README alone: the install steps, the dialplan file, the demo.
 
-Each scenario is what the README has an admin type, run through ``pbx_crm.cli.main`` (or the
-installed console script, from a directory of no use), on SQLite and on PostgreSQL where a
-database is involved.
+Each scenario is what the README has an admin type, run through ``pbx_crm.cli.main.main``
+(or the installed console script, from a directory of no use), on SQLite and on PostgreSQL
+where a database is involved.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from sqlmodel import select
 
 from factories import ADMIN, make_pipeline
 from postgres_databases import new_postgres_database
-from pbx_crm import cli
+from pbx_crm.cli import main as cli
 from pbx_crm.funnel import pipelines
 from pbx_crm.people import users
 from pbx_crm.components import start_fastagi

@@ -80,7 +80,7 @@ def test_the_wheel_declares_the_pbx_crm_command(wheel):
                            if name.endswith(".dist-info/entry_points.txt")]
         parser = configparser.ConfigParser()
         parser.read_string(archive.read(entry_points).decode())
-    assert parser.get("console_scripts", "pbx-crm").replace(" ", "") == "pbx_crm.cli:main"
+    assert parser.get("console_scripts", "pbx-crm").replace(" ", "") == "pbx_crm.cli.main:main"
 
 
 def _distribution(name: str) -> str:

@@ -7,7 +7,7 @@ import io
 
 import pytest
 
-from pbx_crm import cli
+from pbx_crm.cli import main as cli
 from pbx_crm.db import transaction
 from test_reports import build_funnel
 

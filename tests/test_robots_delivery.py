@@ -22,7 +22,7 @@ from factories import (
 )
 from sqlmodel import select
 
-from pbx_crm import cli
+from pbx_crm.cli import main as cli
 from pbx_crm.funnel import deals
 from pbx_crm.telephony.ami_client import AmiClient
 from pbx_crm.config import ConfigError, load_settings

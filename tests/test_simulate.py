@@ -278,7 +278,7 @@ def test_random_calls_are_a_believable_mix():
 
 
 def test_simulate_with_nothing_serving_says_so_and_fails(engine, team, capsys):
-    from pbx_crm import cli
+    from pbx_crm.cli import main as cli
 
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))

@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 import pytest
 
 from factories import at, make_pipeline, make_user, stages_by_name
-from pbx_crm import cli
+from pbx_crm.cli import main as cli
 from pbx_crm.funnel import deals
 from pbx_crm.db import transaction
 from pbx_crm.reporting.charts import Money, Table, to_csv

@@ -28,18 +28,18 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from tqdm import tqdm
 
-from . import __version__
-from .sample import demo
-from .funnel import pipelines
-from .people import users
-from .config import ConfigError, Settings, load_settings
-from .funnel.contacts import PHONE_COLUMNS, import_contacts
-from .db import (current_revision, head_revision, make_engine, require_schema_at_head,
+from .. import __version__
+from ..sample import demo
+from ..funnel import pipelines
+from ..people import users
+from ..config import ConfigError, Settings, load_settings
+from ..funnel.contacts import PHONE_COLUMNS, import_contacts
+from ..db import (current_revision, head_revision, make_engine, require_schema_at_head,
                  transaction, upgrade)
-from .errors import CrmError, NotFound
-from .rules.funnel import Actor
-from .telephony.health import notify
-from .sample.seed import seed_synthetic
+from ..errors import CrmError, NotFound
+from ..rules.funnel import Actor
+from ..telephony.health import notify
+from ..sample.seed import seed_synthetic
 
 PROG = "pbx-crm"
 ADMIN_NAME = "cli"
@@ -59,25 +59,25 @@ class Component:
 
 
 def _start_fastagi(settings: Settings, engine: Engine):
-    from .components import start_fastagi
+    from ..components import start_fastagi
 
     return start_fastagi(settings, engine)
 
 
 def _start_ami(settings: Settings, engine: Engine):
-    from .components import start_ami
+    from ..components import start_ami
 
     return start_ami(settings, engine)
 
 
 def _start_robots(settings: Settings, engine: Engine):
-    from .components import start_robots
+    from ..components import start_robots
 
     return start_robots(settings, engine)
 
 
 def _start_web(settings: Settings, engine: Engine):
-    from .web.server import start_web
+    from ..web.server import start_web
 
     return start_web(settings, engine)
 
@@ -228,7 +228,7 @@ def cmd_db_status(args, settings, engine, out) -> int:
 
 def cmd_db_dump(args, settings, engine, out) -> int:
     try:
-        from .schema_dump import dump_schema
+        from ..schema_dump import dump_schema
     except ImportError:
         raise CrmError("this build has no schema dump (pbx_crm.schema_dump is missing)") \
             from None
@@ -459,9 +459,9 @@ def cmd_report(args, settings, engine, out) -> int:
     from datetime import datetime, timedelta
     from zoneinfo import ZoneInfo
 
-    from .reporting.advisor import advise
-    from .reporting.charts import Table, report_tables, to_csv
-    from .reporting.reports import deals_matching, funnel_report
+    from ..reporting.advisor import advise
+    from ..reporting.charts import Table, report_tables, to_csv
+    from ..reporting.reports import deals_matching, funnel_report
 
     last = args.to or datetime.now(ZoneInfo(settings.time_zone)).date()
     first = args.start or last - timedelta(days=REPORT_DEFAULT_DAYS - 1)
@@ -501,7 +501,7 @@ def cmd_report(args, settings, engine, out) -> int:
 
 
 def cmd_report_rebuild(args, settings, engine, out) -> int:
-    from .reporting.days import rebuild
+    from ..reporting.days import rebuild
 
     with transaction(engine) as session:
         rows = rebuild(session, time_zone=settings.time_zone)
@@ -511,7 +511,7 @@ def cmd_report_rebuild(args, settings, engine, out) -> int:
 
 
 def cmd_board_rebuild_totals(args, settings, engine, out) -> int:
-    from .funnel.stage_totals import rebuild
+    from ..funnel.stage_totals import rebuild
 
     with transaction(engine) as session:
         rows = rebuild(session)
@@ -588,7 +588,7 @@ def _start_demo_ami(settings: Settings):
     made up for this run, and the settings that point the AMI listener at it."""
     import secrets
 
-    from .simulator.ami import FakeAmiServer
+    from ..simulator.ami import FakeAmiServer
 
     username, secret = settings.ami_username or "pbx-crm", secrets.token_urlsafe(12)
     for port in (settings.ami_port, 0):
@@ -608,7 +608,7 @@ def _demo_calls(args, settings, engine, fake_ami, out):
     strangers, printed as they end; the first waits for the AMI listener to log in."""
     import random
 
-    from .simulator import pbx as simulator
+    from ..simulator import pbx as simulator
 
     known, names, ring_group = _callers_and_team(engine)
     rng = random.Random()
@@ -670,9 +670,9 @@ def _callers_and_team(engine: Engine):
     ring group (the active sellers' extensions, at most RING_GROUP_MAX)."""
     from sqlmodel import select
 
-    from .enums import Role
-    from .models import ContactPhone
-    from .simulator.pbx import RING_GROUP
+    from ..enums import Role
+    from ..models import ContactPhone
+    from ..simulator.pbx import RING_GROUP
 
     with transaction(engine, read_only=True) as session:
         numbers = list(session.exec(select(ContactPhone.e164).order_by(ContactPhone.id)
@@ -692,7 +692,7 @@ RING_GROUP_MAX = 10
 
 def _fastagi_target(settings: Settings) -> tuple[str, int]:
     """Where a local Asterisk reaches the FastAGI server (a wildcard listen means loopback)."""
-    from .telephony.health import local_address
+    from ..telephony.health import local_address
 
     return local_address(settings.fastagi_listen)
 
@@ -702,7 +702,7 @@ def cmd_simulate(args, settings, engine, out) -> int:
     import random
     import time
 
-    from .simulator import pbx as simulator
+    from ..simulator import pbx as simulator
 
     if args.fastagi:
         settings = settings.replace(fastagi_listen=_setting("fastagi_listen", args.fastagi,
@@ -742,7 +742,7 @@ def cmd_simulate(args, settings, engine, out) -> int:
 def _emulator_link(settings: Settings, out):
     """The AMI side of `simulate`: the demo's emulator through its PbxCrmSimulate action, or
     None (said why) when there is no AMI, or it is a real Asterisk."""
-    from .simulator.pbx import EmulatorLink, NotTheEmulator
+    from ..simulator.pbx import EmulatorLink, NotTheEmulator
 
     if not settings.ami_host:
         print("No AMI configured (ami_host): playing the AGI path only, so no phone rings for "
@@ -766,7 +766,7 @@ def _emulator_link(settings: Settings, out):
 
 def cmd_web(args, settings, engine, out) -> int:
     """gunicorn with gevent workers in this process (see pbx_crm.web.server)."""
-    from .web.server import serve_web, workers_for
+    from ..web.server import serve_web, workers_for
 
     changes = {}
     if args.listen:
@@ -805,7 +805,7 @@ def _params(pairs: list[str] | None, flag: str) -> dict:
 
 
 def cmd_robot_add(args, settings, engine, out) -> int:
-    from .robots import rules as robot_rules
+    from ..robots import rules as robot_rules
 
     with transaction(engine) as session:
         rule = robot_rules.create_rule(session, _admin(), stage_id=args.stage_id, name=args.name,
@@ -824,7 +824,7 @@ def _shown_params(params: dict) -> str:
 
 
 def cmd_robot_list(args, settings, engine, out) -> int:
-    from .robots import rules as robot_rules
+    from ..robots import rules as robot_rules
 
     with transaction(engine, read_only=True) as session:
         pipeline_id = _find_pipeline(session, args.pipeline).id if args.pipeline else None
@@ -841,7 +841,7 @@ def cmd_robot_list(args, settings, engine, out) -> int:
 
 
 def cmd_robot_active(args, settings, engine, out) -> int:
-    from .robots import rules as robot_rules
+    from ..robots import rules as robot_rules
 
     with transaction(engine) as session:
         rule = robot_rules.set_rule_active(session, _admin(), args.rule_id, args.active)
@@ -850,7 +850,7 @@ def cmd_robot_active(args, settings, engine, out) -> int:
 
 
 def cmd_robot_delete(args, settings, engine, out) -> int:
-    from .robots import rules as robot_rules
+    from ..robots import rules as robot_rules
 
     with transaction(engine) as session:
         name = robot_rules.get_rule(session, args.rule_id).name
@@ -860,7 +860,7 @@ def cmd_robot_delete(args, settings, engine, out) -> int:
 
 
 def cmd_robot_runs(args, settings, engine, out) -> int:
-    from .robots import rules as robot_rules
+    from ..robots import rules as robot_rules
 
     with transaction(engine, read_only=True) as session:
         views = robot_rules.recent_runs(session, _admin(), limit=args.limit,
@@ -885,7 +885,7 @@ CHECK_OK, CHECK_WARNING, CHECK_CRITICAL = 0, 1, 2
 
 
 def cmd_check(args, settings, engine, out) -> int:
-    from .telephony.health import ask_health
+    from ..telephony.health import ask_health
 
     if args.fastagi:
         settings = settings.replace(
@@ -916,7 +916,7 @@ def cmd_check(args, settings, engine, out) -> int:
 
 
 def cmd_relay_path(args, settings, engine, out) -> int:
-    from .telephony.fastagi import relay_script_path
+    from ..telephony.fastagi import relay_script_path
 
     print(relay_script_path(), file=out)
     return 0
@@ -967,8 +967,8 @@ AMI_CONNECT_WAIT = 5.0  # seconds `pbx-crm call` waits for the AMI login
 
 
 def cmd_call(args, settings, engine, out) -> int:
-    from .telephony.ami_client import AmiClient, AmiError
-    from .telephony.click_to_call import call_contact
+    from ..telephony.ami_client import AmiClient, AmiError
+    from ..telephony.click_to_call import call_contact
 
     _require_ami(settings)
     with transaction(engine, read_only=True) as session:
@@ -1009,7 +1009,7 @@ def cmd_call(args, settings, engine, out) -> int:
 
 
 def _setting(name: str, text: str, origin: str):
-    from .config import parse_setting
+    from ..config import parse_setting
 
     return parse_setting(name, text, origin)
 
