@@ -682,7 +682,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="pbx-crm-bench-calls-") as data_dir:
         settings = Settings(data_dir=Path(data_dir), database_url=url, phone_region=REGION,
                             fastagi_listen=Address("127.0.0.1", 0))
-        # What ``pbx-crm fastagi`` passes (pbx_crm/cli/main.py), and nothing more.
+        # What ``pbx-crm fastagi`` passes (pbx_crm/cli/telephony.py), and nothing more.
         running = start_fastagi(settings, engine)
         refusals = Refusals(running)
         floor = Server(FLOOR, ("127.0.0.1", floor_server.port))

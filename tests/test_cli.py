@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
+from pbx_crm.cli import common, running
 from pbx_crm.cli import main as cli
 from pbx_crm.funnel import pipelines
 from pbx_crm.people import users
@@ -137,7 +138,7 @@ def test_a_password_is_never_taken_from_the_command_line(run, engine):
 
 def test_the_password_prompt_asks_twice_and_refuses_a_mismatch(run, engine, monkeypatch):
     answers = iter(["first-password", "other-password"])
-    monkeypatch.setattr(cli.getpass, "getpass", lambda prompt="": next(answers))
+    monkeypatch.setattr(common.getpass, "getpass", lambda prompt="": next(answers))
     code, _, err = run("user", "add", "ana", "--name", "Ana")
     assert code == 1 and "differ" in err
 
@@ -378,7 +379,7 @@ def test_serve_answers_the_pbx_until_it_is_stopped_like_a_service(tmp_path):
         server.send_signal(signal.SIGTERM)
         out, err = server.communicate(timeout=30)
     assert server.returncode == 0, err
-    not_built = [c.name for c in cli.COMPONENTS if c.start is None]
+    not_built = [c.name for c in running.COMPONENTS if c.start is None]
     assert all(name in "".join(started) for name in not_built)
 
 

@@ -10,6 +10,7 @@ from sqlalchemy import func
 from sqlmodel import select
 
 from pbx_crm.cli import main as cli
+from pbx_crm.cli import running
 from pbx_crm.sample import demo
 from pbx_crm.funnel import pipelines
 from pbx_crm.people import users
@@ -132,8 +133,9 @@ def test_a_built_component_is_started_by_serve_and_stopped_on_ctrl_c(run, monkey
     def interrupt():
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "COMPONENTS", [cli.Component("fake", "a fake server", start)])
-    monkeypatch.setattr(cli, "_wait_for_interrupt", interrupt)
+    monkeypatch.setattr(running, "COMPONENTS",
+                        [running.Component("fake", "a fake server", start)])
+    monkeypatch.setattr(running, "_wait_for_interrupt", interrupt)
     code, out, _ = run("serve")
     assert code == 0 and "Started fake" in out
     assert events == [("started", "ID"), "stopped"]

@@ -22,6 +22,7 @@ from sqlmodel import select
 from factories import ADMIN, make_pipeline
 from postgres_databases import new_postgres_database
 from pbx_crm.cli import main as cli
+from pbx_crm.cli import sample
 from pbx_crm.funnel import pipelines
 from pbx_crm.people import users
 from pbx_crm.components import start_fastagi
@@ -359,10 +360,10 @@ def test_the_printed_line_names_the_demos_database_in_full_on_either_database(en
     args = cli.build_parser().parse_args(["--database-url", url, "demo"])
     settings = Settings(data_dir=tmp_path / "data", database_url=url,
                         fastagi_listen=Address("127.0.0.1", free_port()), hook_budget_ms=5000)
-    fake_ami, settings = cli._start_demo_ami(settings)
+    fake_ami, settings = sample._start_demo_ami(settings)
     crm = start_fastagi(settings, engine, replay_interval=3600)
     try:
-        printed = cli._simulate_hint(args, settings, engine)
+        printed = sample._simulate_hint(args, settings, engine)
         words = shlex.split(printed)
         assert words[words.index("--database-url") + 1] == url
         assert words[words.index("--data-dir") + 1] == str(tmp_path / "data")
