@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from pbx_crm.funnel import pipelines
 from pbx_crm.reporting import reports
-from pbx_crm.reporting.advisor import advise
+from pbx_crm.reporting.advisor import hints_with_deals
 from pbx_crm.db import transaction
 from pbx_crm.errors import ValidationError
 from pbx_crm.models import Deal, User
@@ -125,8 +125,8 @@ def register(ui: WebUI) -> None:
         choice = chosen()
         with transaction(ui.engine, read_only=True) as session:
             report = build(session, choice)
-            hints = [(hint, len(deals_matching(session, ui.actor, hint.deals)))
-                     for hint in advise(report)]
+            hints = [(hint, len(deal_ids))
+                     for hint, deal_ids in hints_with_deals(session, ui.actor, report)]
             choices = pipelines.list_pipelines(session)
             sellers = (session.execute(select(User.id, User.name).where(User.role == "seller")
                                        .order_by(User.name)).all()

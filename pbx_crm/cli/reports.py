@@ -24,9 +24,9 @@ def cmd_report(args, settings, engine, out) -> int:
     from datetime import datetime, timedelta
     from zoneinfo import ZoneInfo
 
-    from ..reporting.advisor import advise
+    from ..reporting.advisor import hints_with_deals
     from ..reporting.charts import Table, report_tables, to_csv
-    from ..reporting.reports import deals_matching, funnel_report
+    from ..reporting.reports import funnel_report
 
     last = args.to or datetime.now(ZoneInfo(settings.time_zone)).date()
     first = args.start or last - timedelta(days=REPORT_DEFAULT_DAYS - 1)
@@ -37,13 +37,11 @@ def cmd_report(args, settings, engine, out) -> int:
                                seller_login=args.seller)
         tables = report_tables(report)
         if args.view == "advice":
-            hints = advise(report)
+            hints = hints_with_deals(session, admin(), report, limit=ADVICE_DEALS_SHOWN)
             tables["advice"] = Table(
                 "advice", "Advice", ["hint", "advice", "deals"],
-                [[hint.kind, hint.message, " ".join(
-                    f"#{deal_id}" for deal_id in deals_matching(
-                        session, admin(), hint.deals, limit=ADVICE_DEALS_SHOWN))]
-                 for hint in hints])
+                [[hint.kind, hint.message, " ".join(f"#{deal_id}" for deal_id in deal_ids)]
+                 for hint, deal_ids in hints])
     names = [name for name in REPORT_VIEWS[args.view] if name in tables]
     if args.csv:
         wanted = args.table or names[0]

@@ -1,8 +1,9 @@
 """The advisor: plain-language hints a head can act on, read off a ``FunnelReport``.
 
-Pure functions over the report's dataclasses (no database): the reports page and
-``pbx-crm report advice`` call ``advise(report)``. Each hint names the deals it is about as a
-``DealFilter`` the page links to (``reports.deals_matching`` lists them). Four patterns:
+Pure functions over the report's dataclasses (no database), but for ``hints_with_deals``,
+which lists each hint's deals (``reports.deals_matching``): the reports page and
+``pbx-crm report advice`` both call it. Each hint names the deals it is about as a
+``DealFilter`` the page links to. Four patterns:
 - an empty stage right after a full one: the deals are stuck before it;
 - the "lame" stage: one stage loses far more of its deals than the others;
 - a seller who loses far more at one stage than the rest of the team does there;
@@ -15,7 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from .reports import DealFilter, FunnelReport, LossCell
+from sqlmodel import Session
+
+from ..rules.funnel import Actor
+from .reports import DEAL_LIST_LIMIT, DealFilter, FunnelReport, LossCell, deals_matching
 
 # A stage is "full" with at least this many open deals...
 FULL_STAGE_MIN_DEALS = 5
@@ -148,3 +152,11 @@ def advise(report: FunnelReport) -> list[Hint]:
     """Every hint the report's figures call for, the widest first."""
     return draining_top(report) + empty_stages(report) + lame_stage(report) \
         + weak_sellers(report)
+
+
+def hints_with_deals(session: Session, actor: Actor, report: FunnelReport, *,
+                     limit: int = DEAL_LIST_LIMIT) -> list[tuple[Hint, list[int]]]:
+    """Every hint of ``advise(report)`` with the ids of its deals the actor may see, newest
+    first, at most ``limit``: the page counts them, the CLI lists them."""
+    return [(hint, deals_matching(session, actor, hint.deals, limit=limit))
+            for hint in advise(report)]
