@@ -23,7 +23,8 @@ from pbx_crm.telephony.call_tracker import (
     Ringing,
     StoppedRinging,
 )
-from pbx_crm.simulator.ami import FakeAmiServer, ScenarioBuilder
+from pbx_crm.simulator.ami import FakeAmiServer
+from pbx_crm.simulator.ami_calls import ScenarioBuilder
 
 CAPTURES = Path(__file__).parent / "fixtures" / "asterisk-captures" / "ami"
 BUDI = "+62 812-3456-7890"
