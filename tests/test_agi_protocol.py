@@ -30,13 +30,12 @@ from pbx_crm.telephony.agi_protocol import (
 )
 from pbx_crm.simulator.agi import (
     FakeChannel,
-    _exec,
     fastagi_env_block,
-    parse_args,
     process_env_block,
     run_fastagi,
     run_process_agi,
 )
+from pbx_crm.simulator.agi_commands import _exec, parse_args
 
 CAPTURES = Path(__file__).parent / "fixtures" / "asterisk-captures" / "raw"
 RECORDINGS = sorted(CAPTURES.glob("*/*.agi-rx.raw"))

@@ -31,7 +31,8 @@ from pbx_crm.db import transaction
 from pbx_crm.rules.funnel import Actor
 from pbx_crm.models import (Call, Contact, ContactPhone, Deal, Event, Stage, Task, TimelineEntry,
                             User, utcnow)
-from pbx_crm.simulator.agi import fastagi_env_block, parse_args
+from pbx_crm.simulator.agi import fastagi_env_block
+from pbx_crm.simulator.agi_commands import parse_args
 from pbx_crm.telephony.spool import MAX_ATTEMPTS
 from telephony import (CALLER, DID, DatabaseLock, Pbx, TcpProxy, closed_port, eventually,
                        proxied_engine)

@@ -37,11 +37,21 @@ def _modules() -> dict[str, Path]:
 MODULES = _modules()
 
 
+def _nodes(tree: ast.AST):
+    """Every node of ``tree`` but those under ``if TYPE_CHECKING:`` (read by type checkers
+    only: no import at run time)."""
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+            continue
+        yield node
+        yield from _nodes(node)
+
+
 def _imports(name: str, path: Path) -> set[str]:
     """The package's modules that ``name`` imports, anywhere in its code."""
     package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
     found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in _nodes(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):

@@ -33,7 +33,8 @@ from dataclasses import dataclass, field
 
 from pbx_crm.telephony.ami_protocol import parse_message, split_stream
 
-from .agi import FakeChannel, Transcript, mset_pairs, parse_args, run_fastagi
+from .agi import FakeChannel, Transcript, run_fastagi
+from .agi_commands import mset_pairs, parse_args
 from .ami import SIMULATE_ACTION, ScenarioBuilder
 
 DID = "2150001"
