@@ -1,8 +1,8 @@
 """The long-running parts of pbx-crm, each started from settings and an engine.
 
 ``pbx-crm serve`` and ``pbx-crm demo`` start every component listed in
-``cli.running.COMPONENTS``; ``pbx-crm fastagi`` and ``pbx-crm ami`` (and later ``web``,
-``robots``) start one. Each starter returns an object with ``stop()``.
+``cli.running.COMPONENTS``; ``pbx-crm fastagi``, ``ami``, ``web`` and ``robots`` start one.
+Each starter returns an object with ``stop()``.
 """
 
 from __future__ import annotations
