@@ -19,7 +19,7 @@ from factories import make_contact, make_pipeline, make_user, stages_by_name
 from sqlalchemy import delete, literal, select, union_all
 
 from pbx_crm.funnel import calls, deals
-from pbx_crm.reporting import charts as report_charts, days as report_days, reports
+from pbx_crm.reporting import charts as report_charts, days as report_days, from_days, reports
 from pbx_crm.models import Deal, ReportDayZone, User
 from pbx_crm.rules.phones import ExtensionPlan, classify_caller
 
@@ -313,8 +313,8 @@ def test_a_whole_teams_report_reads_the_team_rollups_and_is_unchanged_by_them(
 
     # The same reports summing the per-seller tables instead: identical, every figure.
     with monkeypatch.context() as patched:
-        patched.setattr(reports, "team_stay_buckets", reports.stay_buckets)
-        patched.setattr(reports, "team_days", reports.days)
+        patched.setattr(from_days, "team_stay_buckets", from_days.stay_buckets)
+        patched.setattr(from_days, "team_days", from_days.days)
         assert report(session, head, pipeline) == with_team
         assert report(session, head, pipeline, period=month) == month_with_team
 
