@@ -6,10 +6,17 @@ head filtering on one seller, and for a quarter; then each part alone. The basel
 measured in the same run: one plain count of the pipeline's stage-history rows in the period
 (the least any report from the history must read), so the figures read as ratios.
 
+``--path history`` computes every figure from the stage history, the calls and the robot
+runs, with exact medians, whatever the period (the path ``reports`` takes when the daily
+tables count days in another zone): what the report would cost without the daily tables.
+``--calls-per-deal N`` adds N synthetic calls per deal after seeding (the seeder writes none;
+its own database file by default), so calls by stage and callbacks have calls to count.
+
     python bench/report_full.py                                    # SQLite, 100k deals
     python bench/report_full.py --deals 500000 --database-url sqlite:////tmp/r500k.sqlite3
     python bench/report_full.py --deals 1000000 \\
         --database-url postgresql+psycopg://USER:PW@127.0.0.1/pbx_crm_bench_reports
+    python bench/report_full.py --path history --calls-per-deal 3
 
 The database is seeded on first use (``pbx_crm.sample.seed``, with detours so a deal has about five
 history rows, spread over the year before 2025-01-01) and reused by later runs.
@@ -18,21 +25,22 @@ history rows, spread over the year before 2025-01-01) and reused by later runs.
 from __future__ import annotations
 
 import argparse
+import random
 import statistics
 import sys
 import tempfile
-from datetime import date
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from benchkit import PIPELINE, ensure_deals, timed
-from sqlalchemy import func, text
+from sqlalchemy import func, insert, text
 from sqlmodel import select
 
 from pbx_crm.funnel import pipelines
-from pbx_crm.reporting import reports
+from pbx_crm.reporting import days as report_days, from_days, reports
 from pbx_crm.db import is_sqlite, make_engine, transaction
 from pbx_crm.rules.funnel import Actor
-from pbx_crm.models import Deal, StageHistory, User
+from pbx_crm.models import Call, Deal, StageHistory, User
 
 TIME_ZONE = "Asia/Jakarta"
 YEAR = (date(2024, 1, 1), date(2025, 1, 1))
@@ -41,18 +49,52 @@ DETOUR_RATE = 0.45  # about five history rows per deal
 SEED_NOW = "2025-01-01T00:00:00+00:00"
 
 
-def ensure_data(engine, deals: int) -> None:
-    from datetime import datetime
-
+def ensure_data(engine, deals: int, calls_per_deal: int = 0) -> None:
     report = ensure_deals(engine, deals, contacts=max(1, deals // 5), random_seed=1,
                           now=datetime.fromisoformat(SEED_NOW), detour_rate=DETOUR_RATE)
     if report is None:
         return
     print(f"seeded {report.deals:,} deals, {report.history_rows:,} history rows",
           file=sys.stderr)
+    if calls_per_deal:
+        add_calls(engine, calls_per_deal)
     if not is_sqlite(engine):
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
             connection.execute(text("VACUUM ANALYZE"))  # as autovacuum would after a bulk load
+
+
+def add_calls(engine, per_deal: int) -> None:
+    """``per_deal`` calls on every deal: the first rang a moment before the deal was created
+    (the call that created it), the others within its first 90 days (before the seed's now);
+    half inbound, and 20% of all missed or abandoned. Then the daily call counts recounted."""
+    rng = random.Random(7)
+    end = datetime.fromisoformat(SEED_NOW)
+    table = Call.__table__
+    with transaction(engine) as session:
+        found = session.execute(select(Deal.id, Deal.created_at, Deal.contact_id)).all()
+        batch, number = [], 0
+        for deal_id, created_at, contact_id in found:
+            created_at = created_at if created_at.tzinfo else created_at.replace(tzinfo=end.tzinfo)
+            span = max(60, min(int((end - created_at).total_seconds()), 90 * 86400))
+            for index in range(per_deal):
+                at = (created_at - timedelta(seconds=5) if index == 0
+                      else created_at + timedelta(seconds=rng.randrange(span)))
+                number += 1
+                draw = rng.random()
+                batch.append({"uniqueid": f"bench-{number}", "linkedid": f"bench-{number}",
+                              "direction": "inbound" if rng.random() < 0.5 else "outbound",
+                              "caller_raw": "", "ringing_at": at,
+                              "disposition": ("answered" if draw < 0.8 else
+                                              "missed" if draw < 0.95 else "abandoned"),
+                              "deal_id": deal_id, "contact_id": contact_id})
+            if len(batch) >= 10_000:
+                session.execute(insert(table), batch)
+                batch = []
+        if batch:
+            session.execute(insert(table), batch)
+        report_days.rebuild(session, time_zone=report_days.day_zone(session)
+                            or report_days.DEFAULT_TIME_ZONE)
+    print(f"added {number:,} calls", file=sys.stderr)
 
 
 def run(engine, repeat: int) -> tuple[list[tuple[str, list[float]]], dict]:
@@ -65,6 +107,7 @@ def run(engine, repeat: int) -> tuple[list[tuple[str, list[float]]], dict]:
         sizes = {
             "deals": session.exec(select(func.count()).select_from(Deal)).one(),
             "history": session.exec(select(func.count()).select_from(StageHistory)).one(),
+            "calls": session.exec(select(func.count()).select_from(Call)).one(),
         }
 
         def baseline():
@@ -103,18 +146,28 @@ def main(argv=None) -> int:
     parser.add_argument("--database-url", help="default: an SQLite file in the temp directory")
     parser.add_argument("--deals", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--path", choices=("kept", "history"), default="kept",
+                        help="kept: as the product runs (the daily tables for long periods); "
+                             "history: every figure from the history, calls and runs")
+    parser.add_argument("--calls-per-deal", type=int, default=0,
+                        help="synthetic calls per deal, added when the database is seeded")
     args = parser.parse_args(argv)
+    suffix = f"_{args.calls_per_deal}calls" if args.calls_per_deal else ""
     url = args.database_url or (
-        f"sqlite:///{Path(tempfile.gettempdir()) / f'pbx_crm_report_{args.deals}.sqlite3'}")
+        f"sqlite:///{Path(tempfile.gettempdir()) / f'pbx_crm_report_{args.deals}{suffix}.sqlite3'}")
+    if args.path == "history":
+        # The exact path, whatever the period: what the report costs without the daily tables.
+        from_days.uses_days = lambda session, scope: False
     engine = make_engine(url)
     try:
-        ensure_data(engine, args.deals)
+        ensure_data(engine, args.deals, args.calls_per_deal)
         results, sizes = run(engine, args.repeat)
     finally:
         engine.dispose()
     base = statistics.median(results[0][1])
     print(f"{engine.dialect.name}, {sizes['deals']:,} deals, {sizes['history']:,} history rows "
-          f"({sizes['history in the year']:,} in the year), {args.repeat} runs each")
+          f"({sizes['history in the year']:,} in the year), {sizes['calls']:,} calls, "
+          f"path: {args.path}, {args.repeat} runs each")
     print(f"{'query':<40}{'p50 ms':>10}{'max ms':>10}{'p50 / baseline':>16}")
     for name, samples in results:
         p50 = statistics.median(samples)
