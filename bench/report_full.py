@@ -37,7 +37,7 @@ from sqlalchemy import func, insert, text
 from sqlmodel import select
 
 from pbx_crm.funnel import pipelines
-from pbx_crm.reporting import days as report_days, from_days, reports
+from pbx_crm.reporting import days as report_days, days_rebuild, from_days, reports
 from pbx_crm.db import is_sqlite, make_engine, transaction
 from pbx_crm.rules.funnel import Actor
 from pbx_crm.models import Call, Deal, StageHistory, User
@@ -92,7 +92,7 @@ def add_calls(engine, per_deal: int) -> None:
                 batch = []
         if batch:
             session.execute(insert(table), batch)
-        report_days.rebuild(session, time_zone=report_days.day_zone(session)
+        days_rebuild.rebuild(session, time_zone=report_days.day_zone(session)
                             or report_days.DEFAULT_TIME_ZONE)
     print(f"added {number:,} calls", file=sys.stderr)
 

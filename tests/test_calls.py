@@ -81,7 +81,7 @@ def test_known_callers_calls_are_recorded_once_each_with_their_counts_and_pops(s
     each deal touched, a deal counted once among the day's deals called, each browser popped
     once per call, and the daily counts equal to a rebuild from the calls."""
     from pbx_crm.funnel import events
-    from pbx_crm.reporting import days as report_days
+    from pbx_crm.reporting import days_rebuild
     from pbx_crm.models import Event
 
     make_pipeline(session)
@@ -128,7 +128,7 @@ def test_known_callers_calls_are_recorded_once_each_with_their_counts_and_pops(s
     assert head.user_id  # heads read the pops addressed to nobody in particular
 
     session.flush()
-    kept = report_days.histogram_totals(session)["calls"]
+    kept = days_rebuild.histogram_totals(session)["calls"]
     assert list(kept.values()) == [(4, 0, 2)]  # four calls; Adi's and Bayu's deals
-    report_days.rebuild(session, time_zone="Asia/Jakarta")
-    assert report_days.histogram_totals(session)["calls"] == kept
+    days_rebuild.rebuild(session, time_zone="Asia/Jakarta")
+    assert days_rebuild.histogram_totals(session)["calls"] == kept

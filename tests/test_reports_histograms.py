@@ -19,7 +19,8 @@ from factories import make_contact, make_pipeline, make_user, stages_by_name
 from sqlalchemy import delete, literal, select, union_all
 
 from pbx_crm.funnel import calls, deals
-from pbx_crm.reporting import charts as report_charts, days as report_days, from_days, reports
+from pbx_crm.reporting import charts as report_charts, days as report_days, days_rebuild
+from pbx_crm.reporting import from_days, reports
 from pbx_crm.models import Deal, ReportDayZone, User
 from pbx_crm.rules.phones import ExtensionPlan, classify_caller
 
@@ -163,10 +164,10 @@ def generated_funnel(session, *, deal_count=40, seed=11):
 
 def test_histograms_and_call_counts_kept_call_by_call_equal_a_rebuild(session):
     generated_funnel(session)
-    kept = report_days.histogram_totals(session)
+    kept = days_rebuild.histogram_totals(session)
     assert all(kept.values())  # stays, wins and calls were all counted
-    report_days.rebuild(session, time_zone=JAKARTA)
-    assert report_days.histogram_totals(session) == kept
+    days_rebuild.rebuild(session, time_zone=JAKARTA)
+    assert days_rebuild.histogram_totals(session) == kept
     # A deal called twice the same day in the same stage counts once among the deals called.
     assert any(calls_ > deals_called for calls_, _, deals_called in kept["calls"].values())
 
@@ -251,9 +252,9 @@ def without_sellers(kept: dict, seller_at: int) -> dict:
 
 def team_rollups(session):
     """The team's rollups as kept, and as the per-seller tables sum them."""
-    kept = report_days.histogram_totals(session)
-    return ((report_days.team_totals(session), kept["team stay"]),
-            (without_sellers(report_days.totals(session), 4), without_sellers(kept["stay"], 3)))
+    kept = days_rebuild.histogram_totals(session)
+    return ((days_rebuild.team_totals(session), kept["team stay"]),
+            (without_sellers(days_rebuild.totals(session), 4), without_sellers(kept["stay"], 3)))
 
 
 def test_the_team_rollups_kept_move_by_move_equal_a_rebuild(session):
@@ -269,14 +270,14 @@ def test_the_team_rollups_kept_move_by_move_equal_a_rebuild(session):
                             .order_by(Deal.id).limit(6)).all()
     for deal_id, _ in owned:
         deals.reopen_deal(session, head, deal_id, expected_version=None, now=at)
-    reopened = report_days.histogram_totals(session)
+    reopened = days_rebuild.histogram_totals(session)
     sellers_before, team_before = reopened["stay"], team_rollups(session)[0]
     for deal_id, owner_id in owned:
         deals.assign_deal(session, head, deal_id,
                           owner_id=budi if owner_id == ana.user_id else ana.user_id,
                           now=at + timedelta(hours=1))
     # An owner change moves counts between sellers and leaves the team's sums as they are.
-    assert report_days.histogram_totals(session)["stay"] != sellers_before
+    assert days_rebuild.histogram_totals(session)["stay"] != sellers_before
     assert team_rollups(session)[0] == team_before
     deal = deals.create_deal(session, ana, title="Late deal", amount_minor=500, now=at)
     deals.move_deal(session, head, deal.id, to_stage_id=stage[PROPOSAL].id,
@@ -292,12 +293,12 @@ def test_the_team_rollups_kept_move_by_move_equal_a_rebuild(session):
     assert kept[0] != team_before[0]  # the new deal's moves and the new price count
     assert sum(v for (v,) in kept[1].values()) == sum(v for (v,) in team_before[1].values()) + 2
 
-    report_days.rebuild(session, time_zone=JAKARTA)
+    days_rebuild.rebuild(session, time_zone=JAKARTA)
     assert team_rollups(session)[0] == kept
     # Filled from the per-seller tables alone (as the migration adding them does), the same.
     session.execute(delete(report_days.team_days))
     session.execute(delete(report_days.team_stay_buckets))
-    report_days.rebuild_team_rollups(session)
+    days_rebuild.rebuild_team_rollups(session)
     assert team_rollups(session)[0] == kept
 
 

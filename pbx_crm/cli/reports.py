@@ -64,7 +64,7 @@ def cmd_report(args, settings, engine, out) -> int:
 
 
 def cmd_report_rebuild(args, settings, engine, out) -> int:
-    from ..reporting.days import rebuild
+    from ..reporting.days_rebuild import rebuild
 
     with transaction(engine) as session:
         rows = rebuild(session, time_zone=settings.time_zone)

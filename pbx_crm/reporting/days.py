@@ -21,8 +21,9 @@ writer calls where a call gets its deal).
 
 Kept by the deal services (``pbx_crm.funnel.deals`` calls ``record_move`` for every history row it
 writes, ``deal_changed`` when a deal's owner or amount changes: a deal's figures count for
-its current owner and money), rebuilt in bulk from ``stage_history`` and ``calls`` by ``rebuild`` (after a
-seed, by the migration that adds the table, and by ``pbx-crm report rebuild``). Rows are
+its current owner and money), rebuilt in bulk from ``stage_history`` and ``calls`` by
+``pbx_crm.reporting.days_rebuild`` (after a seed, by the migrations that add the tables, and
+by ``pbx-crm report rebuild``). Rows are
 additive: readers always sum them, so two rows for one key (two first moves racing on
 PostgreSQL) are harmless. Updates go in key order, so two moves never wait on each other in
 opposite orders.
@@ -32,7 +33,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -45,17 +46,14 @@ from sqlalchemy import (
     bindparam,
     case,
     cast,
-    delete,
     func,
     insert,
-    or_,
     select,
     update,
 )
 
 from ..config import Settings
 from ..enums import CallDirection, StageKind
-from .local_days import epoch_sql, local_day_sql
 from ..models import (
     Call, Deal, ReportCallDay, ReportCycleBucket, ReportDay, ReportDayZone, ReportStayBucket,
     ReportTeamDay, ReportTeamStayBucket, Stage, StageHistory,
@@ -75,7 +73,7 @@ cycle_buckets = ReportCycleBucket.__table__
 call_days = ReportCallDay.__table__
 calls = Call.__table__
 stages = Stage.__table__
-_ZONE_CACHE = "pbx_crm.reporting.days.zone"
+ZONE_CACHE = "pbx_crm.reporting.days.zone"
 
 
 # --- the duration buckets: the one definition of the histograms' bins ----------------------
@@ -165,11 +163,11 @@ DURATION_BUCKETS = DurationBuckets(floor_seconds=60, ceiling_seconds=2 * 365 * 8
 def day_zone(session) -> str | None:
     """The zone the table counts local days in; None: not built, nothing is kept."""
     info = getattr(session, "info", None)
-    if info is not None and _ZONE_CACHE in info:
-        return info[_ZONE_CACHE]
+    if info is not None and ZONE_CACHE in info:
+        return info[ZONE_CACHE]
     found = session.execute(select(zone_table.c.time_zone).where(zone_table.c.id == 1)).scalar()
     if info is not None:
-        info[_ZONE_CACHE] = found
+        info[ZONE_CACHE] = found
     return found
 
 
@@ -190,14 +188,14 @@ def _key_order(key):
     return tuple((value is not None, value) for value in key)
 
 
-_DAY_KEYS = ("pipeline_id", "day", "from_stage_id", "to_stage_id", "seller_id")
-_DAY_VALUES = ("moves", "stay_seconds", "amount_minor", "cycle_seconds")
-_TEAM_DAY_KEYS = ("pipeline_id", "day", "from_stage_id", "to_stage_id")
-_STAY_KEYS = ("pipeline_id", "day", "stage_id", "seller_id", "bucket")
-_TEAM_STAY_KEYS = ("pipeline_id", "day", "stage_id", "bucket")
-_CYCLE_KEYS = ("pipeline_id", "day", "seller_id", "bucket")
-_CALL_KEYS = ("pipeline_id", "day", "stage_id", "seller_id")
-_CALL_VALUES = ("calls", "outbound", "deals_called")
+DAY_KEYS = ("pipeline_id", "day", "from_stage_id", "to_stage_id", "seller_id")
+DAY_VALUES = ("moves", "stay_seconds", "amount_minor", "cycle_seconds")
+TEAM_DAY_KEYS = ("pipeline_id", "day", "from_stage_id", "to_stage_id")
+STAY_KEYS = ("pipeline_id", "day", "stage_id", "seller_id", "bucket")
+TEAM_STAY_KEYS = ("pipeline_id", "day", "stage_id", "bucket")
+CYCLE_KEYS = ("pipeline_id", "day", "seller_id", "bucket")
+CALL_KEYS = ("pipeline_id", "day", "stage_id", "seller_id")
+CALL_VALUES = ("calls", "outbound", "deals_called")
 
 
 @functools.cache
@@ -243,19 +241,19 @@ def _without_seller(deltas: dict, seller_at: int) -> dict:
 
 
 def _apply_stays(session, deltas: dict) -> None:
-    """Add stay-bucket deltas (keyed as ``_STAY_KEYS``) to the per-seller histogram and,
+    """Add stay-bucket deltas (keyed as ``STAY_KEYS``) to the per-seller histogram and,
     summed over the sellers, to the team's."""
-    _apply_to(session, stay_buckets, _STAY_KEYS, ("moves",), deltas)
-    _apply_to(session, team_stay_buckets, _TEAM_STAY_KEYS, ("moves",),
-              _without_seller(deltas, _STAY_KEYS.index("seller_id")))
+    _apply_to(session, stay_buckets, STAY_KEYS, ("moves",), deltas)
+    _apply_to(session, team_stay_buckets, TEAM_STAY_KEYS, ("moves",),
+              _without_seller(deltas, STAY_KEYS.index("seller_id")))
 
 
 def _apply(session, deltas: dict) -> None:
     """Add each delta (moves, stay, amount, cycle) to its row, creating missing rows, and
     summed over the sellers to the team's."""
-    _apply_to(session, days, _DAY_KEYS, _DAY_VALUES, deltas)
-    _apply_to(session, team_days, _TEAM_DAY_KEYS, _DAY_VALUES,
-              _without_seller(deltas, _DAY_KEYS.index("seller_id")))
+    _apply_to(session, days, DAY_KEYS, DAY_VALUES, deltas)
+    _apply_to(session, team_days, TEAM_DAY_KEYS, DAY_VALUES,
+              _without_seller(deltas, DAY_KEYS.index("seller_id")))
 
 
 def _contribution(row, *, time_zone: str, seller_id, amount_minor: int, created_at: datetime):
@@ -306,7 +304,7 @@ def record_move(session, deal: Deal, history_row: StageHistory) -> None:
     if stay_key is not None:
         _apply_stays(session, {stay_key: (1,)})
     if cycle_key is not None:
-        _apply_to(session, cycle_buckets, _CYCLE_KEYS, ("wins",), {cycle_key: (1,)})
+        _apply_to(session, cycle_buckets, CYCLE_KEYS, ("wins",), {cycle_key: (1,)})
 
 
 def _stage_at(moves: list, at: datetime):
@@ -368,14 +366,14 @@ def deal_changed(session, deal_id: int, *, owner_before, owner_after, amount_bef
     if owner_before == owner_after:
         return
     _apply_stays(session, stay_deltas)
-    _apply_to(session, cycle_buckets, _CYCLE_KEYS, ("wins",), cycle_deltas)
+    _apply_to(session, cycle_buckets, CYCLE_KEYS, ("wins",), cycle_deltas)
     call_deltas: dict = {}
     for seller_id, sign in ((owner_before, -1), (owner_after, 1)):
         for key, values in _call_contributions(session, deal_id, pipeline_id=pipeline_id,
                                                seller_id=seller_id, time_zone=time_zone,
                                                moves=moves).items():
             _add(call_deltas, key, values, sign)
-    _apply_to(session, call_days, _CALL_KEYS, _CALL_VALUES, call_deltas)
+    _apply_to(session, call_days, CALL_KEYS, CALL_VALUES, call_deltas)
 
 
 # ``record_calls`` runs for every call the PBX records: its reads are built once, run on the
@@ -412,8 +410,8 @@ def record_call(session, *, deal_id: int, at: datetime, direction: str) -> None:
 
 def record_calls(session, called: list[CalledDeal]) -> None:
     """Count calls just recorded (a batch's in the order they were inserted, ``call_id``) in
-    each deal's stage and for its owner as they are now; a deal counts once per day and stage. A few reads and one addition per
-    row of counts, however many calls."""
+    each deal's stage and for its owner as they are now; a deal counts once per day and
+    stage. A few reads and one addition per row of counts, however many calls."""
     if not called:
         return
     connection = session.connection()
@@ -459,208 +457,4 @@ def record_calls(session, called: list[CalledDeal]) -> None:
         key = (deal.pipeline_id, day, deal.stage_id, deal.owner_id)
         _add(deltas, key, (1, int(call.direction == CallDirection.OUTBOUND.value),
                            int(same_day <= 1)), 1)
-    _apply_to(session, call_days, _CALL_KEYS, _CALL_VALUES, deltas)
-
-
-# --- rebuilding from the stage history --------------------------------------------------------
-
-
-def stage_at_call_sql():
-    """The stage a call's deal was in when it rang (the last move before the call), or for
-    the call that created the deal (it rang a moment before) the stage it was created in."""
-    at_call, created = history.alias("at_call"), history.alias("created")
-    return func.coalesce(
-        select(at_call.c.to_stage_id)
-        .where(at_call.c.deal_id == calls.c.deal_id, at_call.c.moved_at <= calls.c.ringing_at)
-        .order_by(at_call.c.moved_at.desc(), at_call.c.id.desc()).limit(1).scalar_subquery(),
-        select(created.c.to_stage_id)
-        .where(created.c.deal_id == calls.c.deal_id, created.c.from_stage_id.is_(None))
-        .order_by(created.c.id).limit(1).scalar_subquery())
-
-
-def _bounds(session, column, where):
-    first, last = session.execute(select(func.min(column), func.max(column)).where(*where)).one()
-    if first is not None and first.tzinfo is None:  # a raw SQLite connection: naive UTC
-        first, last = first.replace(tzinfo=UTC), last.replace(tzinfo=UTC)
-    return first, last
-
-
-def rebuild(session, *, time_zone: str, pipeline_id: int | None = None) -> int:
-    """Recount ``report_days`` and its histograms and call counts (one pipeline's rows, or
-    all) from the stage history and the calls, in ``time_zone``; returns the number of
-    ``report_days`` rows written. Changing the zone recounts them all."""
-    if day_zone(session) != time_zone:
-        pipeline_id = None
-    written = rebuild_days(session, time_zone=time_zone, pipeline_id=pipeline_id)
-    rebuild_histograms(session, time_zone=time_zone, pipeline_id=pipeline_id)
-    rebuild_team_rollups(session, pipeline_id=pipeline_id)
-    return written
-
-
-def _dialect(session) -> str:
-    return (session.dialect if hasattr(session, "dialect")
-            else session.get_bind().dialect).name
-
-
-def _history_columns(session, zone: ZoneInfo, in_pipeline: list):
-    """The local day, time in the stage left and creation-to-move time of a history row
-    (None when the history is empty)."""
-    first, last = _bounds(session, history.c.moved_at, in_pipeline)
-    if first is None:
-        return None
-    dialect = _dialect(session)
-    moved = epoch_sql(dialect, history.c.moved_at)
-    day = local_day_sql(dialect, moved, zone, first, last).label("day")
-    stay = func.coalesce(moved - epoch_sql(dialect, history.c.from_entered_at), 0)
-    return day, stay, moved - epoch_sql(dialect, deals.c.created_at)
-
-
-def rebuild_days(session, *, time_zone: str, pipeline_id: int | None = None) -> int:
-    """Recount ``report_days`` alone (and set the zone); the rows written. The team's
-    rollup is left as it is (``rebuild`` recounts it next)."""
-    zone = ZoneInfo(time_zone)
-    if day_zone(session) != time_zone:
-        pipeline_id = None
-    session.execute(delete(zone_table))
-    session.execute(insert(zone_table).values(id=1, time_zone=time_zone))
-    if hasattr(session, "info"):
-        session.info[_ZONE_CACHE] = time_zone
-    wipe = delete(days)
-    if pipeline_id is not None:
-        wipe = wipe.where(days.c.pipeline_id == pipeline_id)
-    session.execute(wipe)
-    in_pipeline = [history.c.pipeline_id == pipeline_id] if pipeline_id is not None else []
-    columns = _history_columns(session, zone, in_pipeline)
-    if columns is None:
-        return 0
-    day, stay, cycle = columns
-    counted = (select(history.c.pipeline_id, day, history.c.from_stage_id, history.c.to_stage_id,
-                      deals.c.owner_id, func.count(), func.sum(stay),
-                      func.sum(deals.c.amount_minor), func.sum(cycle))
-               .select_from(history).join(deals, deals.c.id == history.c.deal_id)
-               .where(*in_pipeline)
-               .group_by(history.c.pipeline_id, day, history.c.from_stage_id,
-                         history.c.to_stage_id, deals.c.owner_id))
-    result = session.execute(insert(days).from_select(list(_DAY_KEYS + _DAY_VALUES), counted))
-    return result.rowcount
-
-
-def rebuild_histograms(session, *, time_zone: str, pipeline_id: int | None = None) -> None:
-    """Recount the stay and cycle histograms and the call counts in ``time_zone`` (the zone
-    ``report_days`` counts in: call ``rebuild``, which sets it, rather than this alone).
-    The team's rollups are left as they are (``rebuild`` recounts them next): the migrations
-    that add the per-seller tables run this before the team's tables exist."""
-    zone = ZoneInfo(time_zone)
-    for table in (stay_buckets, cycle_buckets, call_days):
-        wipe = delete(table)
-        if pipeline_id is not None:
-            wipe = wipe.where(table.c.pipeline_id == pipeline_id)
-        session.execute(wipe)
-    _rebuild_calls(session, _dialect(session), zone, pipeline_id)
-    in_pipeline = [history.c.pipeline_id == pipeline_id] if pipeline_id is not None else []
-    columns = _history_columns(session, zone, in_pipeline)
-    if columns is None:
-        return
-    day, stay, cycle = columns
-    stay_bucket = DURATION_BUCKETS.bucket_sql(stay).label("bucket")
-    session.execute(insert(stay_buckets).from_select(
-        list(_STAY_KEYS) + ["moves"],
-        select(history.c.pipeline_id, day, history.c.from_stage_id, deals.c.owner_id,
-               stay_bucket, func.count())
-        .select_from(history).join(deals, deals.c.id == history.c.deal_id)
-        .where(history.c.from_stage_id.is_not(None), *in_pipeline)
-        .group_by(history.c.pipeline_id, day, history.c.from_stage_id, deals.c.owner_id,
-                  stay_bucket)))
-    cycle_bucket = DURATION_BUCKETS.bucket_sql(cycle).label("bucket")
-    session.execute(insert(cycle_buckets).from_select(
-        list(_CYCLE_KEYS) + ["wins"],
-        select(history.c.pipeline_id, day, deals.c.owner_id, cycle_bucket, func.count())
-        .select_from(history).join(deals, deals.c.id == history.c.deal_id)
-        .join(stages, stages.c.id == history.c.to_stage_id)
-        .where(stages.c.kind == StageKind.WON.value, *in_pipeline)
-        .group_by(history.c.pipeline_id, day, deals.c.owner_id, cycle_bucket)))
-
-
-def rebuild_team_rollups(session, *, pipeline_id: int | None = None) -> None:
-    """Recount the team's rollups (one pipeline's rows, or all) from ``report_days`` and the
-    per-seller stay histogram as they stand (also what the migration that adds them fills
-    them with)."""
-    for team, source, keys, values in (
-            (team_days, days, _TEAM_DAY_KEYS, _DAY_VALUES),
-            (team_stay_buckets, stay_buckets, _TEAM_STAY_KEYS, ("moves",))):
-        wipe = delete(team)
-        in_pipeline = []
-        if pipeline_id is not None:
-            wipe = wipe.where(team.c.pipeline_id == pipeline_id)
-            in_pipeline = [source.c.pipeline_id == pipeline_id]
-        session.execute(wipe)
-        grouping = [source.c[name] for name in keys]
-        sums = [func.sum(source.c[name]) for name in values]
-        session.execute(insert(team).from_select(
-            list(keys + values),
-            select(*grouping, *sums).where(*in_pipeline).group_by(*grouping)
-            .having(or_(*[total != 0 for total in sums]))))
-
-
-def _rebuild_calls(session, dialect: str, zone: ZoneInfo, pipeline_id: int | None) -> None:
-    in_pipeline = [deals.c.pipeline_id == pipeline_id] if pipeline_id is not None else []
-    on_deals = (calls.c.deal_id.in_(select(deals.c.id).where(*in_pipeline)) if in_pipeline
-                else calls.c.deal_id.is_not(None))
-    first, last = _bounds(session, calls.c.ringing_at, [on_deals])
-    if first is None:
-        return
-    ringing = epoch_sql(dialect, calls.c.ringing_at)
-    rung = (select(deals.c.pipeline_id, local_day_sql(dialect, ringing, zone, first, last)
-                   .label("day"), stage_at_call_sql().label("stage_id"),
-                   deals.c.owner_id.label("seller_id"), calls.c.deal_id, calls.c.direction)
-            .select_from(calls).join(deals, deals.c.id == calls.c.deal_id)
-            .where(*in_pipeline)).subquery()
-    keys = [rung.c.pipeline_id, rung.c.day, rung.c.stage_id, rung.c.seller_id]
-    outbound = func.sum(case((rung.c.direction == CallDirection.OUTBOUND.value, 1), else_=0))
-    session.execute(insert(call_days).from_select(
-        list(_CALL_KEYS + _CALL_VALUES),
-        select(*keys, func.count(), outbound, func.count(func.distinct(rung.c.deal_id)))
-        .where(rung.c.stage_id.is_not(None)).group_by(*keys)))
-
-
-def _summed(session, table, key_names, value_names, pipeline_id) -> dict:
-    query = select(*[table.c[name] for name in key_names + value_names])
-    if pipeline_id is not None:
-        query = query.where(table.c.pipeline_id == pipeline_id)
-    width = len(value_names)
-    summed: dict = defaultdict(lambda: (0,) * width)
-    for row in session.execute(query):
-        key = tuple(date.fromisoformat(str(value)) if name == "day"
-                    and not isinstance(value, date) else value
-                    for name, value in zip(key_names, row))
-        summed[key] = tuple(a + int(b) for a, b in zip(summed[key], row[len(key_names):]))
-    return {key: value for key, value in summed.items() if any(value)}
-
-
-def histogram_totals(session, *, pipeline_id: int | None = None) -> dict:
-    """The histograms and call counts, every key summed (what tests compare to a rebuild)."""
-    return {"stay": _summed(session, stay_buckets, _STAY_KEYS, ("moves",), pipeline_id),
-            "team stay": _summed(session, team_stay_buckets, _TEAM_STAY_KEYS, ("moves",),
-                                 pipeline_id),
-            "cycle": _summed(session, cycle_buckets, _CYCLE_KEYS, ("wins",), pipeline_id),
-            "calls": _summed(session, call_days, _CALL_KEYS, _CALL_VALUES, pipeline_id)}
-
-
-def team_totals(session, *, pipeline_id: int | None = None) -> dict:
-    """The team's ``report_days`` rollup, every key summed (what tests compare)."""
-    return _summed(session, team_days, _TEAM_DAY_KEYS, _DAY_VALUES, pipeline_id)
-
-
-def totals(session, *, pipeline_id: int | None = None) -> dict:
-    """Every key's summed figures (duplicates and zero rows folded): what tests compare."""
-    query = (select(days.c.pipeline_id, days.c.day, days.c.from_stage_id, days.c.to_stage_id,
-                    days.c.seller_id, days.c.moves, days.c.stay_seconds, days.c.amount_minor,
-                    days.c.cycle_seconds))
-    if pipeline_id is not None:
-        query = query.where(days.c.pipeline_id == pipeline_id)
-    summed: dict = defaultdict(lambda: (0, 0, 0, 0))
-    for row in session.execute(query):
-        day = row.day if isinstance(row.day, date) else date.fromisoformat(str(row.day))
-        key = (row.pipeline_id, day, row.from_stage_id, row.to_stage_id, row.seller_id)
-        summed[key] = tuple(a + int(b) for a, b in zip(summed[key], row[5:]))
-    return {key: value for key, value in summed.items() if any(value)}
+    _apply_to(session, call_days, CALL_KEYS, CALL_VALUES, deltas)

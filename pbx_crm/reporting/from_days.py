@@ -29,7 +29,7 @@ from .figures import (
 )
 from .scope import (
     MISSED_DISPOSITIONS, NOBODY, Scope, calls, deals, exact_medians, history, in_period,
-    moves_in_period, owned, seconds_between, seller_names, users,
+    moves_in_period, owned, seconds_between, seller_names, stage_at_call_sql, users,
 )
 
 # Up to this many days a report's medians and deals per stage are exact; beyond, they are
@@ -252,7 +252,7 @@ def stage_calls(session: Session, scope: Scope) -> list[StageCalls]:
         select(call_days.c.stage_id, func.sum(call_days.c.calls),
                func.sum(call_days.c.outbound), func.sum(call_days.c.deals_called))
         .where(_in_days(scope, call_days)).group_by(call_days.c.stage_id))}
-    missed_calls = (select(report_days.stage_at_call_sql().label("stage_id"))
+    missed_calls = (select(stage_at_call_sql().label("stage_id"))
                     .select_from(calls).join(deals, deals.c.id == calls.c.deal_id)
                     .where(deals.c.pipeline_id == scope.pipeline_id,
                            in_period(calls.c.ringing_at, period),

@@ -37,7 +37,7 @@ from ..enums import CallDirection, Disposition, NudgeAnswer, RobotRunStatus, Sta
 from ..errors import ValidationError
 from ..models import RobotRule, RobotRun
 from ..rules.funnel import Actor, ensure_head
-from . import days as report_days, from_days
+from . import from_days
 from .figures import (
     MAX_PERIOD_DAYS, WEAK_CELL_MARGIN, WEAK_CELL_MIN_DECIDED, Callbacks, FunnelReport, LossCell,
     LossMap, LossRow, NudgeAnswers, Outcomes, Period, StageCalls, StageFigures, Week,
@@ -48,7 +48,7 @@ from .local_days import local_day_sql, offset_changes
 from .scope import (
     MISSED_DISPOSITIONS, NOBODY, Scope, calls, deals, epoch_of, exact_medians, history,
     in_period, moves_in_period, owned, report_scope, seconds_between, seller_names, stages,
-    sum_if, users,
+    stage_at_call_sql, sum_if, users,
 )
 
 __all__ = [
@@ -221,7 +221,7 @@ def stage_calls(session: Session, scope: Scope) -> list[StageCalls]:
     ringing = epoch_of(scope, calls.c.ringing_at)
     local_day = local_day_sql(scope.dialect, ringing, zone_of(period.time_zone),
                                            period.start_utc, period.end_utc)
-    rung = (select(report_days.stage_at_call_sql().label("stage_id"), calls.c.direction,
+    rung = (select(stage_at_call_sql().label("stage_id"), calls.c.direction,
                    calls.c.disposition, calls.c.deal_id, local_day.label("day"))
             .select_from(calls).join(deals, deals.c.id == calls.c.deal_id)
             .where(deals.c.pipeline_id == scope.pipeline_id,

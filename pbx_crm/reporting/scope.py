@@ -153,3 +153,15 @@ def seller_names(session: Session, ids) -> dict:
     return dict(session.execute(select(users.c.id, users.c.name)
                                 .where(users.c.id.in_(wanted))).all())
 
+
+def stage_at_call_sql():
+    """The stage a call's deal was in when it rang (the last move before the call), or for
+    the call that created the deal (it rang a moment before) the stage it was created in."""
+    at_call, created = history.alias("at_call"), history.alias("created")
+    return func.coalesce(
+        select(at_call.c.to_stage_id)
+        .where(at_call.c.deal_id == calls.c.deal_id, at_call.c.moved_at <= calls.c.ringing_at)
+        .order_by(at_call.c.moved_at.desc(), at_call.c.id.desc()).limit(1).scalar_subquery(),
+        select(created.c.to_stage_id)
+        .where(created.c.deal_id == calls.c.deal_id, created.c.from_stage_id.is_(None))
+        .order_by(created.c.id).limit(1).scalar_subquery())

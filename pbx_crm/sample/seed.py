@@ -29,7 +29,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from ..funnel import pipelines, stage_totals
-from ..reporting import days as report_days
+from ..reporting import days as report_days, days_rebuild
 from ..db import is_sqlite, transaction
 from ..enums import Priority, Role, StageKind, TimelineKind
 from ..errors import CrmError, NotFound, ValidationError
@@ -396,7 +396,7 @@ def seed_synthetic(engine: Engine, *, deals: int, contacts: int, sellers: int, r
         # and the seeded deals counted per column for the board.
         with transaction(engine) as session:
             stage_totals.rebuild(session, pipeline_id=pipeline.id)
-            report_days.rebuild(session, pipeline_id=pipeline.id,
+            days_rebuild.rebuild(session, pipeline_id=pipeline.id,
                                 time_zone=report_days.day_zone(session)
                                 or report_days.DEFAULT_TIME_ZONE)
     report.seconds = time.perf_counter() - started

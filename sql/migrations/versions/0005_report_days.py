@@ -64,7 +64,7 @@ def upgrade() -> None:
         batch_op.create_index('ix_stage_history_to_stage', ['to_stage_id', 'moved_at', 'deal_id'],
                               unique=False)
 
-    from pbx_crm.reporting.days import rebuild_days
+    from pbx_crm.reporting.days_rebuild import rebuild_days
 
     rebuild_days(op.get_bind(), time_zone=DEFAULT_TIME_ZONE)
 

@@ -57,7 +57,7 @@ def upgrade() -> None:
             batch_op.create_index(f'ix_{table}_pipeline_day', ['pipeline_id', 'day'],
                                   unique=False)
 
-    from pbx_crm.reporting.days import rebuild_histograms
+    from pbx_crm.reporting.days_rebuild import rebuild_histograms
 
     bind = op.get_bind()
     zone = bind.execute(sa.text('SELECT time_zone FROM report_day_zone WHERE id = 1')).scalar()

@@ -66,7 +66,7 @@ def upgrade() -> None:
                               ['pipeline_id', 'day', 'stage_id', 'bucket', 'moves'],
                               unique=False)
 
-    from pbx_crm.reporting.days import rebuild_team_rollups
+    from pbx_crm.reporting.days_rebuild import rebuild_team_rollups
 
     rebuild_team_rollups(op.get_bind())
 
