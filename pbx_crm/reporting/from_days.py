@@ -19,11 +19,8 @@ from sqlalchemy import and_, func, select
 from sqlmodel import Session
 
 from ..enums import CallDirection, StageKind
-from ..models import (
-    ReportCallDay, ReportCycleBucket, ReportDay, ReportStayBucket, ReportTeamDay,
-    ReportTeamStayBucket,
-)
 from . import days as report_days
+from .days import call_days, cycle_buckets, days, stay_buckets, team_days, team_stay_buckets
 from .figures import (
     LossCell, LossMap, LossRow, Outcomes, StageCalls, StageFigures, Week, flag_weak, loss_cells,
 )
@@ -35,13 +32,6 @@ from .scope import (
 # Up to this many days a report's medians and deals per stage are exact; beyond, they are
 # read from the daily histograms and counts, and flagged approximate.
 EXACT_PERIOD_DAYS = 31
-
-days = ReportDay.__table__
-stay_buckets = ReportStayBucket.__table__
-team_stay_buckets = ReportTeamStayBucket.__table__
-team_days = ReportTeamDay.__table__
-cycle_buckets = ReportCycleBucket.__table__
-call_days = ReportCallDay.__table__
 
 
 def uses_days(session: Session, scope: Scope) -> bool:
