@@ -150,12 +150,12 @@ def main(argv=None) -> int:
     set_watermarks(engine, settings, steady, now - timedelta(minutes=1))
     warm_up = passes.robot_pass(engine, settings, now=now)
     now += timedelta(minutes=1)
-    passes, fired = [], 0
+    pass_ms, fired = [], 0
     for i in range(args.repeat):
         moment = now + timedelta(minutes=i)
         start = time.perf_counter()
         report = passes.robot_pass(engine, settings, now=moment)
-        passes.append((time.perf_counter() - start) * 1000)
+        pass_ms.append((time.perf_counter() - start) * 1000)
         fired += report.fired
 
     with transaction(engine) as session:
@@ -173,7 +173,7 @@ def main(argv=None) -> int:
           f"(after a first pass that fired {warm_up.fired} runs of the grace window)")
     print(f"{'measure':<46} {'p50 ms':>9} {'max ms':>9} {'/ baseline':>11}")
     rows = [("baseline: count(*) of open deals", baseline),
-            (f"steady pass, {len(steady)} rules ({fired} runs fired in all)", passes)]
+            (f"steady pass, {len(steady)} rules ({fired} runs fired in all)", pass_ms)]
     for name, samples in rows:
         p50 = statistics.median(samples)
         print(f"{name:<46} {p50:>9.1f} {max(samples):>9.1f} {p50 / base:>10.2f}x")
