@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import os
 import sqlite3
 import threading
 from contextlib import contextmanager
@@ -24,7 +23,6 @@ from sqlmodel import select
 
 from factories import ADMIN, make_contact, make_deal, make_pipeline, make_user
 from pbx_crm.funnel import contacts
-from pbx_crm.reporting import days as report_days
 from pbx_crm.components import DATABASE_WORKERS
 from pbx_crm.telephony.agi_protocol import read_env
 from pbx_crm.db import transaction
