@@ -112,6 +112,13 @@ def test_the_pure_rules_import_nothing_of_the_store_the_services_or_the_edges():
             assert not outside, f"{module} imports {sorted(outside)}"
 
 
+def test_the_schema_imports_nothing_of_pbx_crm_but_the_enums():
+    for module, imported in IMPORTS.items():
+        if _within(module, ["pbx_crm.models"]):
+            outside = {i for i in imported if not _within(i, ["pbx_crm.models"])}
+            assert outside <= {"pbx_crm.enums"}, f"{module} imports {sorted(outside)}"
+
+
 def test_the_services_never_import_the_pbx_plumbing_the_web_or_the_cli():
     for module, imported in IMPORTS.items():
         if _within(module, SERVICE_WINGS) and module not in SERVICE_EDGES:

@@ -68,7 +68,7 @@ def test_the_migrated_database_matches_the_models(engine):
             "include_name": lambda name, type_, parent_names: name not in outside,
         })
         differences = compare_metadata(context, metadata)
-    assert differences == [], "models.py and the migrations disagree; write a migration"
+    assert differences == [], "pbx_crm/models/ and the migrations disagree; write a migration"
 
 
 def test_the_only_objects_outside_the_models_are_the_search_indexes(engine):

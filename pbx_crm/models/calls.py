@@ -1,0 +1,53 @@
+"""The calls as the PBX saw them, each tied to its deal and contact."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import CheckConstraint, Column, Index, String, text
+from sqlmodel import Field, SQLModel
+
+from ..enums import CallDirection
+from .base import _at, _checked, _fk
+
+_MISSED_INBOUND = "direction = 'inbound' AND disposition IN ('missed', 'abandoned')"
+
+
+class Call(SQLModel, table=True):
+    """One call as the PBX saw it, keyed by the Asterisk channel uniqueid."""
+
+    __tablename__ = "calls"
+    __table_args__ = (
+        _checked("direction", CallDirection),
+        CheckConstraint("disposition IS NULL OR disposition IN "
+                        "('answered', 'missed', 'abandoned', 'busy', 'failed')",
+                        name="disposition"),
+        # The robots' "missed call not returned": missed inbound calls by when they ended.
+        Index("ix_calls_missed_ended", "ended_at", sqlite_where=text(_MISSED_INBOUND),
+              postgresql_where=text(_MISSED_INBOUND)),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    uniqueid: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
+    linkedid: str = Field(sa_column=Column(String(64), nullable=False, index=True))
+    direction: str = Field(sa_column=Column(String(8), nullable=False))
+    caller_raw: str = Field(default="", sa_column=Column(String(80), nullable=False,
+                                                         server_default=""))
+    caller_e164: str | None = Field(default=None, sa_column=Column(String(16), nullable=True,
+                                                                   index=True))
+    caller_name: str | None = Field(default=None, sa_column=Column(String(200), nullable=True))
+    did: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
+    dialed_raw: str | None = Field(default=None, sa_column=Column(String(80), nullable=True))
+    # Comma-separated extensions the call rang (ring groups ring several).
+    rung_extensions: str | None = Field(default=None, sa_column=Column(String(500),
+                                                                       nullable=True))
+    answered_exten: str | None = Field(default=None, sa_column=Column(String(32), nullable=True))
+    answered_by_id: int | None = _fk("users.id", ondelete="SET NULL")
+    ringing_at: datetime = _at()
+    answered_at: datetime | None = _at(nullable=True)
+    ended_at: datetime | None = _at(nullable=True)
+    disposition: str | None = Field(default=None, sa_column=Column(String(10), nullable=True))
+    hangup_cause: int | None = Field(default=None, nullable=True)
+    recording_ref: str | None = Field(default=None, sa_column=Column(String(500), nullable=True))
+    deal_id: int | None = _fk("deals.id", ondelete="SET NULL", index=True)
+    contact_id: int | None = _fk("contacts.id", ondelete="SET NULL", index=True)

@@ -1,0 +1,74 @@
+"""What happens around a deal: its timeline, the tasks on it, the notifications about it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Column, Index, String, Text, text
+from sqlmodel import Field, SQLModel
+
+from ..enums import TaskKind, TimelineKind
+from .base import JSONData, _at, _checked, _fk
+
+
+class TimelineEntry(SQLModel, table=True):
+    __tablename__ = "timeline_entries"
+    __table_args__ = (
+        _checked("kind", TimelineKind),
+        Index("ix_timeline_entries_deal", "deal_id", "created_at"),
+        # Deleting a robot rule clears its runs from the timeline: without this, one scan of
+        # the whole timeline per run.
+        Index("ix_timeline_entries_robot_run", "robot_run_id",
+              sqlite_where=text("robot_run_id IS NOT NULL"),
+              postgresql_where=text("robot_run_id IS NOT NULL")),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    deal_id: int = _fk("deals.id", nullable=False, ondelete="CASCADE")
+    kind: str = Field(sa_column=Column(String(12), nullable=False))
+    created_at: datetime = _at()
+    author_id: int | None = _fk("users.id", ondelete="SET NULL")
+    body: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    call_id: int | None = _fk("calls.id", ondelete="SET NULL")
+    robot_run_id: int | None = _fk("robot_runs.id", ondelete="SET NULL")
+    data: dict | None = Field(default=None, sa_column=Column(JSONData, nullable=True))
+
+
+class Task(SQLModel, table=True):
+    __tablename__ = "tasks"
+    __table_args__ = (
+        _checked("kind", TaskKind),
+        Index("ix_tasks_assignee_open", "assignee_id", "done_at", "due_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    deal_id: int | None = _fk("deals.id", ondelete="CASCADE", index=True)
+    # Empty: the task waits in the Unsorted queue for whoever takes it.
+    assignee_id: int | None = _fk("users.id", ondelete="SET NULL")
+    title: str = Field(sa_column=Column(String(200), nullable=False))
+    kind: str = Field(sa_column=Column(String(8), nullable=False))
+    due_at: datetime | None = _at(nullable=True)
+    done_at: datetime | None = _at(nullable=True)
+    done_by_id: int | None = _fk("users.id", ondelete="SET NULL")
+    call_id: int | None = _fk("calls.id", ondelete="SET NULL")
+    created_by_id: int | None = _fk("users.id", ondelete="SET NULL")
+    created_at: datetime = _at()
+
+
+class Notification(SQLModel, table=True):
+    __tablename__ = "notifications"
+    __table_args__ = (
+        Index("ix_notifications_user_unread", "user_id", "read_at"),
+        Index("ix_notifications_robot_run", "robot_run_id",
+              sqlite_where=text("robot_run_id IS NOT NULL"),
+              postgresql_where=text("robot_run_id IS NOT NULL")),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = _fk("users.id", nullable=False, ondelete="CASCADE")
+    kind: str = Field(sa_column=Column(String(32), nullable=False))
+    body: str = Field(sa_column=Column(Text, nullable=False))
+    deal_id: int | None = _fk("deals.id", ondelete="CASCADE", index=True)
+    robot_run_id: int | None = _fk("robot_runs.id", ondelete="SET NULL")
+    created_at: datetime = _at()
+    read_at: datetime | None = _at(nullable=True)

@@ -1,0 +1,41 @@
+"""Who uses the CRM: the users, and the phone extensions that ring them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Boolean, Column, String, true
+from sqlmodel import Field, SQLModel
+
+from ..enums import Role
+from .base import _at, _checked, _fk
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "users"
+    __table_args__ = (_checked("role", Role),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    login: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
+    name: str = Field(sa_column=Column(String(120), nullable=False))
+    password_hash: str = Field(sa_column=Column(String(255), nullable=False))
+    role: str = Field(sa_column=Column(String(8), nullable=False))
+    active: bool = Field(default=True, sa_column=Column(Boolean, nullable=False,
+                                                        server_default=true()))
+    team: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
+    language: str = Field(default="en", sa_column=Column(String(8), nullable=False,
+                                                         server_default="en"))
+    time_zone: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
+    # Where robot nudges go by e-mail (when SMTP is configured); empty: in the CRM only.
+    email: str | None = Field(default=None, sa_column=Column(String(254), nullable=True))
+    created_at: datetime = _at()
+
+
+class UserExtension(SQLModel, table=True):
+    """A phone extension that rings a user; an extension belongs to one user at most."""
+
+    __tablename__ = "user_extensions"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = _fk("users.id", nullable=False, ondelete="CASCADE", index=True)
+    extension: str = Field(sa_column=Column(String(32), nullable=False, unique=True))
