@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 import bottle
+from babel.dates import format_date
 from markupsafe import Markup
 from sqlalchemy import select
 
@@ -132,14 +133,18 @@ def register(ui: WebUI) -> None:
                                        .order_by(User.name)).all()
                        if ui.actor.sees_everything else [])
         params = query_of(choice, report)
+        translated = ui.translations[ui.language()].gettext
         return ui.render(
             "reports.html", report=report, tables=report_tables(report), hints=hints,
             is_money=lambda cell: isinstance(cell, Money),
             pipelines=choices, sellers=sellers, choice=choice,
             periods=PERIODS, params=params, query_string=urlencode(params),
-            funnel_chart=Markup(funnel_svg(report)), trend_chart=Markup(trend_svg(report)),
+            funnel_chart=Markup(funnel_svg(report, gettext=translated)),
+            trend_chart=Markup(trend_svg(
+                report, gettext=translated,
+                week_label=lambda day: format_date(day, "d MMM", locale=ui.language()))),
             # Table headers hold "%": translated without gettext's formatting.
-            plain=ui.translations[ui.language()].gettext,
+            plain=translated,
             hint_link=lambda hint: "/reports/deals?" + urlencode(hint.deals.query_params()))
 
     @app.get("/reports/<table>.csv", name="report_csv")

@@ -12,7 +12,9 @@ from __future__ import annotations
 import csv
 import io
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
 
 from .reports import FunnelReport, LossMap
 
@@ -175,14 +177,22 @@ def to_csv(table: Table) -> str:
 # --- SVG ------------------------------------------------------------------------------------
 
 SVG_NS = "http://www.w3.org/2000/svg"
-FONT = "font-family:sans-serif;font-size:12px"
 SERIES = (("created", "#3b82f6"), ("won", "#16a34a"), ("lost", "#dc2626"))
 
 
+def _english(text: str) -> str:
+    return text
+
+
+def _week_label(day: date) -> str:
+    return day.strftime("%d %b")
+
+
 def _svg(width: int, height: int, title: str) -> ET.Element:
-    root = ET.Element("svg", {"xmlns": SVG_NS, "width": str(width), "height": str(height),
-                              "viewBox": f"0 0 {width} {height}", "role": "img",
-                              "style": FONT})
+    """A chart scaled by the page's stylesheet (``.chart svg``: its font and width); no
+    inline style, which the Content-Security-Policy would refuse."""
+    root = ET.Element("svg", {"xmlns": SVG_NS, "viewBox": f"0 0 {width} {height}",
+                              "role": "img", "class": "chart-svg"})
     ET.SubElement(root, "title").text = title
     return root
 
@@ -193,12 +203,16 @@ def _text(parent, x, y, content, anchor="start", **attributes) -> None:
     element.text = content
 
 
-def funnel_svg(report: FunnelReport, *, width: int = 640, bar_height: int = 28) -> str:
+def funnel_svg(report: FunnelReport, *, width: int = 640, bar_height: int = 28,
+               gettext: Callable[[str], str] = _english) -> str:
     """The funnel: one centred bar per stage, as wide as the deals that entered it in the
-    period, labelled with the count and the conversion to the next stage."""
+    period, labelled with the count and the conversion to the next stage. ``gettext``
+    translates the chart's own words (the page passes the user's catalog)."""
+    _ = gettext
     rows = report.stages
     height = bar_height * len(rows) + 40
-    root = _svg(width, height, f"Funnel of {report.pipeline_name}, {report.period.label}")
+    root = _svg(width, height, _("Funnel of %(pipeline)s, %(period)s")
+                % {"pipeline": report.pipeline_name, "period": report.period.label})
     label_width, most = 190, max((s.entered for s in rows), default=0) or 1
     room = width - label_width - 10
     for i, stage in enumerate(rows):
@@ -209,21 +223,28 @@ def funnel_svg(report: FunnelReport, *, width: int = 640, bar_height: int = 28) 
         rect = ET.SubElement(root, "rect", {"x": f"{x:.1f}", "y": str(y + 3),
                                             "width": f"{bar:.1f}",
                                             "height": str(bar_height - 6), "fill": "#3b82f6"})
-        ET.SubElement(rect, "title").text = (f"{stage.name}: {stage.entered} entered, "
-                                             f"{stage.open_deals} open now")
-        conversion = ("" if stage.conversion is None
-                      else f" · {stage.conversion * 100:.0f}% on")
+        ET.SubElement(rect, "title").text = (
+            _("%(stage)s: %(entered)s entered, %(open)s open now")
+            % {"stage": stage.name, "entered": stage.entered, "open": stage.open_deals})
+        conversion = ("" if stage.conversion is None else " · " + _("%(share)s%% on")
+                      % {"share": f"{stage.conversion * 100:.0f}"})
         _text(root, label_width + room / 2, y + bar_height * 0.62,
               f"{stage.entered}{conversion}", anchor="middle", fill="#111")
-    _text(root, 10, height - 10, "deals that entered each stage · share moved on")
+    _text(root, 10, height - 10, _("deals that entered each stage · share moved on"))
     return ET.tostring(root, encoding="unicode")
 
 
-def trend_svg(report: FunnelReport, *, width: int = 640, height: int = 240) -> str:
-    """New, won and lost deals per week, as three lines."""
+def trend_svg(report: FunnelReport, *, width: int = 640, height: int = 240,
+              gettext: Callable[[str], str] = _english,
+              week_label: Callable[[date], str] = _week_label) -> str:
+    """New, won and lost deals per week, as three lines; ``week_label`` names a week's first
+    day under the axis (the page passes one in the user's locale)."""
+    _ = gettext
     weeks = report.weeks
-    root = _svg(width, height, f"Week by week, {report.pipeline_name}, {report.period.label}")
-    left, right, top, bottom = 40, 10, 20, 40
+    root = _svg(width, height, _("Week by week, %(pipeline)s, %(period)s")
+                % {"pipeline": report.pipeline_name, "period": report.period.label})
+    # Room on the right for the last week's label, centred under its point.
+    left, right, top, bottom = 40, 30, 20, 40
     plot_w, plot_h = width - left - right, height - top - bottom
     most = max((max(w.created, w.won, w.lost) for w in weeks), default=0) or 1
     step = plot_w / max(1, len(weeks) - 1)
@@ -239,13 +260,14 @@ def trend_svg(report: FunnelReport, *, width: int = 640, height: int = 240) -> s
     every = max(1, len(weeks) // 8)
     for i, week in enumerate(weeks):
         if i % every == 0:
-            x, _ = point(i, 0)
-            _text(root, x, top + plot_h + 16, week.start.strftime("%d %b"), anchor="middle")
+            x, _y = point(i, 0)
+            _text(root, x, top + plot_h + 16, week_label(week.start), anchor="middle")
+    names = {"created": _("created"), "won": _("won"), "lost": _("lost")}
     for n, (series, colour) in enumerate(SERIES):
         points = " ".join(f"{x:.1f},{y:.1f}" for x, y in
                           (point(i, getattr(w, series)) for i, w in enumerate(weeks)))
         line = ET.SubElement(root, "polyline", {"points": points, "fill": "none",
                                                 "stroke": colour, "stroke-width": "2"})
-        ET.SubElement(line, "title").text = series
-        _text(root, left + n * 90, height - 6, f"■ {series}", fill=colour)
+        ET.SubElement(line, "title").text = names[series]
+        _text(root, left + n * 90, height - 6, f"■ {names[series]}", fill=colour)
     return ET.tostring(root, encoding="unicode")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from test_reports import build_funnel
 
 from pbx_crm.db import transaction
+from pbx_crm.people import users
 
 
 def test_the_head_sees_the_funnel_and_a_hint_leads_to_its_deals(open_page, engine):
@@ -34,3 +35,31 @@ def test_the_head_sees_the_funnel_and_a_hint_leads_to_its_deals(open_page, engin
     assert deal_links.count() >= 1
     deal_links.first.click()
     page.wait_for_url("**/deals/*")
+
+
+def test_the_charts_load_without_a_policy_error_and_every_label_fits(open_page, engine):
+    """The charts take their font and size from the stylesheet (the Content-Security-Policy
+    refuses inline styles): no console error, each label inside its chart, and in Indonesian
+    the charts speak Indonesian."""
+    with transaction(engine) as session:
+        hana = build_funnel(session).hana
+        users.set_language(session, hana, hana.user_id, "id")
+    page = open_page("hana")
+    errors = []
+    page.on("console", lambda message: errors.append(message.text)
+            if message.type == "error" else None)
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto("/reports?period=custom&from=2024-05-06&to=2024-05-19")
+
+    for chart in ("#funnel-chart svg", "#trend-chart svg"):
+        svg = page.locator(chart)
+        box = svg.bounding_box()
+        assert svg.evaluate("e => getComputedStyle(e).fontSize") == "12px"
+        for label in svg.locator("text").all():
+            inner = label.bounding_box()
+            assert box["x"] - 1 <= inner["x"] and inner["x"] + inner["width"] <= \
+                box["x"] + box["width"] + 1, label.inner_text()
+    assert errors == []
+    trend = page.locator("#trend-chart svg")
+    assert trend.locator("title").first.text_content().startswith("Per minggu")
+    assert "Mei" in trend.inner_html()  # the week labels in the user's locale
