@@ -128,3 +128,30 @@ def test_a_hint_links_to_its_deals_and_a_seller_cannot_list_another_s(web, funne
 
 def test_the_page_needs_a_signed_in_user(web, funnel):
     assert Client(web.url).get("/reports").status == 303
+
+
+def loss_grid_rows(html: str, table: str) -> dict[str, list[tuple[str, str]]]:
+    """The loss grid of ``#table-<table>``: row name -> [(cell class, cell text)]."""
+    section = html.split(f'id="table-{table}"')[1].split("</section>")[0]
+    grid = section.split('class="loss-grid"')[1].split("</table>")[0]
+    rows = {}
+    for row in re.findall(r"<tr[^>]*>(.*?)</tr>", grid, re.S)[1:]:  # the header row first
+        name = re.search(r'<th scope="row">(.*?)</th>', row).group(1)
+        rows[name] = [(cls, " ".join(re.sub(r"<[^>]+>", " ", text).split()))
+                      for cls, text in re.findall(r'<td class="([^"]+)"[^>]*>(.*?)</td>', row,
+                                                  re.S)]
+    return rows
+
+
+def test_the_loss_map_is_a_grid_of_stages_by_seller_shaded_by_loss(web, funnel):
+    html = page(signed_in(web, "hana"), pipeline=funnel["pipeline"]).text
+    header = html.split('id="table-losses"')[1].split("</thead>")[0]
+    assert re.findall(r'<th scope="col">(.*?)</th>', header)[:4] == [
+        "seller", "Unsorted", "Opportunity", "Commercial proposal"]
+    rows = loss_grid_rows(html, "losses")
+    assert list(rows) == ["Ana", "Budi", "Whole team"]
+    # Ana loses 3 of 6 at Opportunity, the team a third: shaded 2 of 4 and flagged weak.
+    assert rows["Ana"][1] == ("loss-2 weak", "50% weak 3/6")
+    assert rows["Budi"][1] == ("loss-0", "0% 0/3")
+    assert rows["Whole team"][1] == ("loss-1", "33% 3/9")
+    assert rows["Ana"][0] == ("loss-0", "0% 0/1")  # Unsorted: taken, none lost
