@@ -3,6 +3,10 @@
 Numbers are kept as entered and in E.164 (``phones.normalize_number``); "who is calling"
 is one indexed lookup on the E.164 form. A number shared by several contacts (an office
 switchboard) is reported as a conflict, never attached to whichever contact came first.
+
+Who may see and edit a contact is decided on its deals (``deal_keys``, asked of
+``rules.funnel`` by ``readable_contact`` and ``changeable_contact``); the contact's page,
+its edits and merges live in ``contact_card``, ``contact_edit`` and ``contact_merge``.
 """
 
 from __future__ import annotations
@@ -14,7 +18,10 @@ from sqlmodel import Session, select
 
 from ..enums import StageKind
 from ..errors import CrmError, NotFound, NumberConflict, ValidationError
-from ..rules.funnel import Actor, ensure_can_use_contact, sellers_of_customer
+from ..rules.funnel import (
+    Actor, ensure_can_change_contact, ensure_can_read_contact, ensure_can_use_contact,
+    sellers_of_customer,
+)
 from .journal import audit
 from ..models import Contact, ContactPhone, Deal, Stage, User
 from ..rules.addresses import clean_email
@@ -23,12 +30,20 @@ from ..rules.phones import normalize_number
 MAX_PHONES = 20
 
 
-def _clean_text(value, limit: int, what: str, *, required: bool = False) -> str | None:
+def clean_name(value) -> str:
+    """A contact's name, its runs of spaces made one."""
+    value = " ".join((value or "").split())
+    if not value:
+        raise ValidationError("A contact needs a name.", field="name")
+    if len(value) > 200:
+        raise ValidationError("A name is at most 200 characters.", field="name")
+    return value
+
+
+def clean_company(value) -> str | None:
     value = (value or "").strip()
-    if required and not value:
-        raise ValidationError(f"A contact needs a {what}.", field=what)
-    if len(value) > limit:
-        raise ValidationError(f"The {what} is longer than {limit} characters.", field=what)
+    if len(value) > 200:
+        raise ValidationError("A company name is at most 200 characters.", field="company")
     return value or None
 
 
@@ -43,7 +58,7 @@ def clean_phones(phones: Iterable[str], *, region: str) -> list[tuple[str, str]]
         if e164 not in {e for _, e in pairs}:
             pairs.append((raw[:64], e164))
     if len(pairs) > MAX_PHONES:
-        raise ValidationError(f"A contact has at most {MAX_PHONES} phone numbers.",
+        raise ValidationError("A contact has at most 20 phone numbers.",  # MAX_PHONES
                               field="phone")
     return pairs
 
@@ -51,8 +66,8 @@ def clean_phones(phones: Iterable[str], *, region: str) -> list[tuple[str, str]]
 def create_contact(session: Session, actor: Actor, *, name: str, phones: Iterable[str] = (),
                    region: str, company: str | None = None, email: str | None = None,
                    owner_id: int | None = None) -> Contact:
-    contact = Contact(name=_clean_text(name, 200, "name", required=True),
-                      company=_clean_text(company, 200, "company"), email=clean_email(email),
+    contact = Contact(name=clean_name(name), company=clean_company(company),
+                      email=clean_email(email),
                       owner_id=owner_id if owner_id is not None else actor.user_id)
     # Every number is checked before anything is written: a refusal leaves nothing behind.
     pairs = clean_phones(phones, region=region)
@@ -63,30 +78,6 @@ def create_contact(session: Session, actor: Actor, *, name: str, phones: Iterabl
     session.flush()
     audit(session, actor, "contact", contact.id, "create",
           {"name": contact.name, "phones": [e for _, e in pairs]})
-    return contact
-
-
-def add_phone(session: Session, actor: Actor, contact_id: int, raw: str, *, region: str,
-              label: str | None = None) -> ContactPhone:
-    get_contact(session, contact_id)
-    raw = (raw or "").strip()[:64]
-    e164 = normalize_number(raw, region=region)
-    existing = session.exec(select(ContactPhone).where(ContactPhone.contact_id == contact_id,
-                                                       ContactPhone.e164 == e164)).first()
-    if existing:
-        return existing
-    phone = ContactPhone(contact_id=contact_id, raw=raw, e164=e164,
-                         label=_clean_text(label, 32, "label"))
-    session.add(phone)
-    session.flush()
-    audit(session, actor, "contact", contact_id, "add_phone", {"e164": e164})
-    return phone
-
-
-def get_contact(session: Session, contact_id: int) -> Contact:
-    contact = session.get(Contact, contact_id)
-    if contact is None:
-        raise NotFound(f"No contact #{contact_id}.")
     return contact
 
 
@@ -104,6 +95,59 @@ def use_contact(session: Session, actor: Actor, contact_id: int) -> Contact:
     ensure_can_use_contact(actor, sellers_of_customer(
         open_deals, owner.id if owner is not None and owner.active else None))
     return contact
+
+
+def deal_keys(session: Session, contact_id: int) -> list[tuple[int | None, bool]]:
+    """``(owner_id, in_unsorted)`` of each of the contact's deals: what the funnel rules
+    decide a contact's visibility on."""
+    return [(owner_id, in_unsorted) for owner_id, in_unsorted in session.exec(
+        select(Deal.owner_id, Stage.is_unsorted).join(Stage, Stage.id == Deal.stage_id)
+        .where(Deal.contact_id == contact_id))]
+
+
+def get_contact(session: Session, contact_id: int) -> Contact:
+    contact = session.get(Contact, contact_id)
+    if contact is None:
+        # Said without the number: a contact merged into another is gone for good.
+        raise NotFound("No such contact; it may have been merged into another one.")
+    return contact
+
+
+def readable_contact(session: Session, actor: Actor, contact_id: int) -> Contact:
+    """The contact, if ``actor`` may see it (``funnel.can_read_contact``), else 403."""
+    contact = get_contact(session, contact_id)
+    ensure_can_read_contact(actor, deal_keys(session, contact_id))
+    return contact
+
+
+def changeable_contact(session: Session, actor: Actor, contact_id: int) -> Contact:
+    """The contact, if ``actor`` may edit it (``funnel.ensure_can_change_contact``)."""
+    contact = get_contact(session, contact_id)
+    ensure_can_change_contact(actor, deal_keys(session, contact_id))
+    return contact
+
+
+# A deal the PBX opens for a caller is titled after them; the title names the caller by
+# number until the contact has a name (``deals.deal_for_caller``).
+CALL_TITLE = "Call from {}"
+
+
+def call_deal_title(caller: str) -> str:
+    return CALL_TITLE.format(caller)[:200]
+
+
+def number_titles(phones: Iterable[ContactPhone]) -> set[str]:
+    """The titles that still name a deal by one of these numbers: the bare number (as stored
+    or as typed) and the PBX's "Call from <number>"."""
+    numbers = {number for phone in phones for number in (phone.e164, phone.raw)}
+    return numbers | {call_deal_title(number) for number in numbers}
+
+
+def is_named(contact: Contact, phones: Iterable[ContactPhone]) -> bool:
+    """Whether the contact has a name of its own, not one of its numbers (the PBX names a
+    caller it does not know by their number)."""
+    return contact.name not in {number for phone in phones
+                                for number in (phone.e164, phone.raw)}
 
 
 def phones_of(session: Session, contact_id: int) -> list[ContactPhone]:
@@ -182,8 +226,8 @@ def _check_import_row(session: Session, row: Mapping[str, str], region: str,
     if not raw_phones:
         raise ValidationError("no phone number")
     pairs = clean_phones(raw_phones, region=region)
-    values = {"name": _clean_text(row.get("name"), 200, "name", required=True),
-              "company": _clean_text(row.get("company"), 200, "company"),
+    values = {"name": clean_name(row.get("name")),
+              "company": clean_company(row.get("company")),
               "email": clean_email(row.get("email")),
               "phones": [raw for raw, _ in pairs]}
     for _, e164 in pairs:

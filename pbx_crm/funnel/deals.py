@@ -16,7 +16,9 @@ from sqlmodel import Session, select
 
 from . import pipelines, stage_totals
 from ..reporting import days as report_days
-from .contacts import create_contact, find_contact_by_number, use_contact
+from .contacts import (
+    call_deal_title, create_contact, find_contact_by_number, is_named, phones_of, use_contact,
+)
 from ..enums import DealSource, Priority, StageKind, TimelineKind
 from ..errors import AlreadyTaken, Conflict, NotFound, StaleVersion, ValidationError
 from ..rules.funnel import (
@@ -429,10 +431,12 @@ def deal_for_caller(session: Session, actor: Actor, *, e164: str, caller_name: s
         # No pipeline set up yet (a fresh install): the call is still recorded, without a deal.
         return CallerDeal(contact.id if contact else None, None, created=False)
     name = " ".join((caller_name or "").split())[:200]
+    caller = name or e164
     if contact is None:
-        contact = create_contact(session, actor, name=name or e164, phones=[e164],
-                                 region=region)
-    deal = create_deal(session, actor, title=f"Call from {name or e164}"[:200],
+        contact = create_contact(session, actor, name=caller, phones=[e164], region=region)
+    elif is_named(contact, phones_of(session, contact.id)):
+        caller = contact.name  # a known customer's deal bears their name, not the caller ID's
+    deal = create_deal(session, actor, title=call_deal_title(caller),
                        pipeline_id=pipeline.id, contact_id=contact.id,
                        source=DealSource.CALL.value, now=now)
     return CallerDeal(contact.id, deal, created=True)

@@ -1,4 +1,5 @@
-"""The funnel's rules, in one place: who may see and change a deal, and which moves are legal.
+"""The funnel's rules, in one place: who may see and change a deal (and so its contact), and
+which moves are legal.
 
 Pure functions over plain values (no database, web or telephony code), so the services, the
 web routes and the event stream all ask the same questions and get the same answers. Every
@@ -61,6 +62,44 @@ def ensure_can_read_deal(actor: Actor, deal, stage) -> None:
 def ensure_can_change_deal(actor: Actor, deal, stage) -> None:
     """Changing follows reading: a seller may work their own deals and the Unsorted ones."""
     ensure_can_read_deal(actor, deal, stage)
+
+
+# --- contacts: seen and changed through their deals ---------------------------------------
+#
+# A contact has no owner of its own that a seller could hold on to: it is seen, edited and
+# merged through its deals, as ``(owner_id, in_unsorted)`` pairs. The merge search asks the
+# same in SQL (``contact_card.find_contacts``).
+
+def can_read_contact(actor: Actor, deals: Iterable[tuple[int | None, bool]]) -> bool:
+    """A seller sees a contact when they may see one of its deals (one of their own, or one
+    waiting in Unsorted); a head sees every contact, one without deals too. What the contact
+    page lists of it is still only what ``can_read_deal`` lets them see."""
+    if actor.sees_everything:
+        return True
+    return any(can_read_deal(actor, owner_id=owner_id, in_unsorted=in_unsorted)
+               for owner_id, in_unsorted in deals)
+
+
+def ensure_can_read_contact(actor: Actor, deals: Iterable[tuple[int | None, bool]]) -> None:
+    if not can_read_contact(actor, deals):
+        raise Forbidden("None of this contact's deals is yours or in Unsorted.")
+
+
+def ensure_can_change_contact(actor: Actor, deals: Iterable[tuple[int | None, bool]]) -> None:
+    """Editing a contact (name, company, e-mail, phones) follows its deals, as changing a
+    deal follows reading it: whoever may work one of its deals may edit it."""
+    ensure_can_read_contact(actor, deals)
+
+
+def ensure_can_merge_contacts(actor: Actor, kept: Iterable[tuple[int | None, bool]],
+                              merged: Iterable[tuple[int | None, bool]], *,
+                              same: bool) -> None:
+    """Two contacts become one when the actor may change both (a head always may); a contact
+    is never merged with itself."""
+    if same:
+        raise ValidationError("A contact cannot be merged with itself.", field="other")
+    ensure_can_change_contact(actor, kept)
+    ensure_can_change_contact(actor, merged)
 
 
 CUSTOMER_OF_ANOTHER_SELLER = ("This number belongs to another seller's customer; ask a head "
