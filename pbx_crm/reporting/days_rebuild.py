@@ -88,7 +88,9 @@ def rebuild_days(session, *, time_zone: str, pipeline_id: int | None = None) -> 
                .where(*in_pipeline)
                .group_by(history.c.pipeline_id, day, history.c.from_stage_id,
                          history.c.to_stage_id, deals.c.owner_id))
-    result = session.execute(insert(days).from_select(list(DAY_KEYS + DAY_VALUES), counted))
+    # Kept past the statement (psycopg's cursor closes with it, its count -1 otherwise).
+    result = session.execute(insert(days).from_select(list(DAY_KEYS + DAY_VALUES), counted)
+                             .execution_options(preserve_rowcount=True))
     return result.rowcount
 
 
