@@ -22,11 +22,11 @@ writer calls where a call gets its deal).
 Kept by the deal services (``pbx_crm.funnel.deals`` calls ``record_move`` for every history row it
 writes, ``deal_changed`` when a deal's owner or amount changes: a deal's figures count for
 its current owner and money), rebuilt in bulk from ``stage_history`` and ``calls`` by
-``pbx_crm.reporting.days_rebuild`` (after a seed, by the migrations that add the tables, and
-by ``pbx-crm report rebuild``). Rows are
-additive: readers always sum them, so two rows for one key (two first moves racing on
-PostgreSQL) are harmless. Updates go in key order, so two moves never wait on each other in
-opposite orders.
+``pbx_crm.reporting.days_rebuild`` (after a seed, by the migrations that add the tables, by
+``pbx-crm report rebuild``, and once at start-up when the company's time zone is not the one
+the tables count days in: ``ensure_zone``). Rows are additive: readers always sum them, so
+two rows for one key (two first moves racing on PostgreSQL) are harmless. Updates go in key
+order, so two moves never wait on each other in opposite orders.
 """
 
 from __future__ import annotations

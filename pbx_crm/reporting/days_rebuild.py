@@ -1,14 +1,19 @@
 """Rebuilding the reports' daily counts from the stage history and the calls, in bulk.
 
 ``rebuild`` recounts ``report_days``, its histograms, its team rollups and the call counts
-(after a seed, in the migrations that add the tables, and by ``pbx-crm report rebuild``, which
-an admin runs after changing the company's time zone); ``totals`` and its kin sum what the
-tables hold, for the tests that compare the kept counts with a recount. The counts are kept
-between rebuilds by ``pbx_crm.reporting.days``.
+(after a seed, in the migrations that add the tables, and by ``pbx-crm report rebuild``, for
+history written outside the deal services); ``ensure_zone`` recounts them once when they
+count days in another zone than the company's (the start-up of the web UI and of ``pbx-crm
+serve``, ``pbx-crm db upgrade``, the demo and the CLI's reports call it), so the reports
+always read days of the company's zone. ``totals`` and its kin sum what the tables hold, for
+the tests that compare the kept counts with a recount. The counts are kept between rebuilds
+by ``pbx_crm.reporting.days``.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from collections import defaultdict
 from datetime import UTC, date
 from zoneinfo import ZoneInfo
@@ -23,6 +28,11 @@ from .days import (
 )
 from .local_days import epoch_sql, local_day_sql
 from .scope import stage_at_call_sql
+
+log = logging.getLogger(__name__)
+# The PostgreSQL advisory lock two processes starting at once take before recounting the
+# tables in a new zone: the second then finds them recounted (any constant of our own).
+ZONE_LOCK = 0x7062_7864  # "pbxd"
 
 
 def _bounds(session, column, where):
@@ -41,6 +51,28 @@ def rebuild(session, *, time_zone: str, pipeline_id: int | None = None) -> int:
     written = rebuild_days(session, time_zone=time_zone, pipeline_id=pipeline_id)
     rebuild_histograms(session, time_zone=time_zone, pipeline_id=pipeline_id)
     rebuild_team_rollups(session, pipeline_id=pipeline_id)
+    return written
+
+
+def ensure_zone(session, time_zone: str) -> int | None:
+    """Recount the daily tables in ``time_zone`` (the company's) unless they count days in
+    it already: after a change of the zone, or where none was recorded. Returns the number
+    of ``report_days`` rows written, None when nothing was to do; logs the recount with its
+    rows and seconds. Never commits (the caller's transaction holds the recount)."""
+    if day_zone(session) == time_zone:
+        return None
+    if _dialect(session) == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(ZONE_LOCK)))
+    # Read again under the lock (SQLite: under the write lock): another process may have
+    # recounted them meanwhile.
+    session.info.pop(ZONE_CACHE, None)
+    was = day_zone(session)
+    if was == time_zone:
+        return None
+    started = time.monotonic()
+    written = rebuild(session, time_zone=time_zone)
+    log.info("recounted the reports' daily tables in %s (they counted days in %s): %d rows "
+             "in %.1f s", time_zone, was or "no zone", written, time.monotonic() - started)
     return written
 
 
