@@ -10,11 +10,12 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
+import time
 
 from sqlalchemy.engine import Engine
 
 from ..config import Settings
-from ..db import make_engine
+from ..db import make_engine, transaction
 from ..errors import CrmError, NotFound
 from ..funnel import pipelines
 from ..rules.funnel import Actor
@@ -37,6 +38,22 @@ def open_engine(settings: Settings) -> Engine:
     except ImportError as error:  # e.g. postgresql:// asks for psycopg2, which is not ours
         raise CrmError(f"no database driver for this URL ({error}); for PostgreSQL use "
                        "postgresql+psycopg://...") from None
+
+
+def ensure_report_zone(settings: Settings, engine: Engine, out=None) -> int | None:
+    """Recount the reports' daily tables in the company's ``time_zone`` when they count days
+    in another (``days_rebuild.ensure_zone``, which logs it), in a transaction of its own;
+    say so on ``out`` when given. What the starts of the processes that serve reports or
+    write deals, ``db upgrade`` and the report commands run first."""
+    from ..reporting.days_rebuild import ensure_zone
+
+    started = time.monotonic()
+    with transaction(engine) as session:
+        rows = ensure_zone(session, settings.time_zone)
+    if rows is not None and out is not None:
+        print(f"Recounted the reports' daily tables in {settings.time_zone}: {rows:,} rows in "
+              f"{time.monotonic() - started:.1f} s.", file=out, flush=True)
+    return rows
 
 
 def shown_url(engine: Engine) -> str:

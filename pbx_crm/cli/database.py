@@ -1,6 +1,7 @@
 """``pbx-crm db upgrade|status|dump`` and ``pbx-crm version``: the schema and the build.
 
-A new database gets the seller funnel on its first upgrade, so the first call opens a deal.
+A new database gets the seller funnel on its first upgrade, so the first call opens a deal;
+every upgrade leaves the reports' daily tables counting days in the company's time zone.
 """
 
 from __future__ import annotations
@@ -9,13 +10,18 @@ from .. import __version__
 from ..db import current_revision, head_revision, transaction, upgrade
 from ..errors import CrmError
 from ..funnel import pipelines
-from .common import ENGINE, NOTHING, PROG, add_command, add_group, admin, shown_url
+from .common import (
+    ENGINE, NOTHING, PROG, add_command, add_group, admin, ensure_report_zone, shown_url,
+)
 
 
 def cmd_db_upgrade(args, settings, engine, out) -> int:
     new_database = current_revision(engine) is None
     upgrade(engine)
     print(f"Database {shown_url(engine)} is at revision {current_revision(engine)}.", file=out)
+    # The reports' daily tables count days in the company's time zone (a new database's are
+    # in the default one; the time zone may have changed since the last upgrade).
+    ensure_report_zone(settings, engine, out)
     if new_database:
         # Without a pipeline a new caller's call would open no deal: a new database starts
         # with the seller funnel, which the admin renames or replaces at will.

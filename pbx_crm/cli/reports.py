@@ -1,14 +1,21 @@
 """``pbx-crm report funnel|losses|calls|nudges|advice`` and ``report rebuild``: the funnel
 reports of a pipeline and a period as text tables or CSV, and recounting their daily table.
+
+The reports read the daily tables in the company's time zone: a report command first
+recounts them when they count days in another (``common.ensure_report_zone``, said on
+stderr, off the CSV's way).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ..db import transaction
 from ..errors import CrmError
-from .common import add_command, add_group, admin, find_pipeline, print_table
+from .common import (
+    add_command, add_group, admin, ensure_report_zone, find_pipeline, print_table,
+)
 
 # The tables each `report` view shows, the first being the one --csv writes by default.
 REPORT_VIEWS = {"funnel": ("stages", "outcomes", "weeks"),
@@ -30,6 +37,7 @@ def cmd_report(args, settings, engine, out) -> int:
 
     last = args.to or datetime.now(ZoneInfo(settings.time_zone)).date()
     first = args.start or last - timedelta(days=REPORT_DEFAULT_DAYS - 1)
+    ensure_report_zone(settings, engine, sys.stderr)
     with transaction(engine, read_only=True) as session:
         pipeline_id = find_pipeline(session, args.pipeline).id if args.pipeline else None
         report = funnel_report(session, admin(), pipeline_id=pipeline_id, start=first,
@@ -114,5 +122,6 @@ def add_report(commands) -> None:
                 "recount the reports' daily table from the stage history",
                 description="Recount the daily counts the reports read (moves per local day, "
                             "stage and seller) from the stage history, in the company's "
-                            "time_zone: after changing time_zone, or after writing history "
-                            "outside the deal services.")
+                            "time_zone: after writing history outside the deal services. (A "
+                            "change of time_zone is recounted by the next `pbx-crm web`, "
+                            "`serve` or `db upgrade`, or report command.)")

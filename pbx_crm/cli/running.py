@@ -3,7 +3,10 @@
 
 The components (web UI, FastAGI server, AMI listener, robots) are listed in ``COMPONENTS``;
 ``start_components`` starts every one that is built, or the one named (``fastagi``, ``ami``,
-``robots`` and ``demo`` call it too), and runs until Ctrl-C or SIGTERM.
+``robots`` and ``demo`` call it too), and runs until Ctrl-C or SIGTERM. Before starting, each
+of them but ``fastagi`` recounts the reports' daily tables when they count days in another
+zone than the company's (``common.ensure_report_zone``), so the reports never meet days of
+another zone.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from sqlalchemy.engine import Engine
 from ..config import Settings, parse_setting
 from ..db import require_schema_at_head
 from ..telephony.health import notify
-from .common import SETTINGS, add_command, open_engine, positive
+from .common import SETTINGS, add_command, ensure_report_zone, open_engine, positive
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,11 @@ def start_components(settings: Settings, engine: Engine, out, *,
     if not ready:
         print("Nothing to serve yet.", file=out)
         return 0
+    if only != "fastagi":
+        # Logged (above's configuration) when it recounts. Not for the FastAGI server alone:
+        # it starts, and listens at once, even while the database does not answer; it writes
+        # moves in whatever zone the tables count, which a later recount counts again.
+        ensure_report_zone(settings, engine)
     # From here a SIGTERM stops cleanly, even while the components are still starting.
     signal.signal(signal.SIGTERM, _interrupt)
     running = []
@@ -133,6 +141,7 @@ def cmd_web(args, settings, engine, out) -> int:
     engine = open_engine(settings)
     try:
         require_schema_at_head(engine)
+        ensure_report_zone(settings, engine, out)  # once, here, before gunicorn's workers
     finally:
         engine.dispose()
     print(f"Web UI on http://{settings.web_listen} ({workers_for(settings)} gevent workers).",
