@@ -15,6 +15,7 @@ from pbx_crm.sample import demo
 from pbx_crm.funnel import pipelines
 from pbx_crm.people import users
 from pbx_crm.db import transaction
+from pbx_crm.reporting import days as report_days, days_rebuild
 from pbx_crm.sample.demo import format_money
 from pbx_crm.models import Contact, ContactPhone, Deal, StageHistory, TimelineEntry, User
 
@@ -76,6 +77,17 @@ def test_the_demo_fills_every_stage_and_prints_the_board_and_logins(run, engine)
         assert f"\n  {login} " in out
     with transaction(engine) as session:
         assert users.authenticate(session, "ana", password) is not None
+
+
+def test_the_demo_s_moves_are_counted_in_the_company_s_days(run, engine):
+    code, _, err = run("--time-zone", "Europe/Berlin", "demo", "--no-serve")
+    assert code == 0, err
+    with transaction(engine) as session:
+        assert report_days.day_zone(session) == "Europe/Berlin"
+        kept = days_rebuild.totals(session)
+        assert kept
+        days_rebuild.rebuild(session, time_zone="Europe/Berlin")
+        assert days_rebuild.totals(session) == kept
 
 
 def test_running_the_demo_again_adds_nothing(run, engine):

@@ -20,6 +20,7 @@ from pbx_crm.funnel import board, deals, pipelines
 from pbx_crm.db import make_engine, transaction
 from pbx_crm.enums import StageKind
 from pbx_crm.rules.funnel import Actor
+from pbx_crm.reporting import days as report_days, days_rebuild
 from pbx_crm.models import (
     Contact,
     ContactPhone,
@@ -185,3 +186,19 @@ def test_bad_counts_are_refused(engine):
         seed(engine, deals=10, sellers=0)
     with pytest.raises(ValidationError):
         seed(engine, deals=-1)
+
+
+def test_the_seed_leaves_the_reports_daily_tables_counting_the_company_s_days(engine,
+                                                                             pbx_crm_at):
+    """Seeded history is written around the deal services: the seed recounts the reports'
+    tables, in the company's zone (all of them, when they counted another)."""
+    code, _, err = pbx_crm_at(engine.url.render_as_string(hide_password=False),
+                              "--time-zone", "Europe/Berlin", "seed", "--deals", "200",
+                              "--contacts", "40", "--sellers", "2", "--random-seed", "7")
+    assert code == 0, err
+    with transaction(engine) as session:
+        assert report_days.day_zone(session) == "Europe/Berlin"
+        seeded = days_rebuild.totals(session), days_rebuild.histogram_totals(session)
+        assert seeded[0]
+        days_rebuild.rebuild(session, time_zone="Europe/Berlin")
+        assert (days_rebuild.totals(session), days_rebuild.histogram_totals(session)) == seeded

@@ -36,7 +36,8 @@ def cmd_seed(args, settings, engine, out) -> int:
         report = seed_synthetic(engine, deals=args.deals, contacts=contacts,
                                 sellers=args.sellers, region=settings.phone_region,
                                 pipeline_name=args.pipeline, random_seed=args.random_seed,
-                                currency=settings.currency, progress=bar.update)
+                                currency=settings.currency, progress=bar.update,
+                                time_zone=settings.time_zone)
     print(f"Pipeline “{report.pipeline_name}”"
           + (" (created)" if report.pipeline_created else ""), file=out)
     print(f"Sellers: {report.sellers} ({report.sellers_created} created)", file=out)

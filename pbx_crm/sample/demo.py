@@ -28,6 +28,7 @@ from ..config import Settings
 from ..db import is_sqlite, transaction, upgrade
 from ..enums import DealSource, Role, StageKind
 from ..errors import CrmError, NotFound
+from ..reporting import days_rebuild
 from ..rules.funnel import Actor
 from ..models import User, utcnow
 from ..rules.phones import normalize_number
@@ -145,10 +146,12 @@ def wipe_sqlite(engine: Engine) -> None:
 def ensure_demo(engine: Engine, settings: Settings, *, now: datetime | None = None,
                 password: str | None = None) -> DemoResult:
     """Migrate, then create the demo data unless the database has users already; on the
-    demo's own database, give the demo's users a new password instead."""
+    demo's own database, give the demo's users a new password instead. The reports' daily
+    tables count days in the company's zone first, so the demo's moves are counted in it."""
     upgrade(engine)
     password = password or secrets.token_urlsafe(9)
     with transaction(engine) as session:
+        days_rebuild.ensure_zone(session, settings.time_zone)
         created = not session.exec(select(func.count()).select_from(User)).one()
         if created:
             _create(session, settings, password, (now or utcnow()).replace(microsecond=0))

@@ -359,13 +359,16 @@ def seed_synthetic(engine: Engine, *, deals: int, contacts: int, sellers: int, r
                    pipeline_name: str = "Sales", random_seed: int | None = None,
                    currency: str = "IDR", now: datetime | None = None,
                    progress: Callable[[int], object] | None = None,
-                   detour_rate: float = 0.0) -> SeedReport:
+                   detour_rate: float = 0.0, time_zone: str | None = None) -> SeedReport:
     """Add ``contacts`` contacts and ``deals`` deals to ``pipeline_name`` (created with the
     seller funnel if absent), owned by ``sellers`` synthetic sellers (created if absent).
 
     Runs again add more. ``progress(n)`` is called as rows are written: contacts, then deals.
     ``detour_rate``: the chance that a deal went back one working stage and forward again
     (repeated with the same chance), as a redone proposal does; 0 keeps every path straight.
+    ``time_zone``: the company's, which the reports' daily tables are left counting days in
+    (recounted whole if they counted another); None: the zone they count in (the default
+    when none).
     """
     if not 0 <= detour_rate < 1:
         raise ValidationError("The detour rate is at least 0 and below 1.")
@@ -392,13 +395,14 @@ def seed_synthetic(engine: Engine, *, deals: int, contacts: int, sellers: int, r
         _seed_deals(chunk, report, rng, deals, funnel, seller_ids, contact_refs, now_epoch,
                     progress, detour_rate)
     if deals:
-        # The seeded history, counted per day in bulk for the reports (in the zone in use),
-        # and the seeded deals counted per column for the board.
+        # The seeded history, counted per day in bulk for the reports (in the company's zone;
+        # every pipeline's, if the tables counted another), and the seeded deals counted per
+        # column for the board.
         with transaction(engine) as session:
             stage_totals.rebuild(session, pipeline_id=pipeline.id)
             days_rebuild.rebuild(session, pipeline_id=pipeline.id,
-                                time_zone=report_days.day_zone(session)
-                                or report_days.DEFAULT_TIME_ZONE)
+                                 time_zone=time_zone or report_days.day_zone(session)
+                                 or report_days.DEFAULT_TIME_ZONE)
     report.seconds = time.perf_counter() - started
     return report
 
