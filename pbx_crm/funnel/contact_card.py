@@ -100,10 +100,9 @@ def find_contacts(session: Session, actor: Actor, text: str, *, region: str,
     if not text:
         return []
     if len(text) > 100:
-        raise ValidationError("Search for at most 100 characters.", field="q")
+        raise ValidationError("A search is at most 100 characters.", field="q")
     if any(character < " " or character == "\x7f" for character in text):
-        raise ValidationError("Search for letters, digits or signs, not control characters.",
-                              field="q")
+        raise ValidationError("Search for letters, digits or signs only.", field="q")
     matches = [select(Contact.id).where(func.lower(Contact.name).like(
         "%" + text.lower().translate(_LIKE_ESCAPE) + "%", escape="\\"))]
     if len(text) >= TRIGRAM_LENGTH and session.get_bind().dialect.name == "sqlite":
