@@ -6,17 +6,17 @@ head filtering on one seller, and for a quarter; then each part alone. The basel
 measured in the same run: one plain count of the pipeline's stage-history rows in the period
 (the least any report from the history must read), so the figures read as ratios.
 
-``--path history`` computes every figure from the stage history, the calls and the robot
-runs, with exact medians, whatever the period (the path ``reports`` takes when the daily
-tables count days in another zone): what the report would cost without the daily tables.
-``--calls-per-deal N`` adds N synthetic calls per deal after seeding (the seeder writes none;
-its own database file by default), so calls by stage and callbacks have calls to count.
+Every figure reads the daily tables, the one path of the product since issue 15 (the figures
+from the history alone, measured with the ``--path history`` of earlier versions, stay in
+docs/benchmarks.md). ``--calls-per-deal N`` adds N synthetic calls per deal after seeding
+(the seeder writes none; its own database file by default), so calls by stage and callbacks
+have calls to count.
 
     python bench/report_full.py                                    # SQLite, 100k deals
     python bench/report_full.py --deals 500000 --database-url sqlite:////tmp/r500k.sqlite3
     python bench/report_full.py --deals 1000000 \\
         --database-url postgresql+psycopg://USER:PW@127.0.0.1/pbx_crm_bench_reports
-    python bench/report_full.py --path history --calls-per-deal 3
+    python bench/report_full.py --calls-per-deal 3
 
 The database is seeded on first use (``pbx_crm.sample.seed``, with detours so a deal has about five
 history rows, spread over the year before 2025-01-01) and reused by later runs.
@@ -37,7 +37,7 @@ from sqlalchemy import func, insert, text
 from sqlmodel import select
 
 from pbx_crm.funnel import pipelines
-from pbx_crm.reporting import days as report_days, days_rebuild, from_days, reports
+from pbx_crm.reporting import days as report_days, days_rebuild, reports
 from pbx_crm.db import is_sqlite, make_engine, transaction
 from pbx_crm.rules.funnel import Actor
 from pbx_crm.models import Call, Deal, StageHistory, User
@@ -146,18 +146,12 @@ def main(argv=None) -> int:
     parser.add_argument("--database-url", help="default: an SQLite file in the temp directory")
     parser.add_argument("--deals", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--path", choices=("kept", "history"), default="kept",
-                        help="kept: as the product runs (the daily tables for long periods); "
-                             "history: every figure from the history, calls and runs")
     parser.add_argument("--calls-per-deal", type=int, default=0,
                         help="synthetic calls per deal, added when the database is seeded")
     args = parser.parse_args(argv)
     suffix = f"_{args.calls_per_deal}calls" if args.calls_per_deal else ""
     url = args.database_url or (
         f"sqlite:///{Path(tempfile.gettempdir()) / f'pbx_crm_report_{args.deals}{suffix}.sqlite3'}")
-    if args.path == "history":
-        # The exact path, whatever the period: what the report costs without the daily tables.
-        from_days.uses_days = lambda session, scope: False
     engine = make_engine(url)
     try:
         ensure_data(engine, args.deals, args.calls_per_deal)
@@ -167,7 +161,7 @@ def main(argv=None) -> int:
     base = statistics.median(results[0][1])
     print(f"{engine.dialect.name}, {sizes['deals']:,} deals, {sizes['history']:,} history rows "
           f"({sizes['history in the year']:,} in the year), {sizes['calls']:,} calls, "
-          f"path: {args.path}, {args.repeat} runs each")
+          f"{args.repeat} runs each")
     print(f"{'query':<40}{'p50 ms':>10}{'max ms':>10}{'p50 / baseline':>16}")
     for name, samples in results:
         p50 = statistics.median(samples)

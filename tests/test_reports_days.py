@@ -1,9 +1,9 @@
 """The daily counts behind the reports: kept by the deal services, equal to a rebuild from
-the stage history, and giving exactly the figures the history itself gives.
+the stage history, and read only in the zone they count days in.
 
-The hand-computed funnel of test_reports is reused: its report read from the daily table
-must equal the same report read from the history (the table switched off), and the table
-kept move by move must equal one rebuilt from scratch.
+The hand-computed funnel of test_reports is reused (its figures, read from the daily table,
+are checked by hand there): its report read from the table kept move by move must equal the
+same report read from the table rebuilt from scratch, and the table itself one rebuilt.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from factories import at, make_pipeline, make_unsorted_deal, make_user, stages_b
 from sqlalchemy import delete, func, select
 from test_reports import END, JAKARTA, PROPOSAL, START, build_funnel
 
+from pbx_crm.errors import Conflict
 from pbx_crm.funnel import deals
-from pbx_crm.reporting import days as report_days, days_rebuild, reports
+from pbx_crm.reporting import days as report_days, days_rebuild, from_days, reports
 from pbx_crm.models import ReportDay, ReportDayZone
 
 DOCUMENTS = "Document coordination"
@@ -40,22 +41,22 @@ def full_report(funnel, **kw):
                                  start=START, end=END, time_zone=JAKARTA, **kw)
 
 
-def test_the_report_from_the_days_equals_the_report_from_the_history(session):
+def test_the_report_from_the_kept_days_equals_the_report_after_a_rebuild(session):
     funnel = build_funnel(session)
     assert report_days.day_zone(session) == JAKARTA
     assert session.execute(select(func.count()).select_from(ReportDay)).scalar() > 0
-    from_days = [full_report(funnel), full_report(funnel, seller_id=funnel.ana.user_id)]
-    switch_days_off(session)
-    from_history = [full_report(funnel), full_report(funnel, seller_id=funnel.ana.user_id)]
-    assert from_days == from_history
     # Other periods too: one day, a period starting mid-week, the whole span.
-    for start, end in ((date(2024, 5, 7), date(2024, 5, 8)), (date(2024, 5, 1), date(2024, 6, 1))):
-        switch_days_off(session)
-        direct = reports.funnel_report(session, funnel.hana, pipeline_id=funnel.pipeline.id,
-                                       start=start, end=end, time_zone=JAKARTA)
-        days_rebuild.rebuild(session, time_zone=JAKARTA)
-        assert reports.funnel_report(session, funnel.hana, pipeline_id=funnel.pipeline.id,
-                                     start=start, end=end, time_zone=JAKARTA) == direct
+    periods = ((date(2024, 5, 7), date(2024, 5, 8)), (date(2024, 5, 1), date(2024, 6, 1)))
+
+    def every_report():
+        return [full_report(funnel), full_report(funnel, seller_id=funnel.ana.user_id)] + [
+            reports.funnel_report(session, funnel.hana, pipeline_id=funnel.pipeline.id,
+                                  start=start, end=end, time_zone=JAKARTA)
+            for start, end in periods]
+
+    kept = every_report()
+    days_rebuild.rebuild(session, time_zone=JAKARTA)
+    assert every_report() == kept
 
 
 def test_the_kept_table_equals_a_rebuild_of_the_hand_computed_funnel(session):
@@ -109,15 +110,39 @@ def test_days_are_local_days_across_the_time_zone_boundary(session):
     assert report_days.day_zone(session) == "Europe/London"
 
 
-def test_a_report_in_another_zone_reads_the_history_and_still_agrees(session):
+def test_a_report_in_another_zone_is_refused_until_the_tables_count_its_days(session):
     funnel = build_funnel(session)
     zone = "America/New_York"
-    direct = reports.funnel_report(session, funnel.hana, pipeline_id=funnel.pipeline.id,
-                                   start=START, end=END + timedelta(days=1), time_zone=zone)
+
+    def in_zone(time_zone, end=END + timedelta(days=1)):
+        return reports.funnel_report(session, funnel.hana, pipeline_id=funnel.pipeline.id,
+                                     start=START, end=end, time_zone=time_zone)
+
+    jakarta = in_zone(JAKARTA)
+    with pytest.raises(Conflict, match="count days in Asia/Jakarta, not in America/New_York: "
+                                       "run `pbx-crm report rebuild`"):
+        in_zone(zone)
+    # Every figure read from the tables refuses on its own, a long period's calls too.
+    period = reports.make_period(START, END + timedelta(days=60), zone)
+    scope = reports.report_scope(session, funnel.hana, pipeline_id=funnel.pipeline.id,
+                                 period=period)
+    assert from_days.uses_histograms(scope)
+    for part in (reports.stage_figures, reports.outcomes, reports.weekly_trend,
+                 reports.stage_calls, lambda s, sc: reports.loss_maps(s, sc, [])):
+        with pytest.raises(Conflict, match="pbx-crm report rebuild"):
+            part(session, scope)
+
+    assert days_rebuild.ensure_zone(session, zone) > 0
+    # New York's days now: its report answers, and equals the one after a rebuild in it.
+    in_new_york = in_zone(zone)
+    assert in_new_york.period.time_zone == zone
     days_rebuild.rebuild(session, time_zone=zone)
-    assert reports.funnel_report(session, funnel.hana, pipeline_id=funnel.pipeline.id,
-                                 start=START, end=END + timedelta(days=1),
-                                 time_zone=zone) == direct
+    assert in_zone(zone) == in_new_york
+    with pytest.raises(Conflict, match="count days in America/New_York, not in Asia/Jakarta"):
+        in_zone(JAKARTA)
+    # Back in Jakarta, the figures are those kept there before.
+    assert days_rebuild.ensure_zone(session, JAKARTA) > 0
+    assert in_zone(JAKARTA) == jakarta
 
 
 def test_without_a_zone_nothing_is_kept(session):

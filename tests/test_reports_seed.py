@@ -22,10 +22,12 @@ NOW = datetime(2025, 1, 1, tzinfo=UTC)
 
 
 def test_detours_lengthen_the_history_and_show_as_moves_back(engine):
+    # Seeded as `pbx-crm seed` does for a company in UTC: the reports' days counted in UTC.
     straight = seed_synthetic(engine, deals=500, contacts=50, sellers=3, region="ID",
-                              pipeline_name="Straight", random_seed=3, now=NOW)
+                              pipeline_name="Straight", random_seed=3, now=NOW, time_zone="UTC")
     detours = seed_synthetic(engine, deals=500, contacts=50, sellers=3, region="ID",
-                             pipeline_name="Detours", random_seed=3, now=NOW, detour_rate=0.45)
+                             pipeline_name="Detours", random_seed=3, now=NOW, detour_rate=0.45,
+                             time_zone="UTC")
     assert straight.history_rows / 500 < 4.2 < 4.6 < detours.history_rows / 500
     with transaction(engine, read_only=True) as session:
         rows = session.exec(select(StageHistory).where(

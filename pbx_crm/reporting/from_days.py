@@ -1,13 +1,16 @@
-"""The funnel report's figures read from the daily tables that ``days`` keeps.
+"""The funnel report's figures, read from the daily tables that ``days`` keeps.
 
 Counts and sums (entered, moved on, back, lost, created, won, the weeks, the loss maps) come
-from ``report_days`` (or its team rollup, ``report_team_days``) whenever those count days in
-the report's time zone; for a period longer than ``EXACT_PERIOD_DAYS`` the medians come from
-the daily histograms (to within a bucket, about 5%, flagged approximate) and calls by stage
-from ``report_call_days``, with the deals present in a stage counted as stays (a deal back in
-a stage twice counts twice), flagged the same way. Shorter periods keep exact medians, one
-query over the period's history rows. ``reports`` calls these where ``uses_days`` (or
-``uses_histograms``) says so, and the history otherwise.
+from ``report_days`` (or its team rollup, ``report_team_days``); for a period longer than
+``EXACT_PERIOD_DAYS`` the medians come from the daily histograms (to within a bucket, about
+5%, flagged approximate) and calls by stage from ``report_call_days``, with the deals present
+in a stage counted as stays (a deal back in a stage twice counts twice), flagged the same way.
+Shorter periods keep exact medians, one query over the period's history rows.
+
+This is the one path of these figures. The tables count local days in one zone, which the
+start-up of the web UI, of ``pbx-crm serve`` and ``pbx-crm db upgrade`` keep the company's
+(``days_rebuild.ensure_zone``); a report asked in another zone is refused
+(``require_days``), never answered with days of the wrong zone.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from sqlalchemy import and_, func, select
 from sqlmodel import Session
 
 from ..enums import CallDirection, StageKind
+from ..errors import Conflict
 from . import days as report_days
 from .days import call_days, cycle_buckets, days, stay_buckets, team_days, team_stay_buckets
 from .figures import (
@@ -34,16 +38,23 @@ from .scope import (
 EXACT_PERIOD_DAYS = 31
 
 
-def uses_days(session: Session, scope: Scope) -> bool:
-    """Whether the daily table counts days in the period's zone (else: the history itself)."""
-    return report_days.day_zone(session) == scope.period.time_zone
+def require_days(session: Session, scope: Scope) -> None:
+    """Refuse (``Conflict``) a report whose zone the daily tables do not count days in: a
+    process started before the company's time zone changed elsewhere, or tables never built."""
+    counted, asked = report_days.day_zone(session), scope.period.time_zone
+    if counted == asked:
+        return
+    where = f"count days in {counted}" if counted else "are not built"
+    raise Conflict(f"The reports' daily tables {where}, not in {asked}: run `pbx-crm report "
+                   f"rebuild` to recount them in the company's time zone, and restart the "
+                   f"processes started before it changed.")
 
 
-def uses_histograms(session: Session, scope: Scope) -> bool:
+def uses_histograms(scope: Scope) -> bool:
     """Whether medians and calls come from the daily histograms and counts: a period longer
-    than ``EXACT_PERIOD_DAYS``, with the daily tables in its zone."""
+    than ``EXACT_PERIOD_DAYS``."""
     period = scope.period
-    return (period.end - period.start).days > EXACT_PERIOD_DAYS and uses_days(session, scope)
+    return (period.end - period.start).days > EXACT_PERIOD_DAYS
 
 
 def _in_days(scope: Scope, table):
@@ -119,7 +130,7 @@ def _exit_kind(scope: Scope, from_id: int, to_id: int) -> int:
 def _stay_medians(session: Session, scope: Scope) -> dict:
     """Median time in stage per stage over the period's moves out: from the daily histogram
     for a long period, else exact, one query over the history rows (the covering index)."""
-    if uses_histograms(session, scope):
+    if uses_histograms(scope):
         # The whole team's: the rollup without the sellers, many times fewer rows to sum.
         table = team_stay_buckets if scope.seller_id is None else stay_buckets
         return _histogram_medians(session, scope, table, table.c.moves, table.c.stage_id)
@@ -131,7 +142,14 @@ def _stay_medians(session: Session, scope: Scope) -> dict:
 
 
 
-def stage_figures(session: Session, scope: Scope, now: dict) -> list[StageFigures]:
+def stage_figures(session: Session, scope: Scope) -> list[StageFigures]:
+    """Per open stage: deals and money in it now; entered, moved on, back, lost and the time
+    spent in it over the period."""
+    require_days(session, scope)
+    now = {stage_id: (count, amount) for stage_id, count, amount in session.execute(
+        select(deals.c.stage_id, func.count(), func.coalesce(func.sum(deals.c.amount_minor), 0))
+        .where(deals.c.pipeline_id == scope.pipeline_id, owned(scope, deals.c.owner_id))
+        .group_by(deals.c.stage_id))}
     entered, counts, stay, exits = {}, {}, {}, {}
     for pair in _day_pairs(session, scope):
         entered[pair.to_stage_id] = entered.get(pair.to_stage_id, 0) + pair.moves
@@ -143,7 +161,7 @@ def stage_figures(session: Session, scope: Scope, now: dict) -> list[StageFigure
         stay[stage_id] = stay.get(stage_id, 0) + pair.stay_seconds
         exits[stage_id] = exits.get(stage_id, 0) + pair.moves
     medians = _stay_medians(session, scope)
-    approximate = uses_histograms(session, scope)
+    approximate = uses_histograms(scope)
     figures = []
     for stage_id, name, position, kind, is_unsorted in scope.work_stages:
         count, amount = now.get(stage_id, (0, 0))
@@ -159,7 +177,7 @@ def stage_figures(session: Session, scope: Scope, now: dict) -> list[StageFigure
 
 
 def _won_cycle_median(session: Session, scope: Scope) -> float | None:
-    if uses_histograms(session, scope):
+    if uses_histograms(scope):
         return _histogram_medians(session, scope, cycle_buckets, cycle_buckets.c.wins).get(())
     won_cycles = (select(seconds_between(scope, history.c.moved_at, deals.c.created_at)
                          .label("seconds"))
@@ -173,6 +191,8 @@ def _won_cycle_median(session: Session, scope: Scope) -> float | None:
 
 
 def outcomes(session: Session, scope: Scope) -> Outcomes:
+    """Deals created, won and lost in the period; the win rate; creation-to-win cycle."""
+    require_days(session, scope)
     won_ids, lost_ids = set(scope.ids_of(StageKind.WON)), set(scope.ids_of(StageKind.LOST))
     created = won = lost = won_amount = cycle = 0
     for pair in _day_pairs(session, scope):
@@ -186,7 +206,7 @@ def outcomes(session: Session, scope: Scope) -> Outcomes:
             lost += pair.moves
     median = _won_cycle_median(session, scope)
     return Outcomes(created, won, lost, won_amount, cycle / won if won else None, median,
-                    median is not None and uses_histograms(session, scope))
+                    median is not None and uses_histograms(scope))
 
 
 
@@ -204,7 +224,10 @@ def _decided(session: Session, scope: Scope, *key_names: str) -> dict:
 
 
 def loss_maps(session: Session, scope: Scope,
-                         figures: list[StageFigures]) -> tuple[LossMap, LossMap | None]:
+              figures: list[StageFigures]) -> tuple[LossMap, LossMap | None]:
+    """Stages x sellers and stages x teams: what each one moved on and lost at each stage,
+    against the stage's own figures (``figures``, from ``stage_figures``)."""
+    require_days(session, scope)
     by_seller = _decided(session, scope, "seller_id")
     overall = [LossCell(f.stage_id, f.moved_on, f.lost, weak=False) for f in figures]
     columns = [(stage_id, name) for stage_id, name, *_ in scope.work_stages]
@@ -237,6 +260,7 @@ def stage_calls(session: Session, scope: Scope) -> list[StageCalls]:
     that overlap the period from the daily moves. A stay overlaps [start, end) unless it
     ended before start or began at end or later, so per stage: the deals in it now, plus
     the moves out of it from start on, minus the moves into it from end on."""
+    require_days(session, scope)
     period = scope.period
     counted = {row[0]: row[1:] for row in session.execute(
         select(call_days.c.stage_id, func.sum(call_days.c.calls),
@@ -277,7 +301,11 @@ def stage_calls(session: Session, scope: Scope) -> list[StageCalls]:
 
 
 
-def weeks(session: Session, scope: Scope, first_monday: date) -> list[Week]:
+def weekly_trend(session: Session, scope: Scope) -> list[Week]:
+    """Per local week (Monday to Sunday) of the period: deals created, moves forward, deals
+    won and lost, summed from the local days of the daily table."""
+    require_days(session, scope)
+    first_monday = scope.period.start - timedelta(days=scope.period.start.weekday())
     won_ids, lost_ids = set(scope.ids_of(StageKind.WON)), set(scope.ids_of(StageKind.LOST))
     counts: dict = {}
     for pair in _day_pairs(session, scope, "day"):

@@ -2,9 +2,10 @@
 
 Plain functions over a session and an ``Actor``, read-only, called by the CLI and the web page.
 Every figure is an SQL aggregate (SQLAlchemy Core, the same statement on SQLite and
-PostgreSQL) over the stage history, the calls and the robot runs; no deal is loaded into
-Python. Python only resolves the period, names the stages and sellers, and fills the rows of
-the dataclasses the page and the CLI render (``FunnelReport`` and its parts).
+PostgreSQL) over the daily tables kept beside the stage history, the calls and the robot
+runs; no deal is loaded into Python. Python only resolves the period, names the stages and
+sellers, and fills the rows of the dataclasses the page and the CLI render (``FunnelReport``
+and its parts).
 
 Definitions (the period is ``[start, end)`` in the company time zone):
 - *entered*: moves into the stage in the period (creation in it included);
@@ -17,20 +18,23 @@ Definitions (the period is ``[start, end)`` in the company time zone):
 - a deal's figures count for its responsible seller (its current owner); a seller sees their
   own figures only, a head sees everyone's and may ask for one seller's.
 
-Each part reads the daily tables kept by ``pbx_crm.reporting.days`` when they count days in
-the period's time zone (``from_days``: medians exact for periods up to ``EXACT_PERIOD_DAYS``
-days, beyond from the daily histograms, to within a bucket, about 5%, flagged approximate,
-which the page and the CLI show as "≈"), and the history itself otherwise (below). The
-period and the result rows are in ``figures``; whose figures, and the SQL every part shares,
-in ``scope``. Callers import all of them from here.
+Stage figures, outcomes, loss maps and weeks have one path each: ``from_days``, over the daily
+tables kept by ``pbx_crm.reporting.days`` in the company's time zone (medians exact, from
+the period's history rows, for periods up to ``EXACT_PERIOD_DAYS`` days; beyond, from the
+daily histograms, to within a bucket, about 5%, flagged approximate, which the page and the
+CLI show as "≈"). A report asked in a zone the tables do not count days in is refused with
+the fix to run (``from_days.require_days``). Calls by stage (below) read the calls for a
+period up to ``EXACT_PERIOD_DAYS`` days, the daily call counts beyond; callbacks and nudges
+read the calls and the robot runs. The period and the result rows are in ``figures``; whose
+figures, and the SQL every part shares, in ``scope``. Callers import all of them from here.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 
-from sqlalchemy import and_, case, func, literal, or_, select, union_all
+from sqlalchemy import and_, func, or_, select, union_all
 from sqlmodel import Session
 
 from ..enums import CallDirection, Disposition, NudgeAnswer, RobotRunStatus, StageKind
@@ -41,14 +45,14 @@ from . import from_days
 from .figures import (
     MAX_PERIOD_DAYS, WEAK_CELL_MARGIN, WEAK_CELL_MIN_DECIDED, Callbacks, FunnelReport, LossCell,
     LossMap, LossRow, NudgeAnswers, Outcomes, Period, StageCalls, StageFigures, Week,
-    flag_weak, loss_cells, make_period, zone_of,
+    make_period, zone_of,
 )
-from .from_days import EXACT_PERIOD_DAYS
-from .local_days import local_day_sql, offset_changes
+from .from_days import EXACT_PERIOD_DAYS, loss_maps, outcomes, stage_figures, weekly_trend
+from .local_days import local_day_sql
 from .scope import (
     MISSED_DISPOSITIONS, NOBODY, Scope, calls, deals, epoch_of, exact_medians, history,
-    in_period, moves_in_period, owned, report_scope, seconds_between, seller_names, stages,
-    stage_at_call_sql, sum_if, users,
+    in_period, owned, report_scope, seconds_between, seller_names, stages, stage_at_call_sql,
+    sum_if,
 )
 
 __all__ = [
@@ -60,7 +64,6 @@ __all__ = [
     "stage_figures", "weekly_trend",
 ]
 
-WEEK_SECONDS = 7 * 86400
 # The robot action that asks the deal's owner for a decision (moved on, lower priority,
 # snooze): ``Action.NOTIFY_OWNER`` in pbx_crm.robots.rules. Other actions ask nobody anything.
 NUDGE_ACTIONS = ("notify_owner",)
@@ -68,146 +71,8 @@ NUDGE_ACTIONS = ("notify_owner",)
 runs = RobotRun.__table__
 rules = RobotRule.__table__
 
-_FROM, _TO = "from_stage", "to_stage"
-
 
 # --- the parts of the report ------------------------------------------------------------------
-
-
-def stage_figures(session: Session, scope: Scope) -> list[StageFigures]:
-    """Per open stage: deals and money in it now; entered, moved on, back, lost and the time
-    spent in it over the period."""
-    now = dict(((stage_id, (count, amount)) for stage_id, count, amount in session.execute(
-        select(deals.c.stage_id, func.count(), func.coalesce(func.sum(deals.c.amount_minor), 0))
-        .where(deals.c.pipeline_id == scope.pipeline_id, owned(scope, deals.c.owner_id))
-        .group_by(deals.c.stage_id))))
-    if from_days.uses_days(session, scope):
-        return from_days.stage_figures(session, scope, now)
-    entered = dict(session.execute(
-        moves_in_period(scope, history.c.to_stage_id, func.count())
-        .group_by(history.c.to_stage_id)).all())
-
-    from_stage, to_stage = stages.alias(_FROM), stages.alias(_TO)
-    lost_ids = scope.ids_of(StageKind.LOST)
-    exit_kind = case((history.c.to_stage_id.in_(lost_ids), 2),
-                     (to_stage.c.position > from_stage.c.position, 1), else_=0)
-    seconds = seconds_between(scope, history.c.moved_at, history.c.from_entered_at)
-    exits_query = (moves_in_period(scope, history.c.from_stage_id.label("stage_id"),
-                                    exit_kind.label("kind"), seconds.label("seconds"))
-                   .join(from_stage, from_stage.c.id == history.c.from_stage_id)
-                   .join(to_stage, to_stage.c.id == history.c.to_stage_id))
-    exits = exits_query.subquery()
-    totals = {row.stage_id: row for row in session.execute(
-        select(exits.c.stage_id, sum_if(exits.c.kind == 1).label("moved_on"),
-               sum_if(exits.c.kind == 0).label("moved_back"),
-               sum_if(exits.c.kind == 2).label("lost"),
-               func.avg(exits.c.seconds).label("avg_seconds")).group_by(exits.c.stage_id))}
-    medians = exact_medians(session, scope, exits, exits.c.seconds, [exits.c.stage_id])
-
-    figures = []
-    for stage_id, name, position, kind, is_unsorted in scope.work_stages:
-        count, amount = now.get(stage_id, (0, 0))
-        row = totals.get(stage_id)
-        figures.append(StageFigures(
-            stage_id, name, position, is_unsorted, int(count), int(amount),
-            int(entered.get(stage_id, 0)), int(row.moved_on) if row else 0,
-            int(row.moved_back) if row else 0, int(row.lost) if row else 0,
-            float(row.avg_seconds) if row and row.avg_seconds is not None else None,
-            medians.get((stage_id,))))
-    return figures
-
-
-
-
-def outcomes(session: Session, scope: Scope) -> Outcomes:
-    """Deals created, won and lost in the period; the win rate; creation-to-win cycle."""
-    if from_days.uses_days(session, scope):
-        return from_days.outcomes(session, scope)
-    won_ids, lost_ids = scope.ids_of(StageKind.WON), scope.ids_of(StageKind.LOST)
-    is_won = history.c.to_stage_id.in_(won_ids)
-    query = (select(history.c.from_stage_id, history.c.to_stage_id, history.c.moved_at,
-                    deals.c.created_at, deals.c.amount_minor)
-             .join(deals, deals.c.id == history.c.deal_id)
-             .where(history.c.pipeline_id == scope.pipeline_id,
-                    in_period(history.c.moved_at, scope.period),
-                    owned(scope, deals.c.owner_id)))
-    created = session.execute(
-        moves_in_period(scope, func.count()).where(history.c.from_stage_id.is_(None))).scalar()
-    closings = query.where(history.c.to_stage_id.in_(won_ids + lost_ids)).subquery()
-    cycle = seconds_between(scope, closings.c.moved_at, closings.c.created_at)
-    won_now = closings.c.to_stage_id.in_(won_ids)
-    row = session.execute(select(
-        sum_if(won_now), sum_if(~won_now),
-        func.coalesce(func.sum(case((won_now, closings.c.amount_minor), else_=0)), 0),
-        func.avg(case((won_now, cycle))))).one()
-    won_cycles = (select(seconds_between(scope, history.c.moved_at, deals.c.created_at)
-                         .label("seconds"))
-                  .join(deals, deals.c.id == history.c.deal_id)
-                  .where(history.c.pipeline_id == scope.pipeline_id,
-                         in_period(history.c.moved_at, scope.period), is_won,
-                         owned(scope, deals.c.owner_id)).subquery())
-    median = exact_medians(session, scope, won_cycles, won_cycles.c.seconds, []).get(())
-    return Outcomes(int(created), int(row[0]), int(row[1]), int(row[2]),
-                    float(row[3]) if row[3] is not None else None, median)
-
-
-
-
-def loss_maps(session: Session, scope: Scope,
-              figures: list[StageFigures]) -> tuple[LossMap, LossMap | None]:
-    """Stages x sellers and stages x teams: what each one moved on and lost at each stage,
-    against the stage's own figures (``figures``, from ``stage_figures``)."""
-    if from_days.uses_days(session, scope):
-        return from_days.loss_maps(session, scope, figures)
-    from_stage, to_stage = stages.alias(_FROM), stages.alias(_TO)
-    lost_ids = scope.ids_of(StageKind.LOST)
-    is_lost = history.c.to_stage_id.in_(lost_ids)
-    forward = and_(~is_lost, to_stage.c.position > from_stage.c.position)
-    query = (select(deals.c.owner_id, history.c.from_stage_id, sum_if(forward), sum_if(is_lost))
-             .select_from(history)
-             .join(deals, deals.c.id == history.c.deal_id)
-             .join(from_stage, from_stage.c.id == history.c.from_stage_id)
-             .join(to_stage, to_stage.c.id == history.c.to_stage_id)
-             .where(history.c.pipeline_id == scope.pipeline_id,
-                    in_period(history.c.moved_at, scope.period),
-                    owned(scope, deals.c.owner_id))
-             .group_by(deals.c.owner_id, history.c.from_stage_id))
-    by_seller = {(owner, stage_id): (int(on), int(lost))
-                 for owner, stage_id, on, lost in session.execute(query)}
-    overall = [LossCell(f.stage_id, f.moved_on, f.lost, weak=False) for f in figures]
-    columns = [(stage_id, name) for stage_id, name, *_ in scope.work_stages]
-
-    sellers = sorted({owner for owner, _ in by_seller})
-    names = dict(session.execute(select(users.c.id, users.c.name)
-                                 .where(users.c.id.in_([s for s in sellers if s is not None])))
-                 .all())
-    rows = [LossRow(owner, names.get(owner, NOBODY),
-                    flag_weak(overall, loss_cells(scope.work_stage_ids, by_seller, owner)))
-            for owner in sorted(sellers, key=lambda s: (s is None, names.get(s, "")))]
-    seller_map = LossMap("seller", columns, overall, rows)
-
-    team_query = (select(users.c.team, history.c.from_stage_id, sum_if(forward),
-                         sum_if(is_lost))
-                  .select_from(history)
-                  .join(deals, deals.c.id == history.c.deal_id)
-                  .join(users, users.c.id == deals.c.owner_id)
-                  .join(from_stage, from_stage.c.id == history.c.from_stage_id)
-                  .join(to_stage, to_stage.c.id == history.c.to_stage_id)
-                  .where(history.c.pipeline_id == scope.pipeline_id,
-                         in_period(history.c.moved_at, scope.period),
-                         owned(scope, deals.c.owner_id), users.c.team.is_not(None))
-                  .group_by(users.c.team, history.c.from_stage_id))
-    by_team = {(team, stage_id): (int(on), int(lost))
-               for team, stage_id, on, lost in session.execute(team_query)}
-    if not by_team:
-        return seller_map, None
-    teams = sorted({team for team, _ in by_team})
-    team_rows = [LossRow(team, team,
-                         flag_weak(overall, loss_cells(scope.work_stage_ids, by_team, team)))
-                 for team in teams]
-    return seller_map, LossMap("team", columns, overall, team_rows)
-
-
 
 
 def stage_calls(session: Session, scope: Scope) -> list[StageCalls]:
@@ -215,7 +80,7 @@ def stage_calls(session: Session, scope: Scope) -> list[StageCalls]:
     during the period. A call belongs to the stage its deal was in when it rang; the call
     that created a deal (it rang a moment before the deal existed) to the first stage.
     A long period reads the daily call counts and counts stays (``from_days.stage_calls``)."""
-    if from_days.uses_histograms(session, scope):
+    if from_days.uses_histograms(scope):
         return from_days.stage_calls(session, scope)
     period = scope.period
     ringing = epoch_of(scope, calls.c.ringing_at)
@@ -321,46 +186,6 @@ def nudges(session: Session, scope: Scope) -> list[NudgeAnswers]:
             for owner, stage_id, fired, on, lower, snooze in found]
     return sorted(rows, key=lambda row: (row.seller_id is None, row.seller_name,
                                          position.get(row.stage_id, 0)))
-
-
-
-
-# --- weeks in the company's time zone -------------------------------------------------------
-
-
-def weekly_trend(session: Session, scope: Scope) -> list[Week]:
-    """Per local week (Monday to Sunday) of the period: deals created, moves forward, deals
-    won and lost. The week of a move is found in SQL from its UTC second plus the zone's
-    offset at that second (daylight-saving changes included), so both databases agree."""
-    period = scope.period
-    zone = zone_of(period.time_zone)
-    first_monday = period.start - timedelta(days=period.start.weekday())
-    if from_days.uses_days(session, scope):
-        return from_days.weeks(session, scope, first_monday)
-    base = (first_monday - date(1970, 1, 1)).days * 86400
-    first_offset, changes = offset_changes(zone, period.start_utc, period.end_utc)
-    second = epoch_of(scope, history.c.moved_at)
-    offset = (case(*[(second < at, before) for (at, _), before in
-                     zip(changes, [first_offset] + [o for _, o in changes])],
-                   else_=changes[-1][1]) if changes else literal(first_offset))
-    week = ((second + offset - base) // WEEK_SECONDS).label("week")
-
-    from_stage, to_stage = stages.alias(_FROM), stages.alias(_TO)
-    won_ids, lost_ids = scope.ids_of(StageKind.WON), scope.ids_of(StageKind.LOST)
-    to_won, to_lost = history.c.to_stage_id.in_(won_ids), history.c.to_stage_id.in_(lost_ids)
-    forward = and_(~to_lost, to_stage.c.position > from_stage.c.position)
-    query = (moves_in_period(scope, week, sum_if(history.c.from_stage_id.is_(None)),
-                              sum_if(forward), sum_if(to_won), sum_if(to_lost))
-             .join(to_stage, to_stage.c.id == history.c.to_stage_id)
-             .outerjoin(from_stage, from_stage.c.id == history.c.from_stage_id)
-             .group_by(week))
-    counts = {int(row[0]): row[1:] for row in session.execute(query)}
-    weeks, index = [], 0
-    while first_monday + timedelta(weeks=index) < period.end:
-        figures = counts.get(index, (0, 0, 0, 0))
-        weeks.append(Week(first_monday + timedelta(weeks=index), *map(int, figures)))
-        index += 1
-    return weeks
 
 
 

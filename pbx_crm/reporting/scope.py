@@ -4,7 +4,8 @@
 board order, the period, the seller asked for, the database's dialect), resolved by
 ``report_scope`` under the actor's rights; the helpers below are the few places SQLite and
 PostgreSQL differ (seconds between two timestamps, medians) and the filters every part uses.
-Read by ``reports`` (figures from the history) and ``from_days`` (from the daily tables).
+Read by ``from_days`` (the figures from the daily tables) and ``reports`` (calls, callbacks
+and nudges).
 """
 
 from __future__ import annotations
@@ -138,9 +139,6 @@ def moves_in_period(scope: Scope, *columns):
         query = query.join(deals, deals.c.id == history.c.deal_id).where(
             deals.c.owner_id == scope.seller_id)
     return query
-
-
-_FROM, _TO = "from_stage", "to_stage"
 
 
 def sum_if(condition):
