@@ -1,4 +1,4 @@
--- pbx-crm schema for postgres at migration 0009; regenerate with: pbx-crm db dump > sql/schema.postgres.sql
+-- pbx-crm schema for postgres at migration 0010; regenerate with: pbx-crm db dump > sql/schema.postgres.sql
 
 CREATE EXTENSION IF NOT EXISTS pg_trgm WITH SCHEMA public;
 
@@ -180,7 +180,8 @@ CREATE TABLE public.notifications (
     deal_id integer,
     robot_run_id integer,
     created_at timestamp with time zone NOT NULL,
-    read_at timestamp with time zone
+    read_at timestamp with time zone,
+    task_id integer
 );
 
 CREATE SEQUENCE public.notifications_id_seq
@@ -470,6 +471,10 @@ CREATE TABLE public.tasks (
     call_id integer,
     created_by_id integer,
     created_at timestamp with time zone NOT NULL,
+    phone character varying(32),
+    missed_calls integer,
+    last_missed_at timestamp with time zone,
+    reminded_at timestamp with time zone,
     CONSTRAINT ck_tasks_kind CHECK (((kind)::text = ANY ((ARRAY['manual'::character varying, 'callback'::character varying, 'robot'::character varying])::text[])))
 );
 
@@ -775,6 +780,8 @@ CREATE INDEX ix_notifications_deal_id ON public.notifications USING btree (deal_
 
 CREATE INDEX ix_notifications_robot_run ON public.notifications USING btree (robot_run_id) WHERE (robot_run_id IS NOT NULL);
 
+CREATE INDEX ix_notifications_task ON public.notifications USING btree (task_id) WHERE (task_id IS NOT NULL);
+
 CREATE INDEX ix_notifications_user_unread ON public.notifications USING btree (user_id, read_at);
 
 CREATE INDEX ix_report_call_days_pipeline_day ON public.report_call_days USING btree (pipeline_id, day);
@@ -809,6 +816,8 @@ CREATE INDEX ix_tasks_assignee_open ON public.tasks USING btree (assignee_id, do
 
 CREATE INDEX ix_tasks_deal_id ON public.tasks USING btree (deal_id);
 
+CREATE INDEX ix_tasks_to_remind ON public.tasks USING btree (due_at) WHERE ((done_at IS NULL) AND (reminded_at IS NULL));
+
 CREATE INDEX ix_timeline_entries_deal ON public.timeline_entries USING btree (deal_id, created_at);
 
 CREATE INDEX ix_timeline_entries_robot_run ON public.timeline_entries USING btree (robot_run_id) WHERE (robot_run_id IS NOT NULL);
@@ -822,6 +831,8 @@ CREATE INDEX ix_web_sessions_user_id ON public.web_sessions USING btree (user_id
 CREATE UNIQUE INDEX uq_pipelines_default ON public.pipelines USING btree (is_default) WHERE is_default;
 
 CREATE UNIQUE INDEX uq_stages_pipeline_unsorted ON public.stages USING btree (pipeline_id) WHERE is_unsorted;
+
+CREATE UNIQUE INDEX uq_tasks_open_callback ON public.tasks USING btree (deal_id) WHERE (((kind)::text = 'callback'::text) AND (done_at IS NULL));
 
 ALTER TABLE ONLY public.audit_log
     ADD CONSTRAINT fk_audit_log_user_id_users FOREIGN KEY (user_id) REFERENCES public.users(id) ON DELETE SET NULL;
@@ -867,6 +878,9 @@ ALTER TABLE ONLY public.notifications
 
 ALTER TABLE ONLY public.notifications
     ADD CONSTRAINT fk_notifications_robot_run_id_robot_runs FOREIGN KEY (robot_run_id) REFERENCES public.robot_runs(id) ON DELETE SET NULL;
+
+ALTER TABLE ONLY public.notifications
+    ADD CONSTRAINT fk_notifications_task_id_tasks FOREIGN KEY (task_id) REFERENCES public.tasks(id) ON DELETE CASCADE;
 
 ALTER TABLE ONLY public.notifications
     ADD CONSTRAINT fk_notifications_user_id_users FOREIGN KEY (user_id) REFERENCES public.users(id) ON DELETE CASCADE;

@@ -1,4 +1,4 @@
--- pbx-crm schema for sqlite at migration 0009; regenerate with: pbx-crm db dump > sql/schema.sqlite.sql
+-- pbx-crm schema for sqlite at migration 0010; regenerate with: pbx-crm db dump > sql/schema.sqlite.sql
 
 CREATE TABLE alembic_version (
 	version_num VARCHAR(32) NOT NULL,
@@ -134,10 +134,12 @@ CREATE TABLE notifications (
 	robot_run_id INTEGER,
 	created_at DATETIME NOT NULL,
 	read_at DATETIME,
+	task_id INTEGER,
 	CONSTRAINT pk_notifications PRIMARY KEY (id),
 	CONSTRAINT fk_notifications_deal_id_deals FOREIGN KEY(deal_id) REFERENCES deals (id) ON DELETE CASCADE,
 	CONSTRAINT fk_notifications_robot_run_id_robot_runs FOREIGN KEY(robot_run_id) REFERENCES robot_runs (id) ON DELETE SET NULL,
-	CONSTRAINT fk_notifications_user_id_users FOREIGN KEY(user_id) REFERENCES users (id) ON DELETE CASCADE
+	CONSTRAINT fk_notifications_user_id_users FOREIGN KEY(user_id) REFERENCES users (id) ON DELETE CASCADE,
+	CONSTRAINT fk_notifications_task_id_tasks FOREIGN KEY(task_id) REFERENCES tasks (id) ON DELETE CASCADE
 );
 
 CREATE TABLE pipelines (
@@ -342,7 +344,7 @@ CREATE TABLE tasks (
 	done_by_id INTEGER,
 	call_id INTEGER,
 	created_by_id INTEGER,
-	created_at DATETIME NOT NULL,
+	created_at DATETIME NOT NULL, phone VARCHAR(32), missed_calls INTEGER, last_missed_at DATETIME, reminded_at DATETIME,
 	CONSTRAINT pk_tasks PRIMARY KEY (id),
 	CONSTRAINT ck_tasks_kind CHECK (kind IN ('manual', 'callback', 'robot')),
 	CONSTRAINT fk_tasks_assignee_id_users FOREIGN KEY(assignee_id) REFERENCES users (id) ON DELETE SET NULL,
@@ -454,6 +456,8 @@ CREATE INDEX ix_notifications_deal_id ON notifications (deal_id);
 
 CREATE INDEX ix_notifications_robot_run ON notifications (robot_run_id) WHERE robot_run_id IS NOT NULL;
 
+CREATE INDEX ix_notifications_task ON notifications (task_id) WHERE task_id IS NOT NULL;
+
 CREATE INDEX ix_notifications_user_unread ON notifications (user_id, read_at);
 
 CREATE INDEX ix_report_call_days_pipeline_day ON report_call_days (pipeline_id, day);
@@ -488,6 +492,8 @@ CREATE INDEX ix_tasks_assignee_open ON tasks (assignee_id, done_at, due_at);
 
 CREATE INDEX ix_tasks_deal_id ON tasks (deal_id);
 
+CREATE INDEX ix_tasks_to_remind ON tasks (due_at) WHERE done_at IS NULL AND reminded_at IS NULL;
+
 CREATE INDEX ix_timeline_entries_deal ON timeline_entries (deal_id, created_at);
 
 CREATE INDEX ix_timeline_entries_robot_run ON timeline_entries (robot_run_id) WHERE robot_run_id IS NOT NULL;
@@ -501,6 +507,8 @@ CREATE INDEX ix_web_sessions_user_id ON web_sessions (user_id);
 CREATE UNIQUE INDEX uq_pipelines_default ON pipelines (is_default) WHERE is_default;
 
 CREATE UNIQUE INDEX uq_stages_pipeline_unsorted ON stages (pipeline_id) WHERE is_unsorted;
+
+CREATE UNIQUE INDEX uq_tasks_open_callback ON tasks (deal_id) WHERE kind = 'callback' AND done_at IS NULL;
 
 CREATE TRIGGER contact_name_fts_after_delete AFTER DELETE ON contacts BEGIN
     INSERT INTO contact_name_fts (contact_name_fts, rowid, name) VALUES ('delete', old.id, old.name);

@@ -14,22 +14,21 @@ from sqlalchemy import and_, bindparam, exists, func, literal_column, update
 from sqlalchemy import select as core_select
 from sqlmodel import Session, select
 
-from . import events
+from . import events, tasks
 from ..reporting import days as report_days
 from .contacts import contacts_with_number, find_contact_by_number
 from .deals import deal_for_caller, load_deal, open_deal_of_contact, take_deal
-from ..enums import CallDirection, DealSource, TaskKind, TimelineKind
+from ..enums import CallDirection, DealSource, TimelineKind
 from ..errors import AlreadyTaken, Conflict, NumberConflict
 from ..rules.funnel import Actor
 from .journal import timeline
 from ..models import (
-    Call, Contact, ContactPhone, Event, Deal, Pipeline, Stage, Task, User, UserExtension, utcnow,
+    Call, Contact, ContactPhone, Event, Deal, Pipeline, Stage, User, UserExtension, utcnow,
 )
 from ..rules.phones import CallerKind, CallerNumber
 from ..people.users import user_for_extension
 
 PBX = Actor.system("pbx")
-CALLBACK_DUE = timedelta(minutes=15)
 
 # What the dialplan learns in CRM_STATUS.
 FOUND, NEW, ANONYMOUS, INTERNAL, CONFLICT, UNAVAILABLE = (
@@ -322,6 +321,9 @@ def record_answer(session: Session, *, uniqueid: str, extension: str,
                 take_deal(session, Actor.of(user), deal.id, now=now)
             except (AlreadyTaken, Conflict):
                 pass  # someone else's phone won the race; the deal keeps that owner
+        if call.direction == CallDirection.INBOUND.value:
+            # The customer is reached: the callback their missed calls left is done.
+            tasks.close_callback(session, call, now=now)
     events.emit_to_users(session, events.ANSWERED,
                          _popped_for(session, call.linkedid) | {user.id},
                          payload={"uniqueid": call.uniqueid, "linkedid": call.linkedid,
@@ -356,6 +358,9 @@ def record_hangup(session: Session, *, uniqueid: str, dial_status: str | None,
         return call
     status = (dial_status or "").strip().upper()
     answered_at = call.answered_at
+    # An answer recorded as the phone picked up (``record_answer``) closed the callback then.
+    reached_before = (call.answered_at is not None
+                      and call.direction == CallDirection.INBOUND.value)
     if answered_at is None and status == "ANSWER" and answered_seconds is not None:
         # No answered hook ran (an outbound call): Dial's ANSWEREDTIME tells the talk time.
         answered_at = now - timedelta(seconds=max(0, answered_seconds))
@@ -373,7 +378,10 @@ def record_hangup(session: Session, *, uniqueid: str, dial_status: str | None,
                          if disposition == "answered" else None)
         if call.direction == CallDirection.INBOUND.value and disposition in ("missed",
                                                                               "abandoned"):
-            _callback_task(session, call, now)
+            tasks.note_missed_call(session, call, now=now)
+        elif disposition == "answered" and not reached_before:
+            # Answered either way (a call back, click-to-call): the customer was reached.
+            tasks.close_callback(session, call, now=now)
     events.emit_to_users(session, events.CALL_ENDED, _popped_for(session, call.linkedid)
                          | {call.answered_by_id},
                          payload={"uniqueid": call.uniqueid, "linkedid": call.linkedid,
@@ -405,16 +413,6 @@ def _put_on_timeline(session: Session, call: Call, *, talk_seconds: int | None =
                                      "talk_seconds": int(talk),
                                      "answered_exten": call.answered_exten})
     session.connection().execute(_DEAL_TOUCHED, {"deal_id": call.deal_id, "at": call.ended_at})
-
-
-def _callback_task(session: Session, call: Call, now: datetime) -> Task:
-    deal = session.get(Deal, call.deal_id)
-    number = call.caller_e164 or call.caller_raw
-    task = Task(deal_id=deal.id, assignee_id=deal.owner_id, kind=TaskKind.CALLBACK.value,
-                title=f"Call back {number} ({call.disposition} call)"[:200],
-                due_at=now + CALLBACK_DUE, call_id=call.id, created_at=now)
-    session.add(task)
-    return task
 
 
 def record_outbound_call(session: Session, *, uniqueid: str, linkedid: str, extension: str,

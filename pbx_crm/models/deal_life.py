@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, Index, String, Text, text
+from sqlalchemy import Column, Index, Integer, String, Text, text
 from sqlmodel import Field, SQLModel
 
 from ..enums import TaskKind, TimelineKind
@@ -34,11 +34,21 @@ class TimelineEntry(SQLModel, table=True):
     data: dict | None = Field(default=None, sa_column=Column(JSONData, nullable=True))
 
 
+# One open callback task per deal: a further missed call updates it (funnel.tasks).
+_OPEN_CALLBACK = "kind = 'callback' AND done_at IS NULL"
+# The tasks the reminder pass still has to look at (robots.task_reminders).
+_TO_REMIND = "done_at IS NULL AND reminded_at IS NULL"
+
+
 class Task(SQLModel, table=True):
     __tablename__ = "tasks"
     __table_args__ = (
         _checked("kind", TaskKind),
         Index("ix_tasks_assignee_open", "assignee_id", "done_at", "due_at"),
+        Index("uq_tasks_open_callback", "deal_id", unique=True,
+              sqlite_where=text(_OPEN_CALLBACK), postgresql_where=text(_OPEN_CALLBACK)),
+        Index("ix_tasks_to_remind", "due_at",
+              sqlite_where=text(_TO_REMIND), postgresql_where=text(_TO_REMIND)),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -53,6 +63,13 @@ class Task(SQLModel, table=True):
     call_id: int | None = _fk("calls.id", ondelete="SET NULL")
     created_by_id: int | None = _fk("users.id", ondelete="SET NULL")
     created_at: datetime = _at()
+    # A callback task stands for every call of its deal missed while it was open: the number
+    # to call back, how many calls, when the last one ended (call_id is that call).
+    phone: str | None = Field(default=None, sa_column=Column(String(32), nullable=True))
+    missed_calls: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
+    last_missed_at: datetime | None = _at(nullable=True)
+    # When its owner was reminded that it fell due: once per task.
+    reminded_at: datetime | None = _at(nullable=True)
 
 
 class Notification(SQLModel, table=True):
@@ -62,6 +79,8 @@ class Notification(SQLModel, table=True):
         Index("ix_notifications_robot_run", "robot_run_id",
               sqlite_where=text("robot_run_id IS NOT NULL"),
               postgresql_where=text("robot_run_id IS NOT NULL")),
+        Index("ix_notifications_task", "task_id", sqlite_where=text("task_id IS NOT NULL"),
+              postgresql_where=text("task_id IS NOT NULL")),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -72,3 +91,5 @@ class Notification(SQLModel, table=True):
     robot_run_id: int | None = _fk("robot_runs.id", ondelete="SET NULL")
     created_at: datetime = _at()
     read_at: datetime | None = _at(nullable=True)
+    # A reminder that this task fell due: the page says it from the task, in the reader's words.
+    task_id: int | None = _fk("tasks.id", ondelete="CASCADE")
