@@ -15,13 +15,13 @@ from datetime import datetime, timedelta
 from sqlmodel import Session, select
 
 from ..funnel import deals as deal_services
-from ..funnel import pipelines
+from ..funnel import pipelines, tasks
 from ..config import Settings
 from ..enums import Priority, Role, TaskKind
 from ..errors import ValidationError
 from ..rules.funnel import Actor
 from ..people.mailer import mail_enabled
-from ..models import Deal, Notification, RobotRule, Stage, Task, User
+from ..models import Deal, Notification, RobotRule, Stage, User
 from .rules import TIME_UNITS, Action, Condition
 
 # Who the robots' changes are written as, in the timeline and the audit log.
@@ -101,13 +101,12 @@ def _notify_heads(session, rule, deal, stage, pending, *, now, settings):
 
 def _create_task(session, rule, deal, stage, pending, *, now, settings):
     params = rule.action_params
-    title = params.get("title") or f"{rule.name}: {deal.title}"[:200]
+    title = params.get("title") or f"{rule.name}: {deal.title}"[:tasks.TITLE_LENGTH]
     due = now + timedelta(hours=params.get("due_hours", 24))
-    task = Task(deal_id=deal.id, assignee_id=deal.owner_id, title=title,
-                kind=TaskKind.ROBOT.value, due_at=due, created_at=now)
-    session.add(task)
-    session.flush()
-    return f"task “{title}” due {due:%Y-%m-%d %H:%M} UTC", {"task_id": task.id}
+    # The Tasks module's own add: the same checks, the same audit entry as a seller's task.
+    task = tasks.add_task(session, ROBOT, deal.id, title=title, due_at=due,
+                          kind=TaskKind.ROBOT, now=now)
+    return f"task “{task.title}” due {due:%Y-%m-%d %H:%M} UTC", {"task_id": task.id}
 
 
 def _set_priority(session, rule, deal, stage, pending, *, now, settings):
