@@ -20,7 +20,7 @@ from .contacts import (
     call_deal_title, create_contact, find_contact_by_number, is_named, phones_of, use_contact,
 )
 from ..enums import DealSource, Priority, StageKind, TimelineKind
-from ..errors import AlreadyTaken, Conflict, NotFound, StaleVersion, ValidationError
+from ..errors import AlreadyTaken, Conflict, NotFound, Phrase, StaleVersion, ValidationError
 from ..rules.funnel import (
     Actor, check_move, clean_currency, check_owner_for_stage, ensure_can_change_deal,
     ensure_can_read_deal, ensure_head, ensure_open,
@@ -89,7 +89,7 @@ def load_deal(session: Session, deal_id: int) -> tuple[Deal, Stage]:
     row = session.exec(select(Deal, Stage).join(Stage, Stage.id == Deal.stage_id)
                        .where(Deal.id == deal_id)).first()
     if row is None:
-        raise NotFound(f"No deal #{deal_id}.")
+        raise NotFound("No deal #%(deal_id)s.", deal_id=deal_id)
     return row
 
 
@@ -121,15 +121,15 @@ def create_deal(session: Session, actor: Actor, *, title: str, pipeline_id: int 
     if owner_id is None and actor.user_id is not None:
         owner_id = actor.user_id
     if owner_id is not None and owner_id != actor.user_id:
-        ensure_head(actor, "create deals for another seller")
+        ensure_head(actor, Phrase("create deals for another seller"))
     if stage_id is None:
         stage = (pipelines.first_work_stage(session, pipeline.id) if owner_id is not None
                  else pipelines.unsorted_stage(session, pipeline.id))
     else:
         stage = pipelines.get_stage(session, stage_id)
         if stage.pipeline_id != pipeline.id:
-            raise ValidationError(f"Stage “{stage.name}” belongs to another pipeline.",
-                                  field="stage")
+            raise ValidationError("Stage “%(stage)s” belongs to another pipeline.",
+                                  stage=stage.name, field="stage")
     if stage.kind != StageKind.OPEN.value:
         raise ValidationError("A new deal starts in a working stage, not in an outcome.",
                               field="stage")
@@ -165,9 +165,10 @@ def _stale(session: Session, deal_id: int, seen_version: int) -> StaleVersion:
     deal, stage = load_deal(session, deal_id)
     # The session may hold the deal as it was read before the race was lost: read it again.
     session.refresh(deal)
-    return StaleVersion(f"Deal #{deal_id} was changed by someone else (it is now in "
-                        f"“{stage.name}”, version {deal.version}, you had {seen_version}); "
-                        "reload it and try again.")
+    return StaleVersion("Deal #%(deal_id)s was changed by someone else (it is now in "
+                        "“%(stage)s”, version %(version)s, you had %(seen)s); reload it and "
+                        "try again.", deal_id=deal_id, stage=stage.name, version=deal.version,
+                        seen=seen_version)
 
 
 def _apply(session: Session, deal: Deal, expected_version: int | None, **values) -> Deal:
@@ -270,14 +271,15 @@ def _claim(session: Session, actor: Actor, deal_id: int, *, owner_id: int,
 def _taken(session: Session, deal: Deal) -> Conflict:
     if deal.owner_id is not None:
         owner = session.get(User, deal.owner_id)
-        return AlreadyTaken(f"Deal #{deal.id} was already taken by {owner.name}.")
-    return Conflict(f"Deal #{deal.id} is not in Unsorted any more.")
+        return AlreadyTaken("Deal #%(deal_id)s was already taken by %(owner)s.",
+                            deal_id=deal.id, owner=owner.name)
+    return Conflict("Deal #%(deal_id)s is not in Unsorted any more.", deal_id=deal.id)
 
 
 def assign_deal(session: Session, actor: Actor, deal_id: int, *, owner_id: int,
                 expected_version: int | None = None, now: datetime | None = None) -> Deal:
     """A head hands a deal to a seller; an Unsorted deal is taken on the seller's behalf."""
-    ensure_head(actor, "reassign deals")
+    ensure_head(actor, Phrase("reassign deals"))
     now = now or utcnow()
     deal, stage = load_deal(session, deal_id)
     if stage.is_unsorted and deal.owner_id is None:
@@ -320,7 +322,7 @@ def reopen_deal(session: Session, actor: Actor, deal_id: int, *, expected_versio
     deal, stage = load_deal(session, deal_id)
     ensure_can_change_deal(actor, deal, stage)
     if stage.kind == StageKind.OPEN.value:
-        raise Conflict(f"Deal #{deal_id} is open already.")
+        raise Conflict("Deal #%(deal_id)s is open already.", deal_id=deal_id)
     if to_stage_id is None:
         to_stage_id = session.exec(
             select(StageHistory.from_stage_id).where(StageHistory.deal_id == deal_id,

@@ -34,10 +34,12 @@ def create_deal_with_contact(session: Session, actor: Actor, *, title: str, phon
             use_contact(session, actor, found.id)
         contact = find_contact_by_number(session, e164)
     if contact is None:
+        if not contact_name and phone:
+            raise ValidationError("Nobody has this number yet: give the new contact's name.",
+                                  field="contact_name")
         if not contact_name:
-            raise ValidationError("Nobody has this number yet: give the new contact's name."
-                                  if phone else "Give the contact's phone number, or the name "
-                                  "of a new contact.", field="contact_name")
+            raise ValidationError("Give the contact's phone number, or the name of a new "
+                                  "contact.", field="contact_name")
         contact = create_contact(session, actor, name=contact_name,
                                  phones=[phone] if phone else [], region=region,
                                  owner_id=owner_id)

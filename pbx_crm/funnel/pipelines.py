@@ -29,7 +29,10 @@ SELLER_FUNNEL = [("Opportunity", "open"), ("Commercial proposal", "open"),
 def _clean_name(name: str, what: str) -> str:
     name = (name or "").strip()
     if not name or len(name) > 120:
-        raise ValidationError(f"A {what} needs a name of at most 120 characters.", field="name")
+        if what == "pipeline":
+            raise ValidationError("A pipeline needs a name of at most 120 characters.",
+                                  field="name")
+        raise ValidationError("A stage needs a name of at most 120 characters.", field="name")
     return name
 
 
@@ -37,8 +40,8 @@ def _clean_kind(kind: str) -> str:
     try:
         return StageKind(kind).value
     except ValueError:
-        raise ValidationError(f"A stage is open, won or lost, not “{str(kind)[:20]}”.",
-                              field="stages") from None
+        raise ValidationError("A stage is open, won or lost, not “%(kind)s”.",
+                              kind=str(kind)[:20], field="stages") from None
 
 
 def create_pipeline(session: Session, actor: Actor, *, name: str, stages, currency: str,
@@ -52,7 +55,7 @@ def create_pipeline(session: Session, actor: Actor, *, name: str, stages, curren
     ensure_head(actor, "set up pipelines")
     name = _clean_name(name, "pipeline")
     if session.exec(select(Pipeline.id).where(Pipeline.name == name)).first():
-        raise Conflict(f"A pipeline named “{name}” exists already.")
+        raise Conflict("A pipeline named “%(name)s” exists already.", name=name)
     stages = [(_clean_name(n, "stage"), _clean_kind(kind)) for n, kind in stages]
     if not any(kind == StageKind.OPEN.value for _, kind in stages):
         raise ValidationError("A pipeline needs at least one working (open) stage.",
@@ -138,13 +141,13 @@ def get_pipeline(session: Session, pipeline_id: int | None = None) -> Pipeline:
 def _no_pipeline(pipeline_id: int | None) -> NotFound:
     if pipeline_id is None:
         return NotFound("No pipeline is set up yet; create one first.")
-    return NotFound(f"No pipeline #{pipeline_id}.")
+    return NotFound("No pipeline #%(pipeline_id)s.", pipeline_id=pipeline_id)
 
 
 def find_pipeline(session: Session, name: str) -> Pipeline:
     pipeline = session.exec(select(Pipeline).where(Pipeline.name == name.strip())).first()
     if pipeline is None:
-        raise NotFound(f"No pipeline named “{name.strip()[:120]}”.")
+        raise NotFound("No pipeline named “%(name)s”.", name=name.strip()[:120])
     return pipeline
 
 
@@ -170,7 +173,7 @@ def stages_of(session: Session, pipeline_id: int) -> list[Stage]:
 def get_stage(session: Session, stage_id: int) -> Stage:
     stage = session.get(Stage, stage_id)
     if stage is None:
-        raise NotFound(f"No stage #{stage_id}.")
+        raise NotFound("No stage #%(stage_id)s.", stage_id=stage_id)
     return stage
 
 
@@ -198,7 +201,7 @@ def add_stage(session: Session, actor: Actor, pipeline_id: int, *, name: str,
     kind = _clean_kind(kind)
     stages = stages_of(session, pipeline_id)
     if any(s.name.lower() == name.lower() for s in stages):
-        raise Conflict(f"This pipeline has a stage named “{name}” already.")
+        raise Conflict("This pipeline has a stage named “%(name)s” already.", name=name)
     if position is None:
         position = len(stages)
         if kind == StageKind.OPEN.value:
@@ -223,7 +226,7 @@ def rename_stage(session: Session, actor: Actor, stage_id: int, name: str) -> St
                                                 func.lower(Stage.name) == name.lower(),
                                                 Stage.id != stage_id)).first()
     if clash:
-        raise Conflict(f"This pipeline has a stage named “{name}” already.")
+        raise Conflict("This pipeline has a stage named “%(name)s” already.", name=name)
     audit(session, actor, "stage", stage_id, "rename", {"from": stage.name, "to": name})
     stage.name = name
     session.add(stage)

@@ -15,8 +15,10 @@ def clean_email(email) -> str | None:
     """The address trimmed, None when empty; refused when it cannot be an address."""
     email = (email or "").strip()
     if len(email) > MAX_EMAIL:
-        raise ValidationError(f"The email is longer than {MAX_EMAIL} characters.", field="email")
+        raise ValidationError("The email is longer than %(limit)s characters.", limit=MAX_EMAIL,
+                              field="email")
     if email and (email.count("@") != 1 or " " in email or email.startswith("@")
                   or email.endswith("@")):
-        raise ValidationError(f"“{email[:60]}” is not an e-mail address.", field="email")
+        raise ValidationError("“%(email)s” is not an e-mail address.", email=email[:60],
+                              field="email")
     return email or None

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ..errors import CustomerOfAnotherSeller, DealClosed, Forbidden, ValidationError
+from ..errors import N_, CustomerOfAnotherSeller, DealClosed, Forbidden, Phrase, ValidationError
 from ..enums import Role, StageKind
 
 SYSTEM = "system"
@@ -56,7 +56,7 @@ def can_receive_event(actor: Actor, target_user_id: int | None) -> bool:
 
 def ensure_can_read_deal(actor: Actor, deal, stage) -> None:
     if not can_read_deal(actor, owner_id=deal.owner_id, in_unsorted=stage.is_unsorted):
-        raise Forbidden(f"Deal #{deal.id} belongs to another seller.")
+        raise Forbidden("Deal #%(deal_id)s belongs to another seller.", deal_id=deal.id)
 
 
 def ensure_can_change_deal(actor: Actor, deal, stage) -> None:
@@ -102,8 +102,8 @@ def ensure_can_merge_contacts(actor: Actor, kept: Iterable[tuple[int | None, boo
     ensure_can_change_contact(actor, merged)
 
 
-CUSTOMER_OF_ANOTHER_SELLER = ("This number belongs to another seller's customer; ask a head "
-                              "to hand the customer over.")
+CUSTOMER_OF_ANOTHER_SELLER = N_("This number belongs to another seller's customer; ask a head "
+                                "to hand the customer over.")
 
 
 def sellers_of_customer(open_deals: Iterable[tuple[int | None, bool]],
@@ -131,22 +131,26 @@ def ensure_can_use_contact(actor: Actor, sellers: Iterable[int]) -> None:
         raise CustomerOfAnotherSeller(CUSTOMER_OF_ANOTHER_SELLER, field="phone")
 
 
-def ensure_head(actor: Actor, what: str) -> None:
+def ensure_head(actor: Actor, what: Phrase) -> None:
+    """``what`` completes "Only a head may ..." ("set up robots")."""
     if not actor.sees_everything:
-        raise Forbidden(f"Only a head may {what}.")
+        raise Forbidden("Only a head may %(what)s.", what=what)
 
 
 def ensure_open(deal, stage) -> None:
     if stage.kind != StageKind.OPEN.value:
-        outcome = "won" if stage.kind == StageKind.WON.value else "lost"
-        raise DealClosed(f"Deal #{deal.id} is closed as {outcome}; reopen it first.")
+        if stage.kind == StageKind.WON.value:
+            raise DealClosed("Deal #%(deal_id)s is closed as won; reopen it first.",
+                             deal_id=deal.id)
+        raise DealClosed("Deal #%(deal_id)s is closed as lost; reopen it first.",
+                         deal_id=deal.id)
 
 
 def check_move(deal, from_stage, to_stage, *, lost_reason: str | None) -> str | None:
     """Validate a move and return the cleaned lost reason (None unless moving to a lost stage)."""
     if to_stage.pipeline_id != deal.pipeline_id:
-        raise ValidationError(f"Stage “{to_stage.name}” belongs to another pipeline.",
-                              field="stage")
+        raise ValidationError("Stage “%(stage)s” belongs to another pipeline.",
+                              stage=to_stage.name, field="stage")
     ensure_open(deal, from_stage)
     if to_stage.is_unsorted and deal.owner_id is not None:
         raise ValidationError("A deal with an owner cannot go back to Unsorted; "
@@ -165,7 +169,8 @@ def check_move(deal, from_stage, to_stage, *, lost_reason: str | None) -> str | 
 def check_owner_for_stage(owner_id: int | None, stage) -> None:
     """Outside Unsorted every deal has a responsible seller."""
     if owner_id is None and not stage.is_unsorted:
-        raise ValidationError(f"A deal in “{stage.name}” needs an owner.", field="owner")
+        raise ValidationError("A deal in “%(stage)s” needs an owner.", stage=stage.name,
+                              field="owner")
 
 
 def clean_currency(currency: str) -> str:

@@ -35,20 +35,24 @@ def to_minor(text: str, currency: str, *, locale: str) -> int:
     if not text:
         return 0
     if any(char.isalpha() for char in text):  # "1e9" would pass as a number otherwise
-        raise ValidationError(f"“{text[:40]}” is not an amount.", field="amount")
+        raise ValidationError("“%(text)s” is not an amount.", text=text[:40], field="amount")
     try:
         value = parse_decimal(text, locale=locale, strict=True)
     except NumberFormatError as error:
         suggestion = getattr(error, "suggestions", None)
-        hint = f" (did you mean {suggestion[0]}?)" if suggestion else ""
-        raise ValidationError(f"“{text[:40]}” is not an amount{hint}.", field="amount") \
+        if suggestion:
+            raise ValidationError("“%(text)s” is not an amount (did you mean %(suggestion)s?).",
+                                  text=text[:40], suggestion=suggestion[0], field="amount") \
+                from None
+        raise ValidationError("“%(text)s” is not an amount.", text=text[:40], field="amount") \
             from None
     except InvalidOperation:
-        raise ValidationError(f"“{text[:40]}” is not an amount.", field="amount") from None
+        raise ValidationError("“%(text)s” is not an amount.", text=text[:40], field="amount") \
+            from None
     minor = value.scaleb(minor_digits(currency))
     if minor != minor.to_integral_value():
-        raise ValidationError(f"{currency} amounts have at most {minor_digits(currency)} "
-                              "decimals.", field="amount")
+        raise ValidationError("%(currency)s amounts have at most %(digits)s decimals.",
+                              currency=currency, digits=minor_digits(currency), field="amount")
     if minor < 0:
         raise ValidationError("The amount must be zero or more.", field="amount")
     return int(minor)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberFormat, ValidationResult
 
-from pbx_crm.errors import ValidationError
+from pbx_crm.errors import Phrase, ValidationError
 
 # A caller ID longer than this is not a number; deciding on the head keeps a 10 KB value cheap.
 _SCAN_LIMIT = 64
@@ -40,11 +40,12 @@ _URI = re.compile(r"(?:sips?|tel):([^@;]*)([@;])?", re.IGNORECASE)
 # digits (Arabic-Indic, full-width) are refused too, as no trunk sends them.
 _DIALLABLE = re.compile(r"\+?[0-9 ().\-]*")
 
-_TOO_LONG = "too long to be a phone number"
+# Reasons are phrases: plain English in logs, translated in a refusal that gives one.
+_TOO_LONG = Phrase("too long to be a phone number")
 _REASONS = {
-    ValidationResult.TOO_SHORT: "too short to be a phone number",
+    ValidationResult.TOO_SHORT: Phrase("too short to be a phone number"),
     ValidationResult.TOO_LONG: _TOO_LONG,
-    ValidationResult.INVALID_COUNTRY_CODE: "has an unknown country code",
+    ValidationResult.INVALID_COUNTRY_CODE: Phrase("has an unknown country code"),
 }
 
 
@@ -69,16 +70,17 @@ class ExtensionPlan:
             low, dash, high = (part.strip() for part in entry.partition("-"))
             high = high if dash else low
             if not (_is_digits(low) and _is_digits(high)):
-                problem = f'"{entry}" is not an extension or a range such as 100-199'
+                raise ValidationError('"%(entry)s" is not an extension or a range such as '
+                                      '100-199', entry=entry, field="internal_extensions")
             # Extensions compare as strings, which orders them right only at equal length.
-            elif len(low) != len(high):
-                problem = f'extension range "{entry}" mixes lengths; use one range per length'
-            elif low > high:
-                problem = f'extension range "{entry}" runs backwards'
-            else:
-                ranges.append((low, high))
-                continue
-            raise ValidationError(problem, field="internal_extensions")
+            if len(low) != len(high):
+                raise ValidationError('extension range "%(entry)s" mixes lengths; use one '
+                                      'range per length', entry=entry,
+                                      field="internal_extensions")
+            if low > high:
+                raise ValidationError('extension range "%(entry)s" runs backwards',
+                                      entry=entry, field="internal_extensions")
+            ranges.append((low, high))
         return cls(tuple(ranges))
 
     def is_extension(self, digits: str) -> bool:
@@ -134,10 +136,10 @@ def normalize_number(raw: str, *, region: str) -> str:
         shown = shown[:_SHOWN_IN_MESSAGES] + "…"
     if not shown:
         raise ValidationError("an empty value is not a phone number", field="phone")
-    message = f'"{shown}" is not a phone number'
     if caller.reason:
-        message += f": {caller.reason}"
-    raise ValidationError(message, field="phone")
+        raise ValidationError('"%(number)s" is not a phone number: %(reason)s', number=shown,
+                              reason=caller.reason, field="phone")
+    raise ValidationError('"%(number)s" is not a phone number', number=shown, field="phone")
 
 
 def format_number(e164: str, *, region: str) -> str:
@@ -146,7 +148,8 @@ def format_number(e164: str, *, region: str) -> str:
         number = phonenumbers.parse(e164, None)
     except NumberParseException:
         shown = e164[:_SHOWN_IN_MESSAGES]
-        raise ValidationError(f'"{shown}" is not an E.164 number', field="phone") from None
+        raise ValidationError('"%(number)s" is not an E.164 number', number=shown,
+                              field="phone") from None
     # Same country code rather than same region: national format dials across a shared code
     # (a Canadian number from the US), and a region name would split those.
     home = number.country_code == phonenumbers.country_code_for_region((region or "").upper())
@@ -189,13 +192,13 @@ def _unwrap(received: str) -> str | None:
 def _to_e164(text: str, region: str) -> tuple[str | None, str | None]:
     """(E.164, None) for the best reading of ``text``, or (None, reason)."""
     if not _DIALLABLE.fullmatch(text):
-        return None, "contains characters that are not part of a phone number"
+        return None, Phrase("contains characters that are not part of a phone number")
     digits = "".join(filter(str.isdigit, text))  # only ASCII digits passed _DIALLABLE
     if not digits:
-        return None, "has no digits"
+        return None, Phrase("has no digits")
     # Country codes never start with 0, so leading zeros are prefixes, not part of the number.
     if len(digits.lstrip("0")) > _E164_MAX_DIGITS:
-        return None, f"has more than {_E164_MAX_DIGITS} digits"
+        return None, Phrase("has more than 15 digits")  # _E164_MAX_DIGITS
     if text.startswith("+"):
         readings = ["+" + digits]
     else:
@@ -211,7 +214,7 @@ def _to_e164(text: str, region: str) -> tuple[str | None, str | None]:
         if len(str(number.country_code) + str(number.national_number)) <= _E164_MAX_DIGITS:
             numbers.append(number)
     if not numbers:
-        return None, "not a phone number"
+        return None, Phrase("not a phone number")
     # Metadata lags behind new number ranges, so a merely possible number beats refusing a real
     # caller; but only when no reading is valid, and never a local-only one (+49101 from "101").
     possible = ValidationResult.IS_POSSIBLE
@@ -220,7 +223,7 @@ def _to_e164(text: str, region: str) -> tuple[str | None, str | None]:
     )
     if best is None:
         why = phonenumbers.is_possible_number_with_reason(numbers[0])
-        return None, _REASONS.get(why, "not a valid phone number")
+        return None, _REASONS.get(why, Phrase("not a valid phone number"))
     return phonenumbers.format_number(best, PhoneNumberFormat.E164), None
 
 
