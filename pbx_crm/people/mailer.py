@@ -47,6 +47,7 @@ def send_mail(settings: Settings, *, to: str, to_name: str | None, subject: str,
                 smtp.login(settings.smtp_username, settings.smtp_password)
             smtp.send_message(message)
     except (TimeoutError, smtplib.SMTPException, OSError) as error:
-        raise MailFailed(f"e-mail to {to} via {settings.smtp_host}:{settings.smtp_port} "
-                         f"failed: {error}") from error
+        raise MailFailed("e-mail to %(to)s via %(host)s:%(port)s failed: %(error)s", to=to,
+                         host=settings.smtp_host, port=settings.smtp_port, error=error) \
+            from error
     return message["Message-ID"]

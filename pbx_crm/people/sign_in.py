@@ -31,7 +31,7 @@ import sqlalchemy as sa
 from sqlalchemy import delete, func, text, update
 from sqlmodel import Session, select
 
-from ..errors import CrmError
+from ..errors import N_, CrmError
 from ..models import LoginFailure, User, WebSession, utcnow
 
 SESSION_LIFETIME = timedelta(hours=12)
@@ -48,7 +48,8 @@ class TooManyAttempts(CrmError):
     status = 429
 
     def __init__(self, minutes: int):
-        super().__init__(f"Too many failed sign-ins; try again in {minutes} minutes.")
+        super().__init__(N_("Too many failed sign-ins; try again in %(minutes)d minutes."),
+                         minutes=minutes)
         self.minutes = minutes
 
 

@@ -17,7 +17,7 @@ from sqlalchemy import delete
 from sqlmodel import Session, select
 
 from ..enums import Role
-from ..errors import Conflict, NotFound, ValidationError
+from ..errors import Conflict, NotFound, Phrase, ValidationError
 from ..rules.addresses import clean_email
 from ..rules.funnel import Actor, ensure_head
 from ..funnel.journal import audit
@@ -59,8 +59,8 @@ def _clean_login(login: str) -> str:
 
 def _check_password(password: str) -> None:
     if len(password or "") < MIN_PASSWORD_LENGTH:
-        raise ValidationError(f"A password needs at least {MIN_PASSWORD_LENGTH} characters.",
-                              field="password")
+        raise ValidationError("A password needs at least %(length)s characters.",
+                              length=MIN_PASSWORD_LENGTH, field="password")
 
 
 def _clean_extensions(extensions) -> list[str]:
@@ -68,8 +68,8 @@ def _clean_extensions(extensions) -> list[str]:
     for extension in extensions:
         extension = str(extension).strip()
         if not EXTENSION_PATTERN.fullmatch(extension):
-            raise ValidationError(f"“{extension[:40]}” is not a phone extension.",
-                                  field="extensions")
+            raise ValidationError("“%(extension)s” is not a phone extension.",
+                                  extension=extension[:40], field="extensions")
         if extension not in cleaned:
             cleaned.append(extension)
     return cleaned
@@ -78,7 +78,7 @@ def _clean_extensions(extensions) -> list[str]:
 def create_user(session: Session, actor: Actor, *, login: str, name: str, password: str,
                 role: str = Role.SELLER.value, extensions=(), team: str | None = None,
                 language: str = "en") -> User:
-    ensure_head(actor, "add users")
+    ensure_head(actor, Phrase("add users"))
     login = _clean_login(login)
     name = (name or "").strip()
     if not name or len(name) > 120:
@@ -87,7 +87,7 @@ def create_user(session: Session, actor: Actor, *, login: str, name: str, passwo
         raise ValidationError("A role is either seller or head.", field="role")
     _check_password(password)
     if session.exec(select(User.id).where(User.login == login)).first() is not None:
-        raise Conflict(f"The login “{login}” is taken.")
+        raise Conflict("The login “%(login)s” is taken.", login=login)
     # Checked before the user is written, so a refusal leaves nothing behind in the session.
     extensions = _free_extensions(session, extensions, user_id=None)
     user = User(login=login, name=name, role=role, password_hash=_hasher.hash(password),
@@ -101,7 +101,7 @@ def create_user(session: Session, actor: Actor, *, login: str, name: str, passwo
 
 def set_extensions(session: Session, actor: Actor, user_id: int, extensions) -> list[str]:
     """Replace a user's extensions; an extension that rings someone else is refused."""
-    ensure_head(actor, "change extensions")
+    ensure_head(actor, Phrase("change extensions"))
     cleaned = _free_extensions(session, extensions, user_id=user_id)
     session.exec(delete(UserExtension).where(UserExtension.user_id == user_id))
     session.add_all(UserExtension(user_id=user_id, extension=e) for e in cleaned)
@@ -120,13 +120,14 @@ def _free_extensions(session: Session, extensions, *, user_id: int | None) -> li
         taken = session.exec(query).all()
         if taken:
             extension, login = taken[0]
-            raise Conflict(f"Extension {extension} already rings {login}.")
+            raise Conflict("Extension %(extension)s already rings %(login)s.",
+                           extension=extension, login=login)
     return cleaned
 
 
 def set_password(session: Session, actor: Actor, login: str, password: str) -> None:
     if actor.user_id is not None and actor.name != login:
-        ensure_head(actor, "change another user's password")
+        ensure_head(actor, Phrase("change another user's password"))
     _check_password(password)
     user = get_user_by_login(session, login)
     user.password_hash = _hasher.hash(password)
@@ -136,7 +137,7 @@ def set_password(session: Session, actor: Actor, login: str, password: str) -> N
 
 
 def set_active(session: Session, actor: Actor, login: str, active: bool) -> User:
-    ensure_head(actor, "activate or deactivate users")
+    ensure_head(actor, Phrase("activate or deactivate users"))
     user = get_user_by_login(session, login)
     user.active = active
     session.add(user)
@@ -154,13 +155,13 @@ LANGUAGES = ("en", "id")
 def set_language(session: Session, actor: Actor, user_id: int, language: str) -> User:
     """A user's language for the web UI; users choose their own, heads anyone's."""
     if actor.user_id != user_id:
-        ensure_head(actor, "change another user's language")
+        ensure_head(actor, Phrase("change another user's language"))
     if language not in LANGUAGES:
-        raise ValidationError(f"The language is one of {', '.join(LANGUAGES)}.",
-                              field="language")
+        raise ValidationError("The language is one of %(languages)s.",
+                              languages=", ".join(LANGUAGES), field="language")
     user = session.get(User, user_id)
     if user is None:
-        raise NotFound(f"No user #{user_id}.")
+        raise NotFound("No user #%(user_id)s.", user_id=user_id)
     user.language = language
     session.add(user)
     audit(session, actor, "user", user.id, "set_language", {"language": language})
@@ -171,10 +172,10 @@ def set_email(session: Session, actor: Actor, user_id: int, email: str | None) -
     """Where a user's robot nudges go by e-mail (when SMTP is set up); empty: in the CRM
     only. Users set their own, heads anyone's."""
     if actor.user_id != user_id:
-        ensure_head(actor, "change another user's e-mail address")
+        ensure_head(actor, Phrase("change another user's e-mail address"))
     user = session.get(User, user_id)
     if user is None:
-        raise NotFound(f"No user #{user_id}.")
+        raise NotFound("No user #%(user_id)s.", user_id=user_id)
     user.email = clean_email(email)
     session.add(user)
     audit(session, actor, "user", user.id, "set_email", {"email": user.email})
@@ -184,14 +185,15 @@ def set_email(session: Session, actor: Actor, user_id: int, email: str | None) -
 def get_user_by_login(session: Session, login: str) -> User:
     user = session.exec(select(User).where(User.login == (login or "").strip().lower())).first()
     if user is None:
-        raise NotFound(f"No user with the login “{(login or '')[:64]}”.")
+        raise NotFound("No user with the login “%(login)s”.", login=(login or "")[:64])
     return user
 
 
 def get_active_user(session: Session, user_id: int) -> User:
     user = session.get(User, user_id)
     if user is None or not user.active:
-        raise ValidationError(f"User #{user_id} is not an active user.", field="owner")
+        raise ValidationError("User #%(user_id)s is not an active user.", user_id=user_id,
+                              field="owner")
     return user
 
 

@@ -15,13 +15,17 @@ from sqlmodel import Session
 
 from ..funnel import deals as deal_services
 from ..enums import NudgeAnswer, Priority, TimelineKind
-from ..errors import Conflict, NotFound, ValidationError
+from ..errors import Conflict, NotFound, Phrase, ValidationError
 from ..rules.funnel import Actor, ensure_can_change_deal
 from ..funnel.journal import audit, timeline
 from ..models import Notification, RobotRun, utcnow
 from .rules import member_of, whole_number
 
 MAX_SNOOZE_DAYS = 90
+# An answer as a refusal names it.
+_ANSWERED = {NudgeAnswer.MOVED_ON.value: Phrase("moved on"),
+             NudgeAnswer.LOWER_PRIORITY.value: Phrase("lower priority"),
+             NudgeAnswer.SNOOZE.value: Phrase("snooze")}
 
 
 def answer_nudge(session: Session, actor: Actor, robot_run_id: int, *, answer: str,
@@ -35,12 +39,12 @@ def answer_nudge(session: Session, actor: Actor, robot_run_id: int, *, answer: s
     now = now or utcnow()
     run = session.get(RobotRun, robot_run_id)
     if run is None:
-        raise NotFound(f"No robot run #{robot_run_id}.")
+        raise NotFound("No robot run #%(run_id)s.", run_id=robot_run_id)
     deal, stage = deal_services.load_deal(session, run.deal_id)
     ensure_can_change_deal(actor, deal, stage)
     if actor.user_id is None:
         raise ValidationError("A nudge is answered by a user.", field="answer")
-    kind = member_of(NudgeAnswer, answer, "answer", "answer")
+    kind = member_of(NudgeAnswer, answer, Phrase("answer"), "answer")
     snooze_until = None
     if kind is NudgeAnswer.SNOOZE:
         days = whole_number({"snooze_days": snooze_days}, "snooze_days", 1, MAX_SNOOZE_DAYS,
@@ -56,7 +60,8 @@ def answer_nudge(session: Session, actor: Actor, robot_run_id: int, *, answer: s
         .execution_options(synchronize_session=False))
     session.refresh(run)
     if answered.rowcount != 1:
-        raise Conflict(f"This nudge was answered already ({run.answer.replace('_', ' ')}).")
+        raise Conflict("This nudge was answered already (%(answer)s).",
+                       answer=_ANSWERED.get(run.answer, run.answer))
     if kind is NudgeAnswer.LOWER_PRIORITY and deal.priority > Priority.LOW.value:
         deal_services.update_deal(session, actor, deal.id, expected_version=None,
                                   priority=deal.priority - 1, now=now)

@@ -26,7 +26,7 @@ from sqlmodel import Session, select
 from ..funnel import deals as deal_services
 from ..funnel import pipelines
 from ..enums import Priority, RobotRunStatus, StageKind
-from ..errors import NotFound, ValidationError
+from ..errors import NotFound, Phrase, ValidationError
 from ..rules.funnel import Actor, ensure_head
 from ..funnel.journal import audit
 from ..models import Deal, RobotRule, RobotRun, Stage, User, utcnow
@@ -64,6 +64,12 @@ TIME_UNITS = {"hours": (timedelta(hours=1), 24 * 365), "days": (timedelta(days=1
               "business_hours": (None, 24 * 365), "business_days": (None, 365)}
 _PRIORITIES = {"low": Priority.LOW.value, "normal": Priority.NORMAL.value,
                "high": Priority.HIGH.value}
+# How a refusal of a condition's settings names the condition.
+_CONDITION_WORDS = {Condition.UNSORTED_NOT_TAKEN: Phrase("unsorted not taken"),
+                    Condition.MISSED_CALL_NOT_RETURNED: Phrase("missed call not returned"),
+                    Condition.STAGE_ENTERED: Phrase("stage entered"),
+                    Condition.CALL_ANSWERED: Phrase("call answered"),
+                    Condition.CALL_MISSED: Phrase("call missed")}
 
 
 # --- validation ---------------------------------------------------------------------------
@@ -76,31 +82,32 @@ def whole_number(params: dict, name: str, low: int, high: int, *, field: str) ->
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ValidationError(f"“{name}” must be a whole number from {low} to {high}.",
-                              field=field)
+        raise ValidationError("“%(name)s” must be a whole number from %(low)s to %(high)s.",
+                              name=name, low=low, high=high, field=field)
     return value
 
 
-def _only(params: dict, allowed: set[str], what: str, field: str) -> None:
+def _only(params: dict, allowed: set[str], what: Phrase, field: str) -> None:
     unknown = sorted(set(params) - allowed)
     if unknown:
-        expected = ", ".join(sorted(allowed)) or "none"
-        raise ValidationError(f"Unknown setting(s) for {what}: {', '.join(unknown)} "
-                              f"(expected: {expected}).", field=field)
+        expected = ", ".join(sorted(allowed)) or Phrase("none")
+        raise ValidationError("Unknown setting(s) for %(what)s: %(unknown)s "
+                              "(expected: %(expected)s).", what=what,
+                              unknown=", ".join(unknown), expected=expected, field=field)
 
 
-def member_of(enum_type, value, what: str, field: str):
+def member_of(enum_type, value, what: Phrase, field: str):
     """``value`` as a member of ``enum_type``, or a ValidationError that lists the members."""
     try:
         return enum_type(value)
     except ValueError:
         names = ", ".join(member.value for member in enum_type)
-        raise ValidationError(f"Unknown {what} “{str(value)[:40]}”; one of: {names}.",
-                              field=field) from None
+        raise ValidationError("Unknown %(what)s “%(value)s”; one of: %(names)s.", what=what,
+                              value=str(value)[:40], names=names, field=field) from None
 
 
 def _clean_condition(condition, params, stage: Stage) -> tuple[Condition, dict]:
-    kind = member_of(Condition, condition, "condition", "condition")
+    kind = member_of(Condition, condition, Phrase("condition"), "condition")
     params = dict(params or {})
     field = "condition_params"
     cleaned: dict = {}
@@ -110,7 +117,7 @@ def _clean_condition(condition, params, stage: Stage) -> tuple[Condition, dict]:
                                           deal_services.MAX_AMOUNT_MINOR - 1, field=field)
     base = {"min_amount", "max_amount"}
     if kind is Condition.TIME_IN_STAGE:
-        _only(params, base | set(TIME_UNITS), "time in stage", field)
+        _only(params, base | set(TIME_UNITS), Phrase("time in stage"), field)
         units = [unit for unit in TIME_UNITS if unit in params]
         if len(units) != 1:
             raise ValidationError("Time in stage needs exactly one of hours, days, "
@@ -118,18 +125,18 @@ def _clean_condition(condition, params, stage: Stage) -> tuple[Condition, dict]:
         cleaned[units[0]] = whole_number(params, units[0], 1, TIME_UNITS[units[0]][1],
                                          field=field)
     elif kind is Condition.NO_ACTIVITY:
-        _only(params, base | {"days"}, "no activity", field)
+        _only(params, base | {"days"}, Phrase("no activity"), field)
         cleaned["days"] = whole_number(params, "days", 1, 365, field=field)
     elif kind in (Condition.UNSORTED_NOT_TAKEN, Condition.MISSED_CALL_NOT_RETURNED):
-        _only(params, base | {"minutes"}, kind.value.replace("_", " "), field)
+        _only(params, base | {"minutes"}, _CONDITION_WORDS[kind], field)
         cleaned["minutes"] = whole_number(params, "minutes", 1, 7 * 24 * 60, field=field)
     elif kind is Condition.AMOUNT:
-        _only(params, base, "an amount threshold", field)
+        _only(params, base, Phrase("an amount threshold"), field)
         if not cleaned:
             raise ValidationError("An amount threshold needs min_amount or max_amount (minor "
                                   "units).", field=field)
     else:
-        _only(params, base, kind.value.replace("_", " "), field)
+        _only(params, base, _CONDITION_WORDS[kind], field)
     if "min_amount" in cleaned and "max_amount" in cleaned \
             and cleaned["min_amount"] > cleaned["max_amount"]:
         raise ValidationError("min_amount is above max_amount: no deal could match.",
@@ -146,22 +153,22 @@ def _clean_condition(condition, params, stage: Stage) -> tuple[Condition, dict]:
 
 def _clean_action(session: Session, action, params, stage: Stage,
                   condition: Condition) -> tuple[Action, dict]:
-    kind = member_of(Action, action, "action", "action")
+    kind = member_of(Action, action, Phrase("action"), "action")
     params = dict(params or {})
     field = "action_params"
     cleaned: dict = {}
     if kind in (Action.NOTIFY_OWNER, Action.NOTIFY_HEADS):
-        _only(params, {"message"}, "a notification", field)
+        _only(params, {"message"}, Phrase("a notification"), field)
         if params.get("message") is not None:
             cleaned["message"] = _text(params["message"], "message", 500, field)
     elif kind is Action.CREATE_TASK:
-        _only(params, {"title", "due_hours"}, "a task", field)
+        _only(params, {"title", "due_hours"}, Phrase("a task"), field)
         if params.get("title") is not None:
             cleaned["title"] = _text(params["title"], "title", 200, field)
         cleaned["due_hours"] = (whole_number(params, "due_hours", 0, 24 * 90, field=field)
                                 if "due_hours" in params else 24)
     elif kind is Action.SET_PRIORITY:
-        _only(params, {"priority"}, "a priority change", field)
+        _only(params, {"priority"}, Phrase("a priority change"), field)
         value = str(params.get("priority", "")).strip().lower()
         if value.isdigit() and int(value) in _PRIORITIES.values():
             cleaned["priority"] = int(value)
@@ -170,7 +177,7 @@ def _clean_action(session: Session, action, params, stage: Stage,
         else:
             raise ValidationError("Priority is low, normal or high.", field=field)
     elif kind is Action.MOVE_TO_STAGE:
-        _only(params, {"stage_id", "stage", "lost_reason"}, "a move", field)
+        _only(params, {"stage_id", "stage", "lost_reason"}, Phrase("a move"), field)
         target = _target_stage(session, params, stage)
         cleaned["stage_id"] = target.id
         if target.kind == StageKind.LOST.value:
@@ -178,10 +185,10 @@ def _clean_action(session: Session, action, params, stage: Stage,
         elif params.get("lost_reason") is not None:
             raise ValidationError("lost_reason is for a move to a lost stage.", field=field)
     elif kind is Action.REASSIGN:
-        _only(params, {"user_id", "login"}, "a reassignment", field)
+        _only(params, {"user_id", "login"}, Phrase("a reassignment"), field)
         cleaned["user_id"] = _target_user(session, params).id
     else:
-        _only(params, set(), "a reminder call", field)
+        _only(params, set(), Phrase("a reminder call"), field)
     if condition is Condition.CALL_MISSED and kind is Action.CREATE_TASK:
         raise ValidationError("A missed call leaves a callback task for the owner already; "
                               "choose another action for this trigger.", field="action")
@@ -197,9 +204,10 @@ def _clean_action(session: Session, action, params, stage: Stage,
 def _text(value, name: str, limit: int, field: str) -> str:
     value = " ".join(str(value or "").split())
     if not value:
-        raise ValidationError(f"“{name}” cannot be empty.", field=field)
+        raise ValidationError("“%(name)s” cannot be empty.", name=name, field=field)
     if len(value) > limit:
-        raise ValidationError(f"“{name}” is at most {limit} characters.", field=field)
+        raise ValidationError("“%(name)s” is at most %(limit)s characters.", name=name,
+                              limit=limit, field=field)
     return value
 
 
@@ -252,7 +260,7 @@ def _open_stage(session: Session, stage_id: int) -> Stage:
 def get_rule(session: Session, rule_id: int) -> RobotRule:
     rule = session.get(RobotRule, rule_id)
     if rule is None:
-        raise NotFound(f"No robot rule #{rule_id}.")
+        raise NotFound("No robot rule #%(rule_id)s.", rule_id=rule_id)
     return rule
 
 
@@ -261,7 +269,7 @@ def create_rule(session: Session, actor: Actor, *, stage_id: int, name: str, con
                 action_params: dict | None = None, active: bool = True,
                 now: datetime | None = None) -> RobotRule:
     """A head sets a robot on a stage; the next pass applies it to the deals already there."""
-    ensure_head(actor, "set up robots")
+    ensure_head(actor, Phrase("set up robots"))
     stage = _open_stage(session, stage_id)
     name = _text(name, "name", 120, "name")
     condition, condition_params = _clean_condition(condition, condition_params, stage)
@@ -285,7 +293,7 @@ def update_rule(session: Session, actor: Actor, rule_id: int, *, name: str | Non
                 now: datetime | None = None) -> RobotRule:
     """Change a rule. A changed condition is looked at afresh over the deals in the stage;
     deals it fired on in their current visit are not fired on again."""
-    ensure_head(actor, "set up robots")
+    ensure_head(actor, Phrase("set up robots"))
     rule = get_rule(session, rule_id)
     stage = _open_stage(session, rule.stage_id)
     new_condition, new_condition_params = _clean_condition(
@@ -316,7 +324,7 @@ def update_rule(session: Session, actor: Actor, rule_id: int, *, name: str | Non
 def set_rule_active(session: Session, actor: Actor, rule_id: int, active: bool, *,
                     now: datetime | None = None) -> RobotRule:
     """Switch a rule off or on; switched on again, it catches up on the deals due meanwhile."""
-    ensure_head(actor, "set up robots")
+    ensure_head(actor, Phrase("set up robots"))
     rule = get_rule(session, rule_id)
     if rule.active == bool(active):
         return rule
@@ -331,7 +339,7 @@ def set_rule_active(session: Session, actor: Actor, rule_id: int, active: bool, 
 def delete_rule(session: Session, actor: Actor, rule_id: int, *,
                 now: datetime | None = None) -> None:
     """Delete a rule with its run history (switch it off to keep the history)."""
-    ensure_head(actor, "set up robots")
+    ensure_head(actor, Phrase("set up robots"))
     rule = get_rule(session, rule_id)
     audit(session, actor, "robot_rule", rule.id, "delete",
           {"name": rule.name, "stage": rule.stage_id}, at=now)
@@ -342,7 +350,7 @@ def delete_rule(session: Session, actor: Actor, rule_id: int, *,
 def list_rules(session: Session, actor: Actor, pipeline_id: int | None = None
                ) -> list[tuple[RobotRule, Stage]]:
     """Rules with their stages, in board order; every pipeline's when none is given."""
-    ensure_head(actor, "see the robots")
+    ensure_head(actor, Phrase("see the robots"))
     query = select(RobotRule, Stage).join(Stage, Stage.id == RobotRule.stage_id)
     if pipeline_id is not None:
         pipelines.get_pipeline(session, pipeline_id)
@@ -364,7 +372,7 @@ class RunView:
 def recent_runs(session: Session, actor: Actor, *, limit: int = 50,
                 failed_only: bool = False) -> list[RunView]:
     """The latest robot runs, newest first, failures included (or only them)."""
-    ensure_head(actor, "see the robots' history")
+    ensure_head(actor, Phrase("see the robots' history"))
     if not 1 <= limit <= 1000:
         raise ValidationError("Show 1 to 1000 runs.", field="limit")
     query = (select(RobotRun, RobotRule.name, RobotRule.action, Deal.title, Stage.name)
