@@ -77,9 +77,10 @@ def start_fastagi(settings: Settings, engine, *, replay_interval: float = 2.0,
         dispatcher.close()
         spool.close()
         if isinstance(error, ValueError):
-            raise ConfigError(f"fastagi_listen {settings.fastagi_listen}: {error}") from None
-        raise CrmError(f"cannot listen on {settings.fastagi_listen}: "
-                       f"{error.strerror or error}") from None
+            raise ConfigError("fastagi_listen %(listen)s: %(error)s",
+                              listen=settings.fastagi_listen, error=error) from None
+        raise CrmError("cannot listen on %(listen)s: %(error)s", listen=settings.fastagi_listen,
+                       error=error.strerror or error) from None
     thread = threading.Thread(target=server.serve_forever, name="fastagi", daemon=True)
     thread.start()
     running = RunningFastAgi(server, dispatcher, spool, thread)

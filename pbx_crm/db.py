@@ -312,8 +312,9 @@ def check_database(engine: Engine) -> None:
         first_line = reason.splitlines()[0] if reason else repr(error)
         if _is_outage(engine, reason):
             raise DatabaseAway(first_line) from None
-        raise CrmError(f"database {engine.url.render_as_string(hide_password=True)}: "
-                       f"{first_line}") from None
+        raise CrmError("database %(url)s: %(error)s",
+                       url=engine.url.render_as_string(hide_password=True),
+                       error=first_line) from None
 
 
 def require_schema_at_head(engine: Engine) -> None:
@@ -321,9 +322,11 @@ def require_schema_at_head(engine: Engine) -> None:
     from .errors import CrmError
 
     current, head = current_revision(engine), head_revision()
+    if current is None:
+        raise CrmError("the database is not migrated: run `pbx-crm db upgrade` first")
     if current != head:
-        state = "is not migrated" if current is None else f"is at revision {current}, not {head}"
-        raise CrmError(f"the database {state}: run `pbx-crm db upgrade` first")
+        raise CrmError("the database is at revision %(current)s, not %(head)s: run `pbx-crm db "
+                       "upgrade` first", current=current, head=head)
 
 
 def _is_outage(engine: Engine, reason: str) -> bool:

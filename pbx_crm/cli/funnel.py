@@ -96,14 +96,14 @@ def read_phone_book(path: Path) -> list[tuple[int, dict[str, str]]]:
     try:
         text = path.read_bytes().decode("utf-8-sig")
     except FileNotFoundError:
-        raise CrmError(f"{path}: no such file") from None
+        raise CrmError("%(path)s: no such file", path=path) from None
     except IsADirectoryError:
-        raise CrmError(f"{path} is a directory, not a CSV file") from None
+        raise CrmError("%(path)s is a directory, not a CSV file", path=path) from None
     except PermissionError:
-        raise CrmError(f"{path}: permission denied") from None
+        raise CrmError("%(path)s: permission denied", path=path) from None
     except UnicodeDecodeError as error:
-        raise CrmError(f"{path} is not UTF-8 text (byte {error.start}); save it as "
-                       "“CSV UTF-8” and try again") from None
+        raise CrmError("%(path)s is not UTF-8 text (byte %(byte)s); save it as “CSV UTF-8” "
+                       "and try again", path=path, byte=error.start) from None
     header_line = next((line for line in text.splitlines() if line.strip()), "")
     delimiter = ";" if header_line.count(";") > header_line.count(",") else ","
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
@@ -119,16 +119,18 @@ def read_phone_book(path: Path) -> list[tuple[int, dict[str, str]]]:
                 continue
             rows.append((line, dict(zip(header, cells))))
     except csv.Error as error:
-        raise CrmError(f"{path}, line {reader.line_num}: {error}") from None
-    expected = "a header row such as: name,phone,company,email"
+        raise CrmError("%(path)s, line %(line)s: %(error)s", path=path, line=reader.line_num,
+                       error=error) from None
     if header is None:
-        raise CrmError(f"{path} is empty; it needs {expected}")
+        raise CrmError("%(path)s is empty; it needs a header row such as: "
+                       "name,phone,company,email", path=path)
     if "name" not in header:
-        raise CrmError(f"{path} has no “name” column in its first row "
-                       f"({', '.join(filter(None, header))[:200]}); it needs {expected}")
+        raise CrmError("%(path)s has no “name” column in its first row (%(header)s); it needs "
+                       "a header row such as: name,phone,company,email", path=path,
+                       header=", ".join(filter(None, header))[:200])
     if not set(PHONE_COLUMNS) & set(header):
-        raise CrmError(f"{path} has no phone column (one of {', '.join(PHONE_COLUMNS)}) "
-                       "in its first row")
+        raise CrmError("%(path)s has no phone column (one of %(columns)s) in its first row",
+                       path=path, columns=", ".join(PHONE_COLUMNS))
     return rows
 
 
@@ -147,10 +149,12 @@ def cmd_contacts_import(args, settings, engine, out) -> int:
     for index, reason in report.rejected:
         print(f"line {lines[index]}: {reason}", file=out)
     if report.rejected and not args.skip_invalid:
-        count = len(report.rejected)
-        raise CrmError(f"{count} row{'s' if count != 1 else ''} of {len(rows)} rejected; "
-                       "nothing was imported. Fix them, or pass --skip-invalid to import the "
-                       "other rows.")
+        if len(report.rejected) == 1:
+            raise CrmError("1 row of %(total)s rejected; nothing was imported. Fix it, or pass "
+                           "--skip-invalid to import the other rows.", total=len(rows))
+        raise CrmError("%(count)s rows of %(total)s rejected; nothing was imported. Fix them, "
+                       "or pass --skip-invalid to import the other rows.",
+                       count=len(report.rejected), total=len(rows))
     skipped = f"; skipped {len(report.rejected)} rejected row(s)" if report.rejected else ""
     print(f"Imported {report.imported} contact{'s' if report.imported != 1 else ''} "
           f"from {path}{skipped}.", file=out)

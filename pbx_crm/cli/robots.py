@@ -17,7 +17,7 @@ def _params(pairs: list[str] | None, flag: str) -> dict:
     for pair in pairs or ():
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
-            raise CrmError(f"{flag} takes KEY=VALUE, got {pair!r}")
+            raise CrmError("%(flag)s takes KEY=VALUE, got %(pair)r", flag=flag, pair=pair)
         value = value.strip()
         params[key.strip()] = int(value) if value.isdigit() else value
     return params

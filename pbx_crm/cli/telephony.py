@@ -52,14 +52,15 @@ def cmd_call(args, settings, engine, out) -> int:
     with transaction(engine, read_only=True) as session:
         user = users.get_user_by_login(session, args.login)
     if not user.active:
-        raise CrmError(f"{user.login} is deactivated; activate them first")
+        raise CrmError("%(login)s is deactivated; activate them first", login=user.login)
     client = AmiClient(settings.ami_host, settings.ami_port, settings.ami_username,
                        settings.ami_secret, events="call", action_timeout=AMI_CONNECT_WAIT)
     client.start()
     try:
         if not client.wait_connected(AMI_CONNECT_WAIT):
-            raise CrmError(f"no AMI session with {settings.ami_host}:{settings.ami_port} "
-                           f"after {AMI_CONNECT_WAIT:g} s: {client.last_error or 'no answer'}")
+            raise CrmError("no AMI session with %(host)s:%(port)s after %(wait)g s: %(error)s",
+                           host=settings.ami_host, port=settings.ami_port,
+                           wait=AMI_CONNECT_WAIT, error=client.last_error or "no answer")
         with transaction(engine) as session:
             placed = call_contact(session, Actor.of(user), args.deal_id, number=args.number,
                                   originate=client.originate, settings=settings)

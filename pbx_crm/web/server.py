@@ -155,8 +155,8 @@ def start_web(settings: Settings, engine=None) -> RunningWeb:
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if not process.is_alive():
-            raise CrmError(f"the web UI could not start on {settings.web_listen} "
-                           "(its error is in the log above)")
+            raise CrmError("the web UI could not start on %(listen)s (its error is in the log "
+                           "above)", listen=settings.web_listen)
         try:
             with socket.create_connection((host, settings.web_listen.port), timeout=0.5):
                 break
@@ -164,8 +164,8 @@ def start_web(settings: Settings, engine=None) -> RunningWeb:
             process.join(0.05)  # waits on the child, not a fixed sleep
     else:
         RunningWeb(process, settings.web_listen).stop()
-        raise CrmError(f"the web UI did not answer on {settings.web_listen} within "
-                       f"{START_TIMEOUT:g} s")
+        raise CrmError("the web UI did not answer on %(listen)s within %(timeout)g s",
+                       listen=settings.web_listen, timeout=START_TIMEOUT)
     log.info("web UI on http://%s (%d gevent workers)", settings.web_listen,
              workers_for(settings))
     return RunningWeb(process, settings.web_listen)
