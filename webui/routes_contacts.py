@@ -22,8 +22,9 @@ FIELDS = ("name", "company", "email", "phone", "q", "other")
 
 
 def gettext(message: str) -> str:
-    """Marks the services' refusals met on these pages for the catalogs; ``said`` translates
-    them when shown (the services say them in English)."""
+    """Marks the services' refusals met on these pages for the web UI's catalog check
+    (``tests/test_web_i18n.py`` reads ``webui/`` only); ``said`` translates them when shown
+    (the services say them in English)."""
     return message
 
 
@@ -51,7 +52,7 @@ def register(ui: WebUI) -> None:
         """The refusal in the user's language. A refusal that quotes what was typed (a phone
         number, an e-mail address) is said again from the typed text when the catalog has
         no words for the service's English sentence."""
-        text = ui.translations[ui.language()].gettext(error.message)
+        text = error.translated(ui.translations[ui.language()].gettext)
         if text != error.message or ui.language() == "en":
             return text
         field = getattr(error, "field", None)
