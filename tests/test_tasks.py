@@ -2,22 +2,40 @@
 
 Siti rings Ana's deal three times while Ana is busy: one "Call back" task waits for Ana,
 counting the three calls; it closes by itself once Siti is reached, whether she rings again
-and Ana answers or Ana calls her back. Times are fixed (``at(minutes)``, Monday 09:00 UTC).
+and Ana answers or Ana calls her back. Ana's Tasks page groups her tasks by her day in
+Jakarta; Hana, the head, sees the team's. When a task falls due Ana is told once, however
+many schedulers run. Times are fixed (``at(minutes)``, Monday 09:00 UTC = 16:00 in Jakarta).
 """
 
 from __future__ import annotations
 
+import socket
 import threading
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
-from factories import at, make_contact, make_deal, make_pipeline, make_user, timeline_of
+from aiosmtpd.controller import Controller
+from factories import (
+    ADMIN,
+    at,
+    make_contact,
+    make_deal,
+    make_pipeline,
+    make_user,
+    timeline_of,
+)
 from sqlmodel import select
 
 from pbx_crm.db import transaction
-from pbx_crm.funnel import calls, tasks
-from pbx_crm.models import Deal, Task
+from pbx_crm.errors import Forbidden
+from pbx_crm.funnel import calls, deals, task_list, tasks
+from pbx_crm.models import Deal, Event, Notification, Task
+from pbx_crm.people import users
+from pbx_crm.robots import task_reminders
 from pbx_crm.rules.phones import ExtensionPlan, classify_caller
+
+JAKARTA = ZoneInfo("Asia/Jakarta")
 
 PLAN = ExtensionPlan.parse("100-199")
 SITI = "+62 811-2000-3000"
@@ -153,3 +171,150 @@ def test_a_new_callers_callback_waits_in_unsorted_and_counts_their_calls(engine,
         missed(session, "5.2", 3, stranger)
         task, = callbacks(session, first.deal_id)
     assert (task.assignee_id, task.missed_calls, task.phone) == (None, 2, "+6285711112222")
+
+
+# --- the Tasks page: overdue, today, upcoming, done ---------------------------------------------
+
+
+def titles(lines):
+    return [line.task.title for line in lines]
+
+
+def test_tasks_fall_into_overdue_today_and_upcoming_by_the_users_day_in_jakarta(engine, crm):
+    ana, deal = crm["ana"], crm["deal"]
+    late_evening = at(7 * 60 + 30)  # 16:30 UTC, 23:30 in Jakarta
+    with transaction(engine) as session:
+        for title, due in (("Send the offer", at(7 * 60)),  # 23:00 in Jakarta
+                           ("Confirm the meeting", at(7 * 60 + 45)),  # 23:45
+                           ("Call the architect", at(8 * 60 + 15)),  # 00:15, Tuesday
+                           ("Visit the site", at(30 * 60)),
+                           ("Some day: a reference", None)):
+            tasks.add_task(session, ana, deal, title=title, due_at=due, now=at(0))
+        brochure = tasks.add_task(session, ana, deal, title="Print the brochure", now=at(0))
+        tasks.complete_task(session, ana, brochure.id, now=at(6 * 60))
+
+    with transaction(engine, read_only=True) as session:
+        jakarta = task_list.task_groups(session, ana, zone=JAKARTA, now=late_evening)
+        utc = task_list.task_groups(session, ana, zone=ZoneInfo("UTC"), now=late_evening)
+    assert titles(jakarta.overdue) == ["Send the offer"]
+    assert titles(jakarta.today) == ["Confirm the meeting"]
+    assert titles(jakarta.upcoming) == ["Call the architect", "Visit the site",
+                                        "Some day: a reference"]
+    assert titles(jakarta.done) == ["Print the brochure"]
+    assert jakarta.overdue[0].overdue(late_evening) and jakarta.open_count == 5
+    # In UTC the architect's call (17:15) is still Monday's: the zone decides.
+    assert titles(utc.today) == ["Confirm the meeting", "Call the architect"]
+
+
+def test_a_seller_sees_her_deals_and_the_unsorted_queue_a_head_sees_the_team(engine, crm):
+    ana, budi, hana = crm["ana"], crm["budi"], crm["hana"]
+    with transaction(engine) as session:
+        budis = make_deal(session, budi, title="ERP rollout", now=at(0))
+        tasks.add_task(session, budi, budis.id, title="Demo the ERP", due_at=at(10), now=at(0))
+        tasks.add_task(session, ana, crm["deal"], title="Send the offer", due_at=at(20),
+                       now=at(0))
+        missed(session, "6.1", 0, "+62 857-1111-2222")  # a stranger: Unsorted, nobody's
+
+    def seen(actor, **kw):
+        with transaction(engine, read_only=True) as session:
+            groups = task_list.task_groups(session, actor, zone=JAKARTA, now=at(60), **kw)
+        return sorted(titles(groups.overdue))
+
+    unsorted_callback = "Call back +6285711112222 (missed call)"
+    assert seen(ana) == [unsorted_callback, "Send the offer"]
+    assert seen(budi) == [unsorted_callback, "Demo the ERP"]
+    assert seen(hana) == [unsorted_callback, "Demo the ERP", "Send the offer"]
+    assert seen(hana, owner_id=budi.user_id) == ["Demo the ERP"]
+    with transaction(engine, read_only=True) as session:
+        assert task_list.overdue_per_seller(session, now=at(60)) == {
+            ana.user_id: 1, budi.user_id: 1}
+    # Ana may not finish Budi's task.
+    with transaction(engine) as session, pytest.raises(Forbidden):
+        demo = session.exec(select(Task).where(Task.title == "Demo the ERP")).one()
+        tasks.complete_task(session, ana, demo.id)
+
+
+# --- a reminder when a task falls due -------------------------------------------------------------
+
+
+class Inbox:
+    def __init__(self):
+        self.messages = []
+
+    async def handle_DATA(self, server, session, envelope):
+        self.messages.append(envelope)
+        return "250 OK"
+
+
+@pytest.fixture
+def mailbox():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield controller.port, inbox
+    controller.stop()
+
+
+def test_a_task_falling_due_reminds_its_owner_once_in_the_crm_the_stream_and_by_mail(
+        engine, crm, settings, mailbox):
+    port, inbox = mailbox
+    settings = settings.replace(smtp_host="127.0.0.1", smtp_port=port,
+                                smtp_from="crm@example.co.id")
+    ana = crm["ana"]
+    with transaction(engine) as session:
+        users.set_email(session, ADMIN, ana.user_id, "ana@example.co.id")
+        offer = tasks.add_task(session, ana, crm["deal"], title="Send the offer",
+                               due_at=at(60), now=at(0))
+
+    assert task_reminders.remind_due_tasks(engine, settings, now=at(59)).reminded == 0
+    report = task_reminders.remind_due_tasks(engine, settings, now=at(61))
+    assert (report.reminded, report.mailed, report.task_ids) == (1, 1, [offer.id])
+    assert task_reminders.remind_due_tasks(engine, settings, now=at(120)).reminded == 0
+
+    with transaction(engine, read_only=True) as session:
+        notice, = session.exec(select(Notification)).all()
+        event, = session.exec(select(Event).where(Event.kind == "task_due")).all()
+        assert session.get(Task, offer.id).reminded_at == at(61)
+    assert (notice.user_id, notice.kind, notice.task_id, notice.deal_id) == (
+        ana.user_id, "task_due", offer.id, crm["deal"])
+    assert (event.target_user_id, event.payload["task_id"]) == (ana.user_id, offer.id)
+    mail, = inbox.messages
+    assert mail.rcpt_tos == ["ana@example.co.id"]
+    text = mail.content.decode()
+    assert "Subject: [pbx-crm] Task due: Send the offer" in text
+    assert "Due: 2024-05-06 17:00 (Asia/Jakarta)" in text  # 10:00 UTC, in Ana's zone
+
+
+def test_two_schedulers_remind_each_task_once(engine, crm, settings):
+    with transaction(engine) as session:
+        for n in range(3):
+            tasks.add_task(session, crm["ana"], crm["deal"], title=f"Task {n}", due_at=at(n),
+                           now=at(0))
+    other = {}
+    second = threading.Thread(target=lambda: other.update(
+        report=task_reminders.remind_due_tasks(engine, settings, now=at(10))))
+    with transaction(engine) as session:
+        claimed, _ = task_reminders.remind_batch(session, settings, now=at(10))
+        # The other scheduler's pass runs while this one holds its batch uncommitted: on
+        # PostgreSQL it skips the locked tasks, on SQLite it waits for the write lock.
+        second.start()
+    second.join(timeout=30)
+
+    assert len(claimed) == 3 and other["report"].reminded == 0
+    with transaction(engine, read_only=True) as session:
+        assert len(session.exec(select(Notification)).all()) == 3
+
+
+def test_an_unsorted_task_is_reminded_once_a_seller_takes_the_deal(engine, crm, settings):
+    with transaction(engine) as session:
+        call = missed(session, "7.1", 0, "+62 857-1111-2222")
+    assert task_reminders.remind_due_tasks(engine, settings, now=at(30)).reminded == 0
+    with transaction(engine) as session:
+        deals.take_deal(session, crm["budi"], call.deal_id, now=at(40))
+    assert task_reminders.remind_due_tasks(engine, settings, now=at(41)).reminded == 1
+    with transaction(engine, read_only=True) as session:
+        notice, = session.exec(select(Notification)).all()
+    assert notice.user_id == crm["budi"].user_id

@@ -1,9 +1,10 @@
 """The robots' clock: APScheduler 3 runs the robot passes in the background.
 
 ``pbx-crm robots`` runs this alone; ``serve`` and ``demo`` start it with the other components
-(``pbx_crm.components.start_robots``). Two jobs: the pass over every timed rule
-(``robot_pass_seconds``) and the trigger reader (``robot_trigger_seconds``: answered and
-missed calls from the events outbox, deals that just entered a stage). All robot state lives
+(``pbx_crm.components.start_robots``). Three jobs: the pass over every timed rule
+(``robot_pass_seconds``), the trigger reader (``robot_trigger_seconds``: answered and
+missed calls from the events outbox, deals that just entered a stage), and the task reminders
+(``task_reminders``, on the pass's clock: the owner of a task that fell due hears of it once). All robot state lives
 in the database (rule watermarks, the events cursor, the runs with their unique keys), so a
 restarted scheduler goes on where it stopped, and two schedulers on one PostgreSQL share the
 work without doing anything twice. A pass missed while the process was down or busy runs once
@@ -29,8 +30,9 @@ from ..config import Settings
 from ..models import utcnow
 from ..telephony.ami_client import AmiClient
 from ..telephony.click_to_call import call_contact
-from . import passes, triggers
+from . import passes, task_reminders, triggers
 from .passes import PassReport, RingOwner
+from .task_reminders import ReminderReport
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +77,7 @@ class RobotScheduler:
         self.originate = originate
         self._ami_client = ami_client
         self._gaps: dict[int, datetime] = {}
-        self._lock = threading.Lock()  # the two jobs never overlap inside one process
+        self._lock = threading.Lock()  # the jobs never overlap inside one process
         self.scheduler = BackgroundScheduler(timezone=UTC)
 
     def start(self) -> RobotScheduler:
@@ -92,6 +94,9 @@ class RobotScheduler:
                                 seconds=self.settings.robot_trigger_seconds,
                                 next_run_time=now, coalesce=True, max_instances=1,
                                 misfire_grace_time=grace)
+        self.scheduler.add_job(self.run_reminders, "interval", id="task-reminders",
+                                seconds=self.settings.robot_pass_seconds, next_run_time=now,
+                                coalesce=True, max_instances=1, misfire_grace_time=grace)
         self.scheduler.start()
         log.info("robots: a pass every %s s, triggers every %s s", self.settings.robot_pass_seconds,
                  self.settings.robot_trigger_seconds)
@@ -113,6 +118,15 @@ class RobotScheduler:
         if report.fired:
             log.info("robot triggers: %d event(s), %d run(s) fired, %d failed", report.events,
                      report.fired, report.failed)
+        return report
+
+    def run_reminders(self, now: datetime | None = None) -> ReminderReport:
+        with self._lock:
+            report = task_reminders.remind_due_tasks(self.engine, self.settings,
+                                                     now=now or utcnow())
+        if report.reminded or report.mail_failures:
+            log.info("task reminders: %d task(s) due, %d mailed, %d mail(s) failed",
+                     report.reminded, report.mailed, report.mail_failures)
         return report
 
     def stop(self) -> None:
