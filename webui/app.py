@@ -9,7 +9,8 @@ language) and installs one Bottle plugin that runs before every route:
   header ``X-CSRF-Token``); the public sign-in form uses a double-submit cookie instead;
 * a route with ``<deal_id>`` in its path is checked for the deal's ownership here, once, by
   ``deals.get_deal`` (which asks ``pbx_crm.rules.funnel``), before its own code runs;
-* refusals of the core (``CrmError``) become a page (or JSON) with their HTTP status;
+* refusals of the core (``CrmError``) become a page (or JSON) with their HTTP status, in
+  the user's language (``refusal_text``);
 * a request body over ``web_max_body_kb`` is refused before it is read, and the client's
   address is believed from a trusted proxy only (``pbx_crm.web.front_door``).
 
@@ -41,7 +42,7 @@ from pbx_crm.funnel import deals
 from pbx_crm.people import sign_in as web_sessions
 from pbx_crm.web import front_door
 from pbx_crm.db import transaction
-from pbx_crm.errors import CrmError, Forbidden, ValidationError
+from pbx_crm.errors import CrmError, Forbidden, Phrase, ValidationError
 from pbx_crm.rules.funnel import Actor
 from pbx_crm.models import User, utcnow
 from pbx_crm.rules.money import format_money, plain_amount
@@ -169,6 +170,10 @@ class WebUI:
         text = self.translations[self.language()].gettext(message)
         return text % values if values else text
 
+    def refusal_text(self, error: CrmError) -> str:
+        """A refusal of the core as the user reads it: in their language."""
+        return error.translated(self.translations[self.language()].gettext)
+
     def formatter(self) -> Formatter:
         signed = bottle.request.environ.get("pbx_crm.signed_in")
         zone = (signed.user.time_zone if signed and signed.user.time_zone
@@ -262,9 +267,8 @@ class WebUI:
         if not route.config.get("public"):
             # Signed in or not, the refusal speaks the user's language when it can.
             bottle.request.environ["pbx_crm.signed_in"] = self._signed_in()
-        raise front_door.TooLarge(self.gettext(
-            "This is too large to send: at most %(size)d KB at once.",
-            size=self.settings.web_max_body_kb))
+        raise front_door.TooLarge("This is too large to send: at most %(size)d KB at once.",
+                                  size=self.settings.web_max_body_kb)
 
     def check_deal(self, deal_id: int) -> None:
         """The one ownership check of every deal route: read access, as the funnel rules it
@@ -297,13 +301,14 @@ class WebUI:
         """A refusal of the core as a page or JSON, with its status; nothing was changed
         (the route's transaction rolled back)."""
         status = getattr(error, "status", 400)
+        text = self.refusal_text(error)
         if self.wants_json():
-            return self.json({"error": error.message}, status=status)
+            return self.json({"error": text}, status=status)
         if bottle.request.environ.get("pbx_crm.signed_in") is None \
                 and not bottle.request.route.config.get("public"):
             bottle.response.status = status
-            return error.message
-        return self.render("error.html", status=status, error=error.message)
+            return text
+        return self.render("error.html", status=status, error=text)
 
     def json(self, payload: dict, *, status: int = 200) -> str:
         bottle.response.status = status
@@ -369,14 +374,16 @@ def query() -> bottle.FormsDict:
     return bottle.request.query.decode()
 
 
-def int_field(values, name: str, what: str, *, required: bool = True) -> int | None:
+def int_field(values, name: str, what: Phrase, *, required: bool = True) -> int | None:
+    """The id or number in field ``name``; ``what`` names it in a refusal ("Choose stage.")."""
     text = (values.get(name) or "").strip()
     if not text:
         if required:
-            raise ValidationError(f"Choose {what}.", field=name)
+            raise ValidationError("Choose %(what)s.", what=what, field=name)
         return None
     if not text.isdigit() or len(text) > 18:
-        raise ValidationError(f"“{text[:20]}” is not a valid {what}.", field=name)
+        raise ValidationError("“%(text)s” is not a valid %(what)s.", text=text[:20], what=what,
+                              field=name)
     return int(text)
 
 

@@ -57,12 +57,8 @@ def register(ui: WebUI) -> None:
                 if user is not None:
                     web_sessions.forget_attempts(session, login, address)
                     token = web_sessions.open_session(session, user)
-        except web_sessions.TooManyAttempts as error:
-            return login_page(error=ui.gettext(
-                "Too many failed sign-ins; try again in %(minutes)d minutes.",
-                minutes=error.minutes), login=login, status=error.status, next_path=next_path)
-        except CrmError as error:
-            return login_page(error=error.message, login=login, status=error.status,
+        except CrmError as error:  # too many failed attempts, among others
+            return login_page(error=ui.refusal_text(error), login=login, status=error.status,
                               next_path=next_path)
         if user is None:
             return login_page(error=ui.gettext("Wrong login or password."), login=login,

@@ -14,7 +14,7 @@ import bottle
 from pbx_crm.funnel import board, pipelines
 from pbx_crm.people import users
 from pbx_crm.db import transaction
-from pbx_crm.errors import NotFound, ValidationError
+from pbx_crm.errors import NotFound, Phrase, ValidationError
 
 from .app import WebUI, int_field, query
 
@@ -49,11 +49,11 @@ def register(ui: WebUI) -> None:
 
     def _filters(all_pipelines):
         values = query()
-        pipeline_id = int_field(values, "pipeline", "pipeline", required=False)
+        pipeline_id = int_field(values, "pipeline", Phrase("pipeline"), required=False)
         pipeline = pipelines.pick_pipeline(all_pipelines, pipeline_id)
         owner_id = None
         if ui.actor.sees_everything:
-            owner_id = int_field(values, "owner", "seller", required=False)
+            owner_id = int_field(values, "owner", Phrase("seller"), required=False)
         return pipeline, owner_id
 
     @app.get("/board", name="board")
@@ -94,7 +94,7 @@ def register(ui: WebUI) -> None:
         values = query()
         with transaction(ui.engine, read_only=True) as session:
             stage = pipelines.get_stage(session, stage_id)
-            owner_id = (int_field(values, "owner", "seller", required=False)
+            owner_id = (int_field(values, "owner", Phrase("seller"), required=False)
                         if actor.sees_everything else None)
             after = parse_cursor(values.get("after"))
             cards = board.column_card_rows(session, actor, stage, owner_id=owner_id,

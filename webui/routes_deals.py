@@ -20,7 +20,8 @@ from pbx_crm.telephony.click_to_call import call_contact
 from pbx_crm.db import transaction
 from pbx_crm.funnel.deal_card import deal_card
 from pbx_crm.enums import StageKind
-from pbx_crm.errors import CrmError, CustomerOfAnotherSeller, StaleVersion, ValidationError
+from pbx_crm.errors import (CrmError, CustomerOfAnotherSeller, Phrase, StaleVersion,
+                            ValidationError)
 from pbx_crm.models import RobotRun
 from pbx_crm.rules.money import to_minor
 from pbx_crm.funnel.new_deal import create_deal_with_contact
@@ -38,7 +39,8 @@ def _due_at(text: str, zone: str) -> datetime | None:
     try:
         day = datetime.strptime(text, "%Y-%m-%d").date()
     except ValueError:
-        raise ValidationError(f"“{text[:20]}” is not a date.", field="due_at") from None
+        raise ValidationError("“%(text)s” is not a date.", text=text[:20], field="due_at") \
+            from None
     return datetime.combine(day, time(18, 0), tzinfo=ZoneInfo(zone))
 
 
@@ -65,7 +67,7 @@ def register(ui: WebUI) -> None:
             pipeline = pipelines.get_pipeline(session, pipeline_id)
             owner_id = None
             if ui.actor.sees_everything:
-                owner_id = int_field(form(), "owner", "seller", required=False)
+                owner_id = int_field(form(), "owner", Phrase("seller"), required=False)
             totals = board.column_totals(session, ui.actor, pipeline_id, owner_id=owner_id)
         return {str(stage_id): {"count": total.deals,
                                 "money": fmt.money(total.amount_minor, pipeline.currency)}
@@ -79,11 +81,11 @@ def register(ui: WebUI) -> None:
                 deal = work(session, values)
         except CrmError as error:
             if ui.wants_json():
-                payload = {"error": error.message}
+                payload = {"error": ui.refusal_text(error)}
                 if isinstance(error, StaleVersion) or error.status == 409:
                     payload["deal"] = current_state(deal_id)
                 return ui.json(payload, status=error.status)
-            return deal_page(deal_id, error=error.message, status=error.status)
+            return deal_page(deal_id, error=ui.refusal_text(error), status=error.status)
         if ui.wants_json():
             return ui.json({"ok": True, "deal": current_state(deal_id),
                             "totals": totals_json(deal.pipeline_id)})
@@ -122,7 +124,7 @@ def register(ui: WebUI) -> None:
     def move(deal_id):
         def work(session, values):
             return deals.move_deal(session, ui.actor, deal_id,
-                                   to_stage_id=int_field(values, "stage_id", "stage"),
+                                   to_stage_id=int_field(values, "stage_id", Phrase("stage")),
                                    expected_version=version_field(values),
                                    lost_reason=values.get("lost_reason"))
         return change(deal_id, work)
@@ -141,14 +143,14 @@ def register(ui: WebUI) -> None:
                 title=values.get("title", ""),
                 amount_minor=to_minor(values.get("amount", ""), deal.currency,
                                       locale=ui.language()),
-                priority=int_field(values, "priority", "priority"))
+                priority=int_field(values, "priority", Phrase("priority")))
         return change(deal_id, work)
 
     @app.post("/deals/<deal_id:int>/assign", name="deal_assign")
     def assign(deal_id):
         def work(session, values):
             return deals.assign_deal(session, ui.actor, deal_id,
-                                     owner_id=int_field(values, "owner_id", "seller"),
+                                     owner_id=int_field(values, "owner_id", Phrase("seller")),
                                      expected_version=version_field(values))
         return change(deal_id, work)
 
@@ -192,7 +194,8 @@ def register(ui: WebUI) -> None:
         def work(session, values):
             task = session.get(tasks.Task, task_id)
             if task is None or task.deal_id != deal_id:
-                raise ValidationError(f"Deal #{deal_id} has no task #{task_id}.", field="task")
+                raise ValidationError("Deal #%(deal_id)s has no task #%(task_id)s.",
+                                      deal_id=deal_id, task_id=task_id, field="task")
             tasks.complete_task(session, ui.actor, task_id)
             return deals.load_deal(session, deal_id)[0]
         return change(deal_id, work)
@@ -204,8 +207,8 @@ def register(ui: WebUI) -> None:
         def work(session, values):
             run = session.get(RobotRun, run_id)
             if run is None or run.deal_id != deal_id:
-                raise ValidationError(f"Deal #{deal_id} has no robot nudge #{run_id}.",
-                                      field="nudge")
+                raise ValidationError("Deal #%(deal_id)s has no robot nudge #%(run_id)s.",
+                                      deal_id=deal_id, run_id=run_id, field="nudge")
             answer_nudge_form(session, ui.actor, run_id, values)
             return deals.load_deal(session, deal_id)[0]
         return change(deal_id, work)
@@ -233,7 +236,7 @@ def register(ui: WebUI) -> None:
             try:
                 pipeline = pipelines.get_pipeline(session, None)
             except CrmError as refusal:
-                return ui.render("error.html", status=404, error=refusal.message)
+                return ui.render("error.html", status=404, error=ui.refusal_text(refusal))
             stages = [s for s in pipelines.stages_of(session, pipeline.id)
                       if s.kind == StageKind.OPEN.value and not s.is_unsorted]
             sellers = users.list_sellers(session) if ui.actor.sees_everything else []
@@ -261,8 +264,8 @@ def register(ui: WebUI) -> None:
                     region=ui.settings.phone_region, pipeline_id=pipeline.id,
                     amount_minor=to_minor(values.get("amount", ""), pipeline.currency,
                                           locale=ui.language()),
-                    stage_id=int_field(values, "stage_id", "stage", required=False),
-                    owner_id=int_field(values, "owner_id", "seller", required=False))
+                    stage_id=int_field(values, "stage_id", Phrase("stage"), required=False),
+                    owner_id=int_field(values, "owner_id", Phrase("seller"), required=False))
         except CustomerOfAnotherSeller as refusal:
             # Shown at the phone field, in the user's language; the service's text is the
             # same sentence in English.
@@ -271,7 +274,7 @@ def register(ui: WebUI) -> None:
                                      "This number belongs to another seller's customer; ask "
                                      "a head to hand the customer over."))
         except CrmError as error:
-            return new_deal_page(values=dict(values), error=error.message,
+            return new_deal_page(values=dict(values), error=ui.refusal_text(error),
                                  status=error.status)
         return bottle.redirect(f"/deals/{deal.id}", 303)
 

@@ -46,5 +46,5 @@ def register(ui: WebUI) -> None:
             with transaction(ui.engine) as session:
                 answer_nudge_form(session, ui.actor, run_id, values)
         except CrmError as error:
-            return notifications_page(error=error.message, status=error.status)
+            return notifications_page(error=ui.refusal_text(error), status=error.status)
         return bottle.redirect("/notifications", 303)

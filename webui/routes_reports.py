@@ -23,7 +23,7 @@ from pbx_crm.funnel import pipelines
 from pbx_crm.reporting import reports
 from pbx_crm.reporting.advisor import hints_with_deals
 from pbx_crm.db import transaction
-from pbx_crm.errors import ValidationError
+from pbx_crm.errors import Phrase, ValidationError
 from pbx_crm.models import Deal, User
 from pbx_crm.reporting.charts import Money, funnel_svg, report_tables, to_csv, trend_svg
 from pbx_crm.reporting.reports import DealFilter, deals_matching
@@ -77,7 +77,7 @@ def period_bounds(kind: str, today: date, first: str = "", last: str = "") -> tu
         if end < start:
             raise ValidationError("The period must end after it starts.", field="period")
         return start, end + timedelta(days=1)
-    raise ValidationError(f"Unknown period “{kind[:20]}”.", field="period")
+    raise ValidationError("Unknown period “%(period)s”.", period=kind[:20], field="period")
 
 
 def _utc_param(values, name: str) -> datetime | None:
@@ -87,7 +87,8 @@ def _utc_param(values, name: str) -> datetime | None:
     try:
         found = datetime.fromisoformat(text)
     except ValueError:
-        raise ValidationError(f"“{text[:40]}” is not a date and time.", field=name) from None
+        raise ValidationError("“%(text)s” is not a date and time.", text=text[:40],
+                              field=name) from None
     if found.tzinfo is None:
         raise ValidationError("A time in a deal list carries its UTC offset.", field=name)
     return found
@@ -102,8 +103,8 @@ def register(ui: WebUI) -> None:
         kind = values.get("period") or DEFAULT_PERIOD
         today = datetime.now(ZoneInfo(ui.settings.time_zone)).date()
         start, end = period_bounds(kind, today, values.get("from", ""), values.get("to", ""))
-        return {"pipeline_id": int_field(values, "pipeline", "pipeline", required=False),
-                "seller_id": int_field(values, "seller", "seller", required=False),
+        return {"pipeline_id": int_field(values, "pipeline", Phrase("pipeline"), required=False),
+                "seller_id": int_field(values, "seller", Phrase("seller"), required=False),
                 "period": kind, "start": start, "end": end}
 
     def build(session, choice):
@@ -154,7 +155,8 @@ def register(ui: WebUI) -> None:
             report = build(session, choice)
         tables = report_tables(report)
         if table not in tables:
-            raise ValidationError(f"No table “{table[:20]}” in this report.", field="table")
+            raise ValidationError("No table “%(table)s” in this report.", table=table[:20],
+                                  field="table")
         name = f"{table}-{report.period.start.isoformat()}-{report.period.end.isoformat()}.csv"
         bottle.response.content_type = "text/csv; charset=utf-8"
         bottle.response.set_header("Content-Disposition", f'attachment; filename="{name}"')
@@ -164,9 +166,9 @@ def register(ui: WebUI) -> None:
     def report_deals():
         values = query()
         wanted = DealFilter(
-            pipeline_id=int_field(values, "pipeline", "pipeline"),
-            stage_id=int_field(values, "stage", "stage"), what=values.get("what", ""),
-            owner_id=int_field(values, "seller", "seller", required=False),
+            pipeline_id=int_field(values, "pipeline", Phrase("pipeline")),
+            stage_id=int_field(values, "stage", Phrase("stage")), what=values.get("what", ""),
+            owner_id=int_field(values, "seller", Phrase("seller"), required=False),
             start_utc=_utc_param(values, "from"), end_utc=_utc_param(values, "to"))
         with transaction(ui.engine, read_only=True) as session:
             ids = deals_matching(session, ui.actor, wanted)

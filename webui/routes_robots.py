@@ -16,7 +16,7 @@ from sqlmodel import select
 from pbx_crm.funnel import pipelines
 from pbx_crm.db import transaction
 from pbx_crm.enums import NudgeAnswer, StageKind
-from pbx_crm.errors import CrmError, ValidationError
+from pbx_crm.errors import CrmError, Phrase, ValidationError
 from pbx_crm.rules.funnel import ensure_head
 from pbx_crm.models import Stage, User
 from pbx_crm.rules.money import plain_amount, to_minor
@@ -117,7 +117,7 @@ def register(ui: WebUI) -> None:
         actor = ui.actor
         locale = ui.language()
         with transaction(ui.engine, read_only=True) as session:
-            ensure_head(actor, "see the robots")
+            ensure_head(actor, Phrase("see the robots"))
             pipeline = pipelines.get_pipeline(session, pipeline_id)
             stages = pipelines.stages_of(session, pipeline.id)
             rules = robot_rules.list_rules(session, actor, pipeline.id)
@@ -126,8 +126,8 @@ def register(ui: WebUI) -> None:
             if editing is not None:
                 rule = robot_rules.get_rule(session, editing)
                 if rule.stage_id not in {stage.id for stage in stages}:
-                    raise ValidationError(f"Robot #{rule.id} is on another pipeline.",
-                                          field="edit")
+                    raise ValidationError("Robot #%(rule_id)s is on another pipeline.",
+                                          rule_id=rule.id, field="edit")
                 if values is None:
                     values = rule_values(rule, pipeline.currency, locale)
                 else:  # the stage of a rule does not change; its field is not posted
@@ -157,18 +157,18 @@ def register(ui: WebUI) -> None:
     @app.get("/robots", name="robots")
     def show_robots():
         values = query()
-        return robots_page(int_field(values, "pipeline", "pipeline", required=False),
-                           editing=int_field(values, "edit", "robot", required=False))
+        return robots_page(int_field(values, "pipeline", Phrase("pipeline"), required=False),
+                           editing=int_field(values, "edit", Phrase("robot"), required=False))
 
     @app.post("/robots/rules", name="robot_add")
     def add_rule():
         values = form()
-        ensure_head(ui.actor, "set up robots")
-        pipeline_id = int_field(values, "pipeline", "pipeline", required=False)
+        ensure_head(ui.actor, Phrase("set up robots"))
+        pipeline_id = int_field(values, "pipeline", Phrase("pipeline"), required=False)
         try:
             with transaction(ui.engine) as session:
                 stage = pipelines.get_stage(session,
-                                            int_field(values, "stage_id", "stage"))
+                                            int_field(values, "stage_id", Phrase("stage")))
                 pipeline = pipelines.get_pipeline(session, stage.pipeline_id)
                 pipeline_id = pipeline.id
                 condition = values.get("condition", "")
@@ -180,14 +180,14 @@ def register(ui: WebUI) -> None:
                                                       ui.language()),
                     action=action, action_params=action_params(values, action))
         except CrmError as error:
-            return robots_page(pipeline_id, values=dict(values), error=error.message,
+            return robots_page(pipeline_id, values=dict(values), error=ui.refusal_text(error),
                                status=error.status)
         return bottle.redirect(f"/robots?pipeline={pipeline_id}", 303)
 
     @app.post("/robots/rules/<rule_id:int>/edit", name="robot_edit")
     def edit_rule(rule_id):
         values = form()
-        ensure_head(ui.actor, "set up robots")
+        ensure_head(ui.actor, Phrase("set up robots"))
         with transaction(ui.engine, read_only=True) as session:
             pipeline_id = pipeline_of_rule(session, rule_id)
         try:
@@ -203,14 +203,14 @@ def register(ui: WebUI) -> None:
                     action=action or None, action_params=action_params(values, action))
         except CrmError as error:
             return robots_page(pipeline_id, values=dict(values), editing=rule_id,
-                               error=error.message, status=error.status)
+                               error=ui.refusal_text(error), status=error.status)
         return bottle.redirect(f"/robots?pipeline={pipeline_id}", 303)
 
     @app.post("/robots/rules/<rule_id:int>/active", name="robot_active")
     def set_active(rule_id):
         values = form()
         with transaction(ui.engine) as session:
-            ensure_head(ui.actor, "set up robots")
+            ensure_head(ui.actor, Phrase("set up robots"))
             pipeline_id = pipeline_of_rule(session, rule_id)
             active = values.get("active")
             if active not in ("yes", "no"):
@@ -221,7 +221,7 @@ def register(ui: WebUI) -> None:
     @app.post("/robots/rules/<rule_id:int>/delete", name="robot_delete")
     def delete_rule(rule_id):
         with transaction(ui.engine) as session:
-            ensure_head(ui.actor, "set up robots")
+            ensure_head(ui.actor, Phrase("set up robots"))
             pipeline_id = pipeline_of_rule(session, rule_id)
             robot_rules.delete_rule(session, ui.actor, rule_id)
         return bottle.redirect(f"/robots?pipeline={pipeline_id}", 303)
@@ -231,7 +231,7 @@ def answer_nudge_form(session, actor, robot_run_id: int, values):
     """The nudge's answer as its form posts it: one button per answer, and the number of days
     beside "Snooze", read only for that answer."""
     answer = values.get("answer", "")
-    snooze_days = (int_field(values, "snooze_days", "number of days")
+    snooze_days = (int_field(values, "snooze_days", Phrase("number of days"))
                    if answer == NudgeAnswer.SNOOZE.value else None)
     return nudges.answer_nudge(session, actor, robot_run_id, answer=answer,
                                snooze_days=snooze_days)

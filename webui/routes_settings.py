@@ -12,7 +12,7 @@ import bottle
 from pbx_crm.funnel import pipelines
 from pbx_crm.people import users
 from pbx_crm.db import transaction
-from pbx_crm.errors import CrmError, NotFound, ValidationError
+from pbx_crm.errors import CrmError, NotFound, Phrase, ValidationError
 from pbx_crm.rules.funnel import ensure_head
 from pbx_crm.models import User
 
@@ -44,13 +44,13 @@ def register(ui: WebUI) -> None:
             with transaction(ui.engine) as session:
                 work(session, values)
         except CrmError as error:
-            return settings_page(error=error.message, status=error.status)
+            return settings_page(error=ui.refusal_text(error), status=error.status)
         return bottle.redirect("/settings", 303)
 
     def user_of(session, user_id: int) -> User:
         user = session.get(User, user_id)
         if user is None:
-            raise NotFound(f"No user #{user_id}.")
+            raise NotFound("No user #%(user_id)s.", user_id=user_id)
         return user
 
     @app.get("/settings", name="settings")
@@ -92,7 +92,7 @@ def register(ui: WebUI) -> None:
     @app.post("/settings/stages/<stage_id:int>/move")
     def move_stage(stage_id):
         def work(session, values):
-            ensure_head(ui.actor, "change stages")
+            ensure_head(ui.actor, Phrase("change stages"))
             direction = values.get("direction")
             if direction not in ("up", "down"):
                 raise ValidationError("Move a stage up or down.", field="direction")
@@ -101,7 +101,7 @@ def register(ui: WebUI) -> None:
             index = order.index(stage_id)
             other = index - 1 if direction == "up" else index + 1
             if not 0 <= other < len(order):
-                raise ValidationError(f"“{stage.name}” is at the end already.",
+                raise ValidationError("“%(stage)s” is at the end already.", stage=stage.name,
                                       field="direction")
             order[index], order[other] = order[other], order[index]
             pipelines.reorder_stages(session, ui.actor, stage.pipeline_id, order)
@@ -119,7 +119,7 @@ def register(ui: WebUI) -> None:
     @app.post("/settings/users/<user_id:int>/active")
     def set_active(user_id):
         def work(session, values):
-            ensure_head(ui.actor, "activate or deactivate users")
+            ensure_head(ui.actor, Phrase("activate or deactivate users"))
             user = user_of(session, user_id)
             if user.id == ui.actor.user_id:
                 raise ValidationError("You cannot deactivate yourself.", field="active")
@@ -129,7 +129,7 @@ def register(ui: WebUI) -> None:
     @app.post("/settings/users/<user_id:int>/extensions")
     def set_extensions(user_id):
         def work(session, values):
-            ensure_head(ui.actor, "change extensions")
+            ensure_head(ui.actor, Phrase("change extensions"))
             users.set_extensions(session, ui.actor, user_of(session, user_id).id,
                                  _split(values.get("extensions", "")))
         return change(work)
@@ -142,7 +142,7 @@ def register(ui: WebUI) -> None:
     @app.post("/settings/users/<user_id:int>/email")
     def set_email(user_id):
         def work(session, values):
-            ensure_head(ui.actor, "change e-mail addresses")
+            ensure_head(ui.actor, Phrase("change e-mail addresses"))
             users.set_email(session, ui.actor, user_of(session, user_id).id,
                             values.get("email", "").strip() or None)
         return change(work)

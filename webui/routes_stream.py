@@ -40,7 +40,8 @@ def last_event_id() -> int | None:
     if not text:
         return None
     if not text.isdigit() or len(text) > 18:
-        raise ValidationError(f"“{text[:20]}” is not an event id.", field="last_event_id")
+        raise ValidationError("“%(text)s” is not an event id.", text=text[:20],
+                              field="last_event_id")
     return int(text)
 
 
