@@ -32,7 +32,7 @@ SERVICE_REFUSALS = (
     gettext("A contact needs a name."), gettext("A name is at most 200 characters."),
     gettext("A company name is at most 200 characters."),
     gettext("A contact has at most 20 phone numbers."),
-    gettext("No such contact; it may have been merged into another one."),
+    gettext("No contact #%(contact_id)s; it may have been merged into another one."),
     gettext("None of this contact's deals is yours or in Unsorted."),
     gettext("A contact cannot be merged with itself."), gettext("Choose the other contact."),
     gettext("Someone else changed this contact meanwhile; reload the page and try again."),

@@ -50,7 +50,8 @@ def _load(session: Session, actor: Actor, kept_id: int, merged_id: int, *,
     found = {contact.id: contact for contact in session.exec(query)}
     for contact_id in (kept_id, merged_id):
         if contact_id not in found:
-            raise NotFound("No such contact; it may have been merged into another one.")
+            raise NotFound("No contact #%(contact_id)s; it may have been merged into another "
+                           "one.", contact_id=contact_id)
     ensure_can_merge_contacts(actor, deal_keys(session, kept_id), deal_keys(session, merged_id),
                               same=kept_id == merged_id)
     return found[kept_id], found[merged_id]

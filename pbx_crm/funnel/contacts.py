@@ -108,8 +108,8 @@ def deal_keys(session: Session, contact_id: int) -> list[tuple[int | None, bool]
 def get_contact(session: Session, contact_id: int) -> Contact:
     contact = session.get(Contact, contact_id)
     if contact is None:
-        # Said without the number: a contact merged into another is gone for good.
-        raise NotFound("No such contact; it may have been merged into another one.")
+        raise NotFound("No contact #%(contact_id)s; it may have been merged into another one.",
+                       contact_id=contact_id)
     return contact
 
 
