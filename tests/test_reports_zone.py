@@ -21,6 +21,7 @@ from webtools import signed_in
 
 from pbx_crm.cli import running
 from pbx_crm.db import transaction
+from pbx_crm.errors import Conflict
 from pbx_crm.models import ReportDay, ReportDayZone
 from pbx_crm.reporting import days as report_days, days_rebuild, reports
 
@@ -84,6 +85,16 @@ def test_ensure_zone_on_an_empty_database_records_the_zone_for_the_upkeep(sessio
     session.info.pop(report_days.ZONE_CACHE, None)
     assert days_rebuild.ensure_zone(session, LONDON) == 0
     assert report_days.day_zone(session) == LONDON
+
+
+def test_a_report_over_tables_never_built_is_refused_naming_the_fix(session):
+    funnel = build_funnel(session)
+    session.execute(delete(ReportDayZone))
+    session.info.pop(report_days.ZONE_CACHE, None)
+    with pytest.raises(Conflict, match=r"not built: run `pbx-crm report rebuild` to count "
+                                       r"them in the company's time zone, Asia/Jakarta\."):
+        reports.funnel_report(session, funnel.hana, pipeline_id=funnel.pipeline.id,
+                              start=START, end=END, time_zone=JAKARTA)
 
 
 def test_ensure_zone_leaves_the_commit_to_its_caller(engine):

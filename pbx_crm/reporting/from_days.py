@@ -44,10 +44,13 @@ def require_days(session: Session, scope: Scope) -> None:
     counted, asked = report_days.day_zone(session), scope.period.time_zone
     if counted == asked:
         return
-    where = f"count days in {counted}" if counted else "are not built"
-    raise Conflict(f"The reports' daily tables {where}, not in {asked}: run `pbx-crm report "
-                   f"rebuild` to recount them in the company's time zone, and restart the "
-                   f"processes started before it changed.")
+    if counted is None:
+        raise Conflict("The reports' daily tables are not built: run `pbx-crm report rebuild` "
+                       "to count them in the company's time zone, %(asked)s.", asked=asked)
+    raise Conflict("The reports' daily tables count days in %(counted)s, not in %(asked)s: run "
+                   "`pbx-crm report rebuild` to recount them in the company's time zone, and "
+                   "restart the processes started before it changed.",
+                   counted=counted, asked=asked)
 
 
 def uses_histograms(scope: Scope) -> bool:
