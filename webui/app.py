@@ -374,8 +374,10 @@ def query() -> bottle.FormsDict:
     return bottle.request.query.decode()
 
 
-def int_field(values, name: str, what: Phrase, *, required: bool = True) -> int | None:
-    """The id or number in field ``name``; ``what`` names it in a refusal ("Choose stage.")."""
+def int_field(values, name: str, what: str, *, required: bool = True) -> int | None:
+    """The id or number in field ``name``; ``what`` names it in a refusal ("Choose stage."),
+    a phrase translated with it (callers mark it ``Phrase(...)`` for the catalog)."""
+    what = Phrase(what)
     text = (values.get(name) or "").strip()
     if not text:
         if required:

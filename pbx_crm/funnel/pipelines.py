@@ -10,7 +10,7 @@ from sqlalchemy import func, update
 from sqlmodel import Session, select
 
 from ..enums import StageKind
-from ..errors import Conflict, NotFound, ValidationError
+from ..errors import Conflict, NotFound, Phrase, ValidationError
 from ..rules.funnel import Actor, clean_currency, ensure_head
 from .journal import audit
 from ..models import Deal, Pipeline, Stage
@@ -52,7 +52,7 @@ def create_pipeline(session: Session, actor: Actor, *, name: str, stages, curren
     A pipeline without a won or a lost stage gets "Won" / "Lost" at the end: every deal
     needs a way out.
     """
-    ensure_head(actor, "set up pipelines")
+    ensure_head(actor, Phrase("set up pipelines"))
     name = _clean_name(name, "pipeline")
     if session.exec(select(Pipeline.id).where(Pipeline.name == name)).first():
         raise Conflict("A pipeline named “%(name)s” exists already.", name=name)
@@ -118,7 +118,7 @@ def why_calls_open_no_deals(session: Session) -> str | None:
 def set_creates_deals_from_calls(session: Session, actor: Actor, pipeline_id: int,
                                  enabled: bool) -> Pipeline:
     """Whether inbound calls from new callers open Unsorted deals in this pipeline."""
-    ensure_head(actor, "set up pipelines")
+    ensure_head(actor, Phrase("set up pipelines"))
     pipeline = get_pipeline(session, pipeline_id)
     pipeline.creates_deals_from_calls = bool(enabled)
     session.add(pipeline)
@@ -195,7 +195,7 @@ def outcome_stage(session: Session, pipeline_id: int, kind: StageKind) -> Stage:
 def add_stage(session: Session, actor: Actor, pipeline_id: int, *, name: str,
               kind: str = StageKind.OPEN.value, position: int | None = None) -> Stage:
     """Add a stage; by default an open stage goes before the outcomes, an outcome at the end."""
-    ensure_head(actor, "change stages")
+    ensure_head(actor, Phrase("change stages"))
     get_pipeline(session, pipeline_id)
     name = _clean_name(name, "stage")
     kind = _clean_kind(kind)
@@ -217,7 +217,7 @@ def add_stage(session: Session, actor: Actor, pipeline_id: int, *, name: str,
 
 
 def rename_stage(session: Session, actor: Actor, stage_id: int, name: str) -> Stage:
-    ensure_head(actor, "change stages")
+    ensure_head(actor, Phrase("change stages"))
     stage = get_stage(session, stage_id)
     if stage.is_unsorted:
         raise ValidationError("The Unsorted stage keeps its name.", field="name")
@@ -235,7 +235,7 @@ def rename_stage(session: Session, actor: Actor, stage_id: int, name: str) -> St
 
 def reorder_stages(session: Session, actor: Actor, pipeline_id: int, stage_ids) -> list[Stage]:
     """Put the stages in the given order; Unsorted must stay first."""
-    ensure_head(actor, "change stages")
+    ensure_head(actor, Phrase("change stages"))
     get_pipeline(session, pipeline_id)
     stages = {s.id: s for s in stages_of(session, pipeline_id)}
     stage_ids = [int(i) for i in stage_ids]

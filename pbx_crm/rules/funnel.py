@@ -131,10 +131,11 @@ def ensure_can_use_contact(actor: Actor, sellers: Iterable[int]) -> None:
         raise CustomerOfAnotherSeller(CUSTOMER_OF_ANOTHER_SELLER, field="phone")
 
 
-def ensure_head(actor: Actor, what: Phrase) -> None:
-    """``what`` completes "Only a head may ..." ("set up robots")."""
+def ensure_head(actor: Actor, what: str) -> None:
+    """``what`` completes "Only a head may ..." ("set up robots"): a phrase, translated with
+    the refusal (callers mark it ``Phrase(...)`` for the catalog)."""
     if not actor.sees_everything:
-        raise Forbidden("Only a head may %(what)s.", what=what)
+        raise Forbidden("Only a head may %(what)s.", what=Phrase(what))
 
 
 def ensure_open(deal, stage) -> None:
