@@ -11,6 +11,7 @@ from __future__ import annotations
 import configparser
 import dataclasses
 import os
+import re
 import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -113,6 +114,14 @@ def _parse_positive_int(text: str) -> int:
     return int(text)
 
 
+def _parse_device_suffix(text: str) -> str:
+    text = text.strip()
+    if not re.fullmatch(r"[A-Za-z0-9@/_.:+-]*", text):
+        raise ValueError("expected what follows the extension in a device name, such as "
+                         f"@phones (letters, digits and @ / _ . : + -), got {text!r}")
+    return text
+
+
 def _parse_workers(text: str) -> int:
     if not text.strip().isdigit():
         raise ValueError(f"expected a number of worker processes (0: one per core), got {text!r}")
@@ -144,8 +153,10 @@ class Settings:
     ami_port: int = 5038
     ami_username: str = "pbx-crm"
     ami_secret: str = ""
-    # Where click-to-call rings the seller's phone first, then dials out.
+    # Where click-to-call rings the seller's phone first (<technology>/<extension><suffix>,
+    # as the dialplan's CRM_DEVICE_TECH and CRM_DEVICE_SUFFIX), then dials out.
     device_technology: str = "PJSIP"
+    device_suffix: str = ""
     originate_context: str = "from-internal"
     # Web UI: mark the session cookie Secure (set it when the UI is served over HTTPS).
     web_secure_cookies: bool = False
@@ -204,6 +215,7 @@ _PARSERS = {
     "ami_username": str.strip,
     "ami_secret": str,
     "device_technology": str.strip,
+    "device_suffix": _parse_device_suffix,
     "originate_context": str.strip,
     "web_secure_cookies": _parse_bool,
     "web_workers": _parse_workers,

@@ -8,13 +8,23 @@ the Originate actions; what the CRM wrote, from the deal's timeline and the audi
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
 import pytest
+from sqlmodel import select
 
 from factories import audit_of, make_contact, make_deal, make_pipeline, make_user, timeline_of
 from pbx_crm.cli import main as cli
 from pbx_crm.telephony.ami_client import AmiClient
 from pbx_crm.telephony.click_to_call import ClickToCallFailed, call_contact
-from pbx_crm.config import Settings
+from pbx_crm.agi import HOOKS
+from pbx_crm.config import ConfigError, Settings, load_settings
+from pbx_crm.funnel import calls
+from pbx_crm.models import Call, utcnow
+from pbx_crm.reporting.reports import funnel_report
+from pbx_crm.telephony.agi_protocol import AgiRequest
+from pbx_crm.telephony.dispatcher import HookContext
 from pbx_crm.db import transaction
 from pbx_crm.enums import TimelineKind
 from pbx_crm.errors import Forbidden, ValidationError
@@ -76,6 +86,60 @@ def test_ana_calls_her_deals_contact(engine, crm, server, client, settings):
     with transaction(engine, read_only=True) as session:
         [entry] = [a for a in audit_of(session, "deal", deal.id) if a.action == "click_to_call"]
     assert entry.actor == "ana" and entry.changes["number"] == BUDI_E164
+
+
+def test_the_call_is_recorded_on_the_deal_and_counts_as_outbound_in_the_report(
+        engine, crm, server, client, settings):
+    """Whatever route the Originate takes in the dialplan (the demo's emulator runs none), the
+    call is the CRM's from the click: on the deal, under the channel's uniqueid, and in the
+    report's outbound calls."""
+    deal = crm["deal"]
+    with transaction(engine) as session:
+        placed = call_contact(session, crm["ana"], deal.id, number=None,
+                              originate=client.originate, settings=settings)
+    with transaction(engine, read_only=True) as session:
+        call = calls.find_call(session, placed.channel_id)
+        assert (call.direction, call.deal_id, call.linkedid) == ("outbound", deal.id,
+                                                                  placed.channel_id)
+        assert (call.caller_e164, call.answered_exten) == (BUDI_E164, "101")
+        today = datetime.now(ZoneInfo(settings.time_zone)).date()
+        report = funnel_report(session, crm["olga"], pipeline_id=None, start=today,
+                               end=today + timedelta(days=1), time_zone=settings.time_zone)
+    assert sum(stage.outbound for stage in report.calls) == 1
+
+    # The dialplan's outbound hook, when the route runs it, finds the call recorded.
+    request = AgiRequest.from_env({
+        "agi_network": "yes", "agi_network_script": "outbound", "agi_uniqueid": placed.channel_id,
+        "agi_channel": "PJSIP/101-0000000a", "agi_callerid": "101", "agi_arg_1": placed.dialed,
+        "agi_arg_2": placed.channel_id, "agi_arg_3": str(deal.id)})
+    with transaction(engine) as session:
+        answer = HOOKS["outbound"].run(session, request, HookContext(settings, utcnow()))
+    assert answer == {"CRM_DEAL_ID": str(deal.id)}
+    with transaction(engine, read_only=True) as session:
+        assert len(session.exec(select(Call)).all()) == 1
+
+
+def test_the_device_suffix_setting_names_the_sellers_phone_as_the_dialplan_does(
+        engine, crm, server, client, tmp_path):
+    """CRM_DEVICE_TECH=Local and CRM_DEVICE_SUFFIX=@phones in the dialplan: the same two
+    settings here, and the Originate rings Local/101@phones."""
+    settings = load_settings(environ={
+        "PBX_CRM_DATA_DIR": str(tmp_path), "PBX_CRM_DEVICE_TECHNOLOGY": "Local",
+        "PBX_CRM_DEVICE_SUFFIX": "@phones",
+        "PBX_CRM_DATABASE_URL": engine.url.render_as_string(False)})
+    with transaction(engine) as session:
+        placed = call_contact(session, crm["ana"], crm["deal"].id, number=None,
+                              originate=client.originate, settings=settings)
+    [action] = server.originates
+    assert action["Channel"] == placed.channel == "Local/101@phones"
+    assert placed.result.answered(WAIT)
+
+
+@pytest.mark.parametrize("suffix", ["@phones x", "@phones\r\nAction: Logoff", "&PJSIP/102"])
+def test_a_device_suffix_that_is_not_one_is_refused_at_start(tmp_path, suffix):
+    with pytest.raises(ConfigError, match="PBX_CRM_DEVICE_SUFFIX"):
+        load_settings(environ={"PBX_CRM_DATA_DIR": str(tmp_path),
+                               "PBX_CRM_DEVICE_SUFFIX": suffix})
 
 
 def test_the_number_given_must_be_one_of_the_contacts(engine, crm, server, client, settings):

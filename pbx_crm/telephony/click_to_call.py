@@ -15,11 +15,20 @@ Choices, kept in one place:
   *number* is the seller's own extension, so the dialplan sees the call as one the seller
   dialed (FreePBX picks the outbound caller ID by that number) and the contact never gets their
   own number presented back.
+* The seller's phone is ``<device_technology>/<extension><device_suffix>`` (``PJSIP/101``, or
+  ``Local/101@phones`` with the suffix ``@phones``), as the dialplan's ``CRM_DEVICE_TECH`` and
+  ``CRM_DEVICE_SUFFIX`` name it.
 * ``ChannelId`` is chosen here (``crm-<deal>-<random>``) and ``CRM_DEAL_ID`` goes along as a
   channel variable, so the outbound and hangup hooks can tie the call to this deal.
+* The call is recorded here, as an outbound call on the deal under that ChannelId (the seller's
+  channel's uniqueid and linkedid), and so counted in the reports' outbound calls whether or
+  not the route the Originate takes runs ``[pbx-crm-outbound]``: when it does, the ``outbound``
+  hook finds the call recorded and the hangup hook closes it; when it does not, the AMI listener
+  closes it when the seller's channel goes.
 * A refused or unanswered Originate raises ``ClickToCallFailed`` and writes nothing (the
   caller's transaction rolls back): the seller sees the message at once, and a call that never
-  started is not a deal event. A successful one writes a timeline entry and an audit row.
+  started is not a deal event. A successful one writes the call, a timeline entry and an
+  audit row.
 * The session stays open while Asterisk answers the Originate (milliseconds; at most the
   client's action timeout), so with SQLite the write lock is held that long: give the client a
   short ``action_timeout``.
@@ -36,6 +45,7 @@ from sqlmodel import Session, select
 
 from .ami_client import AmiActionError, AmiError, AmiNotConnected, AmiTimeout, OriginateResult
 from ..config import Settings
+from ..funnel import calls
 from ..funnel.contacts import phones_of
 from ..funnel.deals import load_deal
 from ..enums import TimelineKind
@@ -43,7 +53,7 @@ from ..errors import CrmError, ValidationError
 from ..rules.funnel import Actor, ensure_can_change_deal
 from ..funnel.journal import audit, timeline
 from ..models import Contact, User, UserExtension
-from ..rules.phones import normalize_number
+from ..rules.phones import classify_caller, normalize_number
 
 # Quotes, angle brackets and backslashes would end or escape the caller-ID name; control
 # characters (CR/LF) would end the AMI header.
@@ -52,9 +62,17 @@ CALLER_NAME_LIMIT = 40
 
 
 class ClickToCallFailed(CrmError):
-    """Asterisk did not take the call: AMI down, the action refused or not answered in time."""
+    """Asterisk did not take the call: AMI down, the action refused or not answered in time.
+
+    ``reason`` says which (``unreachable``, ``timeout``, ``refused``, ``failed``), so that an
+    edge can say it in the user's language; ``extension`` is the seller's phone."""
 
     status = 502
+
+    def __init__(self, message: str, *, reason: str = "failed", extension: str = "",
+                 detail: str = ""):
+        super().__init__(message)
+        self.reason, self.extension, self.detail = reason, extension, detail
 
 
 @dataclass(frozen=True)
@@ -95,7 +113,7 @@ def call_contact(session: Session, actor: Actor, deal_id: int, *, number: str | 
             raise ValidationError(f"{e164} is not a number of {contact.name} "
                                   f"({', '.join(phones)}).", field="phone")
     extension = _extension_of(session, actor)
-    channel = f"{settings.device_technology}/{extension}"
+    channel = device_of(settings, extension)
     dialed = e164.lstrip("+")
     channel_id = f"crm-{deal.id}-{secrets.token_hex(6)}"
     name = _NOT_IN_CALLER_NAME.sub("", contact.name).strip()
@@ -105,7 +123,12 @@ def call_contact(session: Session, actor: Actor, deal_id: int, *, number: str | 
                            caller_id=f'"{shown}" <{extension}>',
                            variables={"CRM_DEAL_ID": str(deal.id)}, channel_id=channel_id)
     except AmiError as error:
-        raise ClickToCallFailed(_failure_message(error, extension)) from error
+        raise _failure(error, extension) from error
+    calls.record_outbound_call(
+        session, uniqueid=channel_id, linkedid=channel_id, extension=extension,
+        dialed=classify_caller(e164, region=settings.phone_region,
+                               extensions=settings.internal_extensions),
+        clicked_deal_id=deal.id)
     timeline(session, actor, deal.id, TimelineKind.CALL,
              body=f"Calling {e164} from ext {extension}",
              data={"click_to_call": True, "number": e164, "extension": extension,
@@ -116,6 +139,11 @@ def call_contact(session: Session, actor: Actor, deal_id: int, *, number: str | 
     return ClickToCall(action_id=result.action_id, deal_id=deal.id, contact_id=contact.id,
                        number=e164, dialed=dialed, extension=extension, channel=channel,
                        channel_id=channel_id, result=result)
+
+
+def device_of(settings: Settings, extension: str) -> str:
+    """The seller's phone as Originate's ``Channel`` names it."""
+    return f"{settings.device_technology}/{extension}{settings.device_suffix}"
 
 
 def _extension_of(session: Session, actor: Actor) -> str:
@@ -130,13 +158,18 @@ def _extension_of(session: Session, actor: Actor) -> str:
     return extension
 
 
-def _failure_message(error: AmiError, extension: str) -> str:
+def _failure(error: AmiError, extension: str) -> ClickToCallFailed:
     if isinstance(error, AmiTimeout):
-        return ("The phone system did not confirm the call in time; your phone "
-                f"(ext {extension}) may still ring.")
+        return ClickToCallFailed("The phone system did not confirm the call in time; your phone "
+                                 f"(ext {extension}) may still ring.", reason="timeout",
+                                 extension=extension)
     if isinstance(error, AmiNotConnected):
-        return "The phone system is not reachable right now; try again in a minute."
+        return ClickToCallFailed("The phone system is not reachable right now; try again in a "
+                                 "minute.", reason="unreachable", extension=extension)
     if isinstance(error, AmiActionError):
-        reason = (error.response.get("Message") if error.response is not None else None)
-        return f"The phone system refused the call: {reason or error}."
-    return f"The call could not be placed: {error}."
+        detail = str((error.response.get("Message") if error.response is not None else None)
+                     or error)
+        return ClickToCallFailed(f"The phone system refused the call: {detail}.",
+                                 reason="refused", extension=extension, detail=detail)
+    return ClickToCallFailed(f"The call could not be placed: {error}.", reason="failed",
+                             extension=extension, detail=str(error))
