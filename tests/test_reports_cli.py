@@ -39,11 +39,12 @@ def test_the_funnel_as_text_tables(run):
     assert (code, err) == (0, "")
     shown = lines(out)
     assert shown[0] == ("Sales, 2024-05-06 to 2024-05-19 (Asia/Jakarta), all sellers; "
-                        "amounts in IDR minor units")
-    assert "Opportunity 2 400 11 6 0 3 66.7 33.3 30.3 24.0" in shown
-    assert "Commercial proposal 2 310 6 2 1 2 50.0 50.0 68.6 48.0" in shown
-    assert "Document coordination 1 500 1 0 0 0 - - - -" in shown
-    assert "11 1 5 100 16.7 6.7 6.7" in shown  # created, won, lost, money, win %, cycle days
+                        "amounts in IDR")
+    # Money in major units, as written in the company's country (rupiah: 400 sen is Rp4).
+    assert "Opportunity 2 Rp4 11 6 0 3 66.7 33.3 30.3 24.0" in shown
+    assert "Commercial proposal 2 Rp3 6 2 1 2 50.0 50.0 68.6 48.0" in shown
+    assert "Document coordination 1 Rp5 1 0 0 0 - - - -" in shown
+    assert "11 1 5 Rp1 16.7 6.7 6.7" in shown  # created, won, lost, money, win %, cycle days
     assert "2024-05-13 0 1 1 1" in shown
 
 
@@ -62,7 +63,7 @@ def test_one_sellers_loss_map(run):
     code, out, _ = run("losses", *PERIOD, "--seller", "budi")
     assert code == 0
     shown = lines(out)
-    assert shown[0].endswith("Budi; amounts in IDR minor units")
+    assert shown[0].endswith("Budi; amounts in IDR")
     assert "Budi Opportunity 3 0 0.0 0.0" in shown
     assert not any(line.startswith("Ana") for line in shown)
     assert "south Commercial proposal 1 1 50.0 50.0" in shown

@@ -43,12 +43,13 @@ def test_every_table_exports_as_csv_with_its_figures():
                             "nudges"]
     stages = read_csv(report_charts.to_csv(tables["stages"]))
     assert stages[0][:4] == ["stage", "open deals", "open amount", "entered"]
-    assert stages[1] == ["Opportunity", "4", "900", "10", "6", "0", "2", "75.0", "25.0",
+    # Money in major units, what a spreadsheet sums (900 sen of rupiah: 9).
+    assert stages[1] == ["Opportunity", "4", "9", "10", "6", "0", "2", "75.0", "25.0",
                          "2.0", "1.0"]
     # A stage with no moves out has no time in stage: empty cells, not zeros.
     assert stages[2][0] == NASTY and stages[2][-2:] == ["", ""]
     assert read_csv(report_charts.to_csv(tables["outcomes"]))[1] == [
-        "11", "1", "5", "100", "16.7", "6.7", "6.7"]
+        "11", "1", "5", "1", "16.7", "6.7", "6.7"]
     # The loss map lists the cells with decided deals, the weak one flagged.
     assert read_csv(report_charts.to_csv(tables["losses"]))[1:] == [
         ["Ana <b>", "Opportunity", "3", "2", "40.0", "25.0", "weak"]]
@@ -81,3 +82,9 @@ def test_the_trend_chart_draws_a_line_per_series_with_a_point_per_week():
     assert [line.find(f"{SVG}title").text for line in lines] == ["created", "won", "lost"]
     assert all(len(line.get("points").split()) == 2 for line in lines)
     assert not root.findall(f".//{SVG}script")
+
+
+def test_money_in_csv_is_in_major_units_cents_kept_where_there_are_some():
+    table = report_charts.Table("t", "T", ["amount"], [[report_charts.Money(150_050, "USD")],
+                                                       [report_charts.Money(1_200, "JPY")]])
+    assert read_csv(report_charts.to_csv(table))[1:] == [["1500.50"], ["1200"]]

@@ -32,7 +32,8 @@ def cmd_report(args, settings, engine, out) -> int:
     from zoneinfo import ZoneInfo
 
     from ..reporting.advisor import hints_with_deals
-    from ..reporting.charts import Table, report_tables, to_csv
+    from ..reporting.charts import Money, Table, report_tables, to_csv
+    from ..rules.money import format_money, locale_for
     from ..reporting.reports import funnel_report
 
     last = args.to or datetime.now(ZoneInfo(settings.time_zone)).date()
@@ -59,15 +60,22 @@ def cmd_report(args, settings, engine, out) -> int:
         return 0
     who = report.seller_name or "all sellers"
     print(f"{report.pipeline_name}, {report.period.label} ({report.period.time_zone}), {who}; "
-          f"amounts in {report.currency} minor units", file=out)
+          f"amounts in {report.currency}", file=out)
+    locale = locale_for("en", settings.phone_region)
+
+    def shown(cell) -> str:
+        if cell is None:
+            return "-"
+        return format_money(cell, cell.currency, locale=locale) if isinstance(cell, Money) \
+            else str(cell)
+
     for name in names:
         table = tables[name]
         print(f"\n{table.title}", file=out)
         if not table.rows:
             print("  (nothing in this period)", file=out)
             continue
-        print_table(table.headers, [["-" if cell is None else str(cell) for cell in row]
-                                    for row in table.rows], out)
+        print_table(table.headers, [[shown(cell) for cell in row] for row in table.rows], out)
     return 0
 
 

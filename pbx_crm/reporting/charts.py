@@ -15,7 +15,9 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
+from decimal import Decimal
 
+from ..rules.money import minor_digits
 from .reports import FunnelReport, LossMap
 
 
@@ -38,8 +40,20 @@ class Approximate(float):
 
 
 class Money(int):
-    """An amount in minor units: a plain number in CSV and on the CLI, money in the user's
-    locale on the page."""
+    """An amount in minor units of ``currency``: money in the reader's locale on the page and
+    the CLI, a plain number in major units in CSV (what a spreadsheet sums)."""
+
+    currency: str
+
+    def __new__(cls, amount_minor: int, currency: str):
+        money = super().__new__(cls, amount_minor)
+        money.currency = currency
+        return money
+
+    @property
+    def major(self) -> int | Decimal:
+        value = Decimal(int(self)).scaleb(-minor_digits(self.currency))
+        return int(value) if value == value.to_integral_value() else value
 
 
 def _approx(value, approximate: bool):
@@ -67,7 +81,7 @@ def stages_table(report: FunnelReport) -> Table:
                  ["stage", "open deals", "open amount", "entered", "moved on", "moved back",
                   "lost", "conversion %", "loss %", "avg hours in stage",
                   "median hours in stage"],
-                 [[s.name, s.open_deals, Money(s.open_amount_minor), s.entered, s.moved_on,
+                 [[s.name, s.open_deals, Money(s.open_amount_minor, report.currency), s.entered, s.moved_on,
                    s.moved_back, s.lost, _pct(s.conversion), _pct(s.loss_rate),
                    _hours(s.avg_seconds), _approx(_hours(s.median_seconds), s.median_approximate)]
                   for s in report.stages])
@@ -78,7 +92,7 @@ def outcomes_table(report: FunnelReport) -> Table:
     return Table("outcomes", "Outcomes",
                  ["created", "won", "lost", "won amount", "win rate %", "avg cycle days",
                   "median cycle days"],
-                 [[o.created, o.won, o.lost, Money(o.won_amount_minor), _pct(o.win_rate),
+                 [[o.created, o.won, o.lost, Money(o.won_amount_minor, report.currency), _pct(o.win_rate),
                    _days(o.cycle_avg_seconds),
                    _approx(_days(o.cycle_median_seconds), o.cycle_median_approximate)]])
 
@@ -153,6 +167,8 @@ def csv_cell(value):
     spaces, gets a leading ``'`` so a spreadsheet shows it as text instead of running it."""
     if value is None:
         return ""
+    if isinstance(value, Money):
+        return value.major
     if isinstance(value, Approximate):
         return int(value) if value.is_integer() else float(value)
     if isinstance(value, int | float) and not isinstance(value, bool):

@@ -11,6 +11,7 @@ import functools
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
+from babel import Locale, UnknownLocaleError
 from babel.numbers import (
     NumberFormatError,
     format_currency,
@@ -23,6 +24,17 @@ from ..errors import ValidationError
 # ISO 4217 minor units where not 2.
 _MINOR_DIGITS = {"JPY": 0, "KRW": 0, "VND": 0, "CLP": 0, "ISK": 0, "BHD": 3, "KWD": 3,
                  "OMR": 3, "TND": 3}
+
+
+@functools.lru_cache(maxsize=64)
+def locale_for(language: str, region: str) -> str:
+    """The locale money and dates are shown in: the reader's language as written in the
+    company's country ("en_ID": Rp96.000.000 and 7 Dec 2026, not the US's IDR96,000,000 and
+    Dec 7, 2026), or the language alone where Babel knows no such pair."""
+    try:
+        return str(Locale.parse(f"{language}_{region}"))
+    except (UnknownLocaleError, ValueError):
+        return language
 
 
 def minor_digits(currency: str) -> int:

@@ -101,8 +101,8 @@ def test_the_command_lines_csv_shows_them_as_text_too(engine, hostile, capsys):
 
 def test_figures_stay_numbers_and_negative_ones_stay_negative():
     table = Table("t", "T", ["name", "count", "amount", "change"],
-                  [["-5", -5, Money(-150_000), -2.5], [" =1+1", 0, Money(0), None]])
+                  [["-5", -5, Money(-150_000, "IDR"), -2.5], [" =1+1", 0, Money(0, "IDR"), None]])
 
     text = to_csv(table)
 
-    assert text.splitlines()[1:] == ['"\'-5",-5,-150000,-2.5', '"\' =1+1",0,0,""']
+    assert text.splitlines()[1:] == ['"\'-5",-5,-1500,-2.5', '"\' =1+1",0,0,""']
