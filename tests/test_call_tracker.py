@@ -96,8 +96,9 @@ def test_the_recorded_answered_call_names_its_legs_as_the_capture_does():
     ringing, answered, ended = signals
     assert ringing == Ringing("1795892488.0", "101", BUDI, "Budi", "1795892488.2", "1795892488.1")
     assert answered == Answered("1795892488.0", "101", "1795892488.2", BUDI, "Budi", "1795892488.1")
+    # Its talk as the CDR bills it: the inbound leg's Cdr, whose peer is phone 101.
     assert ended == CallEnded("1795892488.0", "101", BUDI, "Budi", ("101",), "hangup",
-                              "1795892488.1")
+                              "1795892488.1", talk_seconds=3, dial_status="")
 
 
 def test_the_recorded_calls_give_the_same_signals_without_the_dialplan_and_agi_classes():

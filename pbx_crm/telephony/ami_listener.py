@@ -13,9 +13,13 @@ hook only tells the deal's owner and the heads, before any phone rings), records
 (``calls.record_answer``, idempotent with the ``answered`` hook) and closes a recorded call the
 hangup hook never closed, ``hangup_grace`` seconds after its last channel went (that hook runs
 before the channel's ``Hangup`` event, so it normally wins; the grace covers a hook that was
-spooled or slow). A call the CRM does not know (a dialplan without the hooks) still pops: the
-caller is looked up read-only, and since no hook told the heads, they get one copy too, and a
-``call_ended`` when it ends. Internal calls (a colleague's extension calling) pop nothing.
+spooled or slow). Such a call ends when its last channel went, not after the grace, and its
+talk is the one the PBX's CDR bills (``CallEnded.talk_seconds``). A seller's own call out that
+the CRM recorded (click-to-call) and no hook closed is closed the same way.
+
+A call the CRM does not know (a dialplan without the hooks) still pops: the caller is looked
+up read-only, and since no hook told the heads, they get one copy too, and a ``call_ended``
+when it ends. Internal calls (a colleague's extension calling) pop nothing.
 
 Threads: signals are handled on the client's dispatcher thread, never on its reader, so a slow
 database delays the pops but never the socket; the call ends waiting out their grace and the
@@ -31,6 +35,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime
+from functools import partial
 
 from sqlalchemy import null
 from sqlmodel import Session, select
@@ -53,7 +59,7 @@ from ..db import transaction
 from ..funnel.deals import open_deal_of_contact
 from ..enums import CallDirection
 from ..errors import NumberConflict
-from ..models import Call, Contact, Event, User, UserExtension
+from ..models import Call, Contact, Event, User, UserExtension, utcnow
 from ..rules.phones import CallerKind, classify_caller
 from ..people.users import user_for_extension
 
@@ -85,7 +91,8 @@ class AmiListener:
                                      on_connect=self._on_connect)
         self._progress = threading.Condition()  # notified after each event, resync, refresh
         self._wake = threading.Condition()  # wakes the housekeeping thread
-        self._endings: list[tuple[float, int, CallEnded]] = []  # heap of (due, seq, signal)
+        # Heap of (due, seq, signal, when the call's last channel went).
+        self._endings: list[tuple[float, int, CallEnded, datetime]] = []
         self._seq = itertools.count()
         self._stopping = threading.Event()
         self._housekeeper: threading.Thread | None = None
@@ -111,8 +118,8 @@ class AmiListener:
         self.client.close()
         if self._housekeeper is not None:
             self._housekeeper.join(timeout=10)
-        for ended in self._take_endings(due_before=None):
-            self._handle(ended, self._call_ended_now)
+        for ended, at in self._take_endings(due_before=None):
+            self._handle(ended, partial(self._call_ended_now, ended_at=at))
 
     @property
     def extensions(self) -> frozenset[str]:
@@ -196,12 +203,13 @@ class AmiListener:
             log.info("call %s: ext %s answered after ext %s did; %s keeps the call",
                      signal.linkedid, signal.extension, signal.owner, signal.owner)
         elif isinstance(signal, CallEnded):
+            ended_at = utcnow()  # the call's end, whenever it is written
             if self.hangup_grace <= 0:
-                self._handle(signal, self._call_ended_now)
+                self._handle(signal, partial(self._call_ended_now, ended_at=ended_at))
             else:
                 with self._wake:
                     heapq.heappush(self._endings, (time.monotonic() + self.hangup_grace,
-                                                   next(self._seq), signal))
+                                                   next(self._seq), signal, ended_at))
                     self._wake.notify_all()
 
     def _handle(self, signal: Signal, handler: Callable[[Session, Signal], None]) -> None:
@@ -275,9 +283,18 @@ class AmiListener:
                              "status": signal.status},
                     linkedid=signal.linkedid)
 
-    def _call_ended_now(self, session: Session, signal: CallEnded) -> None:
+    def _call_ended_now(self, session: Session, signal: CallEnded, *,
+                        ended_at: datetime | None = None) -> None:
         call = _call_of(session, signal.inbound_uniqueid, signal.linkedid)
         if call is None:
+            own = _outbound_call_of(session, signal.linkedid)
+            if own is not None:
+                if own.ended_at is None:  # no hangup hook ran on the seller's channel
+                    calls.record_hangup(session, uniqueid=own.uniqueid,
+                                        dial_status=signal.dial_status, hangup_cause=None,
+                                        answered_seconds=signal.talk_seconds,
+                                        linkedid=signal.linkedid, now=ended_at)
+                return
             if _heads_told(session, signal.linkedid):  # we popped it: close the pops
                 owner = user_for_extension(session, signal.owner) if signal.owner else None
                 events.emit_to_users(
@@ -291,7 +308,9 @@ class AmiListener:
             return  # the hangup hook closed it, as it should
         calls.record_hangup(session, uniqueid=call.uniqueid,
                             dial_status="ANSWER" if signal.owner else "NOANSWER",
-                            hangup_cause=None, linkedid=signal.linkedid)
+                            hangup_cause=None,
+                            answered_seconds=signal.talk_seconds if signal.owner else None,
+                            linkedid=signal.linkedid, now=ended_at)
 
     # --- housekeeping thread: the periodic refresh, call ends after their grace ---
 
@@ -302,18 +321,19 @@ class AmiListener:
             if now >= next_refresh:
                 self.refresh_devices()
                 next_refresh = now + self.refresh_interval
-            for ended in self._take_endings(due_before=now):
-                self._handle(ended, self._call_ended_now)
+            for ended, at in self._take_endings(due_before=now):
+                self._handle(ended, partial(self._call_ended_now, ended_at=at))
             with self._wake:
                 due = min([next_refresh] + [item[0] for item in self._endings[:1]])
                 if not self._stopping.is_set():
                     self._wake.wait(max(0.0, due - time.monotonic()))
 
-    def _take_endings(self, due_before: float | None) -> list[CallEnded]:
+    def _take_endings(self, due_before: float | None) -> list[tuple[CallEnded, datetime]]:
         taken = []
         with self._wake:
             while self._endings and (due_before is None or self._endings[0][0] <= due_before):
-                taken.append(heapq.heappop(self._endings)[2])
+                _due, _seq, ended, at = heapq.heappop(self._endings)
+                taken.append((ended, at))
         return taken
 
 
@@ -326,6 +346,14 @@ def _call_of(session: Session, uniqueid: str, linkedid: str) -> Call | None:
             return call
     return session.exec(select(Call).where(Call.linkedid == linkedid,
                                            Call.direction != CallDirection.OUTBOUND.value)
+                        .order_by(Call.id)).first()
+
+
+def _outbound_call_of(session: Session, linkedid: str) -> Call | None:
+    """A seller's own call out, recorded under its first channel (click-to-call names it:
+    the Originate's ChannelId is its uniqueid and linkedid)."""
+    return session.exec(select(Call).where(Call.linkedid == linkedid,
+                                           Call.direction == CallDirection.OUTBOUND.value)
                         .order_by(Call.id)).first()
 
 

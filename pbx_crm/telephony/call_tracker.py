@@ -13,7 +13,9 @@ of its channels is followed by ``Newstate`` 5 / ``DialState RINGING`` (in either
 order between channels varies); ``DialEnd`` says ANSWER, CANCEL, NOANSWER or BUSY; the call is
 over when its last channel hangs up (counting channels works for trunks, where the first
 channel is the inbound leg, and for Local test calls, where it is not). Dial events without a
-``Channel`` header belong to an Originate, not to a call leg, and are ignored.
+``Channel`` header belong to an Originate, not to a call leg, and are ignored. A channel's
+``Cdr`` event (cdr_manager; it comes just before that channel's ``Hangup``) gives Asterisk's
+own count of the talk, ``BillableSeconds``, which the call's end carries.
 """
 
 from __future__ import annotations
@@ -168,6 +170,11 @@ class CallEnded:
     dialed: tuple[str, ...]  # every seller extension dialed, in order
     reason: str = "hangup"
     inbound_uniqueid: str = ""
+    # Seconds of conversation as the PBX's CDR bills them (None: no answered CDR seen).
+    talk_seconds: int | None = None
+    # How the last Dial to something other than a seller's phone ended (ANSWER, NOANSWER...):
+    # the outcome of a seller's own call out, such as a click-to-call.
+    dial_status: str = ""
 
 
 Signal = Ringing | Answered | AnswerIgnored | StoppedRinging | CallEnded
@@ -199,6 +206,8 @@ class _Call:
     caller_name: str = ""
     caller_known: bool = False  # set by the first dial to a phone, which comes from the caller
     inbound_uniqueid: str = ""
+    talk_seconds: int | None = None
+    dial_status: str = ""
 
 
 class CallTracker:
@@ -260,6 +269,9 @@ class CallTracker:
         signals: list[Signal] = []
         if now >= self._next_sweep:
             self._sweep(now, signals)
+        if event == "Cdr":  # no Linkedid: found by its channel's UniqueID
+            self._cdr(msg)
+            return signals
         # No Linkedid: Cdr, Bridge*, OriginateResponse, and the Originate's own Dial* events.
         linkedid = msg.get("Linkedid")
         if linkedid is None or linkedid in self._ended:
@@ -383,12 +395,31 @@ class CallTracker:
         if dest not in call.legs:
             extension = self._device(msg.get("DestChannel"))
             if extension is None:
+                call.dial_status = msg.get("DialStatus") or ""  # a trunk, a ring group...
                 return
             self._add_leg(call, dest, extension)  # its DialBegin came before a resync
         if msg.get("DialStatus") == "ANSWER":
             self._answer(call, dest, signals)
         else:
             self._stops(call, dest, msg.get("DialStatus") or "UNKNOWN", signals)
+
+    def _cdr(self, msg) -> None:
+        """The talk of an answered call as Asterisk bills it: the CDR of the channel that
+        dialed the seller who answered (the inbound leg, or a ring group's Local half); on a
+        call no seller answered (a seller's own call out), the CDR of its first channel."""
+        uniqueid, seconds = msg.get("UniqueID"), msg.get("BillableSeconds") or ""
+        if (msg.get("Disposition") != "ANSWERED" or not seconds.isdigit()
+                or not msg.get("DestinationChannel")):
+            return
+        call = next((call for call in self._calls.values() if uniqueid in call.channels), None)
+        if call is None:
+            return
+        if call.owner is not None:
+            if self._device(msg.get("DestinationChannel")) != call.owner:
+                return  # a segment with someone else (an IVR, a ring group's Local leg)
+        elif uniqueid != call.linkedid:
+            return
+        call.talk_seconds = int(seconds)
 
     def _hangup(self, call: _Call, uniqueid: str | None, status: str, signals: list[Signal]) -> None:
         if uniqueid:
@@ -448,7 +479,8 @@ class CallTracker:
         for uniqueid in list(call.legs):
             self._stops(call, uniqueid, "UNKNOWN", signals)
         signals.append(CallEnded(call.linkedid, call.owner, call.caller_number, call.caller_name,
-                                 tuple(call.dialed), reason, call.inbound_uniqueid))
+                                 tuple(call.dialed), reason, call.inbound_uniqueid,
+                                 call.talk_seconds, call.dial_status))
         del self._calls[call.linkedid]
         self._ended[call.linkedid] = None
         while len(self._ended) > self._ended_memory:
