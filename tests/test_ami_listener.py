@@ -159,6 +159,29 @@ def test_a_ring_group_pops_for_each_seller_and_budi_who_answers_owns_the_deal(
     assert listener.failures == 0
 
 
+def test_phones_ringing_before_the_call_is_recorded_learn_the_new_callers_deal(
+        engine, sellers, server, start_listener):
+    """The dialplan rings the group as soon as the lookup answered, and the recording (the new
+    caller's Unsorted deal) may commit a moment later: the pops shown meanwhile name no deal,
+    then learn it, so nobody is offered to create a second one."""
+    listener = start_listener()
+    call = server.scenarios.ring_pjsip(BUDI, DID, ["101", "102"], stop_after="ringing")
+    server.replay(call.data)
+    assert listener.wait_idle(WAIT)
+    first = events_of(engine, events.RINGING)
+    ana, budi = sellers["ana"].user_id, sellers["budi"].user_id
+    assert sorted(e.target_user_id or 0 for e in first) == [0, ana, budi]
+    assert {e.payload["deal_id"] for e in first} == {None}
+
+    lookup = incoming_hook_ran(engine, uniqueid=call.linkedid, linkedid=call.linkedid)
+    assert lookup.deal_id is not None
+    assert listener.wait_until(lambda: len(events_of(engine, events.RINGING)) == 6, WAIT)
+    updates = events_of(engine, events.RINGING)[3:]
+    assert sorted(e.target_user_id or 0 for e in updates) == [0, ana, budi]
+    assert all(e.payload["update"] and e.deal_id == lookup.deal_id for e in updates)
+    assert listener.failures == 0
+
+
 def test_a_phone_nobody_owns_pops_nothing(engine, sellers, server, start_listener):
     listener = start_listener()
     server.ring_pjsip(BUDI, DID, ["109"], answer="109")

@@ -20,6 +20,11 @@ the CRM recorded (click-to-call) and no hook closed is closed the same way.
 A call the CRM does not know (a dialplan without the hooks) still pops: the caller is looked
 up read-only, and since no hook told the heads, they get one copy too, and a ``call_ended``
 when it ends. Internal calls (a colleague's extension calling) pop nothing.
+A phone may ring before the ``incoming`` hook's recording of the call committed (the dialplan
+dials as soon as the lookup answered): the pop then names no deal, and the listener looks for
+the recording again a few times (``POP_CHECKS``); once the call is recorded with a deal (for a
+new caller, the Unsorted deal the CRM opened), the browsers it popped in get a ``ringing``
+marked ``update`` that names it, so no one is offered to create a second deal.
 
 Threads: signals are handled on the client's dispatcher thread, never on its reader, so a slow
 database delays the pops but never the socket; the call ends waiting out their grace and the
@@ -35,6 +40,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 
@@ -57,9 +63,9 @@ from ..config import Settings
 from ..funnel.contacts import find_contact_by_number
 from ..db import transaction
 from ..funnel.deals import open_deal_of_contact
-from ..enums import CallDirection
+from ..enums import CallDirection, DealSource
 from ..errors import NumberConflict
-from ..models import Call, Contact, Event, User, UserExtension, utcnow
+from ..models import Call, Contact, Deal, Event, User, UserExtension, utcnow
 from ..rules.phones import CallerKind, classify_caller
 from ..people.users import user_for_extension
 
@@ -67,8 +73,21 @@ log = logging.getLogger(__name__)
 
 REFRESH_INTERVAL = 60.0  # seconds between reloads of the sellers' extensions
 HANGUP_GRACE = 5.0  # seconds the AGI hangup hook gets to close a call before we do
+# Seconds after a pop that named no deal at which the call's recording is looked for again.
+POP_CHECKS = (0.25, 0.5, 1.0, 2.0, 4.0)
 # Status of a pop for a caller the CRM has no contact for (and, from AMI, made no deal for).
 UNKNOWN = "UNKNOWN"
+
+
+@dataclass
+class _PopToComplete:
+    """A pop shown before the call was recorded: who saw it (None: the heads)."""
+
+    linkedid: str
+    inbound_uniqueid: str
+    extension: str
+    targets: set[int | None] = field(default_factory=set)
+    tries: int = 0
 
 
 class AmiListener:
@@ -94,6 +113,8 @@ class AmiListener:
         # Heap of (due, seq, signal, when the call's last channel went).
         self._endings: list[tuple[float, int, CallEnded, datetime]] = []
         self._seq = itertools.count()
+        self._pop_checks: list[tuple[float, int, _PopToComplete]] = []  # heap, under _wake
+        self._pops_to_complete: dict[str, _PopToComplete] = {}  # by linkedid, under _wake
         self._stopping = threading.Event()
         self._housekeeper: threading.Thread | None = None
         self.events_handled = 0
@@ -239,12 +260,59 @@ class AmiListener:
         if payload is None:
             return  # an internal call: no card to show
         payload.update(extension=signal.extension, source="ami")
+        told: set[int | None] = set()
         if not _pop_shown(session, user.id, signal.linkedid):  # e.g. the owner's AGI copy
             events.emit(session, events.RINGING, target_user_id=user.id, payload=payload,
                         deal_id=payload["deal_id"], linkedid=signal.linkedid)
+            told.add(user.id)
         if call is None and not _heads_told(session, signal.linkedid):
             events.emit(session, events.RINGING, target_user_id=None, payload=payload,
                         deal_id=payload["deal_id"], linkedid=signal.linkedid)
+            told.add(None)
+        if call is None and told and payload["deal_id"] is None and payload["status"] in (
+                UNKNOWN, calls.FOUND):
+            # A number the hook may be opening a deal for right now: look again shortly.
+            self._complete_later(signal, told)
+
+    def _complete_later(self, signal: Ringing, told: set[int | None]) -> None:
+        with self._wake:
+            pending = self._pops_to_complete.get(signal.linkedid)
+            if pending is None:
+                pending = self._pops_to_complete[signal.linkedid] = _PopToComplete(
+                    signal.linkedid, signal.inbound_uniqueid, signal.extension)
+                heapq.heappush(self._pop_checks, (time.monotonic() + POP_CHECKS[0],
+                                                  next(self._seq), pending))
+                self._wake.notify_all()
+            pending.targets |= told
+
+    def _complete_pops(self, now: float) -> None:
+        """The pops whose check is due: completed when the call is recorded, else looked for
+        again later (up to ``POP_CHECKS``)."""
+        due = []
+        with self._wake:
+            while self._pop_checks and self._pop_checks[0][0] <= now:
+                due.append(heapq.heappop(self._pop_checks)[2])
+        for pending in due:
+            done = False
+            try:
+                with transaction(self.engine) as session:
+                    with self._wake:
+                        targets = set(pending.targets)
+                    done = _complete_pop(session, pending, targets)
+            except Exception:  # the database may be away: look again at the next check
+                log.exception("AMI listener: the pop of call %s not completed; going on",
+                              pending.linkedid)
+                with self._progress:
+                    self.failures += 1
+            with self._wake:
+                pending.tries += 1
+                if done or pending.tries >= len(POP_CHECKS):
+                    self._pops_to_complete.pop(pending.linkedid, None)
+                else:
+                    heapq.heappush(self._pop_checks, (
+                        time.monotonic() + POP_CHECKS[pending.tries] - POP_CHECKS[pending.tries - 1],
+                        next(self._seq), pending))
+            self._notify()
 
     def _unknown_call_payload(self, session: Session, signal: Ringing) -> dict | None:
         """The pop of a call no AGI hook recorded: the caller looked up, nothing written."""
@@ -323,8 +391,10 @@ class AmiListener:
                 next_refresh = now + self.refresh_interval
             for ended, at in self._take_endings(due_before=now):
                 self._handle(ended, partial(self._call_ended_now, ended_at=at))
+            self._complete_pops(now)
             with self._wake:
-                due = min([next_refresh] + [item[0] for item in self._endings[:1]])
+                due = min([next_refresh] + [item[0] for item in self._endings[:1]]
+                          + [item[0] for item in self._pop_checks[:1]])
                 if not self._stopping.is_set():
                     self._wake.wait(max(0.0, due - time.monotonic()))
 
@@ -349,6 +419,23 @@ def _call_of(session: Session, uniqueid: str, linkedid: str) -> Call | None:
                         .order_by(Call.id)).first()
 
 
+def _complete_pop(session: Session, pending: _PopToComplete,
+                  targets: set[int | None]) -> bool:
+    """Whether the call of ``pending`` is recorded now; if it is, with a deal, the browsers
+    that show its pop learn the deal (a ``ringing`` marked ``update``, which opens no card)."""
+    call = _call_of(session, pending.inbound_uniqueid, pending.linkedid)
+    if call is None:
+        return False
+    payload = _known_call_payload(session, call)
+    if payload["deal_id"] is not None:
+        payload.update(extension=pending.extension, source="ami", update=True)
+        events.serialize_pops(session, pending.linkedid)
+        events.emit_rows(session, [events.event_row(
+            events.RINGING, target, payload=payload, deal_id=payload["deal_id"],
+            linkedid=pending.linkedid) for target in sorted(targets, key=lambda t: t or 0)])
+    return True
+
+
 def _outbound_call_of(session: Session, linkedid: str) -> Call | None:
     """A seller's own call out, recorded under its first channel (click-to-call names it:
     the Originate's ChannelId is its uniqueid and linkedid)."""
@@ -366,6 +453,8 @@ def _known_call_payload(session: Session, call: Call) -> dict:
         status = calls.ANONYMOUS
     elif call.contact_id is None and call.deal_id is None:
         status = calls.CONFLICT
+    elif _opened_by(session, call):
+        status = calls.NEW  # as the hook's own pop says: the deal is this call's
     else:
         status = calls.FOUND
     return {"uniqueid": call.uniqueid, "linkedid": call.linkedid, "status": status,
@@ -373,6 +462,18 @@ def _known_call_payload(session: Session, call: Call) -> dict:
             "caller_name": (contact.name if contact else "") or call.caller_name or "",
             "deal_id": call.deal_id, "contact_id": call.contact_id, "did": call.did,
             "recorded": True}
+
+
+def _opened_by(session: Session, call: Call) -> bool:
+    """Whether the call's deal was opened for it: a deal from a call, this one its first."""
+    if call.deal_id is None:
+        return False
+    deal = session.get(Deal, call.deal_id)
+    if deal is None or deal.source != DealSource.CALL.value:
+        return False
+    first = session.exec(select(Call.id).where(Call.deal_id == call.deal_id)
+                         .order_by(Call.id)).first()
+    return first == call.id
 
 
 def _pop_shown(session: Session, user_id: int, linkedid: str) -> bool:
