@@ -1,20 +1,38 @@
-/* pbx-crm screen-pops: one EventSource on /events per page. A ringing call shows a card
-   (the caller's deal, or a "new caller" card with a quick-create link); "answered" marks who
-   answered; "call_ended" / "stopped_ringing" let the card be dismissed. All words come
-   translated from the #screenpops element's data-t-* attributes; call data is only ever set
-   as text. The last event id and the open cards live in sessionStorage, so moving to
-   another page neither loses a pop nor shows one twice. When the session ends (signed out
-   in another tab, deactivated, a new password) the stream's last message is "signed_out":
-   the cards go, the stream stops reconnecting, and a note offers to sign in again. A
-   reconnect refused for good gets a note to reload the page. No build step. */
+/* pbx-crm screen-pops: one EventSource on /events per page. A ringing call shows a card, one
+   line per fact: the caller's name (when it is not just the number), the number once (or
+   "Number withheld"), the deal the CRM has for the call (for a new caller, the Unsorted deal it
+   opened), and how the call goes. "Create a deal" is offered only for a number the CRM opened
+   no deal for; a withheld caller has nothing to create. "answered" marks who answered;
+   "call_ended" / "stopped_ringing" end the card, which then fades after a short while
+   (answered calls a little later than missed ones) or can be dismissed. At most MAX_POPS
+   cards are shown, the oldest ended one going first; the box sits below the header. A
+   "ringing" marked "update" completes a card already shown (the deal the CRM opened after
+   the phone started ringing) and never opens one. All words come translated from the
+   #screenpops element's data-t-* attributes; call data is only ever set as text. The last
+   event id and the open cards live in sessionStorage, so moving to another page neither
+   loses a pop nor shows one twice. When the session ends (signed out in another tab,
+   deactivated, a new password) the stream's last message is "signed_out": the cards go, the
+   stream stops reconnecting, and a note offers to sign in again. A reconnect refused for good
+   gets a note to reload the page. No build step. */
 (function () {
   "use strict";
+  var FADE_ANSWERED_MS = 8000;  // an answered call's card stays this long after it ended
+  var FADE_MISSED_MS = 4000;  // a missed (or stopped) one, this long
+  var FADING_MS = 600;  // the fade itself (.pop-fading in app.css)
+  var MAX_POPS = 3;
+  // A pop the AMI listener showed before the CRM recorded the call ("recorded": false) may
+  // learn, a moment later, the deal the CRM opens for it: "Create a deal" waits this long.
+  var CREATE_DELAY_MS = 2500;
+  // Statuses whose number the CRM has no deal for, and could open one.
+  var CREATABLE = {NEW: true, UNKNOWN: true, FOUND: true};
   var box = document.getElementById("screenpops");
   if (!box || !window.EventSource) { return; }
   var words = box.dataset;
   var LAST_ID = "pbx_crm.lastEventId";
   var CARDS = "pbx_crm.screenpops";
-  var calls = {};  // linkedid -> {data, state, answeredBy}
+  var calls = {};  // linkedid -> {data, state, answeredBy, seq, endedAt}
+  var timers = {};  // linkedid -> the timeout that fades its card
+  var seq = 0;
 
   function stored(key, fallback) {
     try { return JSON.parse(window.sessionStorage.getItem(key)) || fallback; }
@@ -36,9 +54,20 @@
     return template.replace("{" + name + "}", value);
   }
 
+  function digits(text) { return String(text || "").replace(/[^0-9]/g, ""); }
+
+  function withheld(data) {
+    // ANONYMOUS, or what a trunk sends for no number ("anonymous", "unknown", nothing).
+    return data.status === "ANONYMOUS" || !digits(data.caller);
+  }
+
+  function cardOf(linkedid) {
+    return box.querySelector('[data-linkedid="' + CSS.escape(linkedid) + '"]');
+  }
+
   function render(linkedid) {
     var call = calls[linkedid];
-    var card = box.querySelector('[data-linkedid="' + CSS.escape(linkedid) + '"]');
+    var card = cardOf(linkedid);
     if (!call) { if (card) { card.remove(); } return; }
     if (!card) {
       card = element("section", "pop");
@@ -49,19 +78,29 @@
     var data = call.data;
     card.dataset.state = call.state;
     card.dataset.status = data.status || "";
-    var caller = data.caller || words.tNoNumber;
-    card.appendChild(element("p", "pop-kind", data.status === "NEW"
-      ? words.tRinging + " · " + words.tNewCaller : words.tRinging));
-    card.appendChild(element("p", "pop-caller", data.caller_name
-      ? data.caller_name + " · " + caller : caller));
+    var hidden = withheld(data);
+    card.appendChild(element("p", "pop-kind", words.tRinging));
+    if (!hidden && (data.status === "NEW" || data.status === "UNKNOWN")) {
+      card.appendChild(element("p", "pop-new", words.tNewCaller));
+    }
+    var name = data.caller_name || data.contact_name || "";
+    if (name && digits(name) !== digits(data.caller)) {  // a name, not the number again
+      card.appendChild(element("p", "pop-name", name));
+    }
+    card.appendChild(element("p", "pop-caller", hidden ? words.tNoNumber : data.caller));
     if (data.deal_id) {
-      var link = element("a", "pop-deal", data.deal_title || ("#" + data.deal_id));
+      var title = data.deal_title || "";
+      if (data.status === "NEW") {
+        title = words.tNewDeal;  // the one the CRM opened for this call
+      } else if (!title || (digits(data.caller) && digits(title).indexOf(digits(data.caller)) >= 0)) {
+        title = fill(words.tDealNumber, "id", data.deal_id);  // "Call from <the number>"
+      }
+      var link = element("a", "pop-deal", title);
       link.href = "/deals/" + encodeURIComponent(data.deal_id);
       card.appendChild(link);
-      if (data.contact_name) { card.appendChild(element("p", "pop-contact", data.contact_name)); }
     } else if (data.deal_hidden) {
       card.appendChild(element("p", "pop-note", words.tOtherSeller));
-    } else if (data.caller) {
+    } else if (!hidden && CREATABLE[data.status] && createLater(linkedid)) {
       var create = element("a", "button primary pop-create", words.tCreate);
       var query = new URLSearchParams({phone: data.caller,
                                        title: fill(words.tCallFrom, "number", data.caller)});
@@ -72,19 +111,64 @@
     var state = {ringing: "", answered: words.tAnswered, stopped: words.tStopped,
                  ended: words.tEnded}[call.state] || "";
     if (call.answeredBy) { state = fill(words.tAnsweredBy, "name", call.answeredBy); }
-    if (call.state === "ended" && call.answeredBy) {
-      state = fill(words.tAnsweredBy, "name", call.answeredBy) + " · " + words.tEnded;
-    }
     if (state) { card.appendChild(element("p", "pop-state", state)); }
-    if (call.state === "ended" || call.state === "stopped") {
+    if (call.state === "ended" && call.answeredBy) {
+      card.appendChild(element("p", "pop-state", words.tEnded));
+    }
+    if (ended(call)) {
       var dismiss = element("button", "pop-dismiss", words.tDismiss);
       dismiss.type = "button";
-      dismiss.addEventListener("click", function () {
-        delete calls[linkedid];
-        save();
-        render(linkedid);
-      });
+      dismiss.addEventListener("click", function () { forgetCall(linkedid); });
       card.appendChild(dismiss);
+      fadeLater(linkedid);
+    }
+  }
+
+  // True when "Create a deal" may show now; else the card is drawn again when it may.
+  function createLater(linkedid) {
+    var call = calls[linkedid];
+    var wait = call.data.recorded === false
+      ? CREATE_DELAY_MS - (Date.now() - (call.seq || 0)) : 0;
+    if (wait <= 0) { return true; }
+    window.setTimeout(function () { if (calls[linkedid]) { render(linkedid); } }, wait);
+    return false;
+  }
+
+  function ended(call) { return call.state === "ended" || call.state === "stopped"; }
+
+  function forgetCall(linkedid) {
+    window.clearTimeout(timers[linkedid]);
+    delete timers[linkedid];
+    delete calls[linkedid];
+    save();
+    render(linkedid);
+  }
+
+  // An ended card fades: answered calls after FADE_ANSWERED_MS, the others sooner. The time
+  // counts from the end, across pages (endedAt is stored with the card).
+  function fadeLater(linkedid) {
+    var call = calls[linkedid];
+    if (timers[linkedid] || !call) { return; }
+    if (!call.endedAt) { call.endedAt = Date.now(); save(); }
+    var wait = (call.answeredBy ? FADE_ANSWERED_MS : FADE_MISSED_MS) - (Date.now() - call.endedAt);
+    timers[linkedid] = window.setTimeout(function () {
+      var card = cardOf(linkedid);
+      if (card) { card.classList.add("pop-fading"); }
+      timers[linkedid] = window.setTimeout(function () { forgetCall(linkedid); }, FADING_MS);
+    }, Math.max(0, wait));
+  }
+
+  // At most MAX_POPS cards: the oldest ended one goes first, then the oldest.
+  function keepFew() {
+    var ids = Object.keys(calls);
+    while (ids.length > MAX_POPS) {
+      var byAge = ids.slice().sort(function (a, b) {
+        return (calls[a].seq || 0) - (calls[b].seq || 0);
+      });
+      var done = byAge.filter(function (id) { return ended(calls[id]); });
+      var gone = done.length ? done[0] : byAge[0];
+      forgetCall(gone);
+      ids = Object.keys(calls);
     }
   }
 
@@ -113,6 +197,8 @@
   function signedOut() {
     source.close();  // else it would reconnect, be sent to the sign-in page, and fail quietly
     forget();
+    Object.keys(timers).forEach(function (id) { window.clearTimeout(timers[id]); });
+    timers = {};
     calls = {};
     box.replaceChildren();
     note(words.tSignedOut, words.tSignIn, "/login?next=" + encodeURIComponent(here()));
@@ -130,8 +216,11 @@
     var linkedid = data.linkedid;
     if (!linkedid) { return; }
     var call = calls[linkedid];
-    if (kind === "ringing") {
-      calls[linkedid] = call = call || {state: "ringing"};
+    if (kind === "ringing" && data.update) {
+      if (!call) { return; }  // completes a card shown, never opens one
+      call.data = data;
+    } else if (kind === "ringing") {
+      calls[linkedid] = call = call || {state: "ringing", seq: Date.now() + (seq++ / 1000)};
       call.data = data;
     } else if (!call) {
       return;  // the end of a call this browser never showed
@@ -143,12 +232,22 @@
     } else if (kind === "call_ended") {
       call.state = "ended";
     }
+    if (kind !== "ringing" && data.deal_id && !call.data.deal_id) {
+      // The deal the CRM opened for this call, named by how the call went on.
+      call.data.deal_id = data.deal_id;
+      call.data.deal_title = data.deal_title;
+      call.data.deal_hidden = data.deal_hidden;
+    }
     save();
     render(linkedid);
+    keepFew();
   }
 
   calls = stored(CARDS, {});
-  Object.keys(calls).forEach(render);
+  Object.keys(calls).sort(function (a, b) {
+    return (calls[a].seq || 0) - (calls[b].seq || 0);  // the newest ends on top
+  }).forEach(render);
+  keepFew();
   // The last event this tab received, else where this page's stream starts.
   var last = stored(LAST_ID, null) || words.position;
   var source = new EventSource("/events" +
