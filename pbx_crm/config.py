@@ -168,6 +168,9 @@ class Settings:
     # Request bodies above this are refused (413) before they are read. The largest form
     # the UI sends is a deal note of 10,000 characters, up to about 120 KB URL-encoded.
     web_max_body_kb: int = 256
+    # Minutes within which a missed call should be called back: the callback report measures
+    # each seller against it.
+    callback_target_minutes: int = 30
     # Where call recordings are fetched from: the base URL a recording reference is appended to.
     recordings_url: str = ""
     # The company's working clock (in time_zone), for robots counting business days.
@@ -221,6 +224,7 @@ _PARSERS = {
     "web_workers": _parse_workers,
     "web_trusted_proxies": _parse_networks,
     "web_max_body_kb": _parse_positive_int,
+    "callback_target_minutes": _parse_positive_int,
     "recordings_url": str.strip,
     "working_hours": parse_working_hours,
     "working_days": parse_working_days,

@@ -315,6 +315,18 @@ def test_missed_call_callback_time_per_seller(funnel):
             nobody.median_seconds) == (1, 0, None, None)
 
 
+def test_each_seller_is_measured_against_the_callback_target(funnel):
+    """Ana called back after 4 h and 2 h, Budi after 3 h and never: with a target of three
+    hours Ana made one of two, Budi one of two; with four hours Ana both, Budi still one."""
+    def on_target(minutes):
+        return {row.seller_name: (row.within_target, row.on_target)
+                for row in report(funnel, callback_target_minutes=minutes).callbacks}
+
+    assert on_target(180) == {"Ana": (1, 0.5), "Budi": (1, 0.5), "(nobody yet)": (0, 0.0)}
+    assert on_target(240)["Ana"] == (2, 1.0) and on_target(240)["Budi"] == (1, 0.5)
+    assert on_target(30)["Ana"] == (0, 0.0)
+
+
 def test_nudges_answered_per_seller_and_stage(funnel):
     rows = [(n.seller_name, n.stage_name, n.fired, n.moved_on, n.lower_priority, n.snooze,
              n.unanswered) for n in report(funnel).nudges]

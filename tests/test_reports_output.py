@@ -28,7 +28,7 @@ def crafted() -> FunnelReport:
         1, "Sales", "IDR", PERIOD, None, None, stages,
         Outcomes(11, 1, 5, 100, 576000.0, 576000.0), losses, None,
         [StageCalls(1, "Opportunity", 11, 2, 1, 1), StageCalls(2, NASTY, 0, 0, 0, 0)],
-        [Callbacks(7, "Ana <b>", 2, 1, 5400.0, 5400.0)],
+        [Callbacks(7, "Ana <b>", 2, 1, 5400.0, 5400.0, 1)],
         [NudgeAnswers(7, "Ana <b>", 2, NASTY, 3, 1, 0, 1)],
         [Week(PERIOD.start, 11, 8, 0, 4), Week(PERIOD.start + timedelta(weeks=1), 0, 1, 1, 1)])
 
@@ -56,7 +56,7 @@ def test_every_table_exports_as_csv_with_its_figures():
     assert read_csv(report_charts.to_csv(tables["calls"]))[1] == [
         "Opportunity", "11", "2", "1", "1", "0.18"]
     assert read_csv(report_charts.to_csv(tables["callbacks"]))[1] == [
-        "Ana <b>", "2", "1", "1", "90.0", "90.0"]
+        "Ana <b>", "2", "1", "1", "90.0", "90.0", "1", "50.0"]
     assert read_csv(report_charts.to_csv(tables["nudges"]))[1] == [
         "Ana <b>", NASTY, "3", "1", "0", "1", "1"]
     assert read_csv(report_charts.to_csv(tables["weeks"]))[1:] == [

@@ -155,3 +155,10 @@ def test_the_loss_map_is_a_grid_of_stages_by_seller_shaded_by_loss(web, funnel):
     assert rows["Budi"][1] == ("loss-0", "0% 0/3")
     assert rows["Whole team"][1] == ("loss-1", "33% 3/9")
     assert rows["Ana"][0] == ("loss-0", "0% 0/1")  # Unsorted: taken, none lost
+
+
+def test_the_callback_report_shows_the_target_sellers_are_measured_against(web, funnel):
+    html = page(signed_in(web, "hana"), pipeline=funnel["pipeline"]).text
+    section = html.split('id="table-callbacks"')[1].split("</section>")[0]
+    assert "Target: every missed call called back within 30 minutes." in section
+    assert "<th scope=\"col\">on target %</th>" in section

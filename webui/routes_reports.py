@@ -111,7 +111,8 @@ def register(ui: WebUI) -> None:
         return reports.funnel_report(session, ui.actor, pipeline_id=choice["pipeline_id"],
                                      start=choice["start"], end=choice["end"],
                                      time_zone=ui.settings.time_zone,
-                                     seller_id=choice["seller_id"])
+                                     seller_id=choice["seller_id"],
+                                     callback_target_minutes=ui.settings.callback_target_minutes)
 
     def query_of(choice, report) -> dict:
         params = {"pipeline": report.pipeline_id, "period": choice["period"]}

@@ -43,7 +43,8 @@ def cmd_report(args, settings, engine, out) -> int:
         pipeline_id = find_pipeline(session, args.pipeline).id if args.pipeline else None
         report = funnel_report(session, admin(), pipeline_id=pipeline_id, start=first,
                                end=last + timedelta(days=1), time_zone=settings.time_zone,
-                               seller_login=args.seller)
+                               seller_login=args.seller,
+                               callback_target_minutes=settings.callback_target_minutes)
         tables = report_tables(report)
         if args.view == "advice":
             hints = hints_with_deals(session, admin(), report, limit=ADVICE_DEALS_SHOWN)
@@ -72,6 +73,9 @@ def cmd_report(args, settings, engine, out) -> int:
     for name in names:
         table = tables[name]
         print(f"\n{table.title}", file=out)
+        if name == "callbacks":
+            print(f"  target: called back within {report.callback_target_minutes} minutes",
+                  file=out)
         if not table.rows:
             print("  (nothing in this period)", file=out)
             continue

@@ -125,9 +125,10 @@ def calls_table(report: FunnelReport) -> Table:
 def callbacks_table(report: FunnelReport) -> Table:
     return Table("callbacks", "Missed calls and callbacks",
                  ["seller", "missed", "called back", "not called back", "avg minutes",
-                  "median minutes"],
+                  "median minutes", "within target", "on target %"],
                  [[c.seller_name, c.missed, c.called_back, c.not_called_back,
-                   _minutes(c.avg_seconds), _minutes(c.median_seconds)]
+                   _minutes(c.avg_seconds), _minutes(c.median_seconds), c.within_target,
+                   _pct(c.on_target)]
                   for c in report.callbacks])
 
 

@@ -182,10 +182,18 @@ class Callbacks:
     called_back: int
     avg_seconds: float | None
     median_seconds: float | None
+    # Called back within the report's callback target (``FunnelReport.callback_target_minutes``).
+    within_target: int = 0
 
     @property
     def not_called_back(self) -> int:
         return self.missed - self.called_back
+
+    @property
+    def on_target(self) -> float | None:
+        """The share of missed calls called back within the target (the others, called back
+        later or not at all, missed it)."""
+        return _share(self.within_target, self.missed)
 
 
 @dataclass(frozen=True)
@@ -235,6 +243,7 @@ class FunnelReport:
     callbacks: list[Callbacks]
     nudges: list[NudgeAnswers]
     weeks: list[Week] = field(default_factory=list)
+    callback_target_minutes: int | None = None
 
 
 def loss_cells(stage_ids: list[int], counts: dict, key) -> list[LossCell]:

@@ -34,7 +34,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import and_, func, or_, select, union_all
+from sqlalchemy import and_, case, func, or_, select, union_all
 from sqlmodel import Session
 
 from ..enums import CallDirection, Disposition, NudgeAnswer, RobotRunStatus, StageKind
@@ -131,9 +131,10 @@ def stage_calls(session: Session, scope: Scope) -> list[StageCalls]:
 
 
 
-def callbacks(session: Session, scope: Scope) -> list[Callbacks]:
-    """Per seller: missed calls on their deals in the period, and the time from each to the
-    deal's next outbound or answered call."""
+def callbacks(session: Session, scope: Scope, target_minutes: int) -> list[Callbacks]:
+    """Per seller: missed calls on their deals in the period, the time from each to the
+    deal's next outbound or answered call, and how many were called back within
+    ``target_minutes``."""
     later = calls.alias("later")
     called_back_at = (select(func.min(later.c.ringing_at))
                       .where(later.c.deal_id == calls.c.deal_id,
@@ -150,16 +151,18 @@ def callbacks(session: Session, scope: Scope) -> list[Callbacks]:
                      calls.c.disposition.in_(MISSED_DISPOSITIONS),
                      owned(scope, deals.c.owner_id))).subquery()
     seconds = seconds_between(scope, missed.c.called_back_at, missed.c.ringing_at)
+    in_time = func.count(case((seconds <= target_minutes * 60, 1)))
     totals = session.execute(
         select(missed.c.owner_id, func.count(), func.count(missed.c.called_back_at),
-               func.avg(seconds)).group_by(missed.c.owner_id)).all()
+               func.avg(seconds), in_time).group_by(missed.c.owner_id)).all()
     waits = (select(missed.c.owner_id, seconds.label("seconds"))
              .where(missed.c.called_back_at.is_not(None)).subquery())
     medians = exact_medians(session, scope, waits, waits.c.seconds, [waits.c.owner_id])
     names = seller_names(session, [owner for owner, *_ in totals])
     rows = [Callbacks(owner, names.get(owner, NOBODY), int(count), int(back),
-                      float(avg) if avg is not None else None, medians.get((owner,)))
-            for owner, count, back, avg in totals]
+                      float(avg) if avg is not None else None, medians.get((owner,)),
+                      int(within))
+            for owner, count, back, avg, within in totals]
     return sorted(rows, key=lambda row: (row.seller_id is None, row.seller_name))
 
 
@@ -195,9 +198,11 @@ def nudges(session: Session, scope: Scope) -> list[NudgeAnswers]:
 
 def funnel_report(session: Session, actor: Actor, *, pipeline_id: int | None, start: date,
                   end: date, time_zone: str, seller_id: int | None = None,
-                  seller_login: str | None = None) -> FunnelReport:
+                  seller_login: str | None = None,
+                  callback_target_minutes: int = 30) -> FunnelReport:
     """The full report of a pipeline (None: the default one) from ``start`` to ``end``
-    (excluded), local dates of ``time_zone``; a head may narrow it to one seller."""
+    (excluded), local dates of ``time_zone``; a head may narrow it to one seller. Callbacks
+    are measured against ``callback_target_minutes`` (the setting)."""
     period = make_period(start, end, time_zone)
     scope = report_scope(session, actor, pipeline_id=pipeline_id, period=period,
                          seller_id=seller_id, seller_login=seller_login)
@@ -206,8 +211,9 @@ def funnel_report(session: Session, actor: Actor, *, pipeline_id: int | None, st
     return FunnelReport(scope.pipeline_id, scope.pipeline_name, scope.currency, period,
                         scope.seller_id, scope.seller_name, figures, outcomes(session, scope),
                         by_seller, by_team, stage_calls(session, scope),
-                        callbacks(session, scope), nudges(session, scope),
-                        weekly_trend(session, scope))
+                        callbacks(session, scope, callback_target_minutes),
+                        nudges(session, scope), weekly_trend(session, scope),
+                        callback_target_minutes)
 
 
 @dataclass(frozen=True)
