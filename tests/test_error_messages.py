@@ -94,11 +94,10 @@ INDONESIAN_PO = ROOT / "webui" / "locale" / "id" / "LC_MESSAGES" / "messages.po"
 # Files whose refusals are still f-strings (worked on elsewhere when this list was made):
 # convert them as the others were (a literal template, named values) and strike them off.
 NOT_YET_CONVERTED = {
-    "pbx_crm/funnel/contacts.py", "pbx_crm/funnel/contact_edit.py",
-    "pbx_crm/funnel/tasks.py", "pbx_crm/people/notifications.py",
-    "pbx_crm/reporting/figures.py", "pbx_crm/reporting/from_days.py",
-    "pbx_crm/reporting/reports.py", "pbx_crm/reporting/scope.py",
-    "pbx_crm/robots/actions.py", "pbx_crm/telephony/click_to_call.py",
+    "pbx_crm/funnel/contacts.py", "pbx_crm/people/notifications.py",
+    "pbx_crm/reporting/figures.py", "pbx_crm/reporting/reports.py",
+    "pbx_crm/reporting/scope.py", "pbx_crm/robots/actions.py",
+    "pbx_crm/telephony/click_to_call.py",
 }
 
 
