@@ -16,6 +16,8 @@ from test_reports import build_funnel
 from webtools import Client, signed_in
 
 from pbx_crm.db import transaction
+from pbx_crm.people import users
+from pbx_crm.rules.funnel import Actor
 
 PERIOD = {"period": "custom", "from": "2024-05-06", "to": "2024-05-19"}
 
@@ -162,3 +164,17 @@ def test_the_callback_report_shows_the_target_sellers_are_measured_against(web, 
     section = html.split('id="table-callbacks"')[1].split("</section>")[0]
     assert "Target: every missed call called back within 30 minutes." in section
     assert "<th scope=\"col\">on target %</th>" in section
+
+
+def test_an_indonesian_head_reads_the_advice_and_the_unsorted_stage_in_indonesian(web, engine,
+                                                                                    funnel):
+    with transaction(engine) as session:
+        hana = users.get_user_by_login(session, "hana")
+        users.set_language(session, Actor.of(hana), hana.id, "id")
+    html = page(signed_in(web, "hana"), pipeline=funnel["pipeline"]).text
+    advice = html.split('id="advice"')[1].split("</section>")[0]
+    assert "Ana gagal pada 50% kesepakatan yang diputuskan di “Opportunity” (3 dari 6)" \
+        in advice
+    assert "Go through" not in advice
+    stages = html.split('id="table-stages"')[1].split("</section>")[0]
+    assert "<td>Belum Disortir</td>" in stages and "Unsorted" not in stages

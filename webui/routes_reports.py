@@ -10,6 +10,7 @@ and placed inline.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
@@ -26,7 +27,7 @@ from pbx_crm.db import transaction
 from pbx_crm.errors import Phrase, ValidationError
 from pbx_crm.models import Deal, User
 from pbx_crm.reporting.charts import Money, funnel_svg, report_tables, to_csv, trend_svg
-from pbx_crm.reporting.reports import DealFilter, deals_matching
+from pbx_crm.reporting.reports import DealFilter, FunnelReport, deals_matching
 
 from .app import WebUI, int_field, query
 
@@ -53,9 +54,29 @@ TABLE_WORDS = (
     gettext("deals"), gettext("calls"), gettext("outbound"), gettext("missed"),
     gettext("calls per deal"), gettext("deal-days with calls"), gettext("called back"),
     gettext("not called back"),
-    gettext("avg minutes"), gettext("median minutes"), gettext("nudges"),
+    gettext("avg minutes"), gettext("median minutes"), gettext("within target"),
+    gettext("on target %"), gettext("nudges"),
     gettext("lower priority"), gettext("snooze"), gettext("unanswered"),
 )
+
+
+def with_unsorted_named(report: FunnelReport, name: str) -> FunnelReport:
+    """The report with its Unsorted stage called ``name`` (the reader's word for it: the
+    stage is stored under its English name) in every table, chart and hint."""
+    unsorted = {s.stage_id for s in report.stages if s.is_unsorted}
+
+    def named(stages):
+        return [(stage_id, name if stage_id in unsorted else stage_name)
+                for stage_id, stage_name in stages]
+
+    def renamed(rows):
+        return [replace(row, name=name) if row.stage_id in unsorted else row for row in rows]
+
+    return replace(
+        report, stages=renamed(report.stages), calls=renamed(report.calls),
+        losses=replace(report.losses, stages=named(report.losses.stages)),
+        losses_by_team=report.losses_by_team and replace(
+            report.losses_by_team, stages=named(report.losses_by_team.stages)))
 
 
 def period_bounds(kind: str, today: date, first: str = "", last: str = "") -> tuple[date, date]:
@@ -126,8 +147,9 @@ def register(ui: WebUI) -> None:
     @app.get("/reports", name="reports")
     def show_reports():
         choice = chosen()
+        translated = ui.translations[ui.language()].gettext
         with transaction(ui.engine, read_only=True) as session:
-            report = build(session, choice)
+            report = with_unsorted_named(build(session, choice), translated("Unsorted"))
             hints = [(hint, len(deal_ids))
                      for hint, deal_ids in hints_with_deals(session, ui.actor, report)]
             choices = pipelines.list_pipelines(session)
@@ -135,7 +157,6 @@ def register(ui: WebUI) -> None:
                                        .order_by(User.name)).all()
                        if ui.actor.sees_everything else [])
         params = query_of(choice, report)
-        translated = ui.translations[ui.language()].gettext
         return ui.render(
             "reports.html", report=report, tables=report_tables(report), hints=hints,
             is_money=lambda cell: isinstance(cell, Money),
