@@ -95,8 +95,7 @@ INDONESIAN_PO = ROOT / "webui" / "locale" / "id" / "LC_MESSAGES" / "messages.po"
 # convert them as the others were (a literal template, named values) and strike them off.
 NOT_YET_CONVERTED = {
     "pbx_crm/funnel/contacts.py", "pbx_crm/people/notifications.py",
-    "pbx_crm/reporting/figures.py", "pbx_crm/reporting/reports.py",
-    "pbx_crm/reporting/scope.py", "pbx_crm/robots/actions.py",
+    "pbx_crm/robots/actions.py",
     "pbx_crm/telephony/click_to_call.py",
 }
 

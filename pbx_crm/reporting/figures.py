@@ -43,7 +43,7 @@ def zone_of(time_zone: str) -> ZoneInfo:
     try:
         return ZoneInfo(time_zone)
     except (ZoneInfoNotFoundError, ValueError, TypeError):
-        raise ValidationError(f"Unknown time zone “{str(time_zone)[:64]}”.",
+        raise ValidationError("Unknown time zone “%(zone)s”.", zone=str(time_zone)[:64],
                               field="time_zone") from None
 
 

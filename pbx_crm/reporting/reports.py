@@ -38,7 +38,7 @@ from sqlalchemy import and_, case, func, or_, select, union_all
 from sqlmodel import Session
 
 from ..enums import CallDirection, Disposition, NudgeAnswer, RobotRunStatus, StageKind
-from ..errors import ValidationError
+from ..errors import Phrase, ValidationError
 from ..models import RobotRule, RobotRun
 from ..rules.funnel import Actor, ensure_head
 from . import from_days
@@ -251,7 +251,7 @@ def deals_matching(session: Session, actor: Actor, wanted: DealFilter, *,
     owner = wanted.owner_id
     if not actor.sees_everything:
         if owner is not None and owner != actor.user_id:
-            ensure_head(actor, "see another seller's deals")
+            ensure_head(actor, Phrase("see another seller's deals"))
         owner = actor.user_id
     if wanted.what == DealFilter.IN_STAGE:
         query = (select(deals.c.id).where(deals.c.pipeline_id == wanted.pipeline_id,
@@ -271,7 +271,8 @@ def deals_matching(session: Session, actor: Actor, wanted: DealFilter, *,
                         history.c.moved_at < wanted.end_utc)
                  .order_by(deals.c.id.desc()))
     else:
-        raise ValidationError(f"Unknown deal list “{str(wanted.what)[:20]}”.", field="what")
+        raise ValidationError("Unknown deal list “%(what)s”.", what=str(wanted.what)[:20],
+                              field="what")
     if owner is not None:
         query = query.where(deals.c.owner_id == owner)
     return list(session.execute(query.limit(limit)).scalars())

@@ -16,7 +16,7 @@ from sqlalchemy import BigInteger, and_, case, cast, func, literal, select
 from sqlmodel import Session
 
 from ..enums import Disposition, StageKind
-from ..errors import ValidationError
+from ..errors import Phrase, ValidationError
 from ..funnel import pipelines
 from ..models import Call, Deal, Stage, StageHistory, User
 from ..people.users import get_user_by_login
@@ -73,13 +73,13 @@ def report_scope(session: Session, actor: Actor, *, pipeline_id: int | None, per
         seller_id = get_user_by_login(session, seller_login).id
     if not actor.sees_everything:
         if seller_id is not None and seller_id != actor.user_id:
-            ensure_head(actor, "see another seller's figures")
+            ensure_head(actor, Phrase("see another seller's figures"))
         seller_id = actor.user_id
     seller_name = None
     if seller_id is not None:
         seller = session.get(User, seller_id)
         if seller is None:
-            raise ValidationError(f"No user #{seller_id}.", field="seller")
+            raise ValidationError("No user #%(user_id)s.", user_id=seller_id, field="seller")
         seller_name = seller.name
     stage_list = tuple((s.id, s.name, s.position, s.kind, s.is_unsorted)
                        for s in pipelines.stages_of(session, pipeline.id))
