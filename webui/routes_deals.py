@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 import bottle
 
 from pbx_crm.funnel import board, deals, pipelines, tasks
-from pbx_crm.telephony.click_to_call import call_contact
+from pbx_crm.telephony.click_to_call import ClickToCallFailed, call_contact
 from pbx_crm.db import transaction
 from pbx_crm.funnel.deal_card import deal_card
 from pbx_crm.enums import StageKind
@@ -142,7 +142,7 @@ def register(ui: WebUI) -> None:
                 session, ui.actor, deal_id, expected_version=version_field(values),
                 title=values.get("title", ""),
                 amount_minor=to_minor(values.get("amount", ""), deal.currency,
-                                      locale=ui.language()),
+                                      locale=ui.locale()),
                 priority=int_field(values, "priority", Phrase("priority")))
         return change(deal_id, work)
 
@@ -215,19 +215,48 @@ def register(ui: WebUI) -> None:
 
     # --- click-to-call ------------------------------------------------------------------
 
+    def call_refused(deal_id: int, status: int, text: str):
+        if ui.wants_json():
+            return ui.json({"error": text}, status=status)
+        return deal_page(deal_id, error=text, status=status)
+
+    def call_failure_text(failure: ClickToCallFailed) -> str:
+        if failure.reason == "timeout":
+            return ui.gettext("The phone system did not confirm the call in time; your phone "
+                              "(ext %(extension)s) may still ring.", extension=failure.extension)
+        if failure.reason == "unreachable":
+            return ui.gettext("The phone system is not reachable right now; try again in a "
+                              "minute.")
+        if failure.reason == "refused":
+            return ui.gettext("The phone system refused the call: %(reason)s.",
+                              reason=failure.detail)
+        return ui.gettext("The call could not be placed: %(reason)s.", reason=failure.detail)
+
     @app.post("/deals/<deal_id:int>/call", name="deal_call")
     def call(deal_id):
+        """Click-to-call. The page says that the seller's phone rings now, or why it does
+        not, in the user's language: as JSON next to the button (``static/notices.js``),
+        else on the deal's page."""
         originate = ui.originate()
         if originate is None:
-            return deal_page(deal_id, status=503, error=ui.gettext(
+            return call_refused(deal_id, 503, ui.gettext(
                 "Click-to-call needs the phone system's manager interface (AMI); "
                 "ask an administrator to set it up."))
-
-        def work(session, values):
-            call_contact(session, ui.actor, deal_id, number=values.get("number") or None,
-                         originate=originate, settings=ui.settings)
-            return deals.load_deal(session, deal_id)[0]
-        return change(deal_id, work)
+        values = form()
+        try:
+            with transaction(ui.engine) as session:
+                placed = call_contact(session, ui.actor, deal_id,
+                                      number=values.get("number") or None,
+                                      originate=originate, settings=ui.settings)
+        except ClickToCallFailed as failure:
+            return call_refused(deal_id, failure.status, call_failure_text(failure))
+        except CrmError as error:
+            return call_refused(deal_id, error.status, ui.refusal_text(error))
+        if ui.wants_json():
+            return ui.json({"ok": True, "message": ui.gettext(
+                "Your phone (ext %(extension)s) rings now: pick it up, and %(number)s is "
+                "called.", extension=placed.extension, number=placed.number)})
+        return bottle.redirect(f"/deals/{deal_id}", 303)
 
     # --- new deal -------------------------------------------------------------------------
 
@@ -263,7 +292,7 @@ def register(ui: WebUI) -> None:
                     phone=values.get("phone", ""), contact_name=values.get("contact_name", ""),
                     region=ui.settings.phone_region, pipeline_id=pipeline.id,
                     amount_minor=to_minor(values.get("amount", ""), pipeline.currency,
-                                          locale=ui.language()),
+                                          locale=ui.locale()),
                     stage_id=int_field(values, "stage_id", Phrase("stage"), required=False),
                     owner_id=int_field(values, "owner_id", Phrase("seller"), required=False))
         except CustomerOfAnotherSeller as refusal:

@@ -84,8 +84,9 @@ def test_a_stale_drag_shows_the_message_and_where_the_card_really_is(open_page, 
     with page.expect_response(f"**/deals/{deal.id}/move") as moved:
         page.locator(f"#deal-{deal.id}").drag_to(column(page, stage["Commercial proposal"]))
     assert moved.value.status == 409
-    # Once the page has taken the answer: the message, and the card where it really is.
-    expect(page.locator("#board-message")).to_contain_text("changed by someone else")
+    # Once the page has taken the answer: the message on the card, where it really is.
+    expect(page.locator(f"#deal-{deal.id} .card-refusal")).to_contain_text(
+        "Someone else moved this deal meanwhile")
     expect(column(page, stage["Closing"]).locator(f"#deal-{deal.id}")).to_have_count(1)
 
 

@@ -1,16 +1,47 @@
 /* pbx-crm board: drag cards between columns, "show more", filters. No build step.
-   Every request carries the page's CSRF token; the server answers moves with JSON. */
+   Every request carries the page's CSRF token; the server answers moves with JSON. A refused
+   move is explained on the card itself, which goes where the server says the deal is and is
+   brought into view; a move refused because someone else moved the deal meanwhile says so in
+   words (the deal's version is the page's business, not the user's). The words come from
+   #board's data-t-* attributes, translated. */
 (function () {
   "use strict";
   var main = document.querySelector("main");
   var csrf = main ? main.dataset.csrf : "";
   var board = document.getElementById("board");
-  var message = document.getElementById("board-message");
+  var words = board ? board.dataset : {};
 
-  function say(text) {
-    if (!message) { return; }
-    message.textContent = text || "";
-    message.classList.toggle("hidden", !text);
+  function fill(template, name, value) {
+    return String(template || "").replace("{" + name + "}", value);
+  }
+
+  // The refusal on the card, in view; a card no longer on this board gets a notice instead.
+  function refused(card, text) {
+    if (!card.isConnected) {
+      if (window.pbxCrmNotify) { window.pbxCrmNotify(text, "error"); }
+      return;
+    }
+    var note = card.querySelector(".card-refusal");
+    if (!note) {
+      note = document.createElement("p");
+      note.className = "card-refusal";
+      note.setAttribute("role", "alert");
+      card.appendChild(note);
+    }
+    note.textContent = text;
+    card.classList.add("refused");
+    card.scrollIntoView({block: "nearest", inline: "nearest"});
+  }
+
+  function unrefused(card) {
+    var note = card.querySelector(".card-refusal");
+    if (note) { note.remove(); }
+    card.classList.remove("refused");
+  }
+
+  function stageName(deal) {
+    var heading = board.querySelector('section.column[data-stage-id="' + deal.stage_id + '"] h2');
+    return heading ? heading.textContent : deal.stage;
   }
 
   function column(stageId) {
@@ -43,6 +74,7 @@
       body.append("lost_reason", reason);
     }
     card.classList.add("moving");
+    unrefused(card);
     fetch("/deals/" + card.dataset.dealId + "/move", {
       method: "POST", body: body, credentials: "same-origin",
       headers: {"Accept": "application/json", "X-CSRF-Token": csrf}
@@ -56,22 +88,25 @@
         var take = card.querySelector("form.take");
         if (take && target.dataset.unsorted !== "yes") { take.remove(); }
         updateTotals(payload.totals);
-        say("");
         return;
       }
-      say(payload.error || "The move was refused.");
+      var text = payload.error || words.tMoveRefused;
       if (payload.deal) {
-        // Someone else moved it first: show the deal where it really is now.
+        if (String(payload.deal.version) !== String(card.dataset.version)) {
+          // Someone else changed the deal first: say so, and where it is now.
+          text = fill(words.tMovedMeanwhile, "stage", stageName(payload.deal));
+        }
         card.dataset.version = payload.deal.version;
         var actual = column(payload.deal.stage_id);
         if (actual) { actual.insertBefore(card, actual.firstChild); } else { card.remove(); }
       } else {
         putBack(evt);
       }
+      refused(card, text);
     }).catch(function () {
       card.classList.remove("moving");
       putBack(evt);
-      say("The server could not be reached; the card is back where it was.");
+      refused(card, words.tUnreachable);
     });
   }
 
