@@ -60,3 +60,16 @@ def test_amounts_are_read_in_the_users_locale(text, locale, currency, minor):
 def test_unreadable_amounts_are_refused(text):
     with pytest.raises(ValidationError):
         to_minor(text, "IDR", locale="en")
+
+
+def test_an_english_user_reads_money_and_dates_as_written_in_the_company_s_country():
+    """English in Indonesia: rupiah with dots and day-first dates, as the CLI prints them; an
+    amount typed either way is read."""
+    from pbx_crm.rules.money import format_money, locale_for, to_minor
+
+    locale = locale_for("en", "ID")
+    assert locale == "en_ID"
+    assert format_money(9_600_000_000, "IDR", locale=locale) == "Rp96.000.000"
+    assert to_minor("3.000.000", "IDR", locale=locale) == to_minor("3,000,000", "IDR",
+                                                                     locale=locale)
+    assert locale_for("id", "ID") == "id_ID" and locale_for("en", "AQ") == "en"

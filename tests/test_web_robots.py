@@ -139,7 +139,8 @@ def test_a_head_sees_the_rules_per_stage_and_the_robots_link(web, crm, engine):
     closing = _stage_block(page.text, crm["stage"]["Closing"].id)
     assert "Proposal waits" in proposal and "48 hours" in proposal
     assert "Closing drags" in closing and "5 days" in closing
-    assert "from IDR1,000,000" in closing
+    # Money as written in the company's country, in English too (not the US's IDR1,000,000).
+    assert "from Rp1.000.000" in closing
     assert "Help close it" in closing and "Proposal waits" not in closing
     assert "No robot runs yet." in page.text
     script = hana.get("/static/robots.js")

@@ -45,7 +45,7 @@ from pbx_crm.db import transaction
 from pbx_crm.errors import CrmError, Forbidden, Phrase, ValidationError
 from pbx_crm.rules.funnel import Actor
 from pbx_crm.models import User, utcnow
-from pbx_crm.rules.money import format_money, plain_amount
+from pbx_crm.rules.money import format_money, locale_for, plain_amount
 
 SESSION_COOKIE = "pbx_crm_session"
 LOGIN_CSRF_COOKIE = "pbx_crm_login_csrf"
@@ -166,6 +166,12 @@ class WebUI:
         accepted = bottle.request.headers.get("Accept-Language", "")
         return "id" if accepted.lower().startswith("id") else "en"
 
+    def locale(self) -> str:
+        """Money, dates and typed amounts: the user's language as written in the company's
+        country (``phone_region``): an English user in Indonesia reads Rp96.000.000 and
+        7 Dec 2026, as the CLI prints them, not IDR96,000,000 and Dec 7, 2026."""
+        return locale_for(self.language(), self.settings.phone_region)
+
     def gettext(self, message: str, **values) -> str:
         text = self.translations[self.language()].gettext(message)
         return text % values if values else text
@@ -178,7 +184,7 @@ class WebUI:
         signed = bottle.request.environ.get("pbx_crm.signed_in")
         zone = (signed.user.time_zone if signed and signed.user.time_zone
                 else self.settings.time_zone)
-        return Formatter(locale=self.language(), zone=ZoneInfo(zone), now=utcnow())
+        return Formatter(locale=self.locale(), zone=ZoneInfo(zone), now=utcnow())
 
     def render(self, template: str, *, status: int = 200, **context) -> str:
         signed = bottle.request.environ.get("pbx_crm.signed_in")

@@ -165,7 +165,7 @@ def register(ui: WebUI) -> None:
             funnel_chart=Markup(funnel_svg(report, gettext=translated)),
             trend_chart=Markup(trend_svg(
                 report, gettext=translated,
-                week_label=lambda day: format_date(day, "d MMM", locale=ui.language()))),
+                week_label=lambda day: format_date(day, "d MMM", locale=ui.locale()))),
             # Table headers hold "%": translated without gettext's formatting.
             plain=translated,
             hint_link=lambda hint: "/reports/deals?" + urlencode(hint.deals.query_params()))

@@ -115,7 +115,7 @@ def register(ui: WebUI) -> None:
     def robots_page(pipeline_id: int | None, *, values: dict | None = None,
                     editing: int | None = None, error: str | None = None, status: int = 200):
         actor = ui.actor
-        locale = ui.language()
+        locale = ui.locale()
         with transaction(ui.engine, read_only=True) as session:
             ensure_head(actor, Phrase("see the robots"))
             pipeline = pipelines.get_pipeline(session, pipeline_id)
@@ -177,7 +177,7 @@ def register(ui: WebUI) -> None:
                     session, ui.actor, stage_id=stage.id, name=values.get("name", ""),
                     condition=condition,
                     condition_params=condition_params(values, condition, pipeline.currency,
-                                                      ui.language()),
+                                                      ui.locale()),
                     action=action, action_params=action_params(values, action))
         except CrmError as error:
             return robots_page(pipeline_id, values=dict(values), error=ui.refusal_text(error),
@@ -199,7 +199,7 @@ def register(ui: WebUI) -> None:
                     session, ui.actor, rule_id, name=values.get("name", ""),
                     condition=condition or None,
                     condition_params=condition_params(values, condition, pipeline.currency,
-                                                      ui.language()),
+                                                      ui.locale()),
                     action=action or None, action_params=action_params(values, action))
         except CrmError as error:
             return robots_page(pipeline_id, values=dict(values), editing=rule_id,

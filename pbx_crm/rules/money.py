@@ -49,7 +49,7 @@ def to_minor(text: str, currency: str, *, locale: str) -> int:
     if any(char.isalpha() for char in text):  # "1e9" would pass as a number otherwise
         raise ValidationError("“%(text)s” is not an amount.", text=text[:40], field="amount")
     try:
-        value = parse_decimal(text, locale=locale, strict=True)
+        value = _parse_typed(text, locale)
     except NumberFormatError as error:
         suggestion = getattr(error, "suggestions", None)
         if suggestion:
@@ -68,6 +68,22 @@ def to_minor(text: str, currency: str, *, locale: str) -> int:
     if minor < 0:
         raise ValidationError("The amount must be zero or more.", field="amount")
     return int(minor)
+
+
+def _parse_typed(text: str, locale: str) -> Decimal:
+    """``text`` read in ``locale``; in English outside the US ("en_ID" groups with dots) an
+    amount written the US way ("3,000,000") is read that way too, as English speakers there
+    write both."""
+    try:
+        return parse_decimal(text, locale=locale, strict=True)
+    except NumberFormatError:
+        if locale == "en" or not locale.startswith("en_"):
+            raise
+        try:
+            return parse_decimal(text, locale="en", strict=True)
+        except NumberFormatError:
+            pass
+        raise
 
 
 def format_money(amount_minor: int, currency: str, *, locale: str) -> str:
