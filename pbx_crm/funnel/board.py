@@ -30,7 +30,7 @@ from . import stage_totals
 from ..enums import RobotRunStatus
 from ..errors import ValidationError
 from ..rules.funnel import Actor
-from ..models import Contact, ContactPhone, Deal, RobotRule, RobotRun, Stage, User
+from ..models import Contact, ContactPhone, Deal, RobotRule, RobotRun, Stage, Task, User
 from ..rules.phones import normalize_number
 
 PAGE_SIZE = 50
@@ -95,13 +95,26 @@ _overdue = (exists().where(RobotRun.deal_id == Deal.id, RobotRun.rule_id == Robo
                            RobotRun.status != RobotRunStatus.SKIPPED.value)
             .correlate(Deal))
 
+# The deal's next open task: the soonest due, then the undated ones (one index lookup a card).
+_next_task_id = (select(Task.id).where(Task.deal_id == Deal.id, Task.done_at.is_(None))
+                 .order_by(Task.due_at.is_(None), Task.due_at, Task.id)
+                 .limit(literal(1, literal_execute=True))
+                 .correlate(Deal).scalar_subquery())
+_next_task = Task.__table__.alias("next_task")
+
 _card = (select(Deal.id, Deal.title, Deal.amount_minor, Deal.currency, Deal.priority,
                 Deal.created_at, Deal.stage_entered_at, Deal.version, Deal.owner_id,
                 Deal.stage_id, Contact.name.label("contact_name"),
-                User.name.label("owner_name"), _overdue.label("overdue"))
+                User.name.label("owner_name"), _overdue.label("overdue"),
+                _next_task.c.title.label("next_task_title"),
+                _next_task.c.due_at.label("next_task_due"),
+                _next_task.c.kind.label("next_task_kind"),
+                _next_task.c.phone.label("next_task_phone"),
+                _next_task.c.missed_calls.label("next_task_calls"))
          .select_from(Deal)
          .outerjoin(Contact, Contact.id == Deal.contact_id)
-         .outerjoin(User, User.id == Deal.owner_id))
+         .outerjoin(User, User.id == Deal.owner_id)
+         .outerjoin(_next_task, _next_task.c.id == _next_task_id))
 
 
 def _card_page(whose: str, continued: bool):

@@ -54,6 +54,13 @@ class DealCard:
     sellers: list[User]
     nudges: list[OpenNudge] = field(default_factory=list)
 
+    @property
+    def next_task(self) -> Task | None:
+        """The open task due soonest (``tasks_of`` lists the open ones first, soonest due
+        first), as the board's card shows it."""
+        first = self.tasks[0] if self.tasks else None
+        return first if first is not None and first.done_at is None else None
+
 
 @dataclass(frozen=True)
 class OpenNudge:
