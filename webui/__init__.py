@@ -19,10 +19,12 @@ STATIC_ROOT = Path(__file__).resolve().parent / "static"
 def create_ui(settings, engine, **options) -> WebUI:
     from . import routes_auth, routes_board, routes_contacts, routes_deals, \
         routes_notifications, routes_reports, routes_robots, routes_settings, routes_stream
+    from . import routes_tasks
 
     ui = WebUI(settings, engine, **options)
     for module in (routes_auth, routes_board, routes_deals, routes_contacts, routes_settings,
-                   routes_notifications, routes_robots, routes_stream, routes_reports):
+                   routes_notifications, routes_robots, routes_stream, routes_reports,
+                   routes_tasks):
         module.register(ui)
 
     @ui.app.get("/static/<path:path>", name="static", public=True)

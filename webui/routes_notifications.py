@@ -20,8 +20,9 @@ def register(ui: WebUI) -> None:
         with transaction(ui.engine, read_only=True) as session:
             found = notifications.notifications_of(session, ui.actor)
             open_nudges = notifications.unanswered_nudges(session, found)
+            reminded = notifications.reminded_tasks(session, found)
         return ui.render("notifications.html", notifications=found, open_nudges=open_nudges,
-                         error=error, status=status)
+                         reminded=reminded, error=error, status=status)
 
     @app.get("/notifications", name="notifications")
     def show_notifications():

@@ -1,4 +1,5 @@
-"""A user's notifications (robot nudges, assignments): list them, mark them read.
+"""A user's notifications (robot nudges, assignments, tasks fallen due): list them, mark
+them read.
 
 The robots and other services write the rows; the web edge shows a user their own and
 nothing else. A notification that is not the user's is reported as missing, not as
@@ -15,7 +16,7 @@ from sqlmodel import Session, select
 from ..enums import RobotRunStatus
 from ..errors import NotFound
 from ..rules.funnel import Actor
-from ..models import Notification, RobotRun, utcnow
+from ..models import Notification, RobotRun, Task, utcnow
 
 
 def notifications_of(session: Session, actor: Actor, *, limit: int = 100) -> list[Notification]:
@@ -35,6 +36,15 @@ def unanswered_nudges(session: Session, found: list[Notification]) -> set[int]:
         RobotRun.id.in_(run_ids), RobotRun.answer.is_(None),
         RobotRun.status != RobotRunStatus.FAILED.value,
         RobotRun.status != RobotRunStatus.SKIPPED.value)))
+
+
+def reminded_tasks(session: Session, found: list[Notification]) -> dict[int, Task]:
+    """The tasks the reminders among ``found`` are about (task id -> task), so the list
+    says each in the reader's language, with the task as it is now."""
+    task_ids = {n.task_id for n in found if n.task_id is not None}
+    if not task_ids:
+        return {}
+    return {task.id: task for task in session.exec(select(Task).where(Task.id.in_(task_ids)))}
 
 
 def unread_count(session: Session, actor: Actor) -> int:
