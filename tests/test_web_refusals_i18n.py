@@ -36,9 +36,8 @@ def test_a_stale_move_is_refused_in_indonesian_on_the_board(web, crm, engine):
     answer, payload = signed_in(web, "ana").post_json(
         f"/deals/{deal.id}/move", {"stage_id": stage["Closing"].id, "version": deal.version})
     assert answer.status == 409
-    assert payload["error"] == (f"Kesepakatan #{deal.id} sudah diubah orang lain (sekarang di "
-                                "“Implementation”, versi 2, Anda memegang versi 1); muat ulang "
-                                "lalu coba lagi.")
+    assert payload["error"] == (f"Orang lain sudah mengubah “{deal.title}”: sekarang ada di "
+                                "“Implementation”. Lihat lagi lalu coba sekali lagi.")
 
 
 def test_a_refused_form_says_why_in_indonesian(web, crm):

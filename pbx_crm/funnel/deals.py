@@ -161,14 +161,13 @@ def create_deal(session: Session, actor: Actor, *, title: str, pipeline_id: int 
 # --- changing -----------------------------------------------------------------------------
 
 
-def _stale(session: Session, deal_id: int, seen_version: int) -> StaleVersion:
+def _stale(session: Session, deal_id: int) -> StaleVersion:
     deal, stage = load_deal(session, deal_id)
     # The session may hold the deal as it was read before the race was lost: read it again.
     session.refresh(deal)
-    return StaleVersion("Deal #%(deal_id)s was changed by someone else (it is now in "
-                        "“%(stage)s”, version %(version)s, you had %(seen)s); reload it and "
-                        "try again.", deal_id=deal_id, stage=stage.name, version=deal.version,
-                        seen=seen_version)
+    return StaleVersion("“%(title)s” was changed by someone else meanwhile: it is now in "
+                        "“%(stage)s”. Look at it again and try once more.", title=deal.title,
+                        stage=stage.name)
 
 
 def _apply(session: Session, deal: Deal, expected_version: int | None, **values) -> Deal:
@@ -180,7 +179,7 @@ def _apply(session: Session, deal: Deal, expected_version: int | None, **values)
                           .values(version=Deal.version + 1, **values)
                           .execution_options(synchronize_session=False))
     if result.rowcount != 1:
-        raise _stale(session, deal.id, version)
+        raise _stale(session, deal.id)
     session.refresh(deal)
     stage_totals.deal_changed(session, counted_before, deal)
     return deal
@@ -195,7 +194,7 @@ def move_deal(session: Session, actor: Actor, deal_id: int, *, to_stage_id: int,
     deal, from_stage = load_deal(session, deal_id)
     ensure_can_change_deal(actor, deal, from_stage)
     if expected_version is not None and deal.version != expected_version:
-        raise _stale(session, deal_id, expected_version)
+        raise _stale(session, deal_id)
     to_stage = pipelines.get_stage(session, to_stage_id)
     reason = check_move(deal, from_stage, to_stage, lost_reason=lost_reason)
     if to_stage.id == from_stage.id:
