@@ -96,7 +96,6 @@ INDONESIAN_PO = ROOT / "webui" / "locale" / "id" / "LC_MESSAGES" / "messages.po"
 NOT_YET_CONVERTED = {
     "pbx_crm/funnel/contacts.py", "pbx_crm/people/notifications.py",
     "pbx_crm/robots/actions.py",
-    "pbx_crm/telephony/click_to_call.py",
 }
 
 

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 import bottle
 
 from pbx_crm.funnel import board, deals, pipelines, tasks
-from pbx_crm.telephony.click_to_call import ClickToCallFailed, call_contact
+from pbx_crm.telephony.click_to_call import call_contact
 from pbx_crm.db import transaction
 from pbx_crm.funnel.deal_card import deal_card
 from pbx_crm.enums import StageKind
@@ -220,18 +220,6 @@ def register(ui: WebUI) -> None:
             return ui.json({"error": text}, status=status)
         return deal_page(deal_id, error=text, status=status)
 
-    def call_failure_text(failure: ClickToCallFailed) -> str:
-        if failure.reason == "timeout":
-            return ui.gettext("The phone system did not confirm the call in time; your phone "
-                              "(ext %(extension)s) may still ring.", extension=failure.extension)
-        if failure.reason == "unreachable":
-            return ui.gettext("The phone system is not reachable right now; try again in a "
-                              "minute.")
-        if failure.reason == "refused":
-            return ui.gettext("The phone system refused the call: %(reason)s.",
-                              reason=failure.detail)
-        return ui.gettext("The call could not be placed: %(reason)s.", reason=failure.detail)
-
     @app.post("/deals/<deal_id:int>/call", name="deal_call")
     def call(deal_id):
         """Click-to-call. The page says that the seller's phone rings now, or why it does
@@ -248,8 +236,6 @@ def register(ui: WebUI) -> None:
                 placed = call_contact(session, ui.actor, deal_id,
                                       number=values.get("number") or None,
                                       originate=originate, settings=ui.settings)
-        except ClickToCallFailed as failure:
-            return call_refused(deal_id, failure.status, call_failure_text(failure))
         except CrmError as error:
             return call_refused(deal_id, error.status, ui.refusal_text(error))
         if ui.wants_json():

@@ -69,9 +69,11 @@ class ClickToCallFailed(CrmError):
 
     status = 502
 
-    def __init__(self, message: str, *, reason: str = "failed", extension: str = "",
+    def __init__(self, message: str, /, *, reason: str = "failed", extension: str = "",
                  detail: str = ""):
-        super().__init__(message)
+        # The template may name the phone (``%(extension)s``) and Asterisk's words
+        # (``%(reason)s``).
+        super().__init__(message, extension=extension, reason=detail)
         self.reason, self.extension, self.detail = reason, extension, detail
 
 
@@ -100,18 +102,20 @@ def call_contact(session: Session, actor: Actor, deal_id: int, *, number: str | 
     ensure_can_change_deal(actor, deal, stage)
     contact = session.get(Contact, deal.contact_id) if deal.contact_id else None
     if contact is None:
-        raise ValidationError(f"Deal #{deal.id} has no contact to call; add one first.",
-                              field="contact")
+        raise ValidationError("Deal #%(deal_id)s has no contact to call; add one first.",
+                              deal_id=deal.id, field="contact")
     phones = [phone.e164 for phone in phones_of(session, contact.id)]
     if not phones:
-        raise ValidationError(f"{contact.name} has no phone number to call.", field="phone")
+        raise ValidationError("%(name)s has no phone number to call.", name=contact.name,
+                              field="phone")
     if number is None:
         e164 = phones[0]
     else:
         e164 = normalize_number(number, region=settings.phone_region)
         if e164 not in phones:
-            raise ValidationError(f"{e164} is not a number of {contact.name} "
-                                  f"({', '.join(phones)}).", field="phone")
+            raise ValidationError("%(number)s is not a number of %(name)s (%(numbers)s).",
+                                  number=e164, name=contact.name, numbers=", ".join(phones),
+                                  field="phone")
     extension = _extension_of(session, actor)
     channel = device_of(settings, extension)
     dialed = e164.lstrip("+")
@@ -153,15 +157,15 @@ def _extension_of(session: Session, actor: Actor) -> str:
                                  .where(UserExtension.user_id == actor.user_id, User.active)
                                  .order_by(UserExtension.id)).first()
     if not extension:
-        raise ValidationError(f"{actor.name} has no phone extension to ring; ask a head to "
-                              "set one.", field="extension")
+        raise ValidationError("%(name)s has no phone extension to ring; ask a head to set "
+                              "one.", name=actor.name, field="extension")
     return extension
 
 
 def _failure(error: AmiError, extension: str) -> ClickToCallFailed:
     if isinstance(error, AmiTimeout):
         return ClickToCallFailed("The phone system did not confirm the call in time; your phone "
-                                 f"(ext {extension}) may still ring.", reason="timeout",
+                                 "(ext %(extension)s) may still ring.", reason="timeout",
                                  extension=extension)
     if isinstance(error, AmiNotConnected):
         return ClickToCallFailed("The phone system is not reachable right now; try again in a "
@@ -169,7 +173,7 @@ def _failure(error: AmiError, extension: str) -> ClickToCallFailed:
     if isinstance(error, AmiActionError):
         detail = str((error.response.get("Message") if error.response is not None else None)
                      or error)
-        return ClickToCallFailed(f"The phone system refused the call: {detail}.",
+        return ClickToCallFailed("The phone system refused the call: %(reason)s.",
                                  reason="refused", extension=extension, detail=detail)
-    return ClickToCallFailed(f"The call could not be placed: {error}.", reason="failed",
+    return ClickToCallFailed("The call could not be placed: %(reason)s.", reason="failed",
                              extension=extension, detail=str(error))
