@@ -27,7 +27,7 @@ from datetime import UTC, date, datetime
 import pytest
 
 from factories import at, make_pipeline, make_unsorted_deal, make_user, stages_by_name
-from pbx_crm.funnel import deals
+from pbx_crm.funnel import deals, tasks
 from pbx_crm.reporting import days_rebuild, reports
 from pbx_crm.people import users
 from pbx_crm.errors import Forbidden, NotFound, ValidationError
@@ -325,6 +325,23 @@ def test_each_seller_is_measured_against_the_callback_target(funnel):
     assert on_target(180) == {"Ana": (1, 0.5), "Budi": (1, 0.5), "(nobody yet)": (0, 0.0)}
     assert on_target(240)["Ana"] == (2, 1.0) and on_target(240)["Budi"] == (1, 0.5)
     assert on_target(30)["Ana"] == (0, 0.0)
+
+
+def test_open_tasks_per_seller_the_overdue_ones_apart(funnel):
+    """Tasks have no period: the report counts them as they stand when it is read."""
+    session, deal = funnel.session, funnel.deal
+    now = h(100)
+    tasks.add_task(session, funnel.ana, deal["A1"].id, title="Send the quote", due_at=h(90))
+    tasks.add_task(session, funnel.ana, deal["A2"].id, title="Call back", due_at=h(98))
+    tasks.add_task(session, funnel.ana, deal["A3"].id, title="Visit", due_at=h(120))
+    done = tasks.add_task(session, funnel.budi, deal["B1"].id, title="Demo", due_at=h(50))
+    tasks.complete_task(session, funnel.budi, done.id, now=h(60))
+    tasks.add_task(session, funnel.budi, deal["B2"].id, title="Contract", due_at=h(110))
+
+    found = {t.seller_name: (t.open, t.overdue, t.longest_overdue_seconds)
+             for t in report(funnel, now=now).tasks}
+    assert found == {"Ana": (3, 2, 10 * HOUR), "Budi": (1, 0, None)}
+    assert [t.seller_name for t in report(funnel, funnel.budi, now=now).tasks] == ["Budi"]
 
 
 def test_nudges_answered_per_seller_and_stage(funnel):

@@ -98,3 +98,9 @@ def test_bad_input_is_one_line_and_an_exit_code(run, args, code, message):
 def test_every_view_explains_itself(view, capsys):
     assert cli.main(["report", view, "--help"]) == 0
     assert "--seller LOGIN" in capsys.readouterr().out
+
+
+def test_open_tasks_per_seller(run):
+    code, out, _ = run("tasks", *PERIOD)
+    assert code == 0
+    assert "Open tasks by seller" in out.splitlines()

@@ -40,7 +40,7 @@ def read_csv(text):
 def test_every_table_exports_as_csv_with_its_figures():
     tables = report_charts.report_tables(crafted())
     assert list(tables) == ["stages", "outcomes", "weeks", "losses", "calls", "callbacks",
-                            "nudges"]
+                            "tasks", "nudges"]
     stages = read_csv(report_charts.to_csv(tables["stages"]))
     assert stages[0][:4] == ["stage", "open deals", "open amount", "entered"]
     # Money in major units, what a spreadsheet sums (900 sen of rupiah: 9).

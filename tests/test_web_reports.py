@@ -49,7 +49,7 @@ def test_a_head_sees_everyone_s_figures_charts_and_advice(web, funnel):
     assert 'id="funnel-chart"><svg' in text and 'id="trend-chart"><svg' in text
     assert "<script" not in text.split('id="charts"')[1].split("</section>")[0]
     for name in ("stages", "outcomes", "weeks", "losses", "team_losses", "calls",
-                 "callbacks", "nudges"):
+                 "callbacks", "tasks", "nudges"):
         assert f'id="table-{name}"' in text and f"/reports/{name}.csv?" in text
     # Both sellers appear in the loss map, and the head may pick one of them.
     assert "Ana" in text and "Budi" in text and 'name="seller"' in text

@@ -55,7 +55,8 @@ TABLE_WORDS = (
     gettext("calls per deal"), gettext("deal-days with calls"), gettext("called back"),
     gettext("not called back"),
     gettext("avg minutes"), gettext("median minutes"), gettext("within target"),
-    gettext("on target %"), gettext("nudges"),
+    gettext("on target %"), gettext("Open tasks by seller"), gettext("open tasks"),
+    gettext("overdue"), gettext("most overdue hours"), gettext("nudges"),
     gettext("lower priority"), gettext("snooze"), gettext("unanswered"),
 )
 

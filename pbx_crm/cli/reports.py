@@ -21,6 +21,7 @@ from .common import (
 REPORT_VIEWS = {"funnel": ("stages", "outcomes", "weeks"),
                 "losses": ("losses", "team_losses"),
                 "calls": ("calls", "callbacks"),
+                "tasks": ("tasks",),
                 "nudges": ("nudges",),
                 "advice": ("advice",)}
 REPORT_DEFAULT_DAYS = 30
@@ -111,6 +112,8 @@ def add_report(commands) -> None:
             ("losses", "the loss map: the share lost per stage and seller (and team), weak cells "
                        "flagged"),
             ("calls", "calls per deal by stage, and missed-call callback time per seller"),
+            ("tasks", "open tasks per seller on the pipeline's deals, the overdue ones apart "
+                      "(as they stand now)"),
             ("nudges", "how each seller answered the robots' nudges, per stage"),
             ("advice", "plain-language hints read off the figures, with their deals")):
         command = add_command(group, view, cmd_report, help,

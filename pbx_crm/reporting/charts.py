@@ -140,6 +140,13 @@ def nudges_table(report: FunnelReport) -> Table:
                    n.snooze, n.unanswered] for n in report.nudges])
 
 
+def tasks_table(report: FunnelReport) -> Table:
+    return Table("tasks", "Open tasks by seller",
+                 ["seller", "open tasks", "overdue", "most overdue hours"],
+                 [[t.seller_name, t.open, t.overdue, _hours(t.longest_overdue_seconds)]
+                  for t in report.tasks])
+
+
 def weeks_table(report: FunnelReport) -> Table:
     return Table("weeks", "Week by week",
                  ["week of", "created", "moved on", "won", "lost"],
@@ -153,7 +160,8 @@ def report_tables(report: FunnelReport) -> dict[str, Table]:
               losses_table(report.losses)]
     if report.losses_by_team is not None:
         tables.append(losses_table(report.losses_by_team, "team_losses"))
-    tables += [calls_table(report), callbacks_table(report), nudges_table(report)]
+    tables += [calls_table(report), callbacks_table(report), tasks_table(report),
+               nudges_table(report)]
     return {table.name: table for table in tables}
 
 

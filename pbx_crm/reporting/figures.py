@@ -226,6 +226,18 @@ class Week:
 
 
 @dataclass(frozen=True)
+class SellerTasks:
+    """A seller's open tasks on the pipeline's deals as the report is read (tasks have no
+    period: what is late is late now), the overdue ones apart."""
+
+    seller_id: int
+    seller_name: str
+    open: int
+    overdue: int
+    longest_overdue_seconds: float | None  # how late the latest of them is
+
+
+@dataclass(frozen=True)
 class FunnelReport:
     """Everything the reports page and ``pbx-crm report`` show, for one pipeline and period."""
 
@@ -244,6 +256,7 @@ class FunnelReport:
     nudges: list[NudgeAnswers]
     weeks: list[Week] = field(default_factory=list)
     callback_target_minutes: int | None = None
+    tasks: list[SellerTasks] = field(default_factory=list)
 
 
 def loss_cells(stage_ids: list[int], counts: dict, key) -> list[LossCell]:

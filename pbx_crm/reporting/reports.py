@@ -39,12 +39,12 @@ from sqlmodel import Session
 
 from ..enums import CallDirection, Disposition, NudgeAnswer, RobotRunStatus, StageKind
 from ..errors import Phrase, ValidationError
-from ..models import RobotRule, RobotRun
+from ..models import RobotRule, RobotRun, Task, utcnow
 from ..rules.funnel import Actor, ensure_head
 from . import from_days
 from .figures import (
     MAX_PERIOD_DAYS, WEAK_CELL_MARGIN, WEAK_CELL_MIN_DECIDED, Callbacks, FunnelReport, LossCell,
-    LossMap, LossRow, NudgeAnswers, Outcomes, Period, StageCalls, StageFigures, Week,
+    LossMap, LossRow, NudgeAnswers, Outcomes, Period, SellerTasks, StageCalls, StageFigures, Week,
     make_period, zone_of,
 )
 from .from_days import EXACT_PERIOD_DAYS, loss_maps, outcomes, stage_figures, weekly_trend
@@ -59,6 +59,7 @@ __all__ = [
     "DEAL_LIST_LIMIT", "EXACT_PERIOD_DAYS", "MAX_PERIOD_DAYS", "MISSED_DISPOSITIONS", "NOBODY",
     "WEAK_CELL_MARGIN", "WEAK_CELL_MIN_DECIDED", "Callbacks", "DealFilter", "FunnelReport",
     "LossCell", "LossMap", "LossRow", "NudgeAnswers", "Outcomes", "Period", "Scope",
+    "SellerTasks", "seller_tasks",
     "StageCalls", "StageFigures", "Week", "callbacks", "deals_matching", "funnel_report",
     "loss_maps", "make_period", "nudges", "outcomes", "report_scope", "stage_calls",
     "stage_figures", "weekly_trend",
@@ -67,6 +68,7 @@ __all__ = [
 # The robot action that asks the deal's owner for a decision (moved on, lower priority,
 # snooze): ``Action.NOTIFY_OWNER`` in pbx_crm.robots.rules. Other actions ask nobody anything.
 NUDGE_ACTIONS = ("notify_owner",)
+tasks = Task.__table__
 
 runs = RobotRun.__table__
 rules = RobotRule.__table__
@@ -166,6 +168,24 @@ def callbacks(session: Session, scope: Scope, target_minutes: int) -> list[Callb
     return sorted(rows, key=lambda row: (row.seller_id is None, row.seller_name))
 
 
+def seller_tasks(session: Session, scope: Scope, now: datetime) -> list[SellerTasks]:
+    """Per seller: the open tasks on their deals of the pipeline and how many are past due,
+    the most overdue seller first."""
+    late = tasks.c.due_at < now
+    rows = session.execute(
+        select(deals.c.owner_id, func.count(), func.count(case((late, 1))),
+               func.min(case((late, tasks.c.due_at)), type_=tasks.c.due_at.type))
+        .select_from(tasks.join(deals, deals.c.id == tasks.c.deal_id))
+        .where(deals.c.pipeline_id == scope.pipeline_id, tasks.c.done_at.is_(None),
+               deals.c.owner_id.is_not(None), owned(scope, deals.c.owner_id))
+        .group_by(deals.c.owner_id)).all()
+    names = seller_names(session, [owner for owner, *_ in rows])
+    found = [SellerTasks(owner, names.get(owner, NOBODY), int(count), int(overdue),
+                         (now - oldest).total_seconds() if oldest is not None else None)
+             for owner, count, overdue, oldest in rows]
+    return sorted(found, key=lambda row: (-row.overdue, row.seller_name))
+
+
 def nudges(session: Session, scope: Scope) -> list[NudgeAnswers]:
     """Per seller and stage: the robot nudges fired on their deals in the period, and how
     they were answered."""
@@ -199,10 +219,12 @@ def nudges(session: Session, scope: Scope) -> list[NudgeAnswers]:
 def funnel_report(session: Session, actor: Actor, *, pipeline_id: int | None, start: date,
                   end: date, time_zone: str, seller_id: int | None = None,
                   seller_login: str | None = None,
-                  callback_target_minutes: int = 30) -> FunnelReport:
+                  callback_target_minutes: int = 30,
+                  now: datetime | None = None) -> FunnelReport:
     """The full report of a pipeline (None: the default one) from ``start`` to ``end``
     (excluded), local dates of ``time_zone``; a head may narrow it to one seller. Callbacks
-    are measured against ``callback_target_minutes`` (the setting)."""
+    are measured against ``callback_target_minutes`` (the setting); open tasks are counted
+    as they stand ``now``."""
     period = make_period(start, end, time_zone)
     scope = report_scope(session, actor, pipeline_id=pipeline_id, period=period,
                          seller_id=seller_id, seller_login=seller_login)
@@ -213,7 +235,8 @@ def funnel_report(session: Session, actor: Actor, *, pipeline_id: int | None, st
                         by_seller, by_team, stage_calls(session, scope),
                         callbacks(session, scope, callback_target_minutes),
                         nudges(session, scope), weekly_trend(session, scope),
-                        callback_target_minutes)
+                        callback_target_minutes,
+                        seller_tasks(session, scope, now or utcnow()))
 
 
 @dataclass(frozen=True)
