@@ -1,4 +1,4 @@
--- pbx-crm schema for postgres at migration 0010; regenerate with: pbx-crm db dump > sql/schema.postgres.sql
+-- pbx-crm schema for postgres at migration 0011; regenerate with: pbx-crm db dump > sql/schema.postgres.sql
 
 CREATE EXTENSION IF NOT EXISTS pg_trgm WITH SCHEMA public;
 
@@ -181,7 +181,8 @@ CREATE TABLE public.notifications (
     robot_run_id integer,
     created_at timestamp with time zone NOT NULL,
     read_at timestamp with time zone,
-    task_id integer
+    task_id integer,
+    data jsonb
 );
 
 CREATE SEQUENCE public.notifications_id_seq

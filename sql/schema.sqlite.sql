@@ -1,4 +1,4 @@
--- pbx-crm schema for sqlite at migration 0010; regenerate with: pbx-crm db dump > sql/schema.sqlite.sql
+-- pbx-crm schema for sqlite at migration 0011; regenerate with: pbx-crm db dump > sql/schema.sqlite.sql
 
 CREATE TABLE alembic_version (
 	version_num VARCHAR(32) NOT NULL,
@@ -134,7 +134,7 @@ CREATE TABLE notifications (
 	robot_run_id INTEGER,
 	created_at DATETIME NOT NULL,
 	read_at DATETIME,
-	task_id INTEGER,
+	task_id INTEGER, data JSON,
 	CONSTRAINT pk_notifications PRIMARY KEY (id),
 	CONSTRAINT fk_notifications_deal_id_deals FOREIGN KEY(deal_id) REFERENCES deals (id) ON DELETE CASCADE,
 	CONSTRAINT fk_notifications_robot_run_id_robot_runs FOREIGN KEY(robot_run_id) REFERENCES robot_runs (id) ON DELETE SET NULL,

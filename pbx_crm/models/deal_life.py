@@ -93,3 +93,6 @@ class Notification(SQLModel, table=True):
     read_at: datetime | None = _at(nullable=True)
     # A reminder that this task fell due: the page says it from the task, in the reader's words.
     task_id: int | None = _fk("tasks.id", ondelete="CASCADE")
+    # What ``body`` says in English, kept as words (``"say"``, pbx_crm.people.language) so
+    # that the page says it in the reader's language; none on rows written before.
+    data: dict | None = Field(default=None, sa_column=Column(JSONData, nullable=True))
