@@ -212,7 +212,9 @@ def test_a_new_caller_rings_ana_answers_and_takes_the_new_deal_and_the_call_land
     assert between(end, call.ended_at)
     entry, = call_entries(engine, deal.id)
     assert entry.body == f"Inbound call answered: {CALLER_E164}, 3 s"
-    assert entry.data == {"direction": "inbound", "disposition": "answered",
+    facts = dict(entry.data)
+    assert facts.pop("say")["template"] == "%(call)s, %(seconds)s s"  # the body's words
+    assert facts == {"direction": "inbound", "disposition": "answered",
                           "talk_seconds": 3, "answered_exten": "101"}
     assert (entry.call_id, entry.created_at) == (call.id, call.ended_at)
     assert [e.body for e in all_of(engine, TimelineEntry, TimelineEntry.deal_id == deal.id,

@@ -368,8 +368,11 @@ def test_a_head_hands_a_deal_from_one_seller_to_another(session, stage, ana, bud
     assert (deal.owner_id, deal.stage_id, deal.version) == (
         budi.user_id, stage["Opportunity"].id, 2)
     assigned = timeline_of(session, deal)[-1]
-    assert (assigned.kind, assigned.data) == (
+    facts = dict(assigned.data)
+    said = facts.pop("say")  # the body's words, for the reader's language
+    assert (assigned.kind, facts) == (
         "assignment", {"from": ana.user_id, "to": budi.user_id})
+    assert said == {"template": "Assigned to %(name)s", "values": {"name": "Budi"}}
     assert audit_of(session, "deal", deal.id)[-1].action == "assign"
 
 

@@ -93,10 +93,7 @@ BABEL_CFG = ROOT / "webui" / "locale" / "babel.cfg"
 INDONESIAN_PO = ROOT / "webui" / "locale" / "id" / "LC_MESSAGES" / "messages.po"
 # Files whose refusals are still f-strings (worked on elsewhere when this list was made):
 # convert them as the others were (a literal template, named values) and strike them off.
-NOT_YET_CONVERTED = {
-    "pbx_crm/funnel/contacts.py", "pbx_crm/people/notifications.py",
-    "pbx_crm/robots/actions.py",
-}
+NOT_YET_CONVERTED = {"pbx_crm/funnel/contacts.py"}
 
 
 def _mapping():

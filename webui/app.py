@@ -22,23 +22,20 @@ from __future__ import annotations
 import functools
 import gettext
 import hmac
-import io
 import json
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
-from importlib import resources
 from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
 
 import bottle
 import jinja2
 from babel.dates import format_datetime, format_timedelta
-from babel.messages.mofile import write_mo
-from babel.messages.pofile import read_po
-from babel.support import Translations
 
 from pbx_crm.funnel import deals
+from pbx_crm.funnel.calls import OUTCOMES
+from pbx_crm.people import language as wording
 from pbx_crm.people import sign_in as web_sessions
 from pbx_crm.web import front_door
 from pbx_crm.db import transaction
@@ -63,17 +60,10 @@ SECURITY_HEADERS = {
 
 
 def load_translations(language: str) -> gettext.NullTranslations:
-    """The catalog for ``language``, compiled from its .po file when loaded (no .mo files to
-    keep in step); English is the source language."""
-    if language == "en":
-        return gettext.NullTranslations()
-    path = resources.files("pbx_crm.webui") / "locale" / language / "LC_MESSAGES" / "messages.po"
-    with path.open("rb") as file:
-        catalog = read_po(file, locale=language)
-    buffer = io.BytesIO()
-    write_mo(buffer, catalog)
-    buffer.seek(0)
-    return Translations(fp=buffer)
+    """The catalog for ``language``, compiled from its .po file when first loaded (no .mo
+    files to keep in step); English is the source language. The one loader the services'
+    e-mails use too (``pbx_crm.people.language``)."""
+    return wording.catalog(language)
 
 
 # Babel's units for format_timedelta, largest first.
@@ -180,6 +170,17 @@ class WebUI:
         """A refusal of the core as the user reads it: in their language."""
         return error.translated(self.translations[self.language()].gettext)
 
+    def said(self, data, text: str | None) -> str:
+        """A stored text (a timeline entry's, a notification's) as the user reads it: its
+        kept words (``data["say"]``) in their language; a row that kept none, as stored."""
+        return wording.said(data, text, self.translations[self.language()].gettext)
+
+    def outcome(self, disposition: str | None) -> str:
+        """How a call ended, in the user's words (``calls.OUTCOMES``, the one mapping)."""
+        phrase = OUTCOMES.get(disposition or "")
+        return self.translations[self.language()].gettext(phrase) if phrase else \
+            disposition or ""
+
     def formatter(self) -> Formatter:
         signed = bottle.request.environ.get("pbx_crm.signed_in")
         zone = (signed.user.time_zone if signed and signed.user.time_zone
@@ -195,7 +196,8 @@ class WebUI:
             csrf_token=signed.web_session.csrf_token if signed else "",
             fmt=self.formatter(), path=bottle.request.path,
             unread=bottle.request.environ.get("pbx_crm.unread", 0),
-            has_route=self.has_route, lang=self.language())
+            has_route=self.has_route, lang=self.language(), said=self.said,
+            outcome=self.outcome)
         bottle.response.status = status
         bottle.response.content_type = "text/html; charset=utf-8"
         return self.envs[self.language()].get_template(template).render(**context)

@@ -18,17 +18,29 @@ from . import events, tasks
 from ..reporting import days as report_days
 from .contacts import contacts_with_number, find_contact_by_number
 from .deals import deal_for_caller, load_deal, open_deal_of_contact, take_deal
-from ..enums import CallDirection, DealSource, TimelineKind
-from ..errors import AlreadyTaken, Conflict, NumberConflict
+from ..enums import CallDirection, DealSource, Disposition, TimelineKind
+from ..errors import N_, AlreadyTaken, Conflict, NumberConflict, Phrase
 from ..rules.funnel import Actor
 from .journal import timeline
 from ..models import (
     Call, Contact, ContactPhone, Event, Deal, Pipeline, Stage, User, UserExtension, utcnow,
 )
 from ..rules.phones import CallerKind, CallerNumber
+from ..people.language import Words
 from ..people.users import user_for_extension
 
 PBX = Actor.system("pbx")
+# How a call ended, as every page and timeline line says it: the one mapping of outcomes to
+# the catalogs' words (the web UI's ``outcome``).
+OUTCOMES = {Disposition.ANSWERED.value: Phrase("answered"),
+            Disposition.MISSED.value: Phrase("missed"),
+            Disposition.ABANDONED.value: Phrase("abandoned"),
+            Disposition.BUSY.value: Phrase("busy"),
+            Disposition.FAILED.value: Phrase("failed")}
+# A call's timeline line, by direction.
+_CALL_LINE = {CallDirection.INBOUND.value: N_("Inbound call %(outcome)s: %(number)s"),
+              CallDirection.OUTBOUND.value: N_("Outbound call %(outcome)s: %(number)s"),
+              CallDirection.INTERNAL.value: N_("Internal call %(outcome)s: %(number)s")}
 
 # What the dialplan learns in CRM_STATUS.
 FOUND, NEW, ANONYMOUS, INTERNAL, CONFLICT, UNAVAILABLE = (
@@ -403,11 +415,14 @@ def _put_on_timeline(session: Session, call: Call, *, talk_seconds: int | None =
         # Asterisk's own count, the one the CDR bills; the hooks' arrival times only
         # approximate it (and a replayed hook's, by the replay's delay at worst).
         talk = max(0, talk_seconds)
-    number = call.caller_e164 or call.dialed_raw or call.caller_raw or "unknown number"
-    body = f"{call.direction.capitalize()} call {call.disposition}: {number}"
+    number = (call.caller_e164 or call.dialed_raw or call.caller_raw
+              or Phrase("unknown number"))
+    said = Words(_CALL_LINE[call.direction], outcome=OUTCOMES.get(call.disposition,
+                                                                  call.disposition),
+                 number=number)
     if talk:
-        body += f", {int(talk)} s"
-    timeline(session, PBX, call.deal_id, TimelineKind.CALL, body=body, call_id=call.id,
+        said = Words("%(call)s, %(seconds)s s", call=said, seconds=int(talk))
+    timeline(session, PBX, call.deal_id, TimelineKind.CALL, say=said, call_id=call.id,
              at=call.ended_at, data={"direction": call.direction,
                                      "disposition": call.disposition,
                                      "talk_seconds": int(talk),

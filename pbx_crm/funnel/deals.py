@@ -27,6 +27,7 @@ from ..rules.funnel import (
 )
 from .journal import audit, timeline
 from ..models import Deal, Pipeline, Stage, StageHistory, User, utcnow
+from ..people.language import Words
 from ..people.users import get_active_user
 
 MAX_AMOUNT_MINOR = 10**15
@@ -72,12 +73,18 @@ def _record_move(session: Session, actor: Actor, deal: Deal, from_stage: Stage |
     report_days.record_move(session, deal, row)
     if from_stage is None:
         timeline(session, actor, deal.id, TimelineKind.CREATED, at=at,
-                 body=f"Deal created in {to_stage.name}", data={"stage_id": to_stage.id})
+                 body=f"Deal created in {to_stage.name}", data={"stage_id": to_stage.id},
+                 say=Words("Deal created in %(stage)s",
+                           stage=pipelines.stage_word(to_stage)))
         return
     remark = reason or note
     body = f"{from_stage.name} → {to_stage.name}" + (f": {remark}" if remark else "")
+    stages = {"from_stage": pipelines.stage_word(from_stage),
+              "to_stage": pipelines.stage_word(to_stage)}
+    said = (Words("%(from_stage)s → %(to_stage)s: %(remark)s", remark=remark, **stages)
+            if remark else Words("%(from_stage)s → %(to_stage)s", **stages))
     timeline(session, actor, deal.id, TimelineKind.STAGE_MOVE, body=body, at=at,
-             data={"from_stage_id": from_stage.id, "to_stage_id": to_stage.id})
+             data={"from_stage_id": from_stage.id, "to_stage_id": to_stage.id}, say=said)
     audit(session, actor, "deal", deal.id, "move",
           {"from": from_stage.id, "to": to_stage.id, "lost_reason": reason}, at=at)
 
@@ -260,9 +267,10 @@ def _claim(session: Session, actor: Actor, deal_id: int, *, owner_id: int,
                              amount_before=deal.amount_minor, amount_after=deal.amount_minor)
     _record_move(session, actor, deal, unsorted, target, from_entered_at=entered_at, at=now)
     owner = session.get(User, owner_id)
-    verb = "Taken by" if action == "take" else "Assigned to"
-    timeline(session, actor, deal.id, TimelineKind.ASSIGNMENT, at=now,
-             body=f"{verb} {owner.name}", data={"owner_id": owner_id})
+    said = (Words("Taken by %(name)s", name=owner.name) if action == "take"
+            else Words("Assigned to %(name)s", name=owner.name))
+    timeline(session, actor, deal.id, TimelineKind.ASSIGNMENT, at=now, say=said,
+             data={"owner_id": owner_id})
     audit(session, actor, "deal", deal.id, action, {"owner": owner_id}, at=now)
     return deal
 
@@ -293,7 +301,8 @@ def assign_deal(session: Session, actor: Actor, deal_id: int, *, owner_id: int,
     report_days.deal_changed(session, deal.id, owner_before=previous, owner_after=owner_id,
                              amount_before=deal.amount_minor, amount_after=deal.amount_minor)
     timeline(session, actor, deal.id, TimelineKind.ASSIGNMENT, at=now,
-             body=f"Assigned to {owner.name}", data={"from": previous, "to": owner_id})
+             say=Words("Assigned to %(name)s", name=owner.name),
+             data={"from": previous, "to": owner_id})
     audit(session, actor, "deal", deal.id, "assign", {"from": previous, "to": owner_id}, at=now)
     return deal
 

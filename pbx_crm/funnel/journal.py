@@ -1,7 +1,9 @@
 """What the services write beside each change: the audit log and the deal's timeline.
 
 Both are written in the caller's transaction, so a change and its record land together or not
-at all.
+at all. A timeline line a service words is given as ``say`` (``Words``): its English text is
+the entry's ``body``, and the words are kept in its ``data`` (``"say"``) so that the deal page
+says it in the reader's language (``pbx_crm.people.language``).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from sqlmodel import Session
 from ..enums import TimelineKind
 from ..rules.funnel import Actor
 from ..models import AuditEntry, TimelineEntry, utcnow
+from ..people.language import Words
 
 
 def audit(session: Session, actor: Actor, entity: str, entity_id: int, action: str,
@@ -24,7 +27,11 @@ def audit(session: Session, actor: Actor, entity: str, entity_id: int, action: s
 
 def timeline(session: Session, actor: Actor, deal_id: int, kind: TimelineKind, *,
              body: str | None = None, data: dict | None = None, call_id: int | None = None,
-             robot_run_id: int | None = None, at: datetime | None = None) -> TimelineEntry:
+             robot_run_id: int | None = None, at: datetime | None = None,
+             say: Words | None = None) -> TimelineEntry:
+    if say is not None:
+        body = say.english if body is None else body
+        data = {**(data or {}), "say": say.kept()}
     entry = TimelineEntry(deal_id=deal_id, kind=kind.value, created_at=at or utcnow(),
                           author_id=actor.user_id, body=body, data=data, call_id=call_id,
                           robot_run_id=robot_run_id)

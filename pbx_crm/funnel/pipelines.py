@@ -26,6 +26,12 @@ SELLER_FUNNEL = [("Opportunity", "open"), ("Commercial proposal", "open"),
                  ("Won", "won"), ("Lost", "lost")]
 
 
+def stage_word(stage: Stage) -> str:
+    """A stage as a text kept for later names it: the Unsorted stage by the reader's word for
+    it (the stage keeps its English name), any other by the name it was given."""
+    return Phrase("Unsorted") if stage.is_unsorted else stage.name
+
+
 def _clean_name(name: str, what: str) -> str:
     name = (name or "").strip()
     if not name or len(name) > 120:

@@ -25,6 +25,7 @@ from ..errors import Conflict, NotFound, ValidationError
 from ..rules.funnel import Actor, ensure_can_change_deal, ensure_can_read_deal
 from .journal import audit, timeline
 from ..models import Call, Deal, Task, utcnow
+from ..people.language import Words
 
 TITLE_LENGTH = 200
 # A missed call is to be returned within this.
@@ -88,12 +89,21 @@ def complete_task(session: Session, actor: Actor, task_id: int, *,
     session.exec(update(Deal).where(Deal.id == deal.id).values(last_activity_at=now)
                  .execution_options(synchronize_session=False))
     timeline(session, actor, deal.id, TimelineKind.TASK, body=f"Done: {task.title}", at=now,
-             data={"task_id": task.id})
+             data={"task_id": task.id},
+             say=Words("Done: %(title)s", title=title_words(task.kind, task.title, task.phone)))
     audit(session, actor, "task", task.id, "done", at=now)
     return task
 
 
 # --- the callback task the call path keeps ----------------------------------------------------
+
+
+def title_words(kind: str, title: str, phone: str | None) -> Words | str:
+    """A task's title as a page says it: a callback task by its number, in the reader's
+    words; any other task by the title someone gave it."""
+    if kind == TaskKind.CALLBACK.value and phone:
+        return Words("Call back %(number)s", number=phone)
+    return title
 
 
 def callback_title(number: str, missed_calls: int, disposition: str = "missed") -> str:
@@ -146,11 +156,13 @@ def close_callback(session: Session, call: Call, *, now: datetime) -> int | None
     tasks = Task.__table__
     closed = session.connection().execute(
         update(tasks).where(tasks.c.deal_id == call.deal_id, _OPEN_CALLBACK)
-        .values(done_at=now).returning(tasks.c.id, tasks.c.title)).first()
+        .values(done_at=now).returning(tasks.c.id, tasks.c.title, tasks.c.phone)).first()
     if closed is None:
         return None
-    task_id, title = closed
+    task_id, title, phone = closed
     timeline(session, PBX, call.deal_id, TimelineKind.TASK, body=f"Done: {title}", at=now,
-             call_id=call.id, data={"task_id": task_id, "reached_by_call": call.id})
+             call_id=call.id, data={"task_id": task_id, "reached_by_call": call.id},
+             say=Words("Done: %(title)s",
+                       title=title_words(TaskKind.CALLBACK.value, title, phone)))
     audit(session, PBX, "task", task_id, "done", {"reached_by_call": call.id}, at=now)
     return task_id

@@ -57,7 +57,8 @@ def mark_read(session: Session, actor: Actor, notification_id: int, *,
               now: datetime | None = None) -> Notification:
     notification = session.get(Notification, notification_id)
     if notification is None or notification.user_id != actor.user_id:
-        raise NotFound(f"No notification #{notification_id}.")
+        raise NotFound("No notification #%(notification_id)s.",
+                       notification_id=notification_id)
     if notification.read_at is None:
         notification.read_at = now or utcnow()
         session.add(notification)

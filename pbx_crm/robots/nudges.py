@@ -19,6 +19,7 @@ from ..errors import Conflict, NotFound, Phrase, ValidationError
 from ..rules.funnel import Actor, ensure_can_change_deal
 from ..funnel.journal import audit, timeline
 from ..models import Notification, RobotRun, utcnow
+from ..people.language import Words
 from .rules import member_of, whole_number
 
 MAX_SNOOZE_DAYS = 90
@@ -69,9 +70,10 @@ def answer_nudge(session: Session, actor: Actor, robot_run_id: int, *, answer: s
                                             Notification.user_id == actor.user_id,
                                             Notification.read_at.is_(None))
                  .values(read_at=now).execution_options(synchronize_session=False))
-    said = (f"snooze until {snooze_until:%Y-%m-%d}" if snooze_until
-            else kind.value.replace("_", " "))
-    timeline(session, actor, deal.id, TimelineKind.ROBOT, body=f"Nudge answered: {said}",
+    said = (Words("snooze until %(date)s", date=snooze_until.strftime("%Y-%m-%d"))
+            if snooze_until else _ANSWERED[kind.value])
+    timeline(session, actor, deal.id, TimelineKind.ROBOT,
+             say=Words("Nudge answered: %(answer)s", answer=said),
              robot_run_id=run.id, at=now, data={"answer": kind.value,
                                                 "snooze_days": snooze_days})
     audit(session, actor, "robot_run", run.id, "answer",

@@ -50,8 +50,9 @@ from ..rules.funnel import Actor
 from ..funnel.journal import audit, timeline
 from ..people.mailer import send_mail
 from ..models import Call, Deal, RobotRule, RobotRun, Stage, User, utcnow
+from ..people.language import Words
 from ..rules.working_hours import WorkingClock
-from .actions import ACTIONS, ROBOT, AfterCommit
+from .actions import ACTION_WORDS, ACTIONS, ROBOT, AfterCommit
 from .rules import TIME_UNITS, TIMED_CONDITIONS, Action, Condition
 
 log = logging.getLogger(__name__)
@@ -339,22 +340,24 @@ def _act(session: Session, rule: RobotRule, run_id: int, deal: Deal, stage: Stag
     action = Action(rule.action)
     try:
         with session.begin_nested():
-            body, data = ACTIONS[action](session, rule, deal, stage, pending, now=now,
-                                         settings=settings)
-            timeline(session, ROBOT, deal.id, TimelineKind.ROBOT, body=f"{rule.name}: {body}",
+            did, data = ACTIONS[action](session, rule, deal, stage, pending, now=now,
+                                        settings=settings)
+            timeline(session, ROBOT, deal.id, TimelineKind.ROBOT,
+                     say=Words("%(rule)s: %(did)s", rule=rule.name, did=did),
                      robot_run_id=run_id, at=now,
                      data={"rule_id": rule.id, "action": action.value, **data})
             audit(session, ROBOT, "robot_run", run_id, action.value,
                   {"rule": rule.id, "deal": deal.id, **data}, at=now)
     except Exception as error:
         if isinstance(error, CrmError):
-            reason = error.message
+            reason, why = error.message, Words.of(error)
         else:
             log.exception("robot rule #%s on deal #%s failed", rule.id, deal.id)
-            reason = f"internal error: {type(error).__name__}: {error}"[:500]
+            reason = why = f"internal error: {type(error).__name__}: {error}"[:500]
         _finish(session, run_id, RobotRunStatus.FAILED, now, reason)
         timeline(session, ROBOT, deal.id, TimelineKind.ROBOT, robot_run_id=run_id, at=now,
-                 body=f"{rule.name}: could not {action.value.replace('_', ' ')}: {reason}",
+                 say=Words("%(rule)s: could not %(action)s: %(reason)s", rule=rule.name,
+                           action=ACTION_WORDS[action], reason=why),
                  data={"rule_id": rule.id, "action": action.value, "error": reason})
         audit(session, ROBOT, "robot_run", run_id, "failed",
               {"rule": rule.id, "deal": deal.id, "error": reason}, at=now)
@@ -396,8 +399,8 @@ def deliver_after_commit(engine, settings: Settings, work: list[AfterCommit], *,
                     placed = ring_owner(session, Actor.of(owner), item.deal_id)
                     timeline(session, ROBOT, item.deal_id, TimelineKind.ROBOT, at=now,
                              robot_run_id=item.run_id,
-                             body=f"Reminder call: {placed.channel} rings, then "
-                                  f"{placed.number}",
+                             say=Words("Reminder call: %(channel)s rings, then %(number)s",
+                                       channel=placed.channel, number=placed.number),
                              data={"channel": placed.channel, "action_id": placed.action_id})
                 except CrmError as error:
                     errors.append(error.message)

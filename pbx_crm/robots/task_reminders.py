@@ -9,7 +9,7 @@ locked with SKIP LOCKED on PostgreSQL: two schedulers on one database take diffe
 and one that meets a task the other reminded leaves it. SQLite runs one writer at a time.
 E-mails go out after the commit, to owners with an address when a mailer is set, at most once
 (a crash between the commit and the mail loses the mail, never sends it twice), as the robots'
-mails do.
+mails do, each in its owner's language (``users.language``).
 
 A task is its deal owner's: one on a deal nobody owns (the Unsorted queue) or whose owner is
 no longer active waits, and is reminded once someone takes the deal, if it is still open.
@@ -28,8 +28,10 @@ from sqlmodel import Session, select
 from ..config import Settings
 from ..db import transaction
 from ..errors import CrmError
+from ..enums import TaskKind
 from ..funnel import events
 from ..models import Deal, Notification, Task, User, utcnow
+from ..people.language import Words, catalog
 from ..people.mailer import mail_enabled, send_mail
 
 log = logging.getLogger(__name__)
@@ -114,9 +116,21 @@ def remind_batch(session: Session, settings: Settings, *, now: datetime,
 
 
 def _mail(settings: Settings, owner: User, task: Task, deal: Deal) -> Mail:
+    """The reminder in its owner's language; a callback task named by its number and
+    missed calls, as the pages name it."""
+    say = catalog(owner.language)
     zone = ZoneInfo(owner.time_zone or settings.time_zone)
     due = task.due_at.astimezone(zone).strftime("%Y-%m-%d %H:%M") if task.due_at else ""
-    body = (f"{task.title}\n\nDue: {due} ({zone.key})\n"
-            f"Deal #{deal.id}: {deal.title}\n\n"
-            "Mark it done on the Tasks page of pbx-crm once it is done.\n")
-    return Mail(owner.email, owner.name, f"[pbx-crm] Task due: {task.title}", body)
+    title = task.title
+    if task.kind == TaskKind.CALLBACK.value and task.phone:
+        calls = task.missed_calls or 1
+        title = (say.ngettext("Call back %(number)s (%(num)d missed call)",
+                              "Call back %(number)s (%(num)d missed calls)", calls)
+                 % {"number": task.phone, "num": calls} if calls > 1
+                 else say.gettext("Call back %(number)s") % {"number": task.phone})
+    body = Words("%(title)s\n\nDue: %(due)s (%(zone)s)\nDeal #%(deal_id)s: %(deal)s\n\n"
+                 "Mark it done on the Tasks page of pbx-crm once it is done.\n",
+                 title=title, due=due, zone=zone.key, deal_id=deal.id, deal=deal.title)
+    subject = Words("Task due: %(title)s", title=title)
+    return Mail(owner.email, owner.name, f"[pbx-crm] {subject.said(say.gettext)}",
+                body.said(say.gettext))

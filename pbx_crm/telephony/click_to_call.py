@@ -53,6 +53,7 @@ from ..errors import CrmError, ValidationError
 from ..rules.funnel import Actor, ensure_can_change_deal
 from ..funnel.journal import audit, timeline
 from ..models import Contact, User, UserExtension
+from ..people.language import Words
 from ..rules.phones import classify_caller, normalize_number
 
 # Quotes, angle brackets and backslashes would end or escape the caller-ID name; control
@@ -134,7 +135,8 @@ def call_contact(session: Session, actor: Actor, deal_id: int, *, number: str | 
                                extensions=settings.internal_extensions),
         clicked_deal_id=deal.id)
     timeline(session, actor, deal.id, TimelineKind.CALL,
-             body=f"Calling {e164} from ext {extension}",
+             say=Words("Calling %(number)s from ext %(extension)s", number=e164,
+                       extension=extension),
              data={"click_to_call": True, "number": e164, "extension": extension,
                    "action_id": result.action_id, "channel_id": channel_id})
     audit(session, actor, "deal", deal.id, "click_to_call",
