@@ -2,7 +2,8 @@
 
 Cards are read as plain rows (``board.column_card_rows``), and the column totals from the
 totals the deal services keep (``pbx_crm.funnel.stage_totals``), so a board over a large pipeline
-stays one short index range per column plus one read of a few dozen totals rows.
+stays one short index range per column plus one read of a few dozen totals rows. The cards
+get the callback target (in seconds), past which an Unsorted card's waiting clock is late.
 """
 
 from __future__ import annotations
@@ -47,6 +48,9 @@ def register(ui: WebUI) -> None:
     def home():
         return bottle.redirect("/board", 303)
 
+    def callback_target() -> int:
+        return ui.settings.callback_target_minutes * 60
+
     def _filters(all_pipelines):
         values = query()
         pipeline_id = int_field(values, "pipeline", Phrase("pipeline"), required=False)
@@ -65,7 +69,8 @@ def register(ui: WebUI) -> None:
                 pipeline, owner_id = _filters(all_pipelines)
             except NotFound:
                 return ui.render("board.html", pipeline=None, columns=[], all_pipelines=[],
-                                 sellers=[], owner_id=None, search=None, q="")
+                                 sellers=[], owner_id=None, search=None, q="",
+                                 callback_target=callback_target())
             text = (query().get("q") or "").strip()
             stages = pipelines.stages_of(session, pipeline.id)
             search = None
@@ -86,7 +91,7 @@ def register(ui: WebUI) -> None:
             sellers = users.list_sellers(session) if actor.sees_everything else []
         return ui.render("board.html", pipeline=pipeline, columns=columns,
                          all_pipelines=all_pipelines, sellers=sellers, owner_id=owner_id,
-                         search=search, q=text)
+                         search=search, q=text, callback_target=callback_target())
 
     @app.get("/board/column/<stage_id:int>", name="board_column")
     def more_cards(stage_id):
@@ -100,4 +105,5 @@ def register(ui: WebUI) -> None:
             cards = board.column_card_rows(session, actor, stage, owner_id=owner_id,
                                            after=after, limit=BOARD_PAGE + 1)
         more = cursor_of(cards[BOARD_PAGE - 1]) if len(cards) > BOARD_PAGE else None
-        return ui.render("_cards.html", cards=cards[:BOARD_PAGE], stage=stage, more=more)
+        return ui.render("_cards.html", cards=cards[:BOARD_PAGE], stage=stage, more=more,
+                         callback_target=callback_target())

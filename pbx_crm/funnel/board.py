@@ -2,7 +2,8 @@
 
 A column is read newest first, a page at a time ("show more" passes the last card's
 ``(created_at, id)``), so a pipeline with 100k deals costs one short index range per column.
-A seller's board holds their own deals plus the shared Unsorted column.
+A seller's board holds their own deals plus the shared Unsorted column, whose cards also
+carry the number's calls: how many, how many missed, and since when it waits for a call back.
 """
 
 from __future__ import annotations
@@ -12,25 +13,29 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import (
+    Integer,
     and_,
     bindparam,
+    cast,
     column,
     exists,
     func,
     literal,
+    null,
     or_,
     table,
     tuple_,
     union,
     union_all,
 )
+from sqlalchemy.orm import aliased
 from sqlmodel import Session, select
 
 from . import stage_totals
-from ..enums import RobotRunStatus
+from ..enums import CallDirection, Disposition, RobotRunStatus
 from ..errors import ValidationError
 from ..rules.funnel import Actor
-from ..models import Contact, ContactPhone, Deal, RobotRule, RobotRun, Stage, Task, User
+from ..models import Call, Contact, ContactPhone, Deal, RobotRule, RobotRun, Stage, Task, User
 from ..rules.phones import normalize_number
 
 PAGE_SIZE = 50
@@ -102,26 +107,64 @@ _next_task_id = (select(Task.id).where(Task.deal_id == Deal.id, Task.done_at.is_
                  .correlate(Deal).scalar_subquery())
 _next_task = Task.__table__.alias("next_task")
 
-_card = (select(Deal.id, Deal.title, Deal.amount_minor, Deal.currency, Deal.priority,
-                Deal.created_at, Deal.stage_entered_at, Deal.version, Deal.owner_id,
-                Deal.stage_id, Contact.name.label("contact_name"),
-                User.name.label("owner_name"), _overdue.label("overdue"),
-                _next_task.c.title.label("next_task_title"),
-                _next_task.c.due_at.label("next_task_due"),
-                _next_task.c.kind.label("next_task_kind"),
-                _next_task.c.phone.label("next_task_phone"),
-                _next_task.c.missed_calls.label("next_task_calls"))
-         .select_from(Deal)
-         .outerjoin(Contact, Contact.id == Deal.contact_id)
-         .outerjoin(User, User.id == Deal.owner_id)
-         .outerjoin(_next_task, _next_task.c.id == _next_task_id))
+_CARD_COLUMNS = (Deal.id, Deal.title, Deal.amount_minor, Deal.currency, Deal.priority,
+                 Deal.created_at, Deal.stage_entered_at, Deal.version, Deal.owner_id,
+                 Deal.stage_id, Contact.name.label("contact_name"),
+                 User.name.label("owner_name"), _overdue.label("overdue"),
+                 _next_task.c.title.label("next_task_title"),
+                 _next_task.c.due_at.label("next_task_due"),
+                 _next_task.c.kind.label("next_task_kind"),
+                 _next_task.c.phone.label("next_task_phone"),
+                 _next_task.c.missed_calls.label("next_task_calls"))
+
+# An Unsorted card's calls, each read through the calls' deal index: how many times the
+# number called, how many of those were missed, and since when it waits for a call back.
+_INBOUND = CallDirection.INBOUND.value
+_MISSED = (Disposition.MISSED.value, Disposition.ABANDONED.value)
+_reached = aliased(Call, name="reached")
+_calls_in = (select(func.count()).where(Call.deal_id == Deal.id, Call.direction == _INBOUND)
+             .correlate(Deal).scalar_subquery())
+_missed_in = (select(func.count()).where(Call.deal_id == Deal.id, Call.direction == _INBOUND,
+                                         Call.disposition.in_(_MISSED))
+              .correlate(Deal).scalar_subquery())
+# The wait starts at the first missed call that nobody returned: no answered call and no
+# outbound call after it (as the callback report measures each missed call). None: nothing
+# waits, the number was reached after its last missed call.
+_waiting_since = (select(func.min(Call.ringing_at))
+                  .where(Call.deal_id == Deal.id, Call.direction == _INBOUND,
+                         Call.disposition.in_(_MISSED),
+                         ~exists().where(_reached.deal_id == Call.deal_id,
+                                         _reached.ringing_at > Call.ringing_at,
+                                         or_(_reached.direction == CallDirection.OUTBOUND.value,
+                                             _reached.disposition
+                                             == Disposition.ANSWERED.value)))
+                  .correlate(Deal).scalar_subquery())
+_CALL_COLUMNS = (_calls_in.label("calls"), _missed_in.label("missed_calls"),
+                 _waiting_since.label("waiting_since"))
+# The other cards: the same columns, empty (typed, so that PostgreSQL unites the pages).
+_NO_CALL_COLUMNS = (cast(null(), Integer).label("calls"),
+                    cast(null(), Integer).label("missed_calls"),
+                    cast(null(), Call.__table__.c.ringing_at.type).label("waiting_since"))
+
+
+def _card_select(with_calls: bool):
+    return (select(*_CARD_COLUMNS, *(_CALL_COLUMNS if with_calls else _NO_CALL_COLUMNS))
+            .select_from(Deal)
+            .outerjoin(Contact, Contact.id == Deal.contact_id)
+            .outerjoin(User, User.id == Deal.owner_id)
+            .outerjoin(_next_task, _next_task.c.id == _next_task_id))
+
+
+_card = _card_select(False)
+_unsorted_card = _card_select(True)
 
 
 def _card_page(whose: str, continued: bool):
     """One column page of cards as a statement built once, its values bound per call: a
     board reads nine columns, and building and compiling nine selects per page load cost
     more than running them."""
-    query = _card.where(Deal.stage_id == bindparam("stage_id"))
+    query = (_unsorted_card if whose == "nobody" else _card).where(
+        Deal.stage_id == bindparam("stage_id"))
     if whose == "nobody":
         query = query.where(Deal.owner_id.is_(None))
     elif whose == "one":
@@ -167,7 +210,8 @@ def _first_pages(kinds: tuple[str, ...], limit: int):
     of planning nine joins on every load (a bound LIMIT makes its generic plan a scan)."""
     pages = []
     for n, whose in enumerate(kinds):
-        query = _card.where(Deal.stage_id == bindparam(f"stage_{n}"))
+        query = (_unsorted_card if whose == "nobody" else _card).where(
+            Deal.stage_id == bindparam(f"stage_{n}"))
         if whose == "nobody":
             query = query.where(Deal.owner_id.is_(None))
         elif whose == "one":

@@ -1,4 +1,10 @@
 /* pbx-crm board: drag cards between columns, "show more", filters. No build step.
+   While a card is dragged, the Won and Lost stages wait in a bar at the bottom of the window
+   (#drop-bar): a drop there is the same move as a drop on their column (Lost asks why). A
+   column folds to a strip from its header button (a strip still takes drops); which columns
+   are folded is kept per user in localStorage. An Unsorted card's waiting clock
+   (.callback-wait[data-since]) ticks every second, from the server's clock (#board's
+   data-now), and turns late past data-callback-target seconds.
    Every request carries the page's CSRF token; the server answers moves with JSON. A refused
    move is explained on the card itself, which goes where the server says the deal is and is
    brought into view; a move refused because someone else moved the deal meanwhile says so in
@@ -62,7 +68,9 @@
 
   function move(evt) {
     var card = evt.item;
-    var target = evt.to.closest("section.column");
+    // A column's list, or a drop target of the bar: both say their stage and its kind.
+    var target = evt.to.closest("section.column") || evt.to;
+    var dropped = evt.to.classList.contains("drop-target");
     var body = new FormData();
     body.append("csrf_token", csrf);
     body.append("version", card.dataset.version);
@@ -85,6 +93,10 @@
       card.classList.remove("moving");
       if (response.ok) {
         card.dataset.version = payload.deal.version;
+        if (dropped) {  // from the bar to the top of its column
+          var list = column(target.dataset.stageId);
+          if (list) { list.insertBefore(card, list.firstChild); } else { card.remove(); }
+        }
         var take = card.querySelector("form.take");
         if (take && target.dataset.unsorted !== "yes") { take.remove(); }
         updateTotals(payload.totals);
@@ -130,14 +142,102 @@
       });
   }
 
+  // --- folded columns, per user ------------------------------------------------------
+
+  var FOLDED = "pbx_crm.board.folded." + (board ? board.dataset.user : "");
+
+  function folded() {
+    try { return JSON.parse(window.localStorage.getItem(FOLDED)) || []; }
+    catch (e) { return []; }
+  }
+
+  function fold(section, on) {
+    section.classList.toggle("collapsed", on);
+    var toggle = section.querySelector(".column-toggle");
+    var label = on ? words.tExpand : words.tCollapse;
+    toggle.setAttribute("aria-expanded", on ? "false" : "true");
+    toggle.setAttribute("aria-label", label);
+    toggle.title = label;
+  }
+
+  function toggleFold(section) {
+    var on = !section.classList.contains("collapsed");
+    fold(section, on);
+    var ids = folded().filter(function (id) { return id !== section.dataset.stageId; });
+    if (on) { ids.push(section.dataset.stageId); }
+    try { window.localStorage.setItem(FOLDED, JSON.stringify(ids)); } catch (e) { /* off */ }
+  }
+
+  // --- the waiting clocks of Unsorted cards ---------------------------------------------
+
+  var skew = 0;  // the server's clock less this browser's
+  if (board && board.dataset.now) {
+    var serverNow = Date.parse(board.dataset.now);
+    if (!isNaN(serverNow)) { skew = serverNow - Date.now(); }
+  }
+
+  function two(n) { return (n < 10 ? "0" : "") + n; }
+
+  function clock(seconds) {  // as _card.html writes it: h:mm:ss, days before it past a day
+    var time = Math.floor(seconds % 86400 / 3600) + ":" + two(Math.floor(seconds % 3600 / 60)) +
+      ":" + two(seconds % 60);
+    if (seconds < 86400) { return time; }
+    return fill(fill(words.tDays, "days", Math.floor(seconds / 86400)), "time", time);
+  }
+
+  function tick() {
+    var now = Date.now() + skew;
+    var target = Number(words.callbackTarget || 0);
+    board.querySelectorAll(".callback-wait[data-since]").forEach(function (wait) {
+      var since = Date.parse(wait.dataset.since);
+      if (isNaN(since)) { return; }
+      var seconds = Math.max(0, Math.floor((now - since) / 1000));
+      var timer = wait.querySelector(".timer");
+      if (timer) { timer.textContent = clock(seconds); }
+      wait.classList.toggle("late", target > 0 && seconds > target);
+    });
+  }
+
+  if (board) {
+    var foldedIds = folded();
+    board.querySelectorAll("section.column").forEach(function (section) {
+      fold(section, foldedIds.indexOf(section.dataset.stageId) >= 0);
+    });
+    board.addEventListener("click", function (event) {
+      var toggle = event.target.closest("button.column-toggle");
+      if (toggle) { toggleFold(toggle.closest("section.column")); }
+    });
+    tick();
+    window.setInterval(tick, 1000);
+  }
+
+  // --- dragging ----------------------------------------------------------------------------
+
+  var dropBar = document.getElementById("drop-bar");
+
+  function dragging(on) {
+    document.body.classList.toggle("dragging", on);
+    if (dropBar) { dropBar.setAttribute("aria-hidden", on ? "false" : "true"); }
+  }
+
   if (board && window.Sortable) {
     board.querySelectorAll("ul.cards").forEach(function (list) {
       window.Sortable.create(list, {
         group: "board", animation: 120, draggable: ".card", filter: "form, button",
         preventOnFilter: false, delay: 150, delayOnTouchOnly: true,
-        onEnd: function (evt) { if (evt.from !== evt.to) { move(evt); } }
+        onStart: function () { dragging(true); },
+        onEnd: function (evt) {
+          dragging(false);
+          if (evt.from !== evt.to) { move(evt); }
+        }
       });
     });
+    if (dropBar) {
+      dropBar.querySelectorAll("ul.drop-target").forEach(function (list) {
+        window.Sortable.create(list, {group: {name: "board", pull: false}, sort: false,
+                                      draggable: ".card"});
+      });
+    }
     board.addEventListener("click", function (event) {
       var button = event.target.closest("button.show-more");
       if (button) { showMore(button); }
