@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pytest
+from sqlalchemy import update
 from sqlmodel import select
 
 from factories import ADMIN, make_contact, make_deal, make_pipeline, make_user
@@ -716,8 +717,11 @@ def test_a_hostile_caller_name_is_stored_as_sent_and_reaches_the_dialplan_intact
 
 def test_a_contact_name_with_line_breaks_cannot_inject_a_command(engine, crm, pbx):
     hostile = 'Budi "Bos"\nEXEC System reboot\r\nSET VARIABLE CRM_DEAL_ID 666\\'
-    with transaction(engine) as session:  # typed into the CRM, kept as typed
-        make_contact(session, name=hostile, phones=[CALLER])
+    with transaction(engine) as session:
+        contact = make_contact(session, name="Budi", phones=[CALLER])
+        # The contact services make a typed name one line; a name written past them (an
+        # older version, a hand-made import) still reaches the dialplan as it is stored.
+        session.execute(update(Contact).where(Contact.id == contact.id).values(name=hostile))
     inbound = pbx.trunk_call(CALLER, "Budi")
 
     lookup = pbx.incoming(inbound)
