@@ -33,7 +33,7 @@ import bottle
 import jinja2
 from babel.dates import format_datetime, format_timedelta
 
-from pbx_crm.funnel import deals
+from pbx_crm.funnel import contacts, deals
 from pbx_crm.funnel.calls import OUTCOMES
 from pbx_crm.people import language as wording
 from pbx_crm.people import sign_in as web_sessions
@@ -175,6 +175,12 @@ class WebUI:
         kept words (``data["say"]``) in their language; a row that kept none, as stored."""
         return wording.said(data, text, self.translations[self.language()].gettext)
 
+    def deal_title(self, title: str) -> str:
+        """A deal's title as the user reads it: one the PBX gave ("Call from <number>") in
+        their language, one someone wrote as written."""
+        caller = contacts.caller_of_call_title(title or "")
+        return self.gettext("Call from %(number)s", number=caller) if caller else title
+
     def outcome(self, disposition: str | None) -> str:
         """How a call ended, in the user's words (``calls.OUTCOMES``, the one mapping)."""
         phrase = OUTCOMES.get(disposition or "")
@@ -197,7 +203,7 @@ class WebUI:
             fmt=self.formatter(), path=bottle.request.path,
             unread=bottle.request.environ.get("pbx_crm.unread", 0),
             has_route=self.has_route, lang=self.language(), said=self.said,
-            outcome=self.outcome)
+            outcome=self.outcome, deal_title=self.deal_title)
         bottle.response.status = status
         bottle.response.content_type = "text/html; charset=utf-8"
         return self.envs[self.language()].get_template(template).render(**context)

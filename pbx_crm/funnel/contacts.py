@@ -136,6 +136,13 @@ def call_deal_title(caller: str) -> str:
     return CALL_TITLE.format(caller)[:200]
 
 
+def caller_of_call_title(title: str) -> str | None:
+    """The caller a title the PBX gave names ("Call from <caller>"), so a page can say it in
+    the reader's language; None for a title someone wrote."""
+    prefix = CALL_TITLE.format("")
+    return title[len(prefix):] or None if title.startswith(prefix) else None
+
+
 def number_titles(phones: Iterable[ContactPhone]) -> set[str]:
     """The titles that still name a deal by one of these numbers: the bare number (as stored
     or as typed) and the PBX's "Call from <number>"."""

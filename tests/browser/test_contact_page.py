@@ -74,6 +74,10 @@ def test_a_seller_names_a_callers_contact_from_the_deal_card_and_merges_its_dupl
     with transaction(engine) as session:
         users.set_language(session, ADMIN, crm["ana"].user_id, language)
     say = load_translations(language).gettext
+
+    def call_from(caller):  # the title the PBX gave, in ana's language
+        return say("Call from %(number)s") % {"number": caller}
+
     page = open_page("ana")
     problems = []
     # The refused form answers 400, which Chromium logs as a failed load: not a problem.
@@ -81,7 +85,7 @@ def test_a_seller_names_a_callers_contact_from_the_deal_card_and_merges_its_dupl
             if message.type == "error" and "status of 400" not in message.text else None)
 
     page.goto(f"/deals/{crm['deal'].id}")
-    expect(page.locator("#deal-title")).to_have_text(f"Call from {CALLER}")
+    expect(page.locator("#deal-title")).to_have_text(call_from(CALLER))
     page.click("#contact-link")
     page.wait_for_url(f"**/contacts/{crm['contact_id']}")
     expect(page.locator("#contact-name")).to_have_text(CALLER)
@@ -96,7 +100,7 @@ def test_a_seller_names_a_callers_contact_from_the_deal_card_and_merges_its_dupl
     page.fill("#contact-form input[name=company]", "PT Maju")
     page.click("#contact-form button[type=submit]")
     expect(page.locator("#contact-name")).to_have_text("Budi Santoso")
-    expect(page.locator("#contact-deals")).to_contain_text("Call from Budi Santoso")
+    expect(page.locator("#contact-deals")).to_contain_text(call_from("Budi Santoso"))
 
     # The phone book's "Budi Santoso" is the same customer: found by number, then merged.
     page.fill("#merge-search input[name=q]", "0811-3770-0991")
@@ -118,5 +122,5 @@ def test_a_seller_names_a_callers_contact_from_the_deal_card_and_merges_its_dupl
     assert problems == []  # nothing the Content-Security-Policy refused, no script error
 
     page.click(f"#contact-deals a[href='/deals/{crm['deal'].id}']")
-    expect(page.locator("#deal-title")).to_have_text("Call from Budi Santoso")
+    expect(page.locator("#deal-title")).to_have_text(call_from("Budi Santoso"))
     expect(page.locator("#contact-link")).to_have_text("Budi Santoso")
