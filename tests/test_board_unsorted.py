@@ -135,7 +135,8 @@ def test_a_column_sorted_by_opening_shows_the_opening_age(web, engine):
         deals.move_deal(writing, ana, older.id, to_stage_id=stage["Commercial proposal"].id,
                         expected_version=older.version, now=now - timedelta(days=1))
     page = signed_in(web, "ana").get("/board").text
-    column = page[page.index(f'<ul class="cards" data-stage-id="{stage["Commercial proposal"].id}"'):]
+    proposal = stage["Commercial proposal"].id
+    column = page[page.index(f'<ul class="cards" data-stage-id="{proposal}"'):]
     ages = [chunk.split("</span>")[0].split(">")[-1]
             for chunk in column.split('<span class="age"')[1:3]]
     assert column.index("Newer deal") < column.index("Older deal")

@@ -184,7 +184,9 @@ def test_in_indonesian_the_board_says_none_of_it_in_english(open_page, crm, engi
     expect(card.locator(".timer")).to_contain_text("2 h ")
     page.locator(".column-toggle").nth(2).click()  # folded: its button says "unfold"
     shown = page.locator("main").inner_text()
-    labels = page.evaluate("""Array.from(document.querySelectorAll('main [title], main [aria-label]'))
-        .map(e => (e.title || '') + ' ' + (e.getAttribute('aria-label') || '')).join(' ')""")
+    labels = page.evaluate("""
+        Array.from(document.querySelectorAll('main [title], main [aria-label]'))
+            .map(e => (e.title || '') + ' ' + (e.getAttribute('aria-label') || ''))
+            .join(' ')""")
     assert "Menunggu" in shown and "Lipat kolom" in labels and "Buka lipatan kolom" in labels
     assert [words for words in BOARD_WORDS if words in shown or words in labels] == []
