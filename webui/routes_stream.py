@@ -3,7 +3,7 @@
 Each signed-in browser holds one stream (``static/screenpop.js``); this process's
 ``EventHub`` (``pbx_crm.web.event_stream``) hands it the events its user may receive. Each message
 carries ``id:`` (the event id, which the browser sends back as ``Last-Event-ID`` when it
-reconnects), ``event:`` (the kind: ringing, answered, stopped_ringing, call_ended) and
+reconnects), ``event:`` (the kind: ringing, answered, stopped_ringing, call_ended; task_due) and
 ``data:`` (JSON: what the pop card shows). A comment line goes out every ``HEARTBEAT_SECONDS``
 so proxies keep an idle stream open.
 

@@ -39,7 +39,7 @@ from ..funnel import events
 from ..people import sign_in as web_sessions
 from ..db import transaction
 from ..rules.funnel import Actor, can_read_deal, can_receive_event
-from ..models import Contact, Deal, Event, Stage, User
+from ..models import Contact, Deal, Event, Stage, Task, User
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,10 @@ class Delivery:
         return hidden
 
 
+# The stream event of a task fallen due (``pbx_crm.robots.task_reminders``).
+TASK_DUE = "task_due"
+
+
 def _iso(value: datetime) -> str:
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
@@ -88,8 +92,8 @@ def _iso(value: datetime) -> str:
 
 def shape(session: Session, rows: list[Event]) -> list[Delivery]:
     """The pop data of ``rows``: the payload written by the telephony side, plus what the card
-    shows that the payload only names by id (deal title, contact, who answered), read in
-    three queries for the whole batch."""
+    shows that the payload only names by id (deal title, contact, who answered; a reminded
+    task's kind, number and missed calls), read in a few queries for the whole batch."""
     deal_ids = {row.deal_id or (row.payload or {}).get("deal_id") for row in rows} - {None}
     deals = {}
     if deal_ids:
@@ -98,6 +102,13 @@ def shape(session: Session, rows: list[Event]) -> list[Delivery]:
                  .outerjoin(Contact, Contact.id == Deal.contact_id)
                  .where(Deal.id.in_(deal_ids)))
         deals = {row[0]: row for row in session.exec(query)}
+    # A task reminder's task as it is now: what the browser needs to name it in its reader's
+    # language (a callback task by its number and missed calls, as the pages name it).
+    task_ids = {(row.payload or {}).get("task_id") for row in rows
+                if row.kind == TASK_DUE} - {None}
+    tasks = {row[0]: row for row in session.exec(
+        select(Task.id, Task.kind, Task.phone, Task.missed_calls)
+        .where(Task.id.in_(task_ids)))} if task_ids else {}
     user_ids = {(row.payload or {}).get("user_id") for row in rows} - {None}
     names = dict(session.exec(select(User.id, User.name).where(User.id.in_(user_ids))).all()
                  ) if user_ids else {}
@@ -113,6 +124,9 @@ def shape(session: Session, rows: list[Event]) -> list[Delivery]:
                     contact_name=deal[4] if deal else None)
         if payload.get("user_id") is not None:
             data["answered_by"] = names.get(payload["user_id"])
+        task = tasks.get(payload.get("task_id")) if row.kind == TASK_DUE else None
+        if task is not None:
+            data.update(task_kind=task[1], phone=task[2], missed_calls=task[3])
         shaped.append(Delivery(id=row.id, kind=row.kind, target_user_id=row.target_user_id,
                                data=data, deal_owner_id=deal[2] if deal else None,
                                deal_in_unsorted=bool(deal[3]) if deal else False))

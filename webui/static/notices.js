@@ -4,8 +4,11 @@
    "error" stays longer and is announced at once); the board uses it for a refused move whose
    card is not on the page. Click-to-call forms (POST /deals/<id>/call) are sent in the
    background: the answer, "your phone rings now" or why the call was not placed, is written
-   next to the button, in the user's language (the server words it). Texts are only ever set
-   as text; the words of this script come from #notices' data-t-* attributes. No build step. */
+   next to the button, in the user's language (the server words it). A task that falls due
+   (the stream's "task_due" event, handed over by static/screenpop.js as a "pbx-crm:task-due"
+   DOM event) gets a notice with a link to its deal that stays until closed, across pages of
+   this tab (sessionStorage). Texts are only ever set as text; the words of this script come
+   from #notices' data-t-* attributes. No build step. */
 (function () {
   "use strict";
   var box = document.getElementById("notices");
@@ -17,26 +20,111 @@
   var main = document.querySelector("main");
   var csrf = main ? main.dataset.csrf : "";
 
-  function notify(text, kind) {
+  // options: link {href, text} after the text; sticky (stays until closed); onClose.
+  function notify(text, kind, options) {
+    options = options || {};
     var note = document.createElement("p");
     note.className = "notice " + (kind || "info");
     note.setAttribute("role", kind === "error" ? "alert" : "status");
     var line = document.createElement("span");
     line.textContent = text;
+    if (options.link) {
+      var link = document.createElement("a");
+      link.className = "notice-link";
+      link.href = options.link.href;
+      link.textContent = options.link.text;
+      line.appendChild(document.createTextNode(" "));
+      line.appendChild(link);
+    }
     note.appendChild(line);
     var close = document.createElement("button");
     close.type = "button";
     close.className = "notice-close";
     close.textContent = "×";
     close.setAttribute("aria-label", words.tClose);
-    close.addEventListener("click", function () { note.remove(); });
+    close.addEventListener("click", function () {
+      note.remove();
+      if (options.onClose) { options.onClose(); }
+    });
     note.appendChild(close);
     box.appendChild(note);
     while (box.children.length > MAX_NOTICES) { box.firstElementChild.remove(); }
-    window.setTimeout(function () { note.remove(); }, kind === "error" ? ERROR_MS : SHOW_MS);
+    if (!options.sticky) {
+      window.setTimeout(function () { note.remove(); }, kind === "error" ? ERROR_MS : SHOW_MS);
+    }
     return note;
   }
   window.pbxCrmNotify = notify;
+
+  // --- task reminders ------------------------------------------------------------------
+
+  var REMINDERS = "pbx_crm.reminders";
+
+  function reminders() {
+    try { return JSON.parse(window.sessionStorage.getItem(REMINDERS)) || []; }
+    catch (e) { return []; }
+  }
+
+  function keepReminders(list) {
+    try { window.sessionStorage.setItem(REMINDERS, JSON.stringify(list)); } catch (e) { /* off */ }
+  }
+
+  function fill(template, values) {
+    return Object.keys(values).reduce(function (text, name) {
+      return text.split("{" + name + "}").join(values[name]);
+    }, String(template || ""));
+  }
+
+  // The task as the pages name it: a callback task by its number and missed calls.
+  function taskTitle(task) {
+    if (task.task_kind === "callback" && task.phone) {
+      var missed = Number(task.missed_calls || 1);
+      // The plural form was rendered with NUM_MARK for its count (see _notices.html).
+      return missed > 1 ? fill(words.tCallBackMissed, {number: task.phone})
+        .split(words.numMark).join(String(missed)) : fill(words.tCallBack, {number: task.phone});
+    }
+    return task.title || "";
+  }
+
+  function dueTime(task) {
+    if (!task.due_at || !window.Intl) { return ""; }
+    try {
+      return new Intl.DateTimeFormat(words.locale || undefined, {
+        dateStyle: "medium", timeStyle: "short", timeZone: words.timeZone || undefined
+      }).format(new Date(task.due_at));
+    } catch (e) { return ""; }
+  }
+
+  function showReminder(task) {
+    var text = fill(words.tTaskDue, {title: taskTitle(task)});
+    var due = dueTime(task);
+    if (due) { text += " · " + due; }
+    var linkText = "#" + task.deal_id + (task.deal_title ? " " + task.deal_title : "");
+    var note = notify(text, "reminder", {
+      sticky: true,
+      link: {href: "/deals/" + encodeURIComponent(task.deal_id), text: linkText},
+      onClose: function () {
+        keepReminders(reminders().filter(function (kept) { return kept.task_id !== task.task_id; }));
+      }
+    });
+    note.dataset.taskId = task.task_id;
+  }
+
+  document.addEventListener("pbx-crm:task-due", function (event) {
+    var task = event.detail || {};
+    if (!task.deal_id || box.querySelector('.notice[data-task-id="' + Number(task.task_id) + '"]')) {
+      return;
+    }
+    keepReminders(reminders().filter(function (kept) { return kept.task_id !== task.task_id; })
+      .concat([task]).slice(-MAX_NOTICES));
+    showReminder(task);
+  });
+  reminders().forEach(showReminder);
+  document.querySelectorAll("form.logout").forEach(function (logout) {
+    logout.addEventListener("submit", function () {
+      try { window.sessionStorage.removeItem(REMINDERS); } catch (e) { /* off */ }
+    });
+  });
 
   // The message next to a Call button: one per form, replaced by the next click's.
   function callStatus(form, text, kind) {

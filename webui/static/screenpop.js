@@ -13,7 +13,10 @@
    loses a pop nor shows one twice. When the session ends (signed out in another tab,
    deactivated, a new password) the stream's last message is "signed_out": the cards go, the
    stream stops reconnecting, and a note offers to sign in again. A reconnect refused for good
-   gets a note to reload the page. No build step. */
+   gets a note to reload the page. A pop whose deal the user may open offers "Add a task" for
+   it (POST /tasks, answered in JSON in the user's language, the answer shown in the pop); an
+   ended pop does not fade while its task form is open. A "task_due" event is handed to
+   static/notices.js as a "pbx-crm:task-due" DOM event. No build step. */
 (function () {
   "use strict";
   var FADE_ANSWERED_MS = 8000;  // an answered call's card stays this long after it ended
@@ -32,7 +35,11 @@
   var CARDS = "pbx_crm.screenpops";
   var calls = {};  // linkedid -> {data, state, answeredBy, seq, endedAt}
   var timers = {};  // linkedid -> the timeout that fades its card
+  var taskForms = {};  // linkedid -> its "Add a task" block, kept across redraws (typed text)
+  var held = {};  // linkedid -> true while its task form is open: the card does not fade
   var seq = 0;
+  var main = document.querySelector("main");
+  var csrf = main ? main.dataset.csrf : "";
 
   function stored(key, fallback) {
     try { return JSON.parse(window.sessionStorage.getItem(key)) || fallback; }
@@ -98,6 +105,7 @@
       var link = element("a", "pop-deal", title);
       link.href = "/deals/" + encodeURIComponent(data.deal_id);
       card.appendChild(link);
+      card.appendChild(taskForm(linkedid, data.deal_id));
     } else if (data.deal_hidden) {
       card.appendChild(element("p", "pop-note", words.tOtherSeller));
     } else if (!hidden && CREATABLE[data.status] && createLater(linkedid)) {
@@ -124,6 +132,100 @@
     }
   }
 
+  function field(type, name, label) {
+    var input = element("input", "pop-task-" + name);
+    input.type = type;
+    input.name = name;
+    input.setAttribute("aria-label", label);
+    input.title = label;
+    return input;
+  }
+
+  // "Add a task" for the pop's deal: a button that opens a short form, and the answer.
+  function taskForm(linkedid, dealId) {
+    var block = taskForms[linkedid];
+    if (block && block.dataset.dealId === String(dealId)) { return block; }
+    block = element("div", "pop-task");
+    block.dataset.dealId = dealId;
+    var open = element("button", "pop-task-open", words.tAddTask);
+    open.type = "button";
+    var form = element("form", "pop-task-form");
+    form.hidden = true;
+    var title = field("text", "title", words.tTaskTitle);
+    title.placeholder = words.tTaskTitle;
+    title.required = true;
+    title.maxLength = 200;
+    form.appendChild(title);
+    form.appendChild(field("date", "due", words.tDue));
+    form.appendChild(field("time", "due_time", words.tTime));
+    var save = element("button", "pop-task-save", words.tSave);
+    save.type = "submit";
+    var cancel = element("button", "pop-task-cancel", words.tCancel);
+    cancel.type = "button";
+    form.appendChild(save);
+    form.appendChild(cancel);
+    var answer = element("p", "pop-task-answer");
+    answer.setAttribute("role", "status");
+    block.appendChild(open);
+    block.appendChild(form);
+    block.appendChild(answer);
+
+    function show(on) {
+      form.hidden = !on;
+      open.hidden = on;
+      if (on) { hold(linkedid); title.focus(); } else { release(linkedid); }
+    }
+    open.addEventListener("click", function () { answer.textContent = ""; show(true); });
+    cancel.addEventListener("click", function () { show(false); });
+    form.addEventListener("submit", function (event) {
+      event.preventDefault();
+      var body = new FormData(form);
+      body.append("csrf_token", csrf);
+      body.append("deal_id", dealId);
+      save.disabled = true;
+      fetch("/tasks", {
+        method: "POST", body: body, credentials: "same-origin",
+        headers: {"Accept": "application/json", "X-CSRF-Token": csrf}
+      }).then(function (response) {
+        return response.json();
+      }).then(function (payload) {
+        if (payload.ok) {
+          answer.className = "pop-task-answer ok";
+          answer.textContent = fill(words.tTaskAdded, "title", payload.task.title);
+          form.reset();
+          show(false);
+        } else {
+          answer.className = "pop-task-answer error";
+          answer.textContent = payload.error || words.tUnreachable;
+        }
+      }).catch(function () {
+        answer.className = "pop-task-answer error";
+        answer.textContent = words.tUnreachable;
+      }).then(function () { save.disabled = false; });
+    });
+    taskForms[linkedid] = block;
+    return block;
+  }
+
+  // An open task form keeps its card; once closed, an ended card fades as usual from then.
+  function hold(linkedid) {
+    held[linkedid] = true;
+    window.clearTimeout(timers[linkedid]);
+    delete timers[linkedid];
+    var card = cardOf(linkedid);
+    if (card) { card.classList.remove("pop-fading"); }
+  }
+
+  function release(linkedid) {
+    delete held[linkedid];
+    var call = calls[linkedid];
+    if (call && ended(call)) {
+      call.endedAt = Date.now();
+      save();
+      fadeLater(linkedid);
+    }
+  }
+
   // True when "Create a deal" may show now; else the card is drawn again when it may.
   function createLater(linkedid) {
     var call = calls[linkedid];
@@ -139,6 +241,8 @@
   function forgetCall(linkedid) {
     window.clearTimeout(timers[linkedid]);
     delete timers[linkedid];
+    delete taskForms[linkedid];
+    delete held[linkedid];
     delete calls[linkedid];
     save();
     render(linkedid);
@@ -148,7 +252,7 @@
   // counts from the end, across pages (endedAt is stored with the card).
   function fadeLater(linkedid) {
     var call = calls[linkedid];
-    if (timers[linkedid] || !call) { return; }
+    if (timers[linkedid] || !call || held[linkedid]) { return; }
     if (!call.endedAt) { call.endedAt = Date.now(); save(); }
     var wait = (call.answeredBy ? FADE_ANSWERED_MS : FADE_MISSED_MS) - (Date.now() - call.endedAt);
     timers[linkedid] = window.setTimeout(function () {
@@ -256,6 +360,13 @@
     source.addEventListener(kind, function (event) { handle(kind, event); });
   });
   source.addEventListener("signed_out", signedOut);
+  // A task fallen due: static/notices.js shows it (with its deal).
+  source.addEventListener("task_due", function (event) {
+    var data;
+    try { data = JSON.parse(event.data); } catch (e) { return; }
+    if (event.lastEventId) { store(LAST_ID, event.lastEventId); }
+    document.dispatchEvent(new CustomEvent("pbx-crm:task-due", {detail: data}));
+  });
   // A reconnect refused for good (the sign-in page instead of a stream, when the session
   // ended while the stream was down; or a proxy's error page): no more pops without a reload.
   source.addEventListener("error", function () {
