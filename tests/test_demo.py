@@ -17,7 +17,8 @@ from pbx_crm.people import users
 from pbx_crm.db import transaction
 from pbx_crm.reporting import days as report_days, days_rebuild
 from pbx_crm.sample.demo import format_money
-from pbx_crm.models import Contact, ContactPhone, Deal, StageHistory, TimelineEntry, User
+from pbx_crm.models import (Contact, ContactPhone, Deal, StageHistory, Task, TimelineEntry, User,
+                            utcnow)
 
 
 @pytest.fixture
@@ -88,6 +89,19 @@ def test_the_demo_s_moves_are_counted_in_the_company_s_days(run, engine):
         assert kept
         days_rebuild.rebuild(session, time_zone="Europe/Berlin")
         assert days_rebuild.totals(session) == kept
+
+
+def test_each_demo_seller_has_a_day_of_tasks(run, engine):
+    """One late, one due within hours, two to come, one done: the Tasks page is not empty."""
+    assert run("demo", "--no-serve")[0] == 0
+    with transaction(engine) as session:
+        now = utcnow()
+        for seller in session.exec(select(User).where(User.role == "seller")).all():
+            mine = session.exec(select(Task).join(Deal, Deal.id == Task.deal_id)
+                                .where(Deal.owner_id == seller.id)).all()
+            open_tasks = [t for t in mine if t.done_at is None]
+            assert len(open_tasks) == 4 and len(mine) == 5, seller.login
+            assert sum(t.due_at < now for t in open_tasks) == 1
 
 
 def test_running_the_demo_again_adds_nothing(run, engine):

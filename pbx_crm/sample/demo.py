@@ -21,7 +21,7 @@ from sqlalchemy import func
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import select
 
-from ..funnel import board, contacts, deals, pipelines
+from ..funnel import board, contacts, deals, pipelines, tasks
 from ..people import users
 from ..robots import rules as robot_rules
 from ..config import Settings
@@ -30,7 +30,7 @@ from ..enums import DealSource, Role, StageKind
 from ..errors import CrmError, NotFound
 from ..reporting import days_rebuild
 from ..rules.funnel import Actor
-from ..models import User, utcnow
+from ..models import Deal, Stage, User, utcnow
 from ..rules.phones import normalize_number
 
 PIPELINE = pipelines.DEFAULT_PIPELINE
@@ -226,6 +226,29 @@ def _create(session, settings: Settings, password: str, now: datetime) -> None:
                               create=True, now=now - timedelta(hours=rng.uniform(1, 60)))
 
     _add_robots(session, stages, now)
+    _add_tasks(session, sellers, now)
+
+
+# Each seller's next steps, on their open deals: one late, one for today, two to come, and
+# one done yesterday, so the Tasks page and the cards' next task show a working day.
+DEMO_TASKS = (("Send the revised quote", -26), ("Call to confirm the site visit", 3),
+              ("Prepare the contract draft", 50), ("Follow up on the invoice", 120))
+
+
+def _add_tasks(session, sellers: list[Actor], now: datetime) -> None:
+    for seller in sellers:
+        open_deals = session.exec(
+            select(Deal.id).join(Stage, Stage.id == Deal.stage_id)
+            .where(Deal.owner_id == seller.user_id, Stage.kind == StageKind.OPEN.value)
+            .order_by(Deal.id)).all()
+        for deal_id, (title, hours) in zip(open_deals, DEMO_TASKS):
+            tasks.add_task(session, seller, deal_id, title=title,
+                           due_at=now + timedelta(hours=hours), now=now - timedelta(days=2))
+        if len(open_deals) > len(DEMO_TASKS):
+            done = tasks.add_task(session, seller, open_deals[len(DEMO_TASKS)],
+                                  title="Send the product brochure",
+                                  due_at=now - timedelta(days=1), now=now - timedelta(days=3))
+            tasks.complete_task(session, seller, done.id, now=now - timedelta(hours=20))
 
 
 def _demo_pipeline(session, settings: Settings):
