@@ -6,7 +6,8 @@ Seeds the demo (``pbx_crm.sample.demo``) into a fresh SQLite file, serves the we
 loopback port and captures, 1280 px wide: ``board.png`` (a seller's board), ``deal.png`` (a
 deal card), ``pop.png`` (the seller's board as a known customer rings: the call is recorded by
 the same service the FastAGI ``incoming`` hook calls, and the pop arrives through the push
-stream) and ``reports.png`` (the head's reports page for this quarter).
+stream), ``tasks.png`` (the seller's Tasks page), ``contact.png`` (the caller's contact page)
+and ``reports.png`` (the head's reports page for this quarter).
 """
 
 from __future__ import annotations
@@ -101,6 +102,11 @@ def main(argv=None) -> int:
                 deal_id = a_deal_of(engine, "ana")
                 seller.goto(f"/deals/{deal_id}")
                 seller.screenshot(path=str(out / "deal.png"), full_page=True)
+                seller.click("#contact-link")
+                seller.wait_for_url("**/contacts/*")
+                seller.screenshot(path=str(out / "contact.png"), full_page=True)
+                seller.goto("/tasks")
+                seller.screenshot(path=str(out / "tasks.png"), full_page=True)
                 seller.goto("/board")
                 ring(engine, settings, deal_id)
                 seller.locator("#screenpops .pop").first.wait_for()
@@ -114,7 +120,8 @@ def main(argv=None) -> int:
             server.shutdown()
             server.server_close()
             engine.dispose()
-    print(f"wrote board.png, deal.png, pop.png and reports.png in {args.out}")
+    print(f"wrote board.png, deal.png, pop.png, tasks.png, contact.png and reports.png in "
+          f"{args.out}")
     return 0
 
 
