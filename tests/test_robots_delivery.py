@@ -32,7 +32,7 @@ from pbx_crm.robots import passes, triggers
 from pbx_crm.robots import rules as robot_rules
 from pbx_crm.robots import scheduler as robot_scheduler
 from pbx_crm.robots.scheduler import RobotScheduler
-from pbx_crm.models import Notification, RobotRun, User
+from pbx_crm.models import Notification, RobotRule, RobotRun, User
 from pbx_crm.rules.working_hours import WorkingClock, parse_working_days
 
 DAY = 24 * 60
@@ -335,6 +335,30 @@ def test_a_head_manages_robots_from_the_command_line(engine, team, capsys):
     assert run("robot", "runs")[1].strip() == "No robot runs yet."
     assert "Deleted robot #1" in run("robot", "delete", "1")[1]
     assert "No robots yet" in run("robot", "list")[1]
+
+
+def test_the_command_line_takes_and_shows_robot_amounts_in_major_units(engine, team, capsys):
+    """Rupiah as people write them (either way), kept as every amount is: in minor units."""
+    url = engine.url.render_as_string(hide_password=False)
+    stage_id = team["stages"]["Commercial proposal"].id
+
+    def run(*argv):
+        code = cli.main(["--database-url", url, *argv])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    code, _, err = run("robot", "add", str(stage_id), "--name", "Big deal", "--condition",
+                       "amount", "--when", "min_amount=2.500.000", "--when",
+                       "max_amount=10,000,000", "--action", "notify_owner")
+    assert code == 0, err
+    with transaction(engine, read_only=True) as session:
+        [rule] = session.exec(select(RobotRule)).all()
+        assert rule.condition_params == {"min_amount": 250_000_000, "max_amount": 1_000_000_000}
+    listed = run("robot", "list")[1]
+    assert "min_amount=Rp2.500.000" in listed and "max_amount=Rp10.000.000" in listed
+    code, _, err = run("robot", "add", str(stage_id), "--name", "x", "--condition", "amount",
+                       "--when", "min_amount=lots", "--action", "notify_owner")
+    assert code == 1 and "“lots” is not an amount." in err
 
 
 # --- the working clock and its settings ------------------------------------------------------

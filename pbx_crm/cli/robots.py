@@ -7,6 +7,7 @@ from __future__ import annotations
 from ..db import transaction
 from ..errors import CrmError
 from ..funnel import pipelines
+from ..rules.money import format_money, locale_for, to_minor
 from .common import add_command, add_group, admin, find_pipeline, positive, print_table
 from .running import start_components
 
@@ -23,13 +24,31 @@ def _params(pairs: list[str] | None, flag: str) -> dict:
     return params
 
 
+# Condition settings that are amounts of money: typed and shown in major units of the
+# pipeline's currency (the rules keep minor units, as every amount is stored).
+MONEY_PARAMS = ("min_amount", "max_amount")
+
+
+def _money_in_minor(params: dict, currency: str, settings) -> dict:
+    locale = locale_for("en", settings.phone_region)
+    return {key: to_minor(str(value), currency, locale=locale) if key in MONEY_PARAMS else value
+            for key, value in params.items()}
+
+
+def _currency_of_stage(session, stage_id: int) -> str:
+    return pipelines.get_pipeline(session, pipelines.get_stage(session, stage_id).pipeline_id) \
+        .currency
+
+
 def cmd_robot_add(args, settings, engine, out) -> int:
     from ..robots import rules as robot_rules
 
     with transaction(engine) as session:
+        when = _money_in_minor(_params(args.when, "--when"),
+                               _currency_of_stage(session, args.stage_id), settings)
         rule = robot_rules.create_rule(session, admin(), stage_id=args.stage_id, name=args.name,
                                        condition=args.condition,
-                                       condition_params=_params(args.when, "--when"),
+                                       condition_params=when,
                                        action=args.action, action_params=_params(args.do, "--do"),
                                        active=not args.disabled)
         stage = pipelines.get_stage(session, rule.stage_id)
@@ -38,17 +57,23 @@ def cmd_robot_add(args, settings, engine, out) -> int:
     return 0
 
 
-def _shown_params(params: dict) -> str:
-    return ", ".join(f"{key}={value}" for key, value in params.items())
+def _shown_params(params: dict, currency: str = "", locale: str = "en") -> str:
+    return ", ".join(f"{key}={format_money(value, currency, locale=locale)}"
+                     if key in MONEY_PARAMS and currency else f"{key}={value}"
+                     for key, value in params.items())
 
 
 def cmd_robot_list(args, settings, engine, out) -> int:
     from ..robots import rules as robot_rules
 
+    locale = locale_for("en", settings.phone_region)
     with transaction(engine, read_only=True) as session:
         pipeline_id = find_pipeline(session, args.pipeline).id if args.pipeline else None
+        currencies = {p.id: p.currency for p in pipelines.list_pipelines(session)}
         rows = [[str(rule.id), f"{stage.name} (#{stage.id})", rule.name,
-                 f"{rule.condition} {_shown_params(rule.condition_params)}".strip(),
+                 f"{rule.condition} "
+                 f"{_shown_params(rule.condition_params, currencies[stage.pipeline_id], locale)}"
+                 .strip(),
                  f"{rule.action} {_shown_params(rule.action_params)}".strip(),
                  "yes" if rule.active else "no"]
                 for rule, stage in robot_rules.list_rules(session, admin(), pipeline_id)]
@@ -109,7 +134,8 @@ def add_robot_and_robots(commands) -> None:
                     "business_hours=N | business_days=N), no_activity (days=N), "
                     "unsorted_not_taken (minutes=N), missed_call_not_returned (minutes=N), "
                     "amount, stage_entered, call_answered, call_missed; any of them also takes "
-                    "min_amount=N and max_amount=N (minor units)\n"
+                    "min_amount=AMOUNT and max_amount=AMOUNT (in the pipeline's currency, "
+                    "e.g. 2500000 or 2.500.000)\n"
                     "actions (--do settings): notify_owner (message=...), notify_heads "
                     "(message=...), create_task (title=..., due_hours=N), set_priority "
                     "(priority=low|normal|high), move_to_stage (stage=NAME | stage_id=N, "
