@@ -5,8 +5,9 @@ component by the emulator:
 
 - Siti, ana's customer, rings twice while ana is away: the pops come and go by themselves,
   and the missed calls leave one callback task, not two;
-- ana finds it on the Tasks page, due; Siti rings again, ana answers, and the task is done
-  by itself;
+- ana finds it on the Tasks page, due, and calls Siti back from her deal (click-to-call: the
+  phone system's AMI is the emulator's server); Siti picks up, and the task is done by
+  itself;
 - a new number rings and ana answers: the CRM opened a deal for it, now hers; ana renames
   the caller's contact from the deal (the deal takes the name) and merges it with the
   customer the phone book already had;
@@ -20,16 +21,21 @@ the catalog, cut at its placeholders, looked for in the page).
 from __future__ import annotations
 
 import re
+from functools import partial
 from pathlib import Path
 
 import pytest
 from babel.messages.pofile import read_po
 from playwright.sync_api import expect
 from telephony import Pbx
+from test_call_durations import seller_calls_out
+from webtools import WebServer
 
 from factories import ADMIN, make_contact, make_deal, make_pipeline, make_user, stages_by_name
 from pbx_crm.db import transaction
 from pbx_crm.people import users
+from pbx_crm.telephony.ami_client import AmiClient
+from pbx_crm.telephony.ami_listener import AmiListener
 from pbx_crm.webui.app import load_translations
 
 CATALOG = (Path(__file__).resolve().parents[2] / "webui" / "locale" / "id" / "LC_MESSAGES"
@@ -84,6 +90,31 @@ def crm(engine):
 
 
 @pytest.fixture
+def ami(settings, server):
+    """The settings of a CRM whose phone system's AMI is the emulator's server."""
+    return settings.replace(ami_host=server.host, ami_port=server.port, ami_username="crm",
+                            ami_secret="secret")
+
+
+@pytest.fixture
+def web(ami, engine):
+    with WebServer(ami, engine) as web:
+        yield web
+
+
+@pytest.fixture
+def listener(engine, ami):
+    # The call's end is written after a short grace (the hangup hook usually writes it).
+    listener = AmiListener(engine, ami, client_factory=partial(
+        AmiClient, reconnect_delay=0.01, connect_timeout=10, action_timeout=10),
+        hangup_grace=0.2)
+    listener.start()
+    assert listener.wait_until(lambda: listener.resyncs >= 1, 10)
+    yield listener
+    listener.stop()
+
+
+@pytest.fixture
 def pbx(engine, tmp_path):
     pbx = Pbx(engine, tmp_path / "pbx")
     yield pbx
@@ -91,7 +122,7 @@ def pbx(engine, tmp_path):
 
 
 @pytest.mark.parametrize("language", ["en", "id"])
-def test_a_sellers_day(open_page, crm, engine, pbx, language):
+def test_a_sellers_day(open_page, crm, engine, pbx, server, listener, language):
     with transaction(engine) as session:
         users.set_language(session, ADMIN, crm["ana"].user_id, language)
     say = load_translations(language)
@@ -121,10 +152,22 @@ def test_a_sellers_day(open_page, crm, engine, pbx, language):
     expect(ana.locator("#tasks-done li.task", has_text=SITI_E164)).to_have_count(0)
     assert english_left(ana, language) == []
 
-    # Siti rings again and ana answers: the customer is reached, the task is done.
-    pbx.call(pbx.trunk_call(SITI, "Siti"), answered_by="101", talk=40)
-    ana.reload()
-    expect(ana.locator("#tasks-done li.task", has_text=SITI_E164)).to_have_count(1)
+    # ana calls Siti back from the deal; Siti picks up: the customer is reached, task done.
+    callback.locator("a.task-deal").click()
+    ana.wait_for_url("**/deals/*")
+    ana.locator("ul.phones form button.call").first.click()
+    expect(ana.locator("ul.phones .call-status")).to_contain_text("+6281120003000")
+    assert english_left(ana, language) == []  # the deal page, the call under way
+    [originate] = server.originates
+    server.replay(seller_calls_out(originate["ChannelId"], dial_status="ANSWER", billed=40))
+    done = ana.locator("#tasks-done li.task", has_text=SITI_E164)
+    for _ in range(40):  # the call's end is written once its grace is over
+        assert listener.wait_idle(10)
+        ana.goto("/tasks")
+        if done.count():
+            break
+        ana.wait_for_timeout(250)
+    expect(done).to_have_count(1)
     expect(ana.locator("#tasks-overdue li.task, #tasks-today li.task, #tasks-upcoming li.task")
            ).to_have_count(0)
 
