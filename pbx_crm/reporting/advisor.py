@@ -19,7 +19,7 @@ from datetime import timedelta
 
 from sqlmodel import Session
 
-from ..errors import N_, fill
+from ..people.language import Words
 from ..rules.funnel import Actor
 from .reports import DEAL_LIST_LIMIT, DealFilter, FunnelReport, LossCell, deals_matching
 
@@ -51,23 +51,19 @@ DRAINING_TOP = "draining_top"
 
 @dataclass(frozen=True)
 class Hint:
-    """One piece of advice, kept like a refusal (``pbx_crm.errors``): an English template
-    with named values, so the page can say it in the reader's language."""
+    """One piece of advice: its words (an English template with named values, like a
+    timeline line's), so the page can say it in the reader's language."""
 
     kind: str
-    template: str
-    values: dict
+    words: Words
     deals: DealFilter  # the deals the hint is about
 
     @property
     def message(self) -> str:
-        return fill(self.template, self.values)
+        return self.words.english
 
     def translated(self, gettext: Callable[[str], str]) -> str:
-        try:
-            return fill(gettext(self.template), self.values, gettext)
-        except (KeyError, ValueError, TypeError):
-            return self.message
+        return self.words.said(gettext)
 
 
 def _percent(share: float) -> str:
@@ -82,11 +78,11 @@ def empty_stages(report: FunnelReport) -> list[Hint]:
         if (earlier.open_deals >= FULL_STAGE_MIN_DEALS
                 and later.open_deals <= EMPTY_STAGE_SHARE * earlier.open_deals):
             hints.append(Hint(EMPTY_STAGE,
-                              N_("Almost no deals at “%(later)s” (%(later_open)s) against "
-                                 "%(earlier_open)s at “%(earlier)s”: work the deals in "
-                                 "“%(earlier)s”."),
-                              {"later": later.name, "later_open": later.open_deals,
-                               "earlier": earlier.name, "earlier_open": earlier.open_deals},
+                              Words("Almost no deals at “%(later)s” (%(later_open)s) against "
+                                    "%(earlier_open)s at “%(earlier)s”: work the deals in "
+                                    "“%(earlier)s”.", later=later.name,
+                                    later_open=later.open_deals, earlier=earlier.name,
+                                    earlier_open=earlier.open_deals),
                               DealFilter(report.pipeline_id, earlier.stage_id,
                                          DealFilter.IN_STAGE, owner_id=report.seller_id)))
     return hints
@@ -109,11 +105,11 @@ def lame_stage(report: FunnelReport) -> list[Hint]:
         return []
     _, stage, elsewhere = max(candidates, key=lambda c: c[0])
     return [Hint(LAME_STAGE,
-                 N_("“%(stage)s” is the lame stage: it lost %(share)s of the deals decided "
-                    "there (%(lost)s of %(decided)s), the other stages %(elsewhere)s. Look at "
-                    "why those deals were lost."),
-                 {"stage": stage.name, "share": _percent(stage.loss_rate), "lost": stage.lost,
-                  "decided": stage.decided, "elsewhere": _percent(elsewhere)},
+                 Words("“%(stage)s” is the lame stage: it lost %(share)s of the deals decided "
+                       "there (%(lost)s of %(decided)s), the other stages %(elsewhere)s. Look "
+                       "at why those deals were lost.", stage=stage.name,
+                       share=_percent(stage.loss_rate), lost=stage.lost,
+                       decided=stage.decided, elsewhere=_percent(elsewhere)),
                  DealFilter(report.pipeline_id, stage.stage_id, DealFilter.LOST_FROM,
                             owner_id=report.seller_id, start_utc=report.period.start_utc,
                             end_utc=report.period.end_utc))]
@@ -136,12 +132,11 @@ def weak_sellers(report: FunnelReport) -> list[Hint]:
                 stage = names[cell.stage_id]
                 hints.append(Hint(
                     WEAK_SELLER,
-                    N_("%(seller)s lost %(share)s of the deals decided at “%(stage)s” "
-                       "(%(lost)s of %(decided)s); the rest of the team %(rest)s. Go through "
-                       "those deals with %(seller)s."),
-                    {"seller": row.name, "share": _percent(cell.loss_rate), "stage": stage,
-                     "lost": cell.lost, "decided": cell.decided,
-                     "rest": _percent(rest.loss_rate)},
+                    Words("%(seller)s lost %(share)s of the deals decided at “%(stage)s” "
+                          "(%(lost)s of %(decided)s); the rest of the team %(rest)s. Go "
+                          "through those deals with %(seller)s.", seller=row.name,
+                          share=_percent(cell.loss_rate), stage=stage, lost=cell.lost,
+                          decided=cell.decided, rest=_percent(rest.loss_rate)),
                     DealFilter(report.pipeline_id, cell.stage_id, DealFilter.LOST_FROM,
                                owner_id=row.key, start_utc=report.period.start_utc,
                                end_utc=report.period.end_utc)))
@@ -164,11 +159,10 @@ def draining_top(report: FunnelReport) -> list[Hint]:
     if top is None:
         return []
     return [Hint(DRAINING_TOP,
-                 N_("The top of the funnel is draining: %(recent)s new deals a week over the "
-                    "last %(weeks)s weeks, against %(earlier)s before. Go back to "
-                    "prospecting."),
-                 {"recent": f"{recent_rate:.1f}", "weeks": DRAIN_RECENT_WEEKS,
-                  "earlier": f"{earlier_rate:.1f}"},
+                 Words("The top of the funnel is draining: %(recent)s new deals a week over "
+                       "the last %(weeks)s weeks, against %(earlier)s before. Go back to "
+                       "prospecting.", recent=f"{recent_rate:.1f}", weeks=DRAIN_RECENT_WEEKS,
+                       earlier=f"{earlier_rate:.1f}"),
                  DealFilter(report.pipeline_id, top.stage_id, DealFilter.IN_STAGE,
                             owner_id=report.seller_id))]
 
