@@ -81,8 +81,8 @@ def drag(page, card, target):
     """A mouse drag in small steps, both ends in view (the board scrolls sideways)."""
     target.scroll_into_view_if_needed()
     card.scroll_into_view_if_needed()
-    start, end = card.bounding_box(), target.bounding_box()
-    page.mouse.move(start["x"] + start["width"] / 2, start["y"] + 10)
+    card.hover(position={"x": 20, "y": 10})  # waits until the card stands still
+    end = target.bounding_box()
     page.mouse.down()
     page.mouse.move(end["x"] + end["width"] / 2, end["y"] + 10, steps=12)
     page.mouse.up()
