@@ -1,4 +1,4 @@
--- pbx-crm schema for postgres at migration 0011; regenerate with: pbx-crm db dump > sql/schema.postgres.sql
+-- pbx-crm schema for postgres at migration 0012; regenerate with: pbx-crm db dump > sql/schema.postgres.sql
 
 CREATE EXTENSION IF NOT EXISTS pg_trgm WITH SCHEMA public;
 
@@ -515,7 +515,8 @@ ALTER SEQUENCE public.timeline_entries_id_seq OWNED BY public.timeline_entries.i
 CREATE TABLE public.user_extensions (
     id integer NOT NULL,
     user_id integer NOT NULL,
-    extension character varying(32) NOT NULL
+    extension character varying(32) NOT NULL,
+    devices text
 );
 
 CREATE SEQUENCE public.user_extensions_id_seq

@@ -1,4 +1,4 @@
--- pbx-crm schema for sqlite at migration 0011; regenerate with: pbx-crm db dump > sql/schema.sqlite.sql
+-- pbx-crm schema for sqlite at migration 0012; regenerate with: pbx-crm db dump > sql/schema.sqlite.sql
 
 CREATE TABLE alembic_version (
 	version_num VARCHAR(32) NOT NULL,
@@ -375,7 +375,7 @@ CREATE TABLE timeline_entries (
 CREATE TABLE user_extensions (
 	id INTEGER NOT NULL,
 	user_id INTEGER NOT NULL,
-	extension VARCHAR(32) NOT NULL,
+	extension VARCHAR(32) NOT NULL, devices TEXT,
 	CONSTRAINT pk_user_extensions PRIMARY KEY (id),
 	CONSTRAINT fk_user_extensions_user_id_users FOREIGN KEY(user_id) REFERENCES users (id) ON DELETE CASCADE,
 	CONSTRAINT uq_user_extensions_extension UNIQUE (extension)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, Column, String, true
+from sqlalchemy import Boolean, Column, String, Text, true
 from sqlmodel import Field, SQLModel
 
 from ..enums import Role
@@ -39,3 +39,6 @@ class UserExtension(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     user_id: int = _fk("users.id", nullable=False, ondelete="CASCADE", index=True)
     extension: str = Field(sa_column=Column(String(32), nullable=False, unique=True))
+    # The devices that ring for the extension, comma-separated ("101a,101b": a desk phone and
+    # a softphone); empty: the extension is its own only device.
+    devices: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
