@@ -39,8 +39,11 @@ from pbx_crm.simulator.agi_commands import _exec, parse_args
 
 CAPTURES = Path(__file__).parent / "fixtures" / "asterisk-captures" / "raw"
 RECORDINGS = sorted(CAPTURES.glob("*/*.agi-rx.raw"))
-FASTAGI_RECORDINGS = [path for path in RECORDINGS if "-fastagi-" in path.name]
-PROCESS_RECORDINGS = [path for path in RECORDINGS if "-process-agi-" in path.name]
+# Captures 10-16 were a second run whose recording script sent other command lists (below).
+FIRST_RUN = [path for path in RECORDINGS if path.parent.name < "10"]
+SECOND_RUN = [path for path in RECORDINGS if path.parent.name >= "10"]
+FASTAGI_RECORDINGS = [path for path in FIRST_RUN if "-fastagi-" in path.name]
+PROCESS_RECORDINGS = [path for path in FIRST_RUN if "-process-agi-" in path.name]
 
 
 def key(path: Path) -> str:
@@ -480,7 +483,7 @@ def test_finish_half_closes_and_reads_the_trailing_hangup_which_is_no_call_hangu
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", RECORDINGS, ids=key)
+@pytest.mark.parametrize("path", FIRST_RUN, ids=key)
 def test_each_recorded_session_reads_back_response_for_response(path):
     raw = path.read_bytes()
     reader = io.BytesIO(raw)
@@ -505,6 +508,52 @@ def test_each_recorded_session_reads_back_response_for_response(path):
     assert session.writer.getvalue() == "".join(c + "\n" for c in commands).encode()
     # What is left is the end-of-script HANGUP for FastAGI; nothing for process AGI.
     assert reader.read() == (b"HANGUP\n" if request.network else b"")
+
+
+# The second run's fixed lists (PART A of 10-16): queue members, transfers, click-to-call.
+SECOND_RUN_COMMANDS = {
+    "incoming": [
+        "GET VARIABLE CALLERID(num)", "GET VARIABLE CALLERID(name)", "SET VARIABLE CRM_DEAL_ID 42",
+        'GET FULL VARIABLE "${UNIQUEID} ${CHANNEL(linkedid)}"', "CHANNEL STATUS",
+    ],
+    "answered": [
+        "GET VARIABLE ARG1", "GET FULL VARIABLE ${CHANNEL(name)}",
+        'GET FULL VARIABLE "${UNIQUEID} ${CHANNEL(linkedid)}"',
+        "GET FULL VARIABLE ${CALLERID(all)}", "GET FULL VARIABLE ${CONNECTEDLINE(all)}",
+        "GET VARIABLE MEMBERINTERFACE",
+        "GET VARIABLE MEMBERNAME", "CHANNEL STATUS",
+    ],
+    "hangup": [
+        "GET VARIABLE DIALSTATUS", "GET VARIABLE HANGUPCAUSE", "GET VARIABLE DIALEDPEERNAME",
+        "GET VARIABLE QUEUESTATUS", "GET VARIABLE MEMBERINTERFACE", "GET VARIABLE MEMBERNAME",
+        "GET VARIABLE BLINDTRANSFER", "GET VARIABLE ATTENDEDTRANSFER", "GET VARIABLE CRM_DEAL_ID",
+        'GET FULL VARIABLE "${CDR(disposition)} ${CDR(billsec)} ${CDR(duration)}"',
+        'GET FULL VARIABLE "${UNIQUEID} ${CHANNEL(linkedid)}"',
+        "GET FULL VARIABLE ${CALLERID(all)}", "GET FULL VARIABLE ${CONNECTEDLINE(all)}",
+    ],
+    "outgoing": [
+        "GET VARIABLE CALLERID(num)", "GET FULL VARIABLE ${CALLERID(all)}",
+        "GET FULL VARIABLE ${CONNECTEDLINE(all)}", "SET VARIABLE CRM_DEAL_ID 42",
+        'GET FULL VARIABLE "${UNIQUEID} ${CHANNEL(linkedid)}"', "CHANNEL STATUS",
+    ],
+}
+
+
+@pytest.mark.parametrize("path", SECOND_RUN, ids=key)
+def test_each_queue_transfer_and_callback_session_reads_back_as_recorded(path):
+    reader = io.BytesIO(path.read_bytes())
+    request = read_request(reader)
+    session = AgiSession(reader, io.BytesIO())
+
+    commands = SECOND_RUN_COMMANDS[request.script]
+    responses = {command: session.command(command) for command in commands}
+
+    assert {response.code for response in responses.values()} == {200}
+    assert reader.read() == b"HANGUP\n"
+    if request.script == "hangup" and "queue" in path.parent.name:
+        # fact 23: a queue call leaves DIALSTATUS and QUEUESTATUS unset, answered or abandoned
+        assert responses["GET VARIABLE DIALSTATUS"].value is None
+        assert responses["GET VARIABLE QUEUESTATUS"].value is None
 
 
 def test_the_call_dependent_values_read_as_recorded():
@@ -655,7 +704,7 @@ def test_the_emulator_answers_a_process_agi_session_byte_for_byte_as_asterisk_di
     assert transcript.hangup_notified == (request.script == "incoming-slow")
 
 
-@pytest.mark.parametrize("path", RECORDINGS, ids=key)
+@pytest.mark.parametrize("path", FIRST_RUN, ids=key)
 def test_the_emulators_environment_block_is_the_recorded_one(path):
     channel, request = recorded_channel(path)
     recorded = env_part(path.read_bytes())
