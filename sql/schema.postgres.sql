@@ -48,6 +48,7 @@ CREATE TABLE public.calls (
     recording_ref character varying(500),
     deal_id integer,
     contact_id integer,
+    answered_device character varying(40),
     CONSTRAINT ck_calls_direction CHECK (((direction)::text = ANY ((ARRAY['inbound'::character varying, 'outbound'::character varying, 'internal'::character varying])::text[]))),
     CONSTRAINT ck_calls_disposition CHECK (((disposition IS NULL) OR ((disposition)::text = ANY ((ARRAY['answered'::character varying, 'missed'::character varying, 'abandoned'::character varying, 'busy'::character varying, 'failed'::character varying])::text[]))))
 );

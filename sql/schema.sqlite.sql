@@ -38,7 +38,7 @@ CREATE TABLE calls (
 	hangup_cause INTEGER,
 	recording_ref VARCHAR(500),
 	deal_id INTEGER,
-	contact_id INTEGER,
+	contact_id INTEGER, answered_device VARCHAR(40),
 	CONSTRAINT pk_calls PRIMARY KEY (id),
 	CONSTRAINT ck_calls_direction CHECK (direction IN ('inbound', 'outbound', 'internal')),
 	CONSTRAINT ck_calls_disposition CHECK (disposition IS NULL OR disposition IN ('answered', 'missed', 'abandoned', 'busy', 'failed')),

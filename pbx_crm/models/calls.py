@@ -42,6 +42,8 @@ class Call(SQLModel, table=True):
     rung_extensions: str | None = Field(default=None, sa_column=Column(String(500),
                                                                        nullable=True))
     answered_exten: str | None = Field(default=None, sa_column=Column(String(32), nullable=True))
+    # The device that answered for answered_exten ("101b", a softphone), when not the extension.
+    answered_device: str | None = Field(default=None, sa_column=Column(String(40), nullable=True))
     answered_by_id: int | None = _fk("users.id", ondelete="SET NULL")
     ringing_at: datetime = _at()
     answered_at: datetime | None = _at(nullable=True)
