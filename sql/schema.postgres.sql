@@ -1,4 +1,4 @@
--- pbx-crm schema for postgres at migration 0012; regenerate with: pbx-crm db dump > sql/schema.postgres.sql
+-- pbx-crm schema for postgres at migration 0013; regenerate with: pbx-crm db dump > sql/schema.postgres.sql
 
 CREATE EXTENSION IF NOT EXISTS pg_trgm WITH SCHEMA public;
 
@@ -27,6 +27,29 @@ CREATE SEQUENCE public.audit_log_id_seq
 
 ALTER SEQUENCE public.audit_log_id_seq OWNED BY public.audit_log.id;
 
+CREATE TABLE public.call_legs (
+    id integer NOT NULL,
+    call_id integer NOT NULL,
+    "position" integer NOT NULL,
+    extension character varying(32) NOT NULL,
+    user_id integer,
+    device character varying(40) DEFAULT ''::character varying NOT NULL,
+    outcome character varying(10) NOT NULL,
+    ring_seconds double precision,
+    talk_seconds integer,
+    CONSTRAINT ck_call_legs_outcome CHECK (((outcome)::text = ANY ((ARRAY['answered'::character varying, 'cancelled'::character varying, 'noanswer'::character varying, 'busy'::character varying, 'unknown'::character varying])::text[])))
+);
+
+CREATE SEQUENCE public.call_legs_id_seq
+    AS integer
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+
+ALTER SEQUENCE public.call_legs_id_seq OWNED BY public.call_legs.id;
+
 CREATE TABLE public.calls (
     id integer NOT NULL,
     uniqueid character varying(64) NOT NULL,
@@ -49,6 +72,8 @@ CREATE TABLE public.calls (
     deal_id integer,
     contact_id integer,
     answered_device character varying(40),
+    queue character varying(64),
+    hold_seconds integer,
     CONSTRAINT ck_calls_direction CHECK (((direction)::text = ANY ((ARRAY['inbound'::character varying, 'outbound'::character varying, 'internal'::character varying])::text[]))),
     CONSTRAINT ck_calls_disposition CHECK (((disposition IS NULL) OR ((disposition)::text = ANY ((ARRAY['answered'::character varying, 'missed'::character varying, 'abandoned'::character varying, 'busy'::character varying, 'failed'::character varying])::text[]))))
 );
@@ -577,6 +602,8 @@ ALTER SEQUENCE public.web_sessions_id_seq OWNED BY public.web_sessions.id;
 
 ALTER TABLE ONLY public.audit_log ALTER COLUMN id SET DEFAULT nextval('public.audit_log_id_seq'::regclass);
 
+ALTER TABLE ONLY public.call_legs ALTER COLUMN id SET DEFAULT nextval('public.call_legs_id_seq'::regclass);
+
 ALTER TABLE ONLY public.calls ALTER COLUMN id SET DEFAULT nextval('public.calls_id_seq'::regclass);
 
 ALTER TABLE ONLY public.contact_phones ALTER COLUMN id SET DEFAULT nextval('public.contact_phones_id_seq'::regclass);
@@ -630,6 +657,9 @@ ALTER TABLE ONLY public.alembic_version
 
 ALTER TABLE ONLY public.audit_log
     ADD CONSTRAINT pk_audit_log PRIMARY KEY (id);
+
+ALTER TABLE ONLY public.call_legs
+    ADD CONSTRAINT pk_call_legs PRIMARY KEY (id);
 
 ALTER TABLE ONLY public.calls
     ADD CONSTRAINT pk_calls PRIMARY KEY (id);
@@ -708,6 +738,9 @@ ALTER TABLE ONLY public.users
 
 ALTER TABLE ONLY public.web_sessions
     ADD CONSTRAINT pk_web_sessions PRIMARY KEY (id);
+
+ALTER TABLE ONLY public.call_legs
+    ADD CONSTRAINT uq_call_legs_call_id_position UNIQUE (call_id, "position");
 
 ALTER TABLE ONLY public.calls
     ADD CONSTRAINT uq_calls_uniqueid UNIQUE (uniqueid);
@@ -839,6 +872,12 @@ CREATE UNIQUE INDEX uq_tasks_open_callback ON public.tasks USING btree (deal_id)
 
 ALTER TABLE ONLY public.audit_log
     ADD CONSTRAINT fk_audit_log_user_id_users FOREIGN KEY (user_id) REFERENCES public.users(id) ON DELETE SET NULL;
+
+ALTER TABLE ONLY public.call_legs
+    ADD CONSTRAINT fk_call_legs_call_id_calls FOREIGN KEY (call_id) REFERENCES public.calls(id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.call_legs
+    ADD CONSTRAINT fk_call_legs_user_id_users FOREIGN KEY (user_id) REFERENCES public.users(id) ON DELETE SET NULL;
 
 ALTER TABLE ONLY public.calls
     ADD CONSTRAINT fk_calls_answered_by_id_users FOREIGN KEY (answered_by_id) REFERENCES public.users(id) ON DELETE SET NULL;

@@ -1,4 +1,4 @@
--- pbx-crm schema for sqlite at migration 0012; regenerate with: pbx-crm db dump > sql/schema.sqlite.sql
+-- pbx-crm schema for sqlite at migration 0013; regenerate with: pbx-crm db dump > sql/schema.sqlite.sql
 
 CREATE TABLE alembic_version (
 	version_num VARCHAR(32) NOT NULL,
@@ -16,6 +16,23 @@ CREATE TABLE audit_log (
 	changes JSON NOT NULL,
 	CONSTRAINT pk_audit_log PRIMARY KEY (id),
 	CONSTRAINT fk_audit_log_user_id_users FOREIGN KEY(user_id) REFERENCES users (id) ON DELETE SET NULL
+);
+
+CREATE TABLE call_legs (
+	id INTEGER NOT NULL,
+	call_id INTEGER NOT NULL,
+	position INTEGER NOT NULL,
+	extension VARCHAR(32) NOT NULL,
+	user_id INTEGER,
+	device VARCHAR(40) DEFAULT '' NOT NULL,
+	outcome VARCHAR(10) NOT NULL,
+	ring_seconds FLOAT,
+	talk_seconds INTEGER,
+	CONSTRAINT pk_call_legs PRIMARY KEY (id),
+	CONSTRAINT ck_call_legs_outcome CHECK (outcome IN ('answered', 'cancelled', 'noanswer', 'busy', 'unknown')),
+	CONSTRAINT fk_call_legs_call_id_calls FOREIGN KEY(call_id) REFERENCES calls (id) ON DELETE CASCADE,
+	CONSTRAINT fk_call_legs_user_id_users FOREIGN KEY(user_id) REFERENCES users (id) ON DELETE SET NULL,
+	CONSTRAINT uq_call_legs_call_id_position UNIQUE (call_id, position)
 );
 
 CREATE TABLE calls (
@@ -38,7 +55,7 @@ CREATE TABLE calls (
 	hangup_cause INTEGER,
 	recording_ref VARCHAR(500),
 	deal_id INTEGER,
-	contact_id INTEGER, answered_device VARCHAR(40),
+	contact_id INTEGER, answered_device VARCHAR(40), queue VARCHAR(64), hold_seconds INTEGER,
 	CONSTRAINT pk_calls PRIMARY KEY (id),
 	CONSTRAINT ck_calls_direction CHECK (direction IN ('inbound', 'outbound', 'internal')),
 	CONSTRAINT ck_calls_disposition CHECK (disposition IS NULL OR disposition IN ('answered', 'missed', 'abandoned', 'busy', 'failed')),

@@ -10,7 +10,7 @@ timezone-aware.
 ``base`` (the naming convention, UTC timestamps, JSON, the column helpers), ``people`` (users
 and their extensions), ``funnel`` (pipelines, stages, contacts, deals, stage history),
 ``derived`` (the reports' daily counts and the board's column totals, kept from the other
-tables), ``calls``, ``deal_life`` (timeline, tasks, notifications), ``robots`` (rules, runs,
+tables), ``calls`` (and their sellers' legs), ``deal_life`` (timeline, tasks, notifications), ``robots`` (rules, runs,
 the trigger reader's cursor), ``plumbing`` (the screen-pop outbox, the audit log), ``sign_in``
 (browser sessions, failed sign-ins). This module imports them all, so ``metadata`` is complete
 once ``pbx_crm.models`` is imported, and every table is imported from here:
@@ -34,7 +34,7 @@ from .derived import (
     ReportTeamStayBucket,
     StageTotal,
 )
-from .calls import Call
+from .calls import Call, CallLeg
 from .deal_life import Notification, Task, TimelineEntry
 from .robots import RobotCursor, RobotRule, RobotRun
 from .plumbing import AuditEntry, Event
@@ -43,6 +43,7 @@ from .sign_in import LoginFailure, WebSession
 __all__ = [
     "AuditEntry",
     "Call",
+    "CallLeg",
     "Contact",
     "ContactPhone",
     "Deal",

@@ -1,10 +1,11 @@
-"""The calls as the PBX saw them, each tied to its deal and contact."""
+"""The calls as the PBX saw them, each tied to its deal and contact, and the sellers' legs each
+rang (``call_legs``: who was rung, how long, who answered, who talked how long)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, Column, Index, String, text
+from sqlalchemy import CheckConstraint, Column, Float, Index, Integer, String, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from ..enums import CallDirection
@@ -50,6 +51,39 @@ class Call(SQLModel, table=True):
     ended_at: datetime | None = _at(nullable=True)
     disposition: str | None = Field(default=None, sa_column=Column(String(10), nullable=True))
     hangup_cause: int | None = Field(default=None, nullable=True)
+    # A call that went through a queue: its name, and the caller's wait there (seconds).
+    queue: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
+    hold_seconds: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
     recording_ref: str | None = Field(default=None, sa_column=Column(String(500), nullable=True))
     deal_id: int | None = _fk("deals.id", ondelete="SET NULL", index=True)
     contact_id: int | None = _fk("contacts.id", ondelete="SET NULL", index=True)
+
+
+# How a seller's leg of a call ended (the tracker's ``Leg.outcome``).
+LEG_OUTCOMES = ("answered", "cancelled", "noanswer", "busy", "unknown")
+
+
+class CallLeg(SQLModel, table=True):
+    """One seller's phone rung for a call, once per ring episode, in the order rung: a queue's
+    members, a ring group's phones, the seller a call was transferred to. Written when the
+    call ends, all of a call's legs at once (a repeat replaces them)."""
+
+    __tablename__ = "call_legs"
+    __table_args__ = (
+        CheckConstraint("outcome IN (%s)" % ", ".join(f"'{o}'" for o in LEG_OUTCOMES),
+                        name="outcome"),
+        UniqueConstraint("call_id", "position"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    call_id: int = _fk("calls.id", nullable=False, ondelete="CASCADE")
+    position: int = Field(sa_column=Column(Integer, nullable=False))
+    extension: str = Field(sa_column=Column(String(32), nullable=False))
+    user_id: int | None = _fk("users.id", ondelete="SET NULL")
+    # The device that rang or answered for the extension ("101b"), "" when unknown.
+    device: str = Field(default="", sa_column=Column(String(40), nullable=False,
+                                                     server_default=""))
+    outcome: str = Field(sa_column=Column(String(10), nullable=False))
+    ring_seconds: float | None = Field(default=None, sa_column=Column(Float, nullable=True))
+    # This seller's share of the conversation (a transferred call is split).
+    talk_seconds: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
