@@ -116,6 +116,9 @@ class ScenarioBuilder:
     def _suffix(self) -> str:
         return f"{next(self._suffixes):08x}"
 
+    # For the writers of other call shapes (pbx_crm.simulator.call_writer): the same ids.
+    next_uniqueid, next_suffix = _uniqueid, _suffix
+
     def new_inbound(self) -> tuple[str, str]:
         """(channel name, uniqueid) of a new inbound trunk leg, for ``ring_pjsip(inbound=...)``:
         Asterisk creates that leg, and runs the lookup on it, before anything is dialed."""
