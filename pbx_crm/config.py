@@ -140,6 +140,9 @@ class Settings:
     time_zone: str = "Asia/Jakarta"
     currency: str = "IDR"
     unknown_callers_create_deals: bool = True
+    # A transferred call hands its deal to the seller now on the call even when the deal had
+    # an owner before (an Unsorted deal goes to that seller either way).
+    transfers_move_owner: bool = False
     web_listen: Address = Address("127.0.0.1", 8080)
     fastagi_listen: Address = Address("127.0.0.1", 4573)
     # FastAGI has no authentication: a non-loopback listen address needs this allow-list.
@@ -208,6 +211,7 @@ _PARSERS = {
     "time_zone": _parse_time_zone,
     "currency": _parse_currency,
     "unknown_callers_create_deals": _parse_bool,
+    "transfers_move_owner": _parse_bool,
     "web_listen": Address.parse,
     "fastagi_listen": Address.parse,
     "hook_budget_ms": _parse_positive_int,

@@ -321,7 +321,9 @@ def record_answer(session: Session, *, uniqueid: str, extension: str,
         return find_call(session, uniqueid)
     # Conditional, so that of two phones answering at once (PostgreSQL runs both
     # transactions side by side) the first answer stays the call's, as the deal's owner does.
+    # Never a call out: the seller's own phone answering is not the customer answering.
     call = _updated_call(session, Call.uniqueid == uniqueid, Call.answered_at.is_(None),
+                         Call.direction != CallDirection.OUTBOUND.value,
                          answered_at=now, answered_exten=extension[:32],
                          answered_by_id=user.id)
     if call is None:
@@ -352,7 +354,13 @@ def record_hangup(session: Session, *, uniqueid: str, dial_status: str | None,
                   region: str = "", now: datetime | None = None) -> Call | None:
     """The call ended: set its disposition, put it on the deal's timeline, and for a missed
     or abandoned inbound call leave a callback task for the owner (or the Unsorted queue).
-    ``answered_seconds`` (Dial's ANSWEREDTIME) is the talk time the timeline shows."""
+    ``answered_seconds`` (Dial's ANSWEREDTIME) is the talk time the timeline shows.
+
+    An inbound call was answered when an answer was recorded (the ``answered`` hook, the AMI
+    listener): after ``Queue()`` DIALSTATUS is unset whether a member answered or the caller
+    gave up, so an empty ``dial_status`` says nothing more than "not answered", which for
+    an inbound call is the caller hanging up first (abandoned). A call out is answered only
+    when the customer's leg was (DIALSTATUS ANSWER), never because the seller's phone was."""
     now = now or utcnow()
     call = find_call(session, uniqueid)
     if call is None:
@@ -409,19 +417,29 @@ def _updated_call(session: Session, *conditions, **values) -> Call | None:
                            execution_options={"populate_existing": True}).scalars().first()
 
 
+def call_words(call: Call, *, talk_seconds: int = 0, hold_seconds: int | None = None) -> Words:
+    """A closed call's timeline line: direction, outcome, number, and the talk; for a queue
+    call nobody answered, how long the caller waited in the queue."""
+    number = (call.caller_e164 or call.dialed_raw or call.caller_raw
+              or Phrase("unknown number"))
+    said = Words(_CALL_LINE[call.direction], outcome=OUTCOMES.get(call.disposition,
+                                                                  call.disposition),
+                 number=number)
+    if talk_seconds:
+        said = Words("%(call)s, %(seconds)s s", call=said, seconds=int(talk_seconds))
+    if hold_seconds is not None and call.disposition != Disposition.ANSWERED.value:
+        said = Words("%(call)s, after %(seconds)s s in the queue", call=said,
+                     seconds=int(hold_seconds))
+    return said
+
+
 def _put_on_timeline(session: Session, call: Call, *, talk_seconds: int | None = None) -> None:
     talk = (call.ended_at - call.answered_at).total_seconds() if call.answered_at else 0
     if talk_seconds is not None:
         # Asterisk's own count, the one the CDR bills; the hooks' arrival times only
         # approximate it (and a replayed hook's, by the replay's delay at worst).
         talk = max(0, talk_seconds)
-    number = (call.caller_e164 or call.dialed_raw or call.caller_raw
-              or Phrase("unknown number"))
-    said = Words(_CALL_LINE[call.direction], outcome=OUTCOMES.get(call.disposition,
-                                                                  call.disposition),
-                 number=number)
-    if talk:
-        said = Words("%(call)s, %(seconds)s s", call=said, seconds=int(talk))
+    said = call_words(call, talk_seconds=int(talk), hold_seconds=call.hold_seconds)
     timeline(session, PBX, call.deal_id, TimelineKind.CALL, say=said, call_id=call.id,
              at=call.ended_at, data={"direction": call.direction,
                                      "disposition": call.disposition,
