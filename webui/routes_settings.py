@@ -1,5 +1,5 @@
-"""Settings: a user's own language; for a head, pipelines and stages, users and extensions,
-and whether inbound calls open Unsorted deals.
+"""Settings: a user's own language; for a head, pipelines and stages, users, their extensions
+and the devices that ring for each, and whether inbound calls open Unsorted deals.
 
 The services refuse a seller (``funnel.ensure_head``); the page shows a seller only their own
 language. A refused form re-renders the page with the message; nothing was changed.
@@ -33,10 +33,11 @@ def register(ui: WebUI) -> None:
                 found = [(p, pipelines.stages_of(session, p.id))
                          for p in pipelines.list_pipelines(session)]
                 people = users.list_users(session)
+                devices = users.devices_of_extensions(session)
             else:
-                found, people = [], []
-        return ui.render("settings.html", pipelines=found, people=people, error=error,
-                         status=status, languages=users.LANGUAGES)
+                found, people, devices = [], [], {}
+        return ui.render("settings.html", pipelines=found, people=people, devices=devices,
+                         error=error, status=status, languages=users.LANGUAGES)
 
     def change(work):
         values = form()
@@ -132,6 +133,14 @@ def register(ui: WebUI) -> None:
             ensure_head(ui.actor, Phrase("change extensions"))
             users.set_extensions(session, ui.actor, user_of(session, user_id).id,
                                  _split(values.get("extensions", "")))
+        return change(work)
+
+    @app.post("/settings/users/<user_id:int>/devices")
+    def set_devices(user_id):
+        def work(session, values):
+            ensure_head(ui.actor, Phrase("change extensions"))
+            users.set_devices(session, ui.actor, user_of(session, user_id).id,
+                              values.get("extension", ""), _split(values.get("devices", "")))
         return change(work)
 
     @app.post("/settings/users/<user_id:int>/language")

@@ -1,4 +1,5 @@
-"""``pbx-crm user ...``: the people who sign in, their roles, passwords and extensions.
+"""``pbx-crm user ...``: the people who sign in, their roles, passwords, extensions and the
+devices that ring for an extension.
 
 Passwords come from a prompt or from stdin, never from the command line, where ``ps`` and
 shell history would show them.
@@ -27,7 +28,9 @@ def cmd_user_add(args, settings, engine, out) -> int:
 
 def cmd_user_list(args, settings, engine, out) -> int:
     with transaction(engine, read_only=True) as session:
-        rows = [[user.login, user.name, user.role, ", ".join(extensions) or "-",
+        devices = users.devices_of_extensions(session)
+        rows = [[user.login, user.name, user.role,
+                 ", ".join(_with_devices(e, devices) for e in extensions) or "-",
                  "yes" if user.active else "no"]
                 for user, extensions in users.list_users(session)]
     if not rows:
@@ -62,6 +65,23 @@ def cmd_user_extensions(args, settings, engine, out) -> int:
         extensions = users.set_extensions(session, admin(), user.id, args.extensions)
     print(f"{user.login} rings on {', '.join(extensions)}." if extensions
           else f"{user.login} has no extension now.", file=out)
+    return 0
+
+
+def _with_devices(extension: str, devices: dict[str, list[str]]) -> str:
+    """``101`` or, when it rings devices of its own, ``101(101a+101b)``: one word."""
+    return f"{extension}({'+'.join(devices[extension])})" if devices.get(extension) \
+        else extension
+
+
+def cmd_user_devices(args, settings, engine, out) -> int:
+    if bool(args.devices) == args.clear:
+        raise CrmError("give the devices, or --clear to ring the extension itself")
+    with transaction(engine) as session:
+        user = users.get_user_by_login(session, args.login)
+        devices = users.set_devices(session, admin(), user.id, args.extension, args.devices)
+    print(f"Extension {args.extension} rings {', '.join(devices)}." if devices
+          else f"Extension {args.extension} rings itself.", file=out)
     return 0
 
 
@@ -117,6 +137,16 @@ def add_user(commands) -> None:
                          help="the user's extensions from now on")
     command.add_argument("--clear", action="store_true",
                          help="remove all of the user's extensions")
+    command = add_command(group, "devices", cmd_user_devices,
+                          "set the devices that ring for one of a user's extensions "
+                          "(a desk phone and a softphone)")
+    command.add_argument("login")
+    command.add_argument("extension", help="one of the user's extensions")
+    command.add_argument("devices", nargs="*", metavar="DEVICE",
+                         help="endpoint names (or Local exten names) that ring for it, "
+                              "e.g. 101a 101b")
+    command.add_argument("--clear", action="store_true",
+                         help="ring the extension itself again")
     command = add_command(group, "email", cmd_user_email,
                           "set the address a user's robot nudges are e-mailed to")
     command.add_argument("login")

@@ -1,4 +1,10 @@
-"""Users, their roles and phone extensions, and password checks.
+"""Users, their roles and phone extensions, the devices that ring for an extension, and
+password checks.
+
+An extension may ring several devices (a desk phone and a softphone, ``101a`` and ``101b``):
+the dialplan dials them all and a channel names the device, so the PBX edges read a device as
+its extension through ``device_extensions`` and dial an extension through ``dial_devices``.
+A device name belongs to one extension at most and is never another extension's number.
 
 Passwords are hashed with Argon2id (argon2-cffi); a hash made with older parameters is
 upgraded the next time its owner signs in. A new password and a deactivation sign the user
@@ -26,6 +32,9 @@ from .sign_in import end_user_sessions
 
 LOGIN_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{1,63}")
 EXTENSION_PATTERN = re.compile(r"[0-9*#]{1,32}")
+# What the call tracker reads from a channel as a device: a PJSIP/SIP/IAX2 endpoint name, or
+# the exten of ``Local/<exten>@<phone context>``; never '@', '/' or ';', which end the name.
+DEVICE_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,40}")
 MIN_PASSWORD_LENGTH = 8
 
 _hasher = PasswordHasher()
@@ -100,29 +109,117 @@ def create_user(session: Session, actor: Actor, *, login: str, name: str, passwo
 
 
 def set_extensions(session: Session, actor: Actor, user_id: int, extensions) -> list[str]:
-    """Replace a user's extensions; an extension that rings someone else is refused."""
+    """Replace a user's extensions; an extension that rings someone else is refused. An
+    extension kept keeps its devices."""
     ensure_head(actor, Phrase("change extensions"))
     cleaned = _free_extensions(session, extensions, user_id=user_id)
+    kept = dict(session.exec(select(UserExtension.extension, UserExtension.devices)
+                             .where(UserExtension.user_id == user_id)).all())
     session.exec(delete(UserExtension).where(UserExtension.user_id == user_id))
-    session.add_all(UserExtension(user_id=user_id, extension=e) for e in cleaned)
+    session.add_all(UserExtension(user_id=user_id, extension=e, devices=kept.get(e))
+                    for e in cleaned)
     session.flush()
     return cleaned
 
 
 def _free_extensions(session: Session, extensions, *, user_id: int | None) -> list[str]:
-    """The cleaned extensions; one that already rings another user is refused."""
+    """The cleaned extensions; one that already rings another user, as an extension or as
+    one of their devices, is refused."""
     cleaned = _clean_extensions(extensions)
     if cleaned:
-        query = select(UserExtension.extension, User.login).join(User).where(
-            UserExtension.extension.in_(cleaned))
+        query = select(UserExtension.extension, UserExtension.devices, User.login).join(User)
         if user_id is not None:
             query = query.where(UserExtension.user_id != user_id)
-        taken = session.exec(query).all()
-        if taken:
-            extension, login = taken[0]
-            raise Conflict("Extension %(extension)s already rings %(login)s.",
-                           extension=extension, login=login)
+        for extension, devices, login in session.exec(query):
+            taken = [e for e in cleaned if e == extension or e in _names(devices)]
+            if taken:
+                raise Conflict("Extension %(extension)s already rings %(login)s.",
+                               extension=taken[0], login=login)
     return cleaned
+
+
+def _names(devices: str | None) -> list[str]:
+    """The device names kept in ``user_extensions.devices``."""
+    return [name for name in (devices or "").split(",") if name]
+
+
+def _clean_devices(devices) -> list[str]:
+    cleaned = []
+    for device in devices:
+        device = str(device).strip()
+        if not DEVICE_PATTERN.fullmatch(device):
+            raise ValidationError("“%(device)s” is not a device name: up to 40 letters, digits, "
+                                  "dots, dashes or underscores.", device=device[:40],
+                                  field="devices")
+        if device not in cleaned:
+            cleaned.append(device)
+    return cleaned
+
+
+def set_devices(session: Session, actor: Actor, user_id: int, extension: str,
+                devices) -> list[str]:
+    """Replace the devices that ring for one of a user's extensions (none: the extension is
+    its own only device). A device of another extension, or another extension's number, is
+    refused: a channel must name one seller."""
+    ensure_head(actor, Phrase("change extensions"))
+    extension = str(extension or "").strip()
+    row = session.exec(select(UserExtension).where(UserExtension.user_id == user_id,
+                                                   UserExtension.extension == extension)
+                       ).first()
+    if row is None:
+        raise NotFound("This user has no extension %(extension)s.", extension=extension[:40])
+    cleaned = _clean_devices(devices)
+    others = session.exec(select(UserExtension.extension, UserExtension.devices, User.login)
+                          .join(User).where(UserExtension.id != row.id))
+    for other, their_devices, login in others:
+        for device in cleaned:
+            if device == other:
+                raise Conflict("“%(device)s” is an extension of %(login)s: a device needs a "
+                               "name of its own.", device=device, login=login)
+            if device in _names(their_devices):
+                raise Conflict("Device %(device)s already rings %(login)s on extension "
+                               "%(extension)s.", device=device, login=login, extension=other)
+    row.devices = ",".join(cleaned) or None
+    session.add(row)
+    session.flush()
+    audit(session, actor, "user", user_id, "set_devices",
+          {"extension": extension, "devices": cleaned})
+    return cleaned
+
+
+def devices_of_extensions(session: Session) -> dict[str, list[str]]:
+    """Every extension that rings devices of its own, with them: what the settings page
+    shows."""
+    return {extension: _names(devices) for extension, devices in session.exec(
+        select(UserExtension.extension, UserExtension.devices)
+        .where(UserExtension.devices.is_not(None)))}
+
+
+def device_extensions(session: Session) -> dict[str, str]:
+    """``{device: extension}`` for the active users' devices, for the call tracker's device
+    map: a channel of ``101b`` is seller ``101``."""
+    found = {}
+    for extension, devices in session.exec(
+            select(UserExtension.extension, UserExtension.devices).join(User)
+            .where(User.active, UserExtension.devices.is_not(None))):
+        for device in _names(devices):
+            found[device] = extension
+    return found
+
+
+def dial_devices(session: Session, extension: str) -> list[str]:
+    """The devices to ring for an extension: its own devices, or the extension itself."""
+    devices = session.exec(select(UserExtension.devices)
+                           .where(UserExtension.extension == extension)).first()
+    return _names(devices) or [extension]
+
+
+def extension_of_device(session: Session, device: str) -> str | None:
+    """The extension of an active user that rings ``device``, or the device itself when it
+    is such an extension; None for anything else (a trunk, an IVR)."""
+    if user_for_extension(session, device) is not None:
+        return device
+    return device_extensions(session).get(device)
 
 
 def set_password(session: Session, actor: Actor, login: str, password: str) -> None:
