@@ -3,8 +3,10 @@
 Dialplan: ``Dial(...,U(pbx-crm-answered^${UNIQUEID}))`` with the subroutine running
 ``AGI(agi://127.0.0.1:4573/answered,${ARG1})``. On this leg CALLERID is the DID, not the
 caller, so the inbound call is named by its uniqueid (ARG1) and the seller by this channel's
-device (``PJSIP/101-...`` or ``Local/101@...``). The seller becomes the owner of an Unsorted
-deal. The bridge waits for this hook: it sets nothing, so the session is one round trip.
+device (``PJSIP/101-...`` or ``Local/101@...``): an extension, or one of an extension's
+devices (``Local/101b@phones-...;1``, a softphone of 101), which ``calls.record_answer`` reads
+as its seller and keeps on the call. The seller becomes the owner of an Unsorted deal. The
+bridge waits for this hook: it sets nothing, so the session is one round trip.
 """
 
 from pbx_crm.funnel import calls

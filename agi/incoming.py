@@ -3,8 +3,11 @@
 Dialplan: ``AGI(agi://127.0.0.1:4573/incoming,${EXTEN},${CHANNEL(linkedid)})``; the caller
 number, name and presentation come from the AGI environment. Sets ``CRM_STATUS`` (FOUND, NEW,
 ANONYMOUS, INTERNAL, CONFLICT; UNAVAILABLE comes from the dispatcher), ``CRM_DEAL_ID``,
-``CRM_CONTACT_ID``, ``CRM_CALLER_NAME`` and ``CRM_OWNER_EXTEN`` (empty when unknown: the
-dialplan then keeps the trunk's name and rings the normal group).
+``CRM_CONTACT_ID``, ``CRM_CALLER_NAME``, ``CRM_OWNER_EXTEN`` and ``CRM_OWNER_DIAL`` (empty when
+unknown: the dialplan then keeps the trunk's name and rings the normal group).
+``CRM_OWNER_DIAL`` rings all the devices of a seller with several (a desk phone and a
+softphone: ``PJSIP/101a&PJSIP/101b``); for a seller with one it stays empty, and the dialplan
+dials the extension's device as it always did.
 
 ``answer_incoming`` reads the answer, which goes out once the request is on disk;
 ``incoming`` then records the call (and makes a new caller's contact and Unsorted deal, and
@@ -16,6 +19,7 @@ import logging
 
 from pbx_crm.funnel import calls, pipelines
 from pbx_crm.rules.phones import CallerKind
+from pbx_crm.telephony.click_to_call import dial_string
 
 from .registry import arg, caller_of, hook
 
@@ -25,12 +29,15 @@ log = logging.getLogger(__name__)
 _TOLD: set[str] = set()
 
 
-def _variables(lookup: calls.CallerLookup) -> dict[str, str]:
+def _variables(lookup: calls.CallerLookup, settings) -> dict[str, str]:
+    devices = [device for device in lookup.owner_devices.split(",") if device]
     return {"CRM_STATUS": lookup.status,
             "CRM_DEAL_ID": str(lookup.deal_id or ""),
             "CRM_CONTACT_ID": str(lookup.contact_id or ""),
             "CRM_CALLER_NAME": lookup.caller_name,
-            "CRM_OWNER_EXTEN": lookup.owner_extension}
+            "CRM_OWNER_EXTEN": lookup.owner_extension,
+            "CRM_OWNER_DIAL": dial_string(settings, devices)
+            if lookup.owner_extension and devices else ""}
 
 
 def answer_incoming(connection, request, context):
@@ -39,7 +46,7 @@ def answer_incoming(connection, request, context):
     lookup = calls.lookup_caller(connection, uniqueid=request.uniqueid, caller=caller,
                                  create_deals=settings.unknown_callers_create_deals)
     context.memo.update(caller=caller, lookup=lookup)  # what the recording need not redo
-    return _variables(lookup)
+    return _variables(lookup, settings)
 
 
 def _linkedid(request) -> str:
@@ -61,7 +68,7 @@ def incoming(session, request, context):
         now=context.now, looked_up=context.memo.get("lookup"))
     if settings.unknown_callers_create_deals and caller.kind is CallerKind.NUMBER:
         _say_why_no_deal(session, lookup)
-    return _variables(lookup)
+    return _variables(lookup, settings)
 
 
 def _say_why_no_deal(session, lookup: calls.CallerLookup) -> None:

@@ -282,7 +282,7 @@ def paths_end(priorities: list[Priority]) -> set[str]:
 
 def test_every_line_is_a_comment_a_context_or_a_priority_and_extensions_start_at_1(dialplan):
     # parse() fails on anything else; here, what it read must make sense as a whole.
-    assert set(dialplan.contexts) == {"pbx-crm-inbound"} | GOSUB_TARGETS
+    assert set(dialplan.contexts) == {"pbx-crm-inbound", "pbx-crm-devices"} | GOSUB_TARGETS
     for priority in dialplan.priorities():
         assert priority.app in APPLICATIONS, f"{priority}: an application this file never uses"
         assert balanced(priority.data), f"{priority}: unbalanced (), ${{}} or $[]"
@@ -394,7 +394,8 @@ def test_arg1_of_each_subroutine_is_what_its_callers_pass(dialplan):
     assert all(p.context == "pbx-crm-inbound" for p in route_callers)
     assert {p.exten for p in route_callers if "${EXTEN}" in p.data} == {"_X.", "_+X."}
     # U() runs on the callee: ARG1 is the inbound channel's UNIQUEID, taken where Dial runs.
-    dials = [p for p in dialplan.priorities() if p.app == "Dial"]
+    dials = [p for p in dialplan.priorities() if p.app == "Dial"
+             and p.context != "pbx-crm-devices"]  # click-to-call: the seller's own phones
     assert dials and all(p.context == "pbx-crm-route" for p in dials)
     assert all(split_args(p.data)[2] == "U(pbx-crm-answered^${UNIQUEID})" for p in dials)
     # The outgoing route passes the number dialled; the file and the README say how.
@@ -419,7 +420,7 @@ def hook_outputs() -> dict[str, set[str]]:
 def test_the_static_reading_of_the_hooks_finds_what_the_hooks_return():
     outputs = hook_outputs()
     assert outputs["incoming"] == {"CRM_STATUS", "CRM_DEAL_ID", "CRM_CONTACT_ID",
-                                   "CRM_CALLER_NAME", "CRM_OWNER_EXTEN"}
+                                   "CRM_CALLER_NAME", "CRM_OWNER_EXTEN", "CRM_OWNER_DIAL"}
     assert all(key.startswith("CRM_") for keys in outputs.values() for key in keys)
 
 
@@ -482,7 +483,7 @@ def test_a_name_from_the_crm_replaces_the_trunks_only_when_it_is_not_empty(dialp
 def test_the_owner_rings_first_only_when_idle_then_the_ring_group(dialplan):
     route = dialplan.contexts["pbx-crm-route"]["s"]
     owner, group = [p for p in route if p.app == "Dial"]
-    assert split_args(owner.data)[:2] == ["${CRM_OWNER_DEVICE}", "${CRM_OWNER_RING_TIME}"]
+    assert split_args(owner.data)[:2] == ["${CRM_OWNER_DIAL}", "${CRM_OWNER_RING_TIME}"]
     assert split_args(group.data)[:2] == ["${CRM_RING_GROUP}", "${CRM_RING_GROUP_TIME}"]
     checks = " ".join(p.data for p in route[:owner.index] if p.app == "GotoIf")
     assert '"${DEVICE_STATE(${CRM_OWNER_DEVICE})}" != "NOT_INUSE"' in checks
@@ -570,7 +571,8 @@ def test_the_dialplans_agi_calls_reach_the_hooks_with_the_right_call_deal_and_se
     assert looked_up.agistatus == "SUCCESS"
     assert {name: inbound.variables.get(name) for name in hook_outputs()["incoming"]} == {
         "CRM_STATUS": "FOUND", "CRM_DEAL_ID": str(deal_id), "CRM_CONTACT_ID": str(contact_id),
-        "CRM_CALLER_NAME": "Budi Santoso", "CRM_OWNER_EXTEN": "101"}
+        "CRM_CALLER_NAME": "Budi Santoso", "CRM_OWNER_EXTEN": "101",
+        "CRM_OWNER_DIAL": None}  # sari rings on one device: the dialplan dials its own
 
     # The seller's phone answers: U(pbx-crm-answered^${UNIQUEID}) evaluated on the inbound leg.
     dial = next(p for p in dialplan.priorities("pbx-crm-route") if p.app == "Dial")

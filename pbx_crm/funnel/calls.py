@@ -27,7 +27,7 @@ from ..models import (
 )
 from ..rules.phones import CallerKind, CallerNumber
 from ..people.language import Words
-from ..people.users import user_for_extension
+from ..people.users import device_extensions, user_for_extension
 
 PBX = Actor.system("pbx")
 # How a call ended, as every page and timeline line says it: the one mapping of outcomes to
@@ -62,14 +62,18 @@ class CallerLookup:
     caller_name: str = ""
     owner_extension: str = ""
     owner_id: int | None = None  # the seller behind owner_extension
+    # The devices that ring for owner_extension ("101a,101b"); empty: the extension itself.
+    owner_devices: str = ""
 
 
-def _first_extension(session: Session, user_id: int | None) -> str:
+def _first_extension(session: Session, user_id: int | None) -> tuple[str, str]:
+    """The seller's first extension and its devices ("" and "" for nobody)."""
     if user_id is None:
-        return ""
-    return session.exec(select(UserExtension.extension).join(User)
-                        .where(UserExtension.user_id == user_id, User.active)
-                        .order_by(UserExtension.id)).first() or ""
+        return "", ""
+    found = session.exec(select(UserExtension.extension, UserExtension.devices).join(User)
+                         .where(UserExtension.user_id == user_id, User.active)
+                         .order_by(UserExtension.id)).first()
+    return (found[0], found[1] or "") if found else ("", "")
 
 
 def _lookup_of(session: Session, status: str, call: Call) -> CallerLookup:
@@ -78,10 +82,11 @@ def _lookup_of(session: Session, status: str, call: Call) -> CallerLookup:
     owner_id = deal.owner_id if deal else None
     if owner_id is None and contact is not None:
         owner_id = contact.owner_id
+    extension, devices = _first_extension(session, owner_id)
     return CallerLookup(status=status, deal_id=deal.id if deal else None,
                         contact_id=contact.id if contact else None,
                         caller_name=contact.name if contact else "",
-                        owner_extension=_first_extension(session, owner_id))
+                        owner_extension=extension, owner_devices=devices)
 
 
 _POPPED = core_select(Event.__table__.c.target_user_id).where(
@@ -96,7 +101,7 @@ def _popped_for(session: Session, linkedid: str) -> set[int | None]:
 def _caller_query():
     """One statement for what the dialplan needs about a number: up to two contacts having it
     (two is a conflict), each with its most recent open deal, the seller (the deal's, else the
-    contact's) and that seller's first extension."""
+    contact's) and that seller's first extension, with its devices."""
     contacts, phones, deals = Contact.__table__, ContactPhone.__table__, Deal.__table__
     stages, extensions, users = Stage.__table__, UserExtension.__table__, User.__table__
     open_deal = (core_select(deals.c.id).select_from(deals.join(stages, stages.c.id
@@ -106,14 +111,16 @@ def _caller_query():
                  .correlate(contacts).scalar_subquery())
     deal = deals.alias("open_deal")
     seller = func.coalesce(deal.c.owner_id, contacts.c.owner_id)
-    extension = (core_select(extensions.c.extension)
-                 .select_from(extensions.join(users, users.c.id == extensions.c.user_id))
-                 .where(extensions.c.user_id == seller, users.c.active)
-                 .order_by(extensions.c.id).limit(1).scalar_subquery())
+    def first_extensions(column):
+        return (core_select(column)
+                .select_from(extensions.join(users, users.c.id == extensions.c.user_id))
+                .where(extensions.c.user_id == seller, users.c.active)
+                .order_by(extensions.c.id).limit(1).scalar_subquery())
     # Whether this call is recorded already (a retry), read along: one statement a call.
     recorded = exists().where(Call.__table__.c.uniqueid == bindparam("uniqueid"))
-    return (core_select(contacts.c.id, contacts.c.name, deal.c.id, extension, seller,
-                        recorded.label("recorded"))
+    return (core_select(contacts.c.id, contacts.c.name, deal.c.id,
+                        first_extensions(extensions.c.extension), seller,
+                        first_extensions(extensions.c.devices), recorded.label("recorded"))
             .select_from(phones.join(contacts, contacts.c.id == phones.c.contact_id)
                          .outerjoin(deal, deal.c.id == open_deal))
             .where(phones.c.e164 == bindparam("e164"))
@@ -154,8 +161,9 @@ def lookup_caller(connection, *, uniqueid: str, caller: CallerNumber,
         return CallerLookup(CONFLICT)
     if not rows:
         return CallerLookup(NEW)
-    contact_id, name, deal_id, extension, seller, _recorded = rows[0]
-    owner = dict(owner_extension=extension, owner_id=seller) if extension else {}
+    contact_id, name, deal_id, extension, seller, devices, _recorded = rows[0]
+    owner = dict(owner_extension=extension, owner_id=seller,
+                 owner_devices=devices or "") if extension else {}
     if deal_id is None and create_deals and connection.execute(_CALLS_MAKE_DEALS).first():
         # Known, but nothing open: the recording opens a new deal for them.
         return CallerLookup(NEW, contact_id=contact_id, caller_name=name, **owner)
@@ -306,15 +314,20 @@ def _call_payload(call: Call, lookup: CallerLookup) -> dict:
             "contact_id": lookup.contact_id, "did": call.did}
 
 
-def record_answer(session: Session, *, uniqueid: str, extension: str,
+def record_answer(session: Session, *, uniqueid: str, extension: str, device: str = "",
                   now: datetime | None = None) -> Call | None:
     """The phone at ``extension`` answered the inbound call ``uniqueid``.
 
     The seller becomes the owner of an Unsorted deal (atomically: of two phones answering a
-    ring group at once, one owner); a deal with an owner keeps it.
+    ring group at once, one owner); a deal with an owner keeps it. ``extension`` may name one
+    of an extension's devices (``101b``, read from the answering channel): it answers for
+    that extension's seller, and the call keeps the device.
     """
     now = now or utcnow()
     user = user_for_extension(session, extension)
+    if user is None and (owning := device_extensions(session).get(extension)):
+        device, extension = extension, owning
+        user = user_for_extension(session, extension)
     if user is None:
         # Not a seller's phone (a ring group's Local channel, a queue): the answer that counts
         # is the device's, which the AMI listener or Dial's DIALSTATUS reports.
@@ -325,7 +338,8 @@ def record_answer(session: Session, *, uniqueid: str, extension: str,
     call = _updated_call(session, Call.uniqueid == uniqueid, Call.answered_at.is_(None),
                          Call.direction != CallDirection.OUTBOUND.value,
                          answered_at=now, answered_exten=extension[:32],
-                         answered_by_id=user.id)
+                         answered_device=device[:40] if device and device != extension
+                         else None, answered_by_id=user.id)
     if call is None:
         return find_call(session, uniqueid)  # not recorded, or answered already
     if call.deal_id is not None:

@@ -18,6 +18,12 @@ Choices, kept in one place:
 * The seller's phone is ``<device_technology>/<extension><device_suffix>`` (``PJSIP/101``, or
   ``Local/101@phones`` with the suffix ``@phones``), as the dialplan's ``CRM_DEVICE_TECH`` and
   ``CRM_DEVICE_SUFFIX`` name it.
+* A seller whose extension rings several devices (a desk phone and a softphone, see
+  ``people.users.set_devices``) is rung on all of them, as an inbound call rings them: the
+  Originate's channel is ``Local/<extension>@pbx-crm-devices/n``, a context of the shipped
+  dialplan that dials ``CRM_SELLER_DIAL`` (``PJSIP/101a&PJSIP/101b``, passed as a channel
+  variable). ``/n`` keeps the Local channel in the call, so the hangup handler the outbound
+  route pushes on it runs when the call ends, not when Asterisk optimises the channel away.
 * ``ChannelId`` is chosen here (``crm-<deal>-<random>``) and ``CRM_DEAL_ID`` goes along as a
   channel variable, so the outbound and hangup hooks can tie the call to this deal.
 * The call is recorded here, as an outbound call on the deal under that ChannelId (the seller's
@@ -53,6 +59,7 @@ from ..errors import CrmError, ValidationError
 from ..rules.funnel import Actor, ensure_can_change_deal
 from ..funnel.journal import audit, timeline
 from ..models import Contact, User, UserExtension
+from ..people import users
 from ..people.language import Words
 from ..rules.phones import classify_caller, normalize_number
 
@@ -60,6 +67,8 @@ from ..rules.phones import classify_caller, normalize_number
 # characters (CR/LF) would end the AMI header.
 _NOT_IN_CALLER_NAME = re.compile(r'["<>\\\x00-\x1f\x7f]')
 CALLER_NAME_LIMIT = 40
+# The shipped dialplan's context that rings all of a seller's devices (dialplan/pbx-crm.conf).
+DEVICES_CONTEXT = "pbx-crm-devices"
 
 
 class ClickToCallFailed(CrmError):
@@ -118,7 +127,12 @@ def call_contact(session: Session, actor: Actor, deal_id: int, *, number: str | 
                                   number=e164, name=contact.name, numbers=", ".join(phones),
                                   field="phone")
     extension = _extension_of(session, actor)
+    devices = users.dial_devices(session, extension)
     channel = device_of(settings, extension)
+    variables = {"CRM_DEAL_ID": str(deal.id)}
+    if devices != [extension]:
+        channel = f"Local/{extension}@{DEVICES_CONTEXT}/n"
+        variables["CRM_SELLER_DIAL"] = dial_string(settings, devices)
     dialed = e164.lstrip("+")
     channel_id = f"crm-{deal.id}-{secrets.token_hex(6)}"
     name = _NOT_IN_CALLER_NAME.sub("", contact.name).strip()
@@ -126,7 +140,7 @@ def call_contact(session: Session, actor: Actor, deal_id: int, *, number: str | 
     try:
         result = originate(channel=channel, exten=dialed, context=settings.originate_context,
                            caller_id=f'"{shown}" <{extension}>',
-                           variables={"CRM_DEAL_ID": str(deal.id)}, channel_id=channel_id)
+                           variables=variables, channel_id=channel_id)
     except AmiError as error:
         raise _failure(error, extension) from error
     calls.record_outbound_call(
@@ -150,6 +164,11 @@ def call_contact(session: Session, actor: Actor, deal_id: int, *, number: str | 
 def device_of(settings: Settings, extension: str) -> str:
     """The seller's phone as Originate's ``Channel`` names it."""
     return f"{settings.device_technology}/{extension}{settings.device_suffix}"
+
+
+def dial_string(settings: Settings, devices: list[str]) -> str:
+    """Dial's string for ringing all of ``devices`` at once: ``PJSIP/101a&PJSIP/101b``."""
+    return "&".join(device_of(settings, device) for device in devices)
 
 
 def _extension_of(session: Session, actor: Actor) -> str:
