@@ -214,14 +214,6 @@ def dial_devices(session: Session, extension: str) -> list[str]:
     return _names(devices) or [extension]
 
 
-def extension_of_device(session: Session, device: str) -> str | None:
-    """The extension of an active user that rings ``device``, or the device itself when it
-    is such an extension; None for anything else (a trunk, an IVR)."""
-    if user_for_extension(session, device) is not None:
-        return device
-    return device_extensions(session).get(device)
-
-
 def set_password(session: Session, actor: Actor, login: str, password: str) -> None:
     if actor.user_id is not None and actor.name != login:
         ensure_head(actor, Phrase("change another user's password"))
