@@ -40,6 +40,7 @@ from pbx_crm.config import Address, Settings
 from pbx_crm.db import make_engine, transaction
 from pbx_crm.models import Call, Deal, Event, Stage, Task, TimelineEntry
 from pbx_crm.simulator.ami import FakeAmiServer
+from pbx_crm.simulator.floor_calls import FloorCall, floor_calls
 from pbx_crm.simulator.pbx import (OWNER, CallPlayer, EmulatorLink, SimulatedCall,
                                    random_calls)
 
@@ -274,6 +275,81 @@ def test_random_calls_are_a_believable_mix():
     assert {c.caller[:1] for c in calls if c.caller} == {"0", "+"}
 
 
+# --- the sales floor's other calls: queues, transfers, two devices ---------------------------
+
+NAMES = {"101": "ana", "102": "budi", "103": "citra"}
+
+
+def test_a_ringall_queue_call_is_budis_who_answered_not_the_last_phone_rung(
+        engine, team, phones):
+    played = phones.play(FloorCall("queue", "0813-7700-1122", "TOKO MAJU",
+                                   ("101", "102", "103"), answer="102", talk_seconds=42))
+
+    assert (played.queue, played.dials, played.answered_by) == (
+        "sales", [("101", "102", "103")], "102")
+    # Queue's gosub hook ran the answered hook on budi's leg; the hangup hook ran too.
+    assert set(played.transcripts) == {"incoming", "answered", "hangup"}
+    call = the_call(engine, played.linkedid)
+    assert (call.answered_exten, call.answered_by_id) == ("102", team.budi)
+    deal, _ = deal_of(engine, call)
+    assert deal.owner_id == team.budi
+    assert set(pops(engine, played.linkedid, events.STOPPED_RINGING)) == {team.ana,
+                                                                         team.citra}
+    assert played.describe(NAMES) == (
+        "call from 0813-7700-1122 (TOKO MAJU) [NEW] → queue sales rings ana, budi, citra "
+        "→ answered by budi, 42 s")
+
+
+def test_an_rrmemory_queue_rings_ana_out_then_budi_answers(engine, team, phones):
+    played = phones.play(FloorCall("queue-rrmemory", "0813-7700-1133",
+                                   members=("101", "102", "103")))
+
+    assert (played.queue, played.dials, played.answered_by) == (
+        "sales-rr", [("101",), ("102",)], "102")
+    assert the_call(engine, played.linkedid).answered_by_id == team.budi
+
+
+def test_a_caller_who_gives_up_in_the_queue_is_nobodys_answer(engine, team, phones):
+    played = phones.play(FloorCall("queue-abandoned", "0813-7700-1144",
+                                   members=("101", "102", "103"), ring_seconds=6))
+
+    assert (played.outcome, played.answered_by, played.hold_seconds) == ("abandoned", None, 6)
+    assert "answered" not in played.transcripts
+    call = the_call(engine, played.linkedid)
+    assert (call.answered_at, call.answered_by_id) == (None, None)
+    assert "→ the caller hung up after 6 s in the queue" in played.describe(NAMES)
+
+
+@pytest.mark.parametrize("kind", ["blind-transfer", "attended-transfer"])
+def test_ana_answers_and_transfers_the_caller_to_budi(engine, team, phones, kind):
+    played = phones.play(FloorCall(kind, "0813-7700-1155", members=("101", "102")))
+
+    assert (played.dials, played.answered_by, played.transfer) == (
+        [("101",), ("102",)], "101", (kind.split("-")[0], "101", "102"))
+    call = the_call(engine, played.linkedid)  # one call, whoever talked
+    assert call.answered_at is not None
+    assert team.budi in pops(engine, played.linkedid)  # budi's phone rang for it
+    assert played.describe(NAMES).endswith(
+        f"→ rings ana → answered by ana, 30 s → transferred ({kind.split('-')[0]}) to budi")
+
+
+def test_floor_calls_mix_queues_and_transfers_into_the_ring_group_calls():
+    calls = list(islice(floor_calls(random.Random(1), ring_group=("101", "102", "103"),
+                                    devices={"101": ["101a", "101b"]}), 2000))
+
+    kinds = Counter(getattr(call, "kind", "ring group") for call in calls)
+    assert 0.25 < 1 - kinds["ring group"] / 2000 < 0.35
+    assert set(kinds) == {"ring group", "queue", "queue-rrmemory", "queue-abandoned",
+                          "blind-transfer", "attended-transfer", "two-devices"}
+    assert all(len(set(call.members)) == 2 for call in calls
+               if getattr(call, "kind", "").endswith("transfer"))
+    # Without a seller on two devices there is no such call; at share 0, ring groups only.
+    assert not any(getattr(call, "kind", "") == "two-devices" for call in islice(
+        floor_calls(random.Random(1), ring_group=("101", "102")), 500))
+    assert not any(isinstance(call, FloorCall) for call in islice(
+        floor_calls(random.Random(1), ring_group=("101", "102"), share=0), 500))
+
+
 # --- the commands ----------------------------------------------------------------------------
 
 
@@ -379,7 +455,7 @@ def ami_pops_for_sellers(engine) -> int:
 
 def test_the_demo_rings_calls_through_fastagi_and_ami_until_stopped_like_a_service(
         tmp_path, running):
-    demo = running("--calls-every", "0.3", "--time-scale", "0.005")
+    demo = running("--calls-every", "0.3", "--time-scale", "0.005", "--floor-calls", "0.5")
 
     calls = demo.wait_for(lambda lines: [line for line in lines if line.startswith(
         "call from ")][:2] if sum(line.startswith("call from ") for line in lines) >= 2
@@ -424,12 +500,15 @@ def test_simulate_plays_calls_into_a_running_demo_through_both_paths(tmp_path, r
     engine = demo_database(tmp_path)
     try:
         simulate = subprocess.run(
-            [*command, "--calls", "5", "--rate", "5", "--seed", "3", "--time-scale", "0.005"],
+            [*command, "--calls", "5", "--rate", "5", "--seed", "3", "--time-scale", "0.005",
+             "--floor-calls", "1"],
             cwd="/", env=env, capture_output=True, text=True, timeout=60, check=False)
         assert simulate.returncode == 0, simulate.stderr
         out = simulate.stdout
         assert "AMI: the phones ring through the demo's emulator" in out
         assert len(re.findall(r"^\[\d/5\] call from ", out, re.MULTILINE)) == 5
+        # Every call a queue call, a transfer or ana's two devices (--floor-calls 1).
+        assert len(re.findall(r"→ (queue sales|rings ana on 101a|.* → transferred)", out)) == 5
         summary = out.strip().splitlines()[-1]
         assert re.match(r"5 calls in [\d.]+ s: NEW \d, FOUND \d, ANONYMOUS \d, UNAVAILABLE 0; "
                         r"answered \d, missed \d, busy \d, abandoned \d$", summary), summary

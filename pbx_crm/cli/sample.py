@@ -107,11 +107,14 @@ def _demo_calls(args, settings, engine, fake_ami, out):
     import random
 
     from ..simulator import pbx as simulator
+    from ..simulator.floor_calls import floor_calls
 
     known, names, ring_group = _callers_and_team(engine)
     rng = random.Random()
     player = simulator.CallPlayer(fastagi_target(settings), fake_ami, ring_group=ring_group,
                                   time_scale=args.time_scale)
+    calls = floor_calls(rng, known, ring_group=ring_group, share=args.floor_calls,
+                        devices=_devices(engine))
     lock = threading.Lock()
 
     def show(played) -> None:
@@ -119,8 +122,8 @@ def _demo_calls(args, settings, engine, fake_ami, out):
             print(played.describe(names), file=out, flush=True)
 
     return simulator.CallLoop(
-        player, simulator.random_calls(rng, known, ring_group=ring_group), args.calls_every,
-        on_played=show, ready=lambda: fake_ami.wait_until(lambda: fake_ami.clients > 0, 0.2))
+        player, calls, args.calls_every, on_played=show,
+        ready=lambda: fake_ami.wait_until(lambda: fake_ami.clients > 0, 0.2))
 
 
 def _simulate_hint(args, settings: Settings, engine: Engine) -> str:
@@ -184,6 +187,18 @@ def _callers_and_team(engine: Engine):
     return numbers, names, tuple(sellers[:RING_GROUP_MAX]) or RING_GROUP
 
 
+def _devices(engine: Engine) -> dict[str, list[str]]:
+    """Extension -> the devices that ring for it, for the extensions that have some."""
+    from sqlmodel import select
+
+    from ..models import UserExtension
+
+    with transaction(engine, read_only=True) as session:
+        rows = session.exec(select(UserExtension.extension, UserExtension.devices)
+                            .where(UserExtension.devices.is_not(None)))
+        return {extension: [d for d in devices.split(",") if d] for extension, devices in rows}
+
+
 # --- simulated calls into a running pbx-crm -------------------------------------------------
 
 
@@ -193,6 +208,7 @@ def cmd_simulate(args, settings, engine, out) -> int:
     import time
 
     from ..simulator import pbx as simulator
+    from ..simulator.floor_calls import floor_calls
 
     if args.fastagi:
         settings = settings.replace(fastagi_listen=parse_setting("fastagi_listen", args.fastagi,
@@ -202,7 +218,8 @@ def cmd_simulate(args, settings, engine, out) -> int:
     target = fastagi_target(settings)
     link = _emulator_link(settings, out)
     rng = random.Random(args.seed)
-    calls = list(itertools.islice(simulator.random_calls(rng, known, ring_group=ring_group),
+    calls = list(itertools.islice(floor_calls(rng, known, ring_group=ring_group,
+                                              share=args.floor_calls, devices=_devices(engine)),
                                   args.calls))
     player = simulator.CallPlayer(target, link, did=args.did, ring_group=ring_group,
                                   time_scale=args.time_scale, give_up_unreachable=True)
@@ -272,6 +289,26 @@ def _time_scale_option(parser) -> None:
                              "0 without any wait")
 
 
+def _floor_calls_option(parser) -> None:
+    parser.add_argument("--floor-calls", type=_share, default=0.3, metavar="SHARE",
+                        help="the share of calls that are a sales floor's other calls instead "
+                             "of ring-group calls: queue calls (ringall answered, rrmemory "
+                             "whose first member does not answer, abandoned in the queue), "
+                             "blind and attended transfers, and a seller ringing on two "
+                             "devices when one has them (default 0.3; 0: ring-group calls "
+                             "only; 1: only these)")
+
+
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a share from 0 to 1, got {text!r}")
+    return value
+
+
 def add_seed_demo_simulate(commands) -> None:
     command = add_command(
         commands, "seed", cmd_seed, "fill the database with synthetic data for benchmarks",
@@ -298,7 +335,8 @@ def add_seed_demo_simulate(commands) -> None:
                     "component with an Asterisk emulator in place of a PBX: the AMI listener "
                     "follows it, and a simulated call rings every few seconds through the "
                     "real FastAGI and AMI paths (new callers, known callers ringing their "
-                    "seller first, missed calls, the ring group). It prints the settings "
+                    "seller first, missed calls, the ring group, queue calls, transfers, a "
+                    "seller on two devices). It prints the settings "
                     "`pbx-crm simulate` needs to play more calls into it.")
     command.add_argument("--fresh", action="store_true",
                          help="DELETE the configured SQLite database file first and start "
@@ -311,6 +349,7 @@ def add_seed_demo_simulate(commands) -> None:
                          metavar="SECONDS",
                          help="how often a simulated call rings (default 8)")
     _time_scale_option(command)
+    _floor_calls_option(command)
 
     command = add_command(
         commands, "simulate", cmd_simulate,
@@ -321,7 +360,9 @@ def add_seed_demo_simulate(commands) -> None:
                     "when the CRM names one, then the ring group, and hangs up with the "
                     "dialplan's hangup hook. The callers are a mix of the database's contacts, "
                     "strangers (they land in Unsorted) and withheld numbers; some calls go "
-                    "unanswered. With the AMI settings `pbx-crm demo` prints, the phones also "
+                    "unanswered; some (--floor-calls) wait in a queue, are transferred blind "
+                    "or attended, or ring a seller's two devices. With the AMI settings "
+                    "`pbx-crm demo` prints, the phones also "
                     "ring through the demo's Asterisk emulator, so the AMI listener pops them:"
                     "\n  PBX_CRM_AMI_HOST=... PBX_CRM_AMI_SECRET=... pbx-crm simulate --calls 20 "
                     "--rate 2\nWithout AMI settings, or with a real Asterisk's, only the AGI path "
@@ -336,7 +377,8 @@ def add_seed_demo_simulate(commands) -> None:
     command.add_argument("--did", default="2150001", metavar="NUMBER",
                          help="the number the callers dial (default 2150001)")
     command.add_argument("--ring-group", type=_extensions, metavar="EXT,EXT",
-                         help="the phones of the ring group (default: the active sellers' "
-                              "extensions)")
+                         help="the phones of the ring group and the queue's members "
+                              "(default: the active sellers' extensions)")
     command.add_argument("--fastagi", metavar="HOST:PORT",
                          help="the FastAGI server to call (default: fastagi_listen)")
+    _floor_calls_option(command)

@@ -302,6 +302,8 @@ class CallPlayer:
     # --- one call ---
 
     def play(self, call: SimulatedCall) -> PlayedCall:
+        if not isinstance(call, SimulatedCall):  # a queue call, a transfer (floor_calls)
+            return call.play(self)
         started = time.monotonic()
         trunk, linkedid = self.builder.new_inbound()
         withheld = not call.caller
