@@ -1,220 +1,77 @@
-"""Calls from AMI events: which seller's phone rings, who answered, when the call is over.
+"""Calls from AMI events: which seller's phone rings, who answered, who has the caller, when
+the call is over.
 
 This module owns the call state machine behind the screen-pop. It is pure: no I/O, no threads,
 no clock of its own unless asked, no database. The AMI listener feeds it every event from its
 single dispatcher thread (``tracker.feed(msg)``) and, after each (re)connect, the channel list
 (``tracker.resync(client.core_show_channels())``); what comes back is a list of signals
-(``Ringing``, ``Answered``, ``AnswerIgnored``, ``StoppedRinging``, ``CallEnded``) that the CRM
-side turns into screen-pops, call records and deal events.
+(``Ringing``, ``Answered``, ``AnswerIgnored``, ``StoppedRinging``, ``Transferred``,
+``CallEnded``, in ``call_signals``) that the CRM side turns into screen-pops, call records and
+deal events.
 
 The rules come from Asterisk's own behaviour, recorded in the capture set: a call is grouped by
-``Linkedid`` (uniqueids are opaque strings); a seller's phone rings when a ``DialBegin`` to one
-of its channels is followed by ``Newstate`` 5 / ``DialState RINGING`` (in either order, as the
-order between channels varies); ``DialEnd`` says ANSWER, CANCEL, NOANSWER or BUSY; the call is
-over when its last channel hangs up (counting channels works for trunks, where the first
-channel is the inbound leg, and for Local test calls, where it is not). Dial events without a
-``Channel`` header belong to an Originate, not to a call leg, and are ignored. A channel's
-``Cdr`` event (cdr_manager; it comes just before that channel's ``Hangup``) gives Asterisk's
-own count of the talk, ``BillableSeconds``, which the call's end carries.
+``Linkedid`` (uniqueids are opaque strings; transferred legs keep the call's Linkedid); a
+seller's phone rings when a ``DialBegin`` to one of its channels is followed by ``Newstate`` 5 /
+``DialState RINGING`` (in either order, as the order between channels varies); ``DialEnd``
+says ANSWER, CANCEL, NOANSWER or BUSY, once per leg that counts (app_queue repeats it: the first
+one per ``DestUniqueid`` wins); the call is over when its last channel hangs up (counting
+channels works for trunks, where the first channel is the inbound leg, and for Local test
+calls, where it is not). Dial events without a ``Channel`` header belong to an Originate, not to
+a call leg: they pop nothing, but a seller's own phone rung that way (click-to-call) is one of
+the call's legs. A channel's ``Cdr`` event (cdr_manager) gives Asterisk's own count of the talk,
+``BillableSeconds``, per segment of the inbound leg; it may come after the call's last
+``Hangup``, so the queue's ``AgentComplete`` count and the tracker's clock stand in for it.
+
+Queues (app_queue): ``QueueCallerJoin`` names the queue; the member whose leg connected owns the
+call (``DialEnd ANSWER``, ``AgentConnect``), never the last one rung; ``AgentConnect`` and
+``AgentRingNoAnswer`` give ring times (the latter in milliseconds), ``QueueCallerAbandon`` the
+caller's wait when nobody answered. Transfers: after ``BlindTransfer`` the next seller to answer
+the caller takes the call; ``AttendedTransfer`` names a helper ``Local`` channel as the target,
+and the seller is the one that channel's other half dialed and who answered it.
 """
 
 from __future__ import annotations
 
-import re
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
 
-from ..rules.phones import WITHHELD_WORDS
+from .call_state import CallState, ExtensionState, LegRecord, local_base, seconds_of
+from .call_state import talk_by as call_talk_by
+from .call_signals import (
+    DEFAULT_PHONE_CONTEXTS,
+    Answered,
+    AnswerIgnored,
+    CallEnded,
+    DeviceMap,
+    Leg,
+    Ringing,
+    Signal,
+    StoppedRinging,
+    Transferred,
+    caller_name,
+    caller_number,
+    channel_device,
+)
 
-DEFAULT_PHONE_CONTEXTS = ("phones", "from-queue", "from-internal")
+__all__ = [
+    "DEFAULT_PHONE_CONTEXTS", "IDLE_TIMEOUT", "Answered", "AnswerIgnored", "CallEnded",
+    "CallTracker", "DeviceMap", "Leg", "Ringing", "Signal", "StoppedRinging", "Transferred",
+    "caller_name", "caller_number",
+]
+
 IDLE_TIMEOUT = 2 * 3600.0  # a call with no event for this long is dropped as "expired"
 RINGING, UP = "5", "6"  # AMI ChannelState values
-
-# "<endpoint>-0000001a" / "<exten>@<context>-0000001a;2", and masquerade tags like "<ZOMBIE>".
-_CHANNEL_NAME = re.compile(r"^(?P<tech>[^/]+)/(?P<base>.*?)(?:-[0-9a-fA-F]{8})?(?:;[12])?(?:<.*>)?$")
-_DEVICE_TECHS = frozenset({"PJSIP", "SIP", "IAX2"})
-
-
-def caller_number(value: str | None) -> str:
-    """A caller number as AMI shows it, with withheld and missing numbers as ``""``."""
-    value = (value or "").strip()
-    return "" if value.lower() in WITHHELD_WORDS else value
-
-
-def caller_name(value: str | None) -> str:
-    value = (value or "").strip()
-    return "" if value == "<unknown>" else value
-
-
-class DeviceMap:
-    """Which seller extension a channel name belongs to, or ``None`` (trunks, IVRs, ...).
-
-    * ``PJSIP/<endpoint>-0000000a`` and ``SIP/<peer>-...``: with ``endpoints`` (a mapping from
-      endpoint name to extension, from configuration) only mapped endpoints count, so the trunk
-      endpoint is never taken for a phone. Without it, the endpoint name is the extension:
-      good for a demo PBX whose endpoints are named after extensions, not for production.
-    * ``Local/<exten>@<context>-0000000a;1|;2``: ``<exten>`` when ``<context>`` is one of
-      ``phone_contexts`` (queue members are ``Local/<ext>@from-queue/n``).
-    * ``extensions``, if given, is the set of seller extensions: anything else is not a device.
-
-    Nothing is guessed from a number's length (the classic connector bug).
-    """
-
-    def __init__(
-        self,
-        endpoints: Mapping[str, str] | None = None,
-        *,
-        extensions: Collection[str] | None = None,
-        phone_contexts: Iterable[str] = DEFAULT_PHONE_CONTEXTS,
-    ):
-        self.endpoints = dict(endpoints) if endpoints is not None else None
-        self.extensions = frozenset(extensions) if extensions is not None else None
-        self.phone_contexts = frozenset(phone_contexts)
-        self._cache: dict[str, str | None] = {}
-
-    def __call__(self, channel: str | None) -> str | None:
-        if not channel:
-            return None
-        try:
-            return self._cache[channel]
-        except KeyError:
-            pass
-        extension = self._lookup(channel)
-        if len(self._cache) > 4096:  # channel names never repeat: keep the cache small
-            self._cache.clear()
-        self._cache[channel] = extension
-        return extension
-
-    def _lookup(self, channel: str) -> str | None:
-        match = _CHANNEL_NAME.match(channel)
-        if not match:
-            return None
-        tech, base = match["tech"].upper(), match["base"]
-        if tech in _DEVICE_TECHS:
-            extension = base if self.endpoints is None else self.endpoints.get(base)
-        elif tech == "LOCAL":
-            exten, _, context = base.partition("@")
-            extension = exten if context in self.phone_contexts else None
-        else:
-            return None
-        if not extension or (self.extensions is not None and extension not in self.extensions):
-            return None
-        return extension
-
-
-# --- signals ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Ringing:
-    """A seller's phone started ringing: pop the caller's card in that seller's browser."""
-
-    linkedid: str
-    extension: str
-    caller_number: str  # "" when withheld or missing
-    caller_name: str
-    dest_uniqueid: str  # the ringing leg
-    inbound_uniqueid: str = ""  # the leg that dialed: the AGI hooks' agi_uniqueid
-
-
-@dataclass(frozen=True, slots=True)
-class Answered:
-    """The first phone to answer this call: that seller now owns it."""
-
-    linkedid: str
-    extension: str
-    dest_uniqueid: str
-    caller_number: str = ""
-    caller_name: str = ""
-    inbound_uniqueid: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class AnswerIgnored:
-    """Another phone answered after the owner did (two pick-ups "at once"); the owner stays."""
-
-    linkedid: str
-    extension: str
-    owner: str
-    dest_uniqueid: str
-
-
-@dataclass(frozen=True, slots=True)
-class StoppedRinging:
-    """A phone stopped ringing without answering: close its pop.
-
-    ``status`` is the DialStatus (CANCEL for the losers of a ring group or when the caller gave
-    up, NOANSWER, BUSY, CHANUNAVAIL...), ``HANGUP`` if the leg vanished without a DialEnd, and
-    ``UNKNOWN`` when the call ended or disappeared while we were disconnected. ``rang`` is
-    False when the phone never rang at all (BUSY): there was no ``Ringing`` before it.
-    """
-
-    linkedid: str
-    extension: str
-    status: str
-    dest_uniqueid: str
-    rang: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class CallEnded:
-    """The call's last channel hung up (``reason="hangup"``), it was gone from the channel
-    list at a resync (``"gone"``), or it had no event for two hours (``"expired"``)."""
-
-    linkedid: str
-    owner: str | None  # the extension that answered, if any
-    caller_number: str
-    caller_name: str
-    dialed: tuple[str, ...]  # every seller extension dialed, in order
-    reason: str = "hangup"
-    inbound_uniqueid: str = ""
-    # Seconds of conversation as the PBX's CDR bills them (None: no answered CDR seen).
-    talk_seconds: int | None = None
-    # How the last Dial to something other than a seller's phone ended (ANSWER, NOANSWER...):
-    # the outcome of a seller's own call out, such as a click-to-call.
-    dial_status: str = ""
-
-
-Signal = Ringing | Answered | AnswerIgnored | StoppedRinging | CallEnded
-
-
-# --- state --------------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class _Extension:
-    """One seller extension within one call: its dialed legs still in progress."""
-
-    legs: set[str] = field(default_factory=set)
-    ringing: bool = False  # Ringing was emitted for the current ring episode
-    answered: bool = False
-
-
-@dataclass(slots=True)
-class _Call:
-    linkedid: str
-    last_seen: float
-    channels: dict[str, str | None] = field(default_factory=dict)  # open: uniqueid -> state
-    hung_up: set[str] = field(default_factory=set)
-    legs: dict[str, str] = field(default_factory=dict)  # dialed device leg -> extension
-    extensions: dict[str, _Extension] = field(default_factory=dict)
-    dialed: list[str] = field(default_factory=list)
-    owner: str | None = None
-    caller_number: str = ""
-    caller_name: str = ""
-    caller_known: bool = False  # set by the first dial to a phone, which comes from the caller
-    inbound_uniqueid: str = ""
-    talk_seconds: int | None = None
-    dial_status: str = ""
+OUTCOMES = {"ANSWER": "answered", "CANCEL": "cancelled", "NOANSWER": "noanswer", "BUSY": "busy"}
 
 
 class CallTracker:
     """Feed it AMI events; it answers with the signals the CRM acts on.
 
     ``device_extension`` maps a channel name to a seller extension: a ``DeviceMap`` (default:
-    ``DeviceMap()``), a plain mapping of endpoint names to extensions, or any callable.
+    ``DeviceMap()``), a plain mapping of endpoint names to extensions, or any callable (the
+    device name is then read from the channel name itself). ``now`` passed to ``feed`` is the
+    clock that times rings and talk when the PBX gives no count of its own.
     Not thread-safe: feed and resync it from one thread (the AMI client's dispatcher thread
     runs both ``on_event`` and ``on_connect``).
     """
@@ -232,9 +89,13 @@ class CallTracker:
         elif isinstance(device_extension, Mapping):
             device_extension = DeviceMap(device_extension)
         self._device = device_extension
+        self._device_name = getattr(device_extension, "device", None) or (
+            lambda channel: channel_device(channel) if self._device(channel) else None)
+        self._seller = getattr(device_extension, "seller", None) or (
+            lambda exten: self._device(f"PJSIP/{exten}") if exten else None)
         self._idle_timeout = idle_timeout
         self._clock = clock
-        self._calls: dict[str, _Call] = {}
+        self._calls: dict[str, CallState] = {}
         # Linkedids of finished calls, so a straggling event cannot reopen one (bounded).
         self._ended: OrderedDict[str, None] = OrderedDict()
         self._ended_memory = ended_memory
@@ -246,6 +107,11 @@ class CallTracker:
             "Newstate": self._newstate,
             "Newchannel": self._caller_id_update,
             "NewCallerid": self._caller_id_update,
+            "QueueCallerJoin": self._queue_join,
+            "QueueCallerAbandon": self._queue_abandon,
+            "AgentConnect": self._agent_connect,
+            "AgentRingNoAnswer": self._agent_ring_no_answer,
+            "AgentComplete": self._agent_complete,
         }
 
     # --- public ---
@@ -272,13 +138,19 @@ class CallTracker:
         if event == "Cdr":  # no Linkedid: found by its channel's UniqueID
             self._cdr(msg)
             return signals
-        # No Linkedid: Cdr, Bridge*, OriginateResponse, and the Originate's own Dial* events.
+        if event in ("BlindTransfer", "AttendedTransfer"):  # Linkedids of each party instead
+            self._transfer_event(msg, now, signals)
+            return signals
+        if event in ("DialBegin", "DialEnd") and "Channel" not in msg:
+            self._originate_dial(msg, now)
+            return signals
+        # No Linkedid: Cdr, Bridge*, OriginateResponse, and the Originate's own DialState.
         linkedid = msg.get("Linkedid")
         if linkedid is None or linkedid in self._ended:
             return signals
         call = self._calls.get(linkedid)
         if call is None:
-            call = self._calls[linkedid] = _Call(linkedid, now)
+            call = self._calls[linkedid] = CallState(linkedid, now)
         call.last_seen = now
         uniqueid = msg.get("Uniqueid")
         if event == "Hangup":
@@ -310,12 +182,13 @@ class CallTracker:
                 snapshot.setdefault(row["Linkedid"], []).append(row)
         signals: list[Signal] = []
         for linkedid in [known for known in self._calls if known not in snapshot]:
+            self._calls[linkedid].last_seen = now
             self._end(self._calls[linkedid], "gone", signals)
         for linkedid, rows in snapshot.items():
             self._ended.pop(linkedid, None)  # still up after all: track it again
             call = self._calls.get(linkedid)
             if call is None:
-                call = self._calls[linkedid] = _Call(linkedid, now)
+                call = self._calls[linkedid] = CallState(linkedid, now)
             call.last_seen = now
             present = {row["Uniqueid"]: row for row in rows}
             for uniqueid, row in present.items():
@@ -335,8 +208,8 @@ class CallTracker:
                         self._rings(call, uniqueid, signals)
                     elif state == UP:
                         self._answer(call, uniqueid, signals)
-                elif state == RINGING:  # started ringing while we were away
-                    self._add_leg(call, uniqueid, extension)
+                elif state == RINGING and uniqueid not in call.records:  # rang while we were away
+                    self._add_leg(call, uniqueid, extension, row.get("Channel"))
                     self._rings(call, uniqueid, signals)
         return signals
 
@@ -348,29 +221,33 @@ class CallTracker:
 
     # --- event handlers ---
 
-    def _dial_begin(self, call: _Call, msg, signals: list[Signal]) -> None:
+    def _dial_begin(self, call: CallState, msg, signals: list[Signal]) -> None:
         dest, dest_channel = msg.get("DestUniqueid"), msg.get("DestChannel")
-        if not dest or not dest_channel or "Channel" not in msg:
+        if not dest or not dest_channel:
             return
         if dest not in call.hung_up and dest not in call.channels:
             call.channels[dest] = msg.get("DestChannelState")
         extension = self._device(dest_channel)
-        if extension is None:
+        if extension is None or dest in call.records:
             return
         if not call.caller_known:
             # The first dial to a phone comes from the inbound leg: its caller ID is the
             # caller's. Later hops (Local ;2 -> PJSIP, transfers) keep it.
-            call.caller_known = True
-            call.inbound_uniqueid = msg.get("Uniqueid") or ""
-            call.caller_number = caller_number(msg.get("CallerIDNum")) or caller_number(
-                msg.get("DestConnectedLineNum"))
-            call.caller_name = caller_name(msg.get("CallerIDName")) or caller_name(
-                msg.get("DestConnectedLineName"))
-        self._add_leg(call, dest, extension)
+            self._caller_is(call, msg)
+        self._add_leg(call, dest, extension, dest_channel)
         if msg.get("DestChannelState") == RINGING or call.channels.get(dest) == RINGING:
             self._rings(call, dest, signals)
 
-    def _caller_id_update(self, call: _Call, msg, signals: list[Signal]) -> None:
+    def _caller_is(self, call: CallState, msg) -> None:
+        """The channel of ``msg`` is the caller's (the inbound leg)."""
+        call.caller_known = True
+        call.inbound_uniqueid = msg.get("Uniqueid") or ""
+        call.caller_number = caller_number(msg.get("CallerIDNum")) or caller_number(
+            msg.get("DestConnectedLineNum"))
+        call.caller_name = caller_name(msg.get("CallerIDName")) or caller_name(
+            msg.get("DestConnectedLineName"))
+
+    def _caller_id_update(self, call: CallState, msg, signals: list[Signal]) -> None:
         """Until a phone is dialed, the first channel's caller ID stands for the caller (a call
         that never reaches a phone still ends with its number)."""
         if not call.caller_known and msg.get("Uniqueid") == call.linkedid:
@@ -378,50 +255,69 @@ class CallTracker:
             if number:
                 call.caller_number, call.caller_name = number, caller_name(msg.get("CallerIDName"))
 
-    def _newstate(self, call: _Call, msg, signals: list[Signal]) -> None:
+    def _newstate(self, call: CallState, msg, signals: list[Signal]) -> None:
         uniqueid = msg.get("Uniqueid")
         if msg.get("ChannelState") == RINGING and uniqueid in call.legs:
             self._rings(call, uniqueid, signals)
 
-    def _dial_state(self, call: _Call, msg, signals: list[Signal]) -> None:
+    def _dial_state(self, call: CallState, msg, signals: list[Signal]) -> None:
         dest = msg.get("DestUniqueid")
         if msg.get("DialStatus") == "RINGING" and dest in call.legs:
             self._rings(call, dest, signals)
 
-    def _dial_end(self, call: _Call, msg, signals: list[Signal]) -> None:
+    def _dial_end(self, call: CallState, msg, signals: list[Signal]) -> None:
         dest = msg.get("DestUniqueid")
-        if not dest or "Channel" not in msg:
+        if not dest:
             return
         if dest not in call.legs:
+            if dest in call.records:
+                return  # this leg already ended: app_queue's second DialEnd, the first one wins
             extension = self._device(msg.get("DestChannel"))
             if extension is None:
                 call.dial_status = msg.get("DialStatus") or ""  # a trunk, a ring group...
                 return
-            self._add_leg(call, dest, extension)  # its DialBegin came before a resync
+            self._add_leg(call, dest, extension, msg.get("DestChannel"))  # dialed before a resync
         if msg.get("DialStatus") == "ANSWER":
+            call.answered_via[local_base(msg.get("Channel"))] = (
+                call.legs[dest], dest, call.devices.get(dest, ""))
             self._answer(call, dest, signals)
         else:
             self._stops(call, dest, msg.get("DialStatus") or "UNKNOWN", signals)
 
+    def _originate_dial(self, msg, now: float) -> None:
+        """An Originate ringing a seller's own phone (click-to-call): no pop, but a leg."""
+        call = self._calls.get(msg.get("DestLinkedid") or "")
+        dest = msg.get("DestUniqueid")
+        if call is None or not dest:
+            return
+        call.last_seen = now
+        record = call.records.get(dest)
+        if msg.get("Event") == "DialBegin":
+            extension = self._device(msg.get("DestChannel"))
+            if extension is not None and record is None:
+                record = LegRecord(extension, self._device_name(msg.get("DestChannel")) or "",
+                                    rang_at=now)
+                call.records[dest] = record
+                call.rung.append(record)
+        elif record is not None and not record.outcome:
+            record.outcome = OUTCOMES.get(msg.get("DialStatus") or "", "unknown")
+            record.ended_at = now
+
     def _cdr(self, msg) -> None:
-        """The talk of an answered call as Asterisk bills it: the CDR of the channel that
-        dialed the seller who answered (the inbound leg, or a ring group's Local half); on a
-        call no seller answered (a seller's own call out), the CDR of its first channel."""
-        uniqueid, seconds = msg.get("UniqueID"), msg.get("BillableSeconds") or ""
-        if (msg.get("Disposition") != "ANSWERED" or not seconds.isdigit()
-                or not msg.get("DestinationChannel")):
+        """A segment of talk as Asterisk bills it: which channel dialed whom, for how long."""
+        uniqueid, seconds = msg.get("UniqueID"), seconds_of(msg.get("BillableSeconds"))
+        peer = msg.get("DestinationChannel")
+        if msg.get("Disposition") != "ANSWERED" or seconds is None or not peer:
             return
         call = next((call for call in self._calls.values() if uniqueid in call.channels), None)
         if call is None:
             return
-        if call.owner is not None:
-            if self._device(msg.get("DestinationChannel")) != call.owner:
-                return  # a segment with someone else (an IVR, a ring group's Local leg)
-        elif uniqueid != call.linkedid:
-            return
-        call.talk_seconds = int(seconds)
+        call.cdrs.append((uniqueid, peer, seconds))
+        if uniqueid == call.linkedid:
+            call.own_talk = seconds
 
-    def _hangup(self, call: _Call, uniqueid: str | None, status: str, signals: list[Signal]) -> None:
+    def _hangup(self, call: CallState, uniqueid: str | None, status: str,
+                signals: list[Signal]) -> None:
         if uniqueid:
             call.channels.pop(uniqueid, None)
             call.hung_up.add(uniqueid)
@@ -430,57 +326,176 @@ class CallTracker:
         if not call.channels:
             self._end(call, "hangup", signals)
 
+    # --- queues (app_queue) ---
+
+    def _queue_join(self, call: CallState, msg, signals: list[Signal]) -> None:
+        call.queue = msg.get("Queue") or call.queue
+        if not call.caller_known:  # the caller's own channel waits in the queue
+            self._caller_is(call, msg)
+
+    def _queue_abandon(self, call: CallState, msg, signals: list[Signal]) -> None:
+        call.abandoned = call.owner is None
+        call.hold_seconds = seconds_of(msg.get("HoldTime"))
+
+    def _agent_connect(self, call: CallState, msg, signals: list[Signal]) -> None:
+        """The member whose leg the queue connected: normally its DialEnd ANSWER came first."""
+        dest = msg.get("DestUniqueid") or ""
+        call.hold_seconds = seconds_of(msg.get("HoldTime"))
+        if dest in call.legs:
+            self._answer(call, dest, signals)
+        record = call.records.get(dest)
+        if record is not None and seconds_of(msg.get("RingTime")) is not None:
+            record.queue_ring = float(seconds_of(msg.get("RingTime")))
+
+    def _agent_ring_no_answer(self, call: CallState, msg, signals: list[Signal]) -> None:
+        record = call.records.get(msg.get("DestUniqueid") or "")
+        milliseconds = seconds_of(msg.get("RingTime"))  # this one counts in milliseconds
+        if record is not None and milliseconds is not None:
+            record.queue_ring = milliseconds / 1000
+
+    def _agent_complete(self, call: CallState, msg, signals: list[Signal]) -> None:
+        record = call.records.get(msg.get("DestUniqueid") or "")
+        talk = seconds_of(msg.get("TalkTime"))
+        if record is not None and talk is not None:
+            call.queue_talk[record.extension] = call.queue_talk.get(record.extension, 0) + talk
+        if call.hold_seconds is None:
+            call.hold_seconds = seconds_of(msg.get("HoldTime"))
+
+    # --- transfers ---
+
+    def _transfer_event(self, msg, now: float, signals: list[Signal]) -> None:
+        linkedid = (msg.get("TransfereeLinkedid") or msg.get("TransfererLinkedid")
+                    or msg.get("OrigTransfererLinkedid") or "")
+        call = self._calls.get(linkedid)
+        if call is None or msg.get("Result") != "Success":
+            return
+        call.last_seen = now
+        if msg.get("Event") == "BlindTransfer":
+            call.blind_pending = True
+            call.blind_from = self._device(msg.get("TransfererChannel")) or call.owner
+            self._stop_talk(call, now)  # the transferer is off the call
+            return
+        transferer = (self._device(msg.get("OrigTransfererChannel"))
+                      or self._device(msg.get("SecondTransfererChannel")) or call.owner)
+        target = msg.get("TransferTargetChannel") or ""
+        found = call.answered_via.get(local_base(target))
+        if found is None:
+            leg = msg.get("TransferTargetUniqueid") or ""
+            extension = self._device(target)
+            device = self._device_name(target) or "" if extension else ""
+            if extension is None:
+                extension = self._seller(msg.get("TransferTargetExten"))
+                device = msg.get("TransferTargetExten") or "" if extension else ""
+            if extension is None:
+                return  # the caller went to something that is not a seller's phone
+            found = (extension, leg, device)
+        call.helpers[target] = found[0]
+        self._transfer(call, transferer, *found, "attended", signals)
+
+    def _transfer(self, call: CallState, transferer: str | None, extension: str, leg: str,
+                  device: str, kind: str, signals: list[Signal]) -> None:
+        if extension == call.owner:
+            return
+        call.owner = extension
+        self._start_talk(call, extension)
+        signals.append(Transferred(call.linkedid, transferer, extension, kind, leg,
+                                   call.inbound_uniqueid, call.caller_number, call.caller_name,
+                                   device))
+
     # --- transitions ---
 
-    def _add_leg(self, call: _Call, uniqueid: str, extension: str) -> None:
+    def _add_leg(self, call: CallState, uniqueid: str, extension: str, channel: str | None) -> None:
         call.legs[uniqueid] = extension
+        call.devices[uniqueid] = self._device_name(channel) or ""
         state = call.extensions.get(extension)
-        if state is None:
-            state = call.extensions[extension] = _Extension()
-        elif not state.legs:  # a new ring episode for this extension (queue retry, transfer)
-            state.ringing = state.answered = False
+        if state is None or not state.legs:  # a new ring episode (queue retry, transfer)
+            record = LegRecord(extension)
+            call.rung.append(record)
+            if state is None:
+                state = call.extensions[extension] = ExtensionState(record)
+            else:
+                state.record, state.ringing, state.answered = record, False, False
         state.legs.add(uniqueid)
+        call.records[uniqueid] = state.record
         if extension not in call.dialed:
             call.dialed.append(extension)
 
-    def _rings(self, call: _Call, uniqueid: str, signals: list[Signal]) -> None:
+    def _rings(self, call: CallState, uniqueid: str, signals: list[Signal]) -> None:
         extension = call.legs[uniqueid]
         state = call.extensions[extension]
         if state.ringing or state.answered or uniqueid not in state.legs:
             return  # one Ringing per extension per ring episode, whatever the number of hops
         state.ringing = True
+        device = call.devices.get(uniqueid, "")
+        record = state.record
+        record.device = record.device or device
+        if record.rang_at is None:
+            record.rang_at = call.last_seen
         signals.append(Ringing(call.linkedid, extension, call.caller_number, call.caller_name,
-                               uniqueid, call.inbound_uniqueid))
+                               uniqueid, call.inbound_uniqueid, device, call.queue))
 
-    def _answer(self, call: _Call, uniqueid: str, signals: list[Signal]) -> None:
+    def _answer(self, call: CallState, uniqueid: str, signals: list[Signal]) -> None:
         extension = call.legs.pop(uniqueid)
         state = call.extensions[extension]
         state.legs.discard(uniqueid)
         if state.answered:
             return  # the same phone seen through another hop (Local ;1 after PJSIP)
         state.answered, state.ringing = True, False
-        if call.owner is None:
+        device = call.devices.get(uniqueid, "")
+        record = state.record
+        record.outcome, record.ended_at = "answered", call.last_seen
+        record.device = device or record.device
+        if call.blind_pending and extension != call.owner:
+            call.blind_pending = False
+            self._transfer(call, call.blind_from, extension, uniqueid, device, "blind", signals)
+        elif call.owner is None:
             call.owner = extension
+            self._start_talk(call, extension)
             signals.append(Answered(call.linkedid, extension, uniqueid, call.caller_number,
-                                    call.caller_name, call.inbound_uniqueid))
+                                    call.caller_name, call.inbound_uniqueid, device, call.queue))
         elif call.owner != extension:
             signals.append(AnswerIgnored(call.linkedid, extension, call.owner, uniqueid))
 
-    def _stops(self, call: _Call, uniqueid: str, status: str, signals: list[Signal]) -> None:
+    def _stops(self, call: CallState, uniqueid: str, status: str, signals: list[Signal]) -> None:
         extension = call.legs.pop(uniqueid)
         state = call.extensions[extension]
         state.legs.discard(uniqueid)
         if state.legs or state.answered:
             return  # another hop of this phone is still dialing, or it answered
+        record = state.record
+        record.outcome = OUTCOMES.get(status, "unknown")
+        record.ended_at = call.last_seen
+        record.device = record.device or call.devices.get(uniqueid, "")
         signals.append(StoppedRinging(call.linkedid, extension, status, uniqueid, state.ringing))
         state.ringing = False
 
-    def _end(self, call: _Call, reason: str, signals: list[Signal]) -> None:
+    def _start_talk(self, call: CallState, extension: str) -> None:
+        self._stop_talk(call, call.last_seen)
+        call.talking = (extension, call.last_seen)
+        if extension not in call.talkers:
+            call.talkers.append(extension)
+
+    @staticmethod
+    def _stop_talk(call: CallState, now: float) -> None:
+        if call.talking is not None:
+            extension, since = call.talking
+            call.clock_talk[extension] = call.clock_talk.get(extension, 0.0) + max(0.0, now - since)
+            call.talking = None
+
+    def _end(self, call: CallState, reason: str, signals: list[Signal]) -> None:
         for uniqueid in list(call.legs):
             self._stops(call, uniqueid, "UNKNOWN", signals)
-        signals.append(CallEnded(call.linkedid, call.owner, call.caller_number, call.caller_name,
-                                 tuple(call.dialed), reason, call.inbound_uniqueid,
-                                 call.talk_seconds, call.dial_status))
+        self._stop_talk(call, call.last_seen)
+        talk_by, counted = call_talk_by(call, self._device)
+        if call.talkers:
+            talk_seconds = sum(seconds for _, seconds in talk_by) if counted else None
+        else:
+            talk_seconds = call.own_talk
+        signals.append(CallEnded(
+            call.linkedid, call.owner, call.caller_number, call.caller_name, tuple(call.dialed),
+            reason, call.inbound_uniqueid, talk_seconds, call.dial_status,
+            legs=tuple(record.leg() for record in call.rung), queue=call.queue,
+            hold_seconds=call.hold_seconds, abandoned=call.abandoned, talk_by=talk_by))
         del self._calls[call.linkedid]
         self._ended[call.linkedid] = None
         while len(self._ended) > self._ended_memory:
@@ -492,7 +507,7 @@ class CallTracker:
         for call in [call for call in self._calls.values() if call.last_seen < deadline]:
             self._end(call, "expired", signals)
 
-    def _caller_from_snapshot(self, call: _Call, rows: list) -> None:
+    def _caller_from_snapshot(self, call: CallState, rows: list) -> None:
         """The caller of a call first seen in a channel list: the first non-phone channel's
         caller ID (the inbound leg), else what a ringing phone shows as connected line."""
         ordered = sorted(rows, key=lambda row: row["Uniqueid"] != call.linkedid)
