@@ -52,6 +52,8 @@ def test_the_demo_fills_every_stage_and_prints_the_board_and_logins(run, engine)
         contacts = session.exec(select(Contact)).all()
     assert team == {"head": ("head", []), "ana": ("seller", ["101"]),
                     "budi": ("seller", ["102"]), "citra": ("seller", ["103"])}
+    with transaction(engine) as session:  # ana's desk phone and softphone ring for 101
+        assert users.devices_of_extensions(session) == {"101": ["101a", "101b"]}
     per_stage = Counter(deal.stage_id for deal in all_deals)
     assert all(per_stage[stage.id] >= 1 for stage in stages)
     unsorted = next(s for s in stages if s.is_unsorted)

@@ -333,6 +333,24 @@ def test_ana_answers_and_transfers_the_caller_to_budi(engine, team, phones, kind
         f"→ rings ana → answered by ana, 30 s → transferred ({kind.split('-')[0]}) to budi")
 
 
+def test_ana_rings_on_two_devices_and_answers_on_her_softphone(engine, team, phones):
+    from pbx_crm.people import users
+
+    with transaction(engine) as session:
+        users.set_devices(session, team.actors["hana"], team.ana, "101", ["101a", "101b"])
+    phones.listener.refresh_devices()
+
+    played = phones.play(FloorCall("two-devices", "0813-7700-1166",
+                                   devices=("101", ("101a", "101b"))))
+
+    assert (played.answered_by, played.device) == ("101", "101b")
+    call = the_call(engine, played.linkedid)
+    assert call.answered_by_id == team.ana
+    assert [user for user in pops(engine, played.linkedid) if user] == [team.ana]
+    assert played.describe(NAMES).endswith("→ rings ana on 101a, 101b → answered by ana "
+                                           "on 101b, 30 s")
+
+
 def test_floor_calls_mix_queues_and_transfers_into_the_ring_group_calls():
     calls = list(islice(floor_calls(random.Random(1), ring_group=("101", "102", "103"),
                                     devices={"101": ["101a", "101b"]}), 2000))

@@ -43,6 +43,7 @@ TEAM = [("head", "Dewi Lestari", Role.HEAD, ()),
         ("ana", "Ana Wijaya", Role.SELLER, ("101",)),
         ("budi", "Budi Santoso", Role.SELLER, ("102",)),
         ("citra", "Citra Kusuma", Role.SELLER, ("103",))]
+TWO_DEVICES = ["101a", "101b"]  # the devices that ring for ana's extension
 
 # name, company, phones as people type them, email
 CONTACTS = [
@@ -178,6 +179,8 @@ def _create(session, settings: Settings, password: str, now: datetime) -> None:
     team = {login: users.create_user(session, ADMIN, login=login, name=name, password=password,
                                      role=role.value, extensions=extensions)
             for login, name, role, extensions in TEAM}
+    # Ana answers on a desk phone or a softphone: both ring for 101 (the demo plays such calls).
+    users.set_devices(session, ADMIN, team["ana"].id, "101", TWO_DEVICES)
     sellers = [Actor.of(user) for user in team.values() if user.role == Role.SELLER.value]
     people = [contacts.create_contact(session, ADMIN, name=name, company=company, phones=phones,
                                       email=email, region=region)
