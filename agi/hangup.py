@@ -3,6 +3,10 @@
 Dialplan: ``Set(CHANNEL(hangup_handler_push)=pbx-crm-hangup,s,1)`` before Dial; the handler runs
 ``AGI(agi://127.0.0.1:4573/hangup,${UNIQUEID},${DIALSTATUS},${HANGUPCAUSE},${ANSWEREDTIME})``
 on the dead channel (SET VARIABLE still works there; nothing else is needed).
+
+After ``Queue()`` DIALSTATUS (and QUEUESTATUS) are unset in this handler, whether a member
+answered or the caller gave up: the call counts as answered when an answer was recorded (the
+``answered`` hook, run by Queue's gosub, or the AMI listener), never from the empty status.
 """
 
 from pbx_crm.funnel import calls

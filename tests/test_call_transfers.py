@@ -14,6 +14,7 @@ from sqlmodel import select
 from factories import at, make_contact, make_deal, make_pipeline, make_user, timeline_of
 from pbx_crm.funnel import call_legs, calls, events, transfers
 from pbx_crm.models import Deal, Event
+from pbx_crm.people.language import Words, catalog
 from pbx_crm.rules.phones import ExtensionPlan, classify_caller
 
 
@@ -47,6 +48,10 @@ def pops(session, kind: str, linkedid: str) -> list[int | None]:
         Event.kind == kind, Event.linkedid == linkedid).order_by(Event.id)))
 
 
+def said_in_indonesian(entry) -> str:
+    return Words.from_kept(entry.data["say"]).said(catalog("id").gettext)
+
+
 def test_ana_answers_a_new_caller_and_hands_him_to_budi_who_then_owns_the_deal(session):
     sellers = floor(session)
     lookup = ring(session, "1.1")
@@ -58,8 +63,10 @@ def test_ana_answers_a_new_caller_and_hands_him_to_budi_who_then_owns_the_deal(s
 
     ana, budi = sellers["ana"].user_id, sellers["budi"].user_id
     assert session.get(Deal, lookup.deal_id).owner_id == budi
-    lines = [entry.body for entry in timeline_of(session, session.get(Deal, lookup.deal_id))]
-    assert lines[-2:] == ["Call transferred from Ana to Budi", "Assigned to Budi"]
+    entries = timeline_of(session, session.get(Deal, lookup.deal_id))
+    assert [entry.body for entry in entries][-2:] == ["Call transferred from Ana to Budi",
+                                                      "Assigned to Budi"]
+    assert said_in_indonesian(entries[-2]) == "Panggilan dialihkan dari Ana ke Budi"
     assert pops(session, events.CALL_ENDED, "1.1") == [ana]  # her card ends
     assert pops(session, events.RINGING, "1.1") == [None, budi]  # his card opens...
     assert pops(session, events.ANSWERED, "1.1")[-2:] == [None, budi]  # ...answered by him
@@ -88,7 +95,9 @@ def test_a_transfer_to_a_phone_that_is_no_sellers_names_the_extension(session):
     transfers.record_transfer(session, call, from_extension="101", to_extension="600",
                               kind=transfers.BLIND, now=at(2))
     deal = session.get(Deal, lookup.deal_id)
-    assert "Call transferred from Ana to ext 600" in [e.body for e in timeline_of(session, deal)]
+    line = next(e for e in timeline_of(session, deal) if e.data and "transfer" in e.data)
+    assert line.body == "Call transferred from Ana to ext 600"
+    assert said_in_indonesian(line) == "Panggilan dialihkan dari Ana ke ekstensi 600"
     assert deal.owner_id == sellers["ana"].user_id
 
 
@@ -120,6 +129,7 @@ def test_a_caller_who_gave_up_in_the_queue_is_missed_with_the_wait_on_the_timeli
     deal = session.get(Deal, lookup.deal_id)
     line = next(e for e in timeline_of(session, deal) if e.call_id == call.id)
     assert line.body == "Inbound call abandoned: +6281234567890, after 6 s in the queue"
+    assert said_in_indonesian(line).endswith(", setelah 6 dtk dalam antrean")
     assert (line.data["queue"], line.data["hold_seconds"]) == ("sales", 6)
     assert (call.queue, call.hold_seconds) == ("sales", 6)
 

@@ -5,7 +5,8 @@ the call record is closed (by the hangup hook, or by the listener when no hook d
 writes the call's legs all at once, replacing any written before (a replayed end writes them
 again, never twice); each answered leg gets its seller's share of the talk (a transferred
 call is split between the sellers who talked). A queue call keeps its queue and the caller's
-wait, and the timeline line of a queue call nobody answered says how long the caller waited.
+wait; its timeline line says how long the caller waited when nobody answered, and the talk as
+the PBX counted it when someone did (Queue sets no ANSWEREDTIME for the hangup hook).
 
 A leg is given as the tracker's ``Leg`` reads (``extension``, ``device``, ``outcome``,
 ``ring_seconds``, ``answered``); this module imports nothing of the telephony wing. Never
@@ -28,8 +29,10 @@ from .calls import call_words
 
 def record_call_end(session: Session, call: Call, *, legs: Sequence = (),
                     talk_by: Iterable[tuple[str, int]] = (), queue: str = "",
-                    hold_seconds: int | None = None) -> list[CallLeg]:
-    """Write ``call``'s legs (replacing any), its queue and the caller's wait there."""
+                    hold_seconds: int | None = None,
+                    talk_seconds: int | None = None) -> list[CallLeg]:
+    """Write ``call``'s legs (replacing any), its queue and the caller's wait there;
+    ``talk_seconds`` is the PBX's count of the whole talk, if it gave one."""
     session.execute(delete(CallLeg).where(CallLeg.call_id == call.id))
     shares = talk_shares(legs, talk_by)
     sellers: dict[str, int | None] = {}
@@ -49,7 +52,7 @@ def record_call_end(session: Session, call: Call, *, legs: Sequence = (),
             queue=queue[:64] or call.queue, hold_seconds=hold_seconds),
             execution_options={"synchronize_session": False})
         session.refresh(call)
-        _say_the_wait(session, call)
+        _complete_the_line(session, call, talk_seconds)
     session.flush()
     return rows
 
@@ -74,9 +77,9 @@ def legs_of(session: Session, call_id: int) -> list[CallLeg]:
                              .order_by(CallLeg.position)))
 
 
-def _say_the_wait(session: Session, call: Call) -> None:
-    """The call's timeline line learns the caller's wait in the queue (the hangup hook wrote
-    it before the wait was known: only the AMI stream tells it)."""
+def _complete_the_line(session: Session, call: Call, talk_seconds: int | None) -> None:
+    """The queue call's timeline line learns the caller's wait and the PBX's count of the
+    talk (the hangup hook wrote it before either was known: only the AMI stream tells)."""
     if call.deal_id is None or call.ended_at is None:
         return  # no line (yet): the hangup, when it comes, writes it with the wait
     entry = next((entry for entry in session.exec(
@@ -86,9 +89,11 @@ def _say_the_wait(session: Session, call: Call) -> None:
         if (entry.data or {}).get("disposition")), None)
     if entry is None:
         return
-    said = call_words(call, talk_seconds=entry.data.get("talk_seconds") or 0,
-                      hold_seconds=call.hold_seconds)
+    talk = entry.data.get("talk_seconds") or 0
+    if call.answered_at is not None and talk_seconds is not None:
+        talk = max(0, int(talk_seconds))
+    said = call_words(call, talk_seconds=talk, hold_seconds=call.hold_seconds)
     entry.body = said.english
-    entry.data = {**entry.data, "say": said.kept(), "queue": call.queue,
-                  "hold_seconds": call.hold_seconds}
+    entry.data = {**entry.data, "say": said.kept(), "talk_seconds": talk,
+                  "queue": call.queue, "hold_seconds": call.hold_seconds}
     session.add(entry)

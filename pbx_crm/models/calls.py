@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, Column, Float, Index, Integer, String, UniqueConstraint, text
+from sqlalchemy import (CheckConstraint, Column, Float, Index, Integer, String, UniqueConstraint,
+                        text)
 from sqlmodel import Field, SQLModel
 
 from ..enums import CallDirection
