@@ -321,7 +321,7 @@ def test_start_ami_runs_the_listener_and_stays_off_without_a_host(
     try:
         assert listener.wait_until(lambda: listener.resyncs >= 1, WAIT)
         assert listener.extensions == {"101", "102", "103"}
-        assert server.actions[0]["Events"] == "call,user,cdr"
+        assert server.actions[0]["Events"] == "call,user,cdr,agent"
     finally:
         listener.stop()
     assert server.wait_until(lambda: server.clients == 0, WAIT)

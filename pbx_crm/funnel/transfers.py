@@ -41,11 +41,13 @@ def record_transfer(session: Session, call: Call, *, from_extension: str | None,
     if call.deal_id is not None:
         said = Words("Call transferred from %(from_seller)s to %(to_seller)s",
                      from_seller=_who(giver, from_extension), to_seller=_who(taker, to_extension))
-        timeline(session, PBX, call.deal_id, TimelineKind.CALL, say=said, call_id=call.id,
-                 at=now, data={"transfer": kind, "from_extension": from_extension,
-                               "to_extension": to_extension,
-                               "from_user_id": giver.id if giver else None,
-                               "to_user_id": taker.id if taker else None})
+        # Not tied to the call row (call_id): the page would repeat the call's outcome and
+        # duration beside it, which the call's own line says.
+        timeline(session, PBX, call.deal_id, TimelineKind.CALL, say=said, at=now,
+                 data={"transfer": kind, "call_id": call.id, "from_extension": from_extension,
+                       "to_extension": to_extension,
+                       "from_user_id": giver.id if giver else None,
+                       "to_user_id": taker.id if taker else None})
         if taker is not None:
             _hand_deal_over(session, call, giver, taker, move_owner=move_owner, now=now)
     move_pop(session, call, giver, taker, to_extension, now=now)

@@ -15,7 +15,12 @@ hangup hook never closed, ``hangup_grace`` seconds after its last channel went (
 before the channel's ``Hangup`` event, so it normally wins; the grace covers a hook that was
 spooled or slow). Such a call ends when its last channel went, not after the grace, and its
 talk is the one the PBX's CDR bills (``CallEnded.talk_seconds``). A seller's own call out that
-the CRM recorded (click-to-call) and no hook closed is closed the same way.
+the CRM recorded (click-to-call) and no hook closed is closed the same way. Each signal is one
+service call: a call's end also writes its legs (every seller rung, a queue's wait:
+``funnel.call_legs``), and a transfer (``Transferred``) moves the pop and the deal to the
+seller now on the call (``funnel.transfers``). The session asks for the ``agent`` class too:
+app_queue's events (``AgentConnect``, ``QueueCallerAbandon``) say who connected and how long
+the caller waited.
 
 A call the CRM does not know (a dialplan without the hooks) still pops: the caller is looked
 up read-only, and since no hook told the heads, they get one copy too, and a ``call_ended``
@@ -47,7 +52,8 @@ from functools import partial
 from sqlalchemy import null
 from sqlmodel import Session, select
 
-from ..funnel import calls, events
+from ..funnel import call_legs, calls, events, transfers
+from ..funnel.call_pops import known_call_payload, pop_shown
 from .ami_client import AmiActionError, AmiClient, AmiError
 from .call_tracker import (
     Answered,
@@ -58,16 +64,17 @@ from .call_tracker import (
     Ringing,
     Signal,
     StoppedRinging,
+    Transferred,
 )
 from ..config import Settings
 from ..funnel.contacts import find_contact_by_number
 from ..db import transaction
 from ..funnel.deals import open_deal_of_contact
-from ..enums import CallDirection, DealSource
+from ..enums import CallDirection
 from ..errors import NumberConflict
-from ..models import Call, Contact, Deal, Event, User, UserExtension, utcnow
+from ..models import Call, Event, User, UserExtension, utcnow
 from ..rules.phones import CallerKind, classify_caller
-from ..people.users import user_for_extension
+from ..people.users import device_extensions, user_for_extension
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +84,9 @@ HANGUP_GRACE = 5.0  # seconds the AGI hangup hook gets to close a call before we
 POP_CHECKS = (0.25, 0.5, 1.0, 2.0, 4.0)
 # Status of a pop for a caller the CRM has no contact for (and, from AMI, made no deal for).
 UNKNOWN = "UNKNOWN"
+# The event classes the listener reads: call (dials, states, hangups, transfers), user, cdr
+# (the billed talk) and agent (app_queue: who was called, who connected, who gave up).
+EVENTS = "call,user,cdr,agent"
 
 
 @dataclass
@@ -88,6 +98,23 @@ class _PopToComplete:
     extension: str
     targets: set[int | None] = field(default_factory=set)
     tries: int = 0
+
+
+class _CurrentDevices:
+    """The listener's device map as the tracker reads it (extension, device, transfer target),
+    whichever map the last refresh made."""
+
+    def __init__(self, listener: AmiListener):
+        self._listener = listener
+
+    def __call__(self, channel: str | None) -> str | None:
+        return self._listener._devices(channel)
+
+    def device(self, channel: str | None) -> str | None:
+        return self._listener._devices.device(channel)
+
+    def seller(self, exten: str | None) -> str | None:
+        return self._listener._devices.seller(exten)
 
 
 class AmiListener:
@@ -103,11 +130,11 @@ class AmiListener:
         self.refresh_interval = refresh_interval
         self.hangup_grace = hangup_grace
         self._devices = DeviceMap(extensions=())
-        # The tracker asks through this lambda, so a refresh swaps the map under it.
-        self.tracker = CallTracker(lambda channel: self._devices(channel))
+        # The tracker asks through this view, so a refresh swaps the map under it.
+        self.tracker = CallTracker(_CurrentDevices(self))
         self.client = client_factory(settings.ami_host, settings.ami_port, settings.ami_username,
                                      settings.ami_secret, on_event=self._on_event,
-                                     on_connect=self._on_connect)
+                                     on_connect=self._on_connect, events=EVENTS)
         self._progress = threading.Condition()  # notified after each event, resync, refresh
         self._wake = threading.Condition()  # wakes the housekeeping thread
         # Heap of (due, seq, signal, when the call's last channel went).
@@ -148,17 +175,20 @@ class AmiListener:
         return self._devices.extensions or frozenset()
 
     def refresh_devices(self) -> frozenset[str] | None:
-        """Reload the active users' extensions; None (logged) if the database is away."""
+        """Reload the active users' extensions, and the devices that ring for them (a desk
+        phone and a softphone read as their seller); None (logged) if the database is away."""
         try:
             with transaction(self.engine, read_only=True) as session:
                 found = frozenset(session.exec(select(UserExtension.extension).join(User)
                                                .where(User.active)).all())
+                devices = device_extensions(session)
         except Exception:  # keep the last known map and try again later
             log.exception("could not reload the sellers' extensions; keeping the last ones")
             return None
-        if found != self._devices.extensions:
-            log.info("AMI listener follows %d seller extension(s)", len(found))
-        self._devices = DeviceMap(extensions=found)
+        if found != self._devices.extensions or devices != self._devices.devices:
+            log.info("AMI listener follows %d seller extension(s) and %d device(s) of their "
+                     "own", len(found), len(devices))
+        self._devices = DeviceMap(extensions=found, devices=devices)
         self._notify()
         return found
 
@@ -220,6 +250,8 @@ class AmiListener:
         elif isinstance(signal, StoppedRinging):
             if signal.rang:  # a busy phone never showed a pop: nothing to close
                 self._handle(signal, self._stopped_ringing)
+        elif isinstance(signal, Transferred):
+            self._handle(signal, self._transferred)
         elif isinstance(signal, AnswerIgnored):
             log.info("call %s: ext %s answered after ext %s did; %s keeps the call",
                      signal.linkedid, signal.extension, signal.owner, signal.owner)
@@ -255,13 +287,13 @@ class AmiListener:
             return
         events.serialize_pops(session, signal.linkedid)
         call = _call_of(session, signal.inbound_uniqueid, signal.linkedid)
-        payload = (_known_call_payload(session, call) if call is not None
+        payload = (known_call_payload(session, call) if call is not None
                    else self._unknown_call_payload(session, signal))
         if payload is None:
             return  # an internal call: no card to show
         payload.update(extension=signal.extension, source="ami")
         told: set[int | None] = set()
-        if not _pop_shown(session, user.id, signal.linkedid):  # e.g. the owner's AGI copy
+        if not pop_shown(session, user.id, signal.linkedid):  # e.g. the owner's AGI copy
             events.emit(session, events.RINGING, target_user_id=user.id, payload=payload,
                         deal_id=payload["deal_id"], linkedid=signal.linkedid)
             told.add(user.id)
@@ -340,7 +372,8 @@ class AmiListener:
     def _answered(self, session: Session, signal: Answered) -> None:
         call = _call_of(session, signal.inbound_uniqueid, signal.linkedid)
         if call is not None:
-            calls.record_answer(session, uniqueid=call.uniqueid, extension=signal.extension)
+            calls.record_answer(session, uniqueid=call.uniqueid, extension=signal.extension,
+                                device=signal.device)
 
     def _stopped_ringing(self, session: Session, signal: StoppedRinging) -> None:
         user = user_for_extension(session, signal.extension)
@@ -350,6 +383,26 @@ class AmiListener:
                     payload={"linkedid": signal.linkedid, "extension": signal.extension,
                              "status": signal.status},
                     linkedid=signal.linkedid)
+
+    def _transferred(self, session: Session, signal: Transferred) -> None:
+        call = _call_of(session, signal.inbound_uniqueid, signal.linkedid)
+        if call is not None:
+            transfers.record_transfer(
+                session, call, from_extension=signal.from_extension,
+                to_extension=signal.to_extension, kind=signal.kind,
+                move_owner=self.settings.transfers_move_owner)
+        elif _heads_told(session, signal.linkedid):  # a call we popped without a record
+            giver = (user_for_extension(session, signal.from_extension)
+                     if signal.from_extension else None)
+            taker = user_for_extension(session, signal.to_extension)
+            payload = {"uniqueid": signal.inbound_uniqueid, "linkedid": signal.linkedid,
+                       "extension": signal.to_extension, "deal_id": None, "source": "ami"}
+            if giver is not None:
+                events.emit(session, events.CALL_ENDED, target_user_id=giver.id,
+                            payload={**payload, "disposition": "transferred"},
+                            linkedid=signal.linkedid)
+            events.emit_to_users(session, events.ANSWERED, [taker.id if taker else None],
+                                 payload=payload, linkedid=signal.linkedid)
 
     def _call_ended_now(self, session: Session, signal: CallEnded, *,
                         ended_at: datetime | None = None) -> None:
@@ -362,6 +415,8 @@ class AmiListener:
                                         dial_status=signal.dial_status, hangup_cause=None,
                                         answered_seconds=signal.talk_seconds,
                                         linkedid=signal.linkedid, now=ended_at)
+                call_legs.record_call_end(session, own, legs=signal.legs,
+                                          talk_by=signal.talk_by)
                 return
             if _heads_told(session, signal.linkedid):  # we popped it: close the pops
                 owner = user_for_extension(session, signal.owner) if signal.owner else None
@@ -372,13 +427,17 @@ class AmiListener:
                              "deal_id": None, "source": "ami"},
                     linkedid=signal.linkedid)
             return
-        if call.ended_at is not None:
-            return  # the hangup hook closed it, as it should
-        calls.record_hangup(session, uniqueid=call.uniqueid,
-                            dial_status="ANSWER" if signal.owner else "NOANSWER",
-                            hangup_cause=None,
-                            answered_seconds=signal.talk_seconds if signal.owner else None,
-                            linkedid=signal.linkedid, now=ended_at)
+        if call.ended_at is None:  # else the hangup hook closed it, as it should
+            # A caller who left the queue gave up, as one who hangs up while phones ring.
+            unanswered = "CANCEL" if signal.abandoned else "NOANSWER"
+            call = calls.record_hangup(
+                session, uniqueid=call.uniqueid,
+                dial_status="ANSWER" if signal.owner else unanswered, hangup_cause=None,
+                answered_seconds=signal.talk_seconds if signal.owner else None,
+                linkedid=signal.linkedid, now=ended_at)
+        call_legs.record_call_end(session, call, legs=signal.legs, talk_by=signal.talk_by,
+                                  queue=signal.queue, hold_seconds=signal.hold_seconds,
+                                  talk_seconds=signal.talk_seconds)
 
     # --- housekeeping thread: the periodic refresh, call ends after their grace ---
 
@@ -426,7 +485,7 @@ def _complete_pop(session: Session, pending: _PopToComplete,
     call = _call_of(session, pending.inbound_uniqueid, pending.linkedid)
     if call is None:
         return False
-    payload = _known_call_payload(session, call)
+    payload = known_call_payload(session, call)
     if payload["deal_id"] is not None:
         payload.update(extension=pending.extension, source="ami", update=True)
         events.serialize_pops(session, pending.linkedid)
@@ -442,47 +501,6 @@ def _outbound_call_of(session: Session, linkedid: str) -> Call | None:
     return session.exec(select(Call).where(Call.linkedid == linkedid,
                                            Call.direction == CallDirection.OUTBOUND.value)
                         .order_by(Call.id)).first()
-
-
-def _known_call_payload(session: Session, call: Call) -> dict:
-    """What the ``incoming`` hook's pop says about a recorded call."""
-    contact = session.get(Contact, call.contact_id) if call.contact_id else None
-    if call.direction == CallDirection.INTERNAL.value:
-        status = calls.INTERNAL
-    elif not call.caller_e164:
-        status = calls.ANONYMOUS
-    elif call.contact_id is None and call.deal_id is None:
-        status = calls.CONFLICT
-    elif _opened_by(session, call):
-        status = calls.NEW  # as the hook's own pop says: the deal is this call's
-    else:
-        status = calls.FOUND
-    return {"uniqueid": call.uniqueid, "linkedid": call.linkedid, "status": status,
-            "caller": call.caller_e164 or call.caller_raw,
-            "caller_name": (contact.name if contact else "") or call.caller_name or "",
-            "deal_id": call.deal_id, "contact_id": call.contact_id, "did": call.did,
-            "recorded": True}
-
-
-def _opened_by(session: Session, call: Call) -> bool:
-    """Whether the call's deal was opened for it: a deal from a call, this one its first."""
-    if call.deal_id is None:
-        return False
-    deal = session.get(Deal, call.deal_id)
-    if deal is None or deal.source != DealSource.CALL.value:
-        return False
-    first = session.exec(select(Call.id).where(Call.deal_id == call.deal_id)
-                         .order_by(Call.id)).first()
-    return first == call.id
-
-
-def _pop_shown(session: Session, user_id: int, linkedid: str) -> bool:
-    """Whether this seller's browser shows this call's pop now (a ringing not yet closed)."""
-    last = session.exec(select(Event.kind).where(
-        Event.target_user_id == user_id, Event.linkedid == linkedid,
-        Event.kind.in_([events.RINGING, events.STOPPED_RINGING])).order_by(Event.id.desc())
-    ).first()
-    return last == events.RINGING
 
 
 def _heads_told(session: Session, linkedid: str) -> bool:
