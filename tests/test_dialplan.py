@@ -80,7 +80,9 @@ DOCSTRING_EXPRESSIONS = {
 GOSUB_TARGETS = {"pbx-crm-settings", "pbx-crm-route", "pbx-crm-answered", "pbx-crm-hangup",
                  "pbx-crm-outbound"}
 # The applications the file may use; anything else is a typo or a dependency to document.
-APPLICATIONS = {"Set", "Gosub", "Return", "Goto", "GotoIf", "AGI", "Dial", "NoOp", "Hangup"}
+APPLICATIONS = {"Set", "Gosub", "Return", "Goto", "GotoIf", "AGI", "Dial", "Queue", "NoOp",
+                "Hangup"}
+ENTRIES = ("pbx-crm-inbound", "pbx-crm-inbound-queue")  # where inbound DIDs are routed
 
 
 # --- a small reader of extensions.conf ---------------------------------------------------------
@@ -131,9 +133,13 @@ def split_call(call: str) -> tuple[str, str]:
 
 
 def split_args(text: str) -> list[str]:
-    """Split at the commas outside (), ${} and $[]."""
-    args, depth, current = [], 0, []
+    """Split at the commas outside (), ${} and $[], and not escaped (``\\,``)."""
+    args, depth, current, escaped = [], 0, [], False
     for char in text:
+        if escaped or char == "\\":
+            escaped = not escaped
+            current.append(char)
+            continue
         if char in "([{":
             depth += 1
         elif char in ")]}":
@@ -282,7 +288,7 @@ def paths_end(priorities: list[Priority]) -> set[str]:
 
 def test_every_line_is_a_comment_a_context_or_a_priority_and_extensions_start_at_1(dialplan):
     # parse() fails on anything else; here, what it read must make sense as a whole.
-    assert set(dialplan.contexts) == {"pbx-crm-inbound", "pbx-crm-devices"} | GOSUB_TARGETS
+    assert set(dialplan.contexts) == {*ENTRIES, "pbx-crm-devices"} | GOSUB_TARGETS
     for priority in dialplan.priorities():
         assert priority.app in APPLICATIONS, f"{priority}: an application this file never uses"
         assert balanced(priority.data), f"{priority}: unbalanced (), ${{}} or $[]"
@@ -310,6 +316,8 @@ def test_every_gosub_target_ends_each_of_its_paths_in_return(dialplan):
         targets.update(re.findall(r"Gosub\(([\w-]+),", f"{priority.app}({priority.data})"))
         targets.update(re.findall(r"U\(([\w-]+)\^", priority.data))
         targets.update(re.findall(r"hangup_handler_push\)=([\w-]+),", priority.data))
+        if priority.app == "Queue":  # its gosub argument: "context\,ARG1"
+            targets.add(split_args(priority.data)[6].partition("\\,")[0])
     # [pbx-crm-outbound] is called from the admin's own outgoing route, not from this file.
     assert targets | {"pbx-crm-outbound"} == GOSUB_TARGETS
     for context in GOSUB_TARGETS:
@@ -317,9 +325,10 @@ def test_every_gosub_target_ends_each_of_its_paths_in_return(dialplan):
             assert paths_end(priorities) == {"Return"}, f"[{context}] {exten}"
 
 
-def test_the_inbound_entry_ends_each_of_its_paths_with_a_hangup(dialplan):
-    for exten, priorities in dialplan.contexts["pbx-crm-inbound"].items():
-        assert paths_end(priorities) == {"Hangup"}, exten
+def test_the_inbound_entries_end_each_of_their_paths_with_a_hangup(dialplan):
+    for entry in ENTRIES:
+        for exten, priorities in dialplan.contexts[entry].items():
+            assert paths_end(priorities) == {"Hangup"}, (entry, exten)
 
 
 def test_the_fastagi_url_is_an_ip_literal_with_a_port(dialplan):
@@ -333,10 +342,11 @@ def test_the_settings_are_the_documented_ones_and_read_only_where_set(dialplan):
     settings = settings_of(dialplan)
     assert set(settings) == {"CRM_AGI", "CRM_AGI_RELAY", "CRM_RING_GROUP",
                              "CRM_RING_GROUP_TIME", "CRM_DEVICE_TECH", "CRM_DEVICE_SUFFIX",
-                             "CRM_OWNER_RING_TIME"}
+                             "CRM_OWNER_RING_TIME", "CRM_QUEUE", "CRM_QUEUE_TIME"}
     assert settings["CRM_AGI_RELAY"] in ("yes", "no")
     assert settings["CRM_OWNER_RING_TIME"].isdigit()
     assert settings["CRM_RING_GROUP_TIME"].isdigit()
+    assert settings["CRM_QUEUE_TIME"].isdigit() and settings["CRM_QUEUE"]
     # Both entries set them before anything reads them.
     for context in ("pbx-crm-route", "pbx-crm-outbound"):
         first = dialplan.contexts[context]["s"][0]
@@ -389,15 +399,23 @@ def test_the_argument_table_mirrors_each_hooks_docstring_and_code():
 def test_arg1_of_each_subroutine_is_what_its_callers_pass(dialplan):
     route_callers = [p for p in dialplan.priorities() if p.app == "Gosub"
                      and p.data.startswith("pbx-crm-route,")]
-    assert {p.data for p in route_callers} == {"pbx-crm-route,s,1(${EXTEN})",
-                                               "pbx-crm-route,s,1(${FROM_DID})"}
-    assert all(p.context == "pbx-crm-inbound" for p in route_callers)
-    assert {p.exten for p in route_callers if "${EXTEN}" in p.data} == {"_X.", "_+X."}
+    assert {(p.context, p.data) for p in route_callers} == {
+        ("pbx-crm-inbound", "pbx-crm-route,s,1(${EXTEN})"),
+        ("pbx-crm-inbound", "pbx-crm-route,s,1(${FROM_DID})"),
+        ("pbx-crm-inbound-queue", "pbx-crm-route,s,1(${EXTEN},queue)"),
+        ("pbx-crm-inbound-queue", "pbx-crm-route,s,1(${FROM_DID},queue)")}
+    for entry in ENTRIES:
+        assert {p.exten for p in route_callers if "${EXTEN}" in p.data
+                and p.context == entry} == {"_X.", "_+X."}
     # U() runs on the callee: ARG1 is the inbound channel's UNIQUEID, taken where Dial runs.
     dials = [p for p in dialplan.priorities() if p.app == "Dial"
              and p.context != "pbx-crm-devices"]  # click-to-call: the seller's own phones
     assert dials and all(p.context == "pbx-crm-route" for p in dials)
     assert all(split_args(p.data)[2] == "U(pbx-crm-answered^${UNIQUEID})" for p in dials)
+    # Queue's gosub runs on the member's leg too, with the same ARG1.
+    (queue,) = [p for p in dialplan.priorities() if p.app == "Queue"]
+    assert (queue.context, split_args(queue.data)[6]) == (
+        "pbx-crm-route", "pbx-crm-answered\\,${UNIQUEID}")
     # The outgoing route passes the number dialled; the file and the README say how.
     usage = "Gosub(pbx-crm-outbound,s,1(${EXTEN}))"
     assert usage in CONF.read_text(encoding="utf-8")
@@ -455,7 +473,7 @@ def test_the_hangup_handler_is_pushed_before_the_dial_and_the_agi(dialplan):
         pushed = [p.index for p in priorities if p.app == "Set" and p.data == push]
         assert len(pushed) == 1, context
         for p in priorities:
-            if p.app in ("Dial", "AGI"):
+            if p.app in ("Dial", "Queue", "AGI"):
                 assert pushed[0] < p.index, str(p)
 
 
@@ -490,7 +508,33 @@ def test_the_owner_rings_first_only_when_idle_then_the_ring_group(dialplan):
     assert "${LEN(${CRM_OWNER_EXTEN})} = 0" in checks
     after = route[owner.index + 1]
     assert after.app == "GotoIf" and after.data.startswith('$["${DIALSTATUS}" = "ANSWER"]?')
-    assert group.label in {label for p in route[:owner.index] for label in label_targets(p)}
+    # The checks jump to the ring group (through the queue variant's switch just before it).
+    ring_group = group.label or route[group.index - 1].label
+    assert ring_group in {label for p in route[:owner.index] for label in label_targets(p)}
+
+
+def test_the_queue_variant_rings_the_owner_first_then_the_queue_not_the_ring_group(dialplan):
+    route = dialplan.contexts["pbx-crm-route"]["s"]
+    owner, group = [p for p in route if p.app == "Dial"]
+    (queue,) = [p for p in route if p.app == "Queue"]
+    args = split_args(queue.data)
+    assert (args[0], args[4], len(args)) == ("${CRM_QUEUE}", "${CRM_QUEUE_TIME}", 7)
+    # Where the ring group would ring, the queue entry's calls go to the queue instead...
+    switch = route[group.index - 1]
+    assert (switch.label, switch.app) == ("ring_group", "GotoIf")
+    assert switch.data.startswith('$["${ARG2}" = "queue"]?')
+    assert label_targets(switch) == ["queue"]
+    # ...with the seller's unanswered DIALSTATUS emptied first, and Queue ends the route.
+    cleared = route[queue.index - 1]
+    assert (cleared.label, cleared.app, cleared.data) == ("queue", "Set", "DIALSTATUS=")
+    assert route[queue.index + 1].app == "Return"
+    assert owner.index < switch.index < queue.index
+    # Only the queue entry passes "queue"; the settings and the README name the queue.
+    entries = {p.context for p in dialplan.priorities() if p.app == "Gosub"
+               and p.data.endswith(",queue)")}
+    assert entries == {"pbx-crm-inbound-queue"}
+    readme = README.read_text(encoding="utf-8")
+    assert "[pbx-crm-inbound-queue]" in readme and "setinterfacevar = yes" in readme
 
 
 def test_the_packaged_files_are_the_ones_in_the_tree():
@@ -621,6 +665,51 @@ def test_the_dialplans_agi_calls_reach_the_hooks_with_the_right_call_deal_and_se
     every_variable = set_variables(looked_up, answered, ended, dialled, called_back)
     readme = README.read_text(encoding="utf-8")
     assert every_variable and all(f"| `{name}` |" in readme for name in every_variable)
+
+
+def test_a_queue_call_runs_the_answered_hook_from_queues_gosub_and_ends_without_dialstatus(
+        dialplan, engine, crm):
+    """The queue variant: the lookup, then Queue's gosub runs [pbx-crm-answered] on the
+    member's leg (the caller in CALLERID, MEMBERINTERFACE set, capture 10); the hangup handler
+    finds DIALSTATUS unset, as after every Queue(), and the call is still answered."""
+    with transaction(engine) as session:
+        make_pipeline(session)
+        budi = make_user(session, "budi", extensions=["102"])
+        budi_id = budi.user_id
+    address = crm.address
+    inbound = FakeChannel(name="PJSIP/trunk-00000030", uniqueid="1796587769.30",
+                          callerid="+62 812-3456-7890", calleridname="Budi",
+                          context="pbx-crm-route", extension="s", dnid="unknown",
+                          variables={"ARG1": "2150010", "ARG2": "queue"})
+    lookup = the_call(dialplan, "incoming")
+    run_fastagi(address, "incoming", [inbound.substitute(a) for a in lookup.args], inbound)
+    assert inbound.variables["CRM_STATUS"] == calls.NEW
+    assert crm.dispatcher.wait_idle(10)
+
+    # Queue's 7th argument, "context\,ARG1", as Asterisk reads it on the inbound leg.
+    (queue,) = [p for p in dialplan.priorities("pbx-crm-route") if p.app == "Queue"]
+    context, _, arg1 = split_args(queue.data)[6].partition("\\,")
+    assert context == "pbx-crm-answered"
+    member = FakeChannel(name="Local/102@phones-00000032;1", uniqueid="1796587769.32",
+                         linkedid="1796587769.30", callerid="+62 812-3456-7890",
+                         calleridname="Budi", up=True, context=context, extension="s",
+                         variables={"ARG1": inbound.substitute(arg1),
+                                    "MEMBERINTERFACE": "Local/102@phones",
+                                    "MEMBERNAME": "Seller 102"})
+    run_fastagi(address, "answered",
+                [member.substitute(a) for a in the_call(dialplan, "answered").args], member)
+
+    inbound.hangup()
+    inbound.variables.update(HANGUPCAUSE="16", MEMBERINTERFACE="Local/102@phones")
+    hangup = the_call(dialplan, "hangup")
+    args = [inbound.substitute(a) for a in hangup.args]
+    assert args[1] == "" and args[3] == ""  # DIALSTATUS and ANSWEREDTIME: unset after Queue()
+    run_fastagi(address, "hangup", args, inbound)
+    assert inbound.variables["CRM_DISPOSITION"] == "answered"
+    with transaction(engine, read_only=True) as session:
+        call = calls.find_call(session, "1796587769.30")
+        assert (call.answered_exten, call.answered_by_id, call.disposition) == (
+            "102", budi_id, "answered")
 
 
 def test_the_relay_variant_passes_the_same_arguments_through_the_process_agi(dialplan, engine,
