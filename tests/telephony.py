@@ -7,9 +7,15 @@ free loopback port and plays each step of a call through the shipped call player
 * ``incoming`` on the inbound trunk leg, before Dial:
   ``AGI(agi://.../incoming?did=${EXTEN},${EXTEN},${CHANNEL(linkedid)})``;
 * ``answered`` on the leg that answered (Dial's ``U()``: ``Local/101@phones-...;1`` or
-  ``PJSIP/101-0000000a``, whose CALLERID is the DID), with ARG1 = the inbound uniqueid;
+  ``PJSIP/101-0000000a``, whose CALLERID is the DID), with ARG1 = the inbound uniqueid; after
+  ``Queue()`` (``queue=...``) the gosub runs it on the member's leg, whose CALLERID is the
+  real caller, with MEMBERINTERFACE/MEMBERNAME set (capture 10);
 * ``hangup`` in the hangup handler, on the dead inbound leg:
-  ``${UNIQUEID},${DIALSTATUS},${HANGUPCAUSE},${ANSWEREDTIME}``.
+  ``${UNIQUEID},${DIALSTATUS},${HANGUPCAUSE},${ANSWEREDTIME}`` (DIALSTATUS unset, ``""``,
+  after a queue call).
+
+Whole queue calls, transfers and two-device calls with their AMI side are played by the
+shipped player (``pbx_crm.simulator.floor_calls``).
 
 Also here: ``eventually`` (wait on a condition with a deadline), ``DatabaseLock`` (another
 client holds the lock every hook needs) and ``TcpProxy`` (the database becomes unreachable for
@@ -141,13 +147,20 @@ class Pbx:
                            extension=dialed, priority=3)
 
     def answering_leg(self, inbound: FakeChannel, extension: str, *,
-                      device: str = "local") -> FakeChannel:
-        """The called leg that picked up, as Dial's U() subroutine sees it (scenario 01)."""
+                      device: str = "local", queue: str = "") -> FakeChannel:
+        """The called leg that picked up, as Dial's U() subroutine sees it (scenario 01), or
+        with ``queue`` as Queue's gosub sees a member's leg (scenario 10: the caller's
+        CALLERID, the member's interface and name, setinterfacevar=yes)."""
         n = self._next()
         name = (f"Local/{extension}@phones-{n:08x};1" if device == "local"
                 else f"PJSIP/{extension}-{n:08x}")
-        return answering_leg(inbound, name, f"1795892488.{n}", did=inbound.extension,
-                             context="crm-answered")
+        leg = answering_leg(inbound, name, f"1795892488.{n}", did=inbound.extension,
+                            context="crm-answered")
+        if queue:
+            interface = name.rsplit("-", 1)[0]
+            leg.callerid = inbound.callerid
+            leg.variables.update(MEMBERINTERFACE=interface, MEMBERNAME=f"Seller {extension}")
+        return leg
 
     # --- the hooks ----------------------------------------------------------------------------
 
@@ -163,8 +176,9 @@ class Pbx:
         return timed
 
     def answered(self, inbound: FakeChannel, extension: str = "101", *,
-                 device: str = "local", leg: FakeChannel | None = None, **options) -> Timed:
-        leg = leg or self.answering_leg(inbound, extension, device=device)
+                 device: str = "local", queue: str = "", leg: FakeChannel | None = None,
+                 **options) -> Timed:
+        leg = leg or self.answering_leg(inbound, extension, device=device, queue=queue)
         return _timed(lambda: agi_answered(self.address, inbound, leg,
                                            script=f"answered?inbound={inbound.uniqueid}",
                                            **options))
