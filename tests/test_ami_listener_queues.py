@@ -224,6 +224,19 @@ def test_the_caller_gives_up_in_the_queue_a_missed_call_with_its_hold_time(
             in lines_of(engine, deal_id))
 
 
+def test_without_the_hangup_hook_the_listener_closes_the_abandoned_queue_call_the_same(
+        engine, sellers, replay):
+    played = replay("11-queue-abandoned")
+    deal_id = incoming(played, did="2150010", linkedid="1796587779.8")
+    played.until_hangup_handler()
+    played.rest()  # the hangup hook never reached the CRM
+    call, _legs = the_call(engine, "1796587779.9")
+    assert (call.disposition, call.hold_seconds) == ("abandoned", 6)
+    assert [task.missed_calls for task in callbacks_of(engine, deal_id)] == [1]
+    assert (f"Inbound call abandoned: {BUDI_E164}, after 6 s in the queue"
+            in lines_of(engine, deal_id))
+
+
 def test_rrmemory_ana_does_not_answer_budi_does_and_owns_the_deal(engine, sellers, replay):
     played = replay("12-queue-rrmemory-ringnoanswer")
     deal_id = incoming(played, did="2150012", linkedid="1796587789.16")

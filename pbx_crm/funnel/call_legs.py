@@ -33,6 +33,8 @@ def record_call_end(session: Session, call: Call, *, legs: Sequence = (),
                     talk_seconds: int | None = None) -> list[CallLeg]:
     """Write ``call``'s legs (replacing any), its queue and the caller's wait there;
     ``talk_seconds`` is the PBX's count of the whole talk, if it gave one."""
+    if not legs and not queue and hold_seconds is None:
+        return []  # nothing seen (a call first met in a resync): what was written stays
     session.execute(delete(CallLeg).where(CallLeg.call_id == call.id))
     shares = talk_shares(legs, talk_by)
     sellers: dict[str, int | None] = {}
