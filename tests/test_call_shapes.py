@@ -1,12 +1,11 @@
-"""The emulator's queue calls, transfers and two-device calls are the recorded ones, event by
-event.
+"""The emulator's queue calls, transfers and two-device calls are the recorded ones.
 
 Each shape the emulator plays (``pbx_crm.simulator.queue_calls`` and ``transfer_calls``) is
 written with the parameters of its capture (10-16 in tests/fixtures/asterisk-captures/ami/) and
 compared with it channel by channel: every channel of the call (the inbound leg, each half of
 each Local leg) must see the same events in the same order, the bridge and transfer events that
-name no channel must come in the same order, and the Cdrs must be the same per channel. Left
-out on both sides: VarSet, Newexten and AGIExec* (the dialplan's own steps), the queue's
+name no channel must come in the same order, and the Cdrs must be the same per channel. The
+call tracker must also draw the same conclusions from both. Left out on both sides: VarSet, Newexten and AGIExec* (the dialplan's own steps), the queue's
 member-state and QueueStatus answers (not a call's), the Originate's answer, and what the
 captures' injection added (the far-end half of ``Local/<DID>@from-trunk``, which stands in for
 the trunk, and the caller ID its Originate set on the inbound half before the dialplan ran).
@@ -18,11 +17,15 @@ import re
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
+from call_replay import feed_all, summary
 from pbx_crm.simulator.ami_calls import ScenarioBuilder
 from pbx_crm.simulator.queue_calls import queue_call
 from pbx_crm.simulator.transfer_calls import (attended_transfer, blind_transfer,
                                               click_to_call_unanswered, two_devices)
-from pbx_crm.telephony.ami_protocol import parse_message, split_stream
+from pbx_crm.telephony.ami_protocol import parse_message, parse_stream, split_stream
+from pbx_crm.telephony.call_tracker import CallEnded, CallTracker, DeviceMap
 
 CAPTURES = Path(__file__).parent / "fixtures" / "asterisk-captures" / "ami"
 CALLER, NAME = "+62 812-3456-7890", "Budi"
@@ -82,10 +85,6 @@ def played(call) -> bytes:
     return b"".join(call.phases.values())
 
 
-def capture(name: str) -> bytes:
-    return next(CAPTURES.glob(f"{name}-*.ami.raw")).read_bytes()
-
-
 def local_phones() -> ScenarioBuilder:
     return ScenarioBuilder(epoch=1796587769)
 
@@ -99,41 +98,44 @@ def assert_same_shape(call, recorded: bytes) -> None:
     assert ours[2] == theirs[2], "Cdrs"
 
 
-def test_a_ringall_queue_answered_by_the_second_of_three_members_is_capture_10():
-    call = queue_call(local_phones(), CALLER, "2150010", ["101", "102", "103"], "102",
-                      caller_name=NAME,
-                      member_names={ext: f"Seller {ext}" for ext in ("101", "102", "103")})
-    assert_same_shape(call, capture("10"))
+# Each shape with its capture's parameters (the phones of the captures' README table).
+SHAPES = {
+    "10-queue-answered": lambda: queue_call(
+        local_phones(), CALLER, "2150010", ["101", "102", "103"], "102", caller_name=NAME,
+        member_names={ext: f"Seller {ext}" for ext in ("101", "102", "103")}),
+    "11-queue-abandoned": lambda: queue_call(
+        local_phones(), CALLER, "2150010", ["101", "102", "103"], None, caller_name=NAME,
+        ring_seconds=6),
+    "12-queue-rrmemory-ringnoanswer": lambda: queue_call(
+        local_phones(), CALLER, "2150012", ["101", "102", "103"], "102", queue="sales-rr",
+        strategy="rrmemory", member_timeout=3, caller_name=NAME),
+    "13-blind-transfer": lambda: blind_transfer(
+        local_phones(), CALLER, "2150013", "101", "102", caller_name=NAME),
+    "14-attended-transfer": lambda: attended_transfer(
+        local_phones(), CALLER, "2150014", "101", "102", caller_name=NAME),
+    "15-ring-group-two-devices-one-extension": lambda: two_devices(
+        local_phones(), CALLER, "2150015", ["101a", "101b"], "101b", caller_name=NAME),
+    "16-callback-outbound-noanswer": lambda: click_to_call_unanswered(
+        local_phones(), "101", "081234567890", seller_name=NAME),
+}
+TWO_DEVICES = {"101a": "101", "101b": "101"}  # 101's desk phone and softphone (capture 15)
 
 
-def test_a_queue_call_the_caller_gives_up_on_is_capture_11():
-    call = queue_call(local_phones(), CALLER, "2150010", ["101", "102", "103"], None,
-                      caller_name=NAME, ring_seconds=6)
-    assert_same_shape(call, capture("11"))
+@pytest.mark.parametrize("name", SHAPES)
+def test_each_channel_of_the_emulated_call_sees_the_recorded_events(name):
+    assert_same_shape(SHAPES[name](), (CAPTURES / f"{name}.ami.raw").read_bytes())
 
 
-def test_an_rrmemory_queue_whose_first_member_does_not_answer_is_capture_12():
-    call = queue_call(local_phones(), CALLER, "2150012", ["101", "102", "103"], "102",
-                      queue="sales-rr", strategy="rrmemory", member_timeout=3, caller_name=NAME)
-    assert_same_shape(call, capture("12"))
+@pytest.mark.parametrize("name", SHAPES)
+def test_the_call_tracker_concludes_the_same_from_the_emulated_call_as_from_the_recorded(name):
+    """Who rang, answered, stopped ringing, took a transferred caller; the call's seller legs,
+    queue, hold time and each seller's talk."""
+    def conclusions(raw: bytes):
+        signals = feed_all(CallTracker(DeviceMap(devices=TWO_DEVICES)),
+                           parse_stream(raw)[1])
+        (ended,) = [s for s in signals if isinstance(s, CallEnded)]
+        return summary(signals), [(getattr(ended, field)) for field in (
+            "owner", "legs", "queue", "hold_seconds", "abandoned", "talk_by", "talk_seconds")]
 
-
-def test_a_blind_transfer_from_101_to_102_is_capture_13():
-    call = blind_transfer(local_phones(), CALLER, "2150013", "101", "102", caller_name=NAME)
-    assert_same_shape(call, capture("13"))
-
-
-def test_an_attended_transfer_through_the_helper_local_channel_is_capture_14():
-    call = attended_transfer(local_phones(), CALLER, "2150014", "101", "102", caller_name=NAME)
-    assert_same_shape(call, capture("14"))
-
-
-def test_one_seller_ringing_on_two_devices_is_capture_15():
-    call = two_devices(local_phones(), CALLER, "2150015", ["101a", "101b"], "101b",
-                       caller_name=NAME)
-    assert_same_shape(call, capture("15"))
-
-
-def test_a_click_to_call_whose_customer_does_not_answer_is_capture_16():
-    call = click_to_call_unanswered(local_phones(), "101", "081234567890", seller_name=NAME)
-    assert_same_shape(call, capture("16"))
+    assert conclusions(played(SHAPES[name]())) == conclusions(
+        (CAPTURES / f"{name}.ami.raw").read_bytes())

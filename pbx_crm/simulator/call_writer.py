@@ -184,13 +184,17 @@ class CallWriter:
 
     # --- the call -----------------------------------------------------------------------------
 
-    def inbound_gone(self) -> None:
-        """The inbound leg's ``Hangup`` after its handler, then its Cdrs."""
-        self.hangup(self.inbound, "16")
+    def inbound_gone(self, *, cdrs_first: bool = False) -> None:
+        """The inbound leg's ``Hangup`` after its handler, and its Cdrs: after it as a rule,
+        before it when the CDR engine was quicker (capture 14)."""
+        if not cdrs_first:
+            self.hangup(self.inbound, "16")
         for dest, disposition, destination, billsec in self.cdrs:
             self.cdr(self.inbound, disposition, billsec=billsec,
                      destination=destination or self.did,
                      dest_channel=dest.name if dest is not None else "")
+        if cdrs_first:
+            self.hangup(self.inbound, "16")
 
     def phase(self, name: str, *, hook: str = "", wait: float = 0.0) -> None:
         """What was written so far is phase ``name``; once it is played, ``hook`` runs and

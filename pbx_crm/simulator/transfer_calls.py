@@ -206,7 +206,7 @@ def attended_transfer(builder: ScenarioBuilder, caller: str, did: str, seller: s
     w.inbound_cdr(helper.one, "ANSWERED",
                   round(target_ring_seconds) + consult_seconds + target_talk_seconds)
     talked = talk_seconds + round(target_ring_seconds) + consult_seconds + target_talk_seconds
-    w.inbound_gone()
+    w.inbound_gone(cdrs_first=True)
     w.phase("gone")
     return w.finish({seller: first.one, to: target.one},
                     answered_leg=(first.one.name, first.one.uniqueid), answered_by=seller,
