@@ -10,6 +10,7 @@ the dialplan to ring both devices, and click-to-call rings both.
 from __future__ import annotations
 
 import functools
+import io
 import re
 from pathlib import Path
 
@@ -17,17 +18,21 @@ import pytest
 from sqlmodel import select
 
 from factories import ADMIN, make_contact, make_deal, make_pipeline, make_user
+from pbx_crm.agi import HOOKS
 from pbx_crm.components import start_fastagi
 from pbx_crm.config import Address, Settings
 from pbx_crm.db import transaction
 from pbx_crm.errors import Conflict, NotFound, ValidationError
-from pbx_crm.funnel import calls
+from pbx_crm.funnel import calls, events
 from pbx_crm.funnel.deals import load_deal
-from pbx_crm.models import UserExtension
+from pbx_crm.models import Deal, Event, UserExtension, utcnow
 from pbx_crm.people import users
 from pbx_crm.simulator.agi import FakeChannel, run_fastagi
+from pbx_crm.telephony.agi_protocol import AgiRequest, read_env
 from pbx_crm.telephony.ami_client import AmiClient
+from pbx_crm.telephony.ami_listener import AmiListener
 from pbx_crm.telephony.click_to_call import DEVICES_CONTEXT, call_contact
+from pbx_crm.telephony.dispatcher import HookContext
 from webtools import signed_in
 
 WAIT = 5.0
@@ -275,3 +280,55 @@ def test_click_to_call_rings_both_of_anas_devices(engine, team, server, ami, set
     assert server.originates[1]["Channel"] == "PJSIP/102"
     assert server.originates[1].get_all("Variable") == [f"CRM_DEAL_ID={deal.id}"]
 
+
+
+# --- the AMI listener reads either device as ana ------------------------------------------------
+
+CAPTURE = Path(__file__).parent / "fixtures" / "asterisk-captures"
+TWO_DEVICES = "15-ring-group-two-devices-one-extension"
+
+
+def run_captured_hook(engine, settings, script: str, args: list[str]) -> dict:
+    """The AGI hook with the environment capture 15 recorded for it, and this project's
+    dialplan's arguments."""
+    raw = next((CAPTURE / "raw" / TWO_DEVICES).glob(f"*-fastagi-{script}-*.agi-rx.raw"))
+    env = {key: value for key, value in read_env(io.BytesIO(raw.read_bytes())).items()
+           if not key.startswith("agi_arg_")}
+    env.update({f"agi_arg_{n}": value for n, value in enumerate(args, 1)})
+    with transaction(engine) as session:
+        return HOOKS[script].run(session, AgiRequest.from_env(env),
+                                 HookContext(settings, utcnow()))
+
+
+def pops_for(engine, kind: str) -> list[int | None]:
+    with transaction(engine, read_only=True) as session:
+        return list(session.exec(select(Event.target_user_id).where(
+            Event.kind == kind, Event.linkedid == INBOUND["linkedid"]).order_by(Event.id)))
+
+
+def test_the_listener_pops_ana_once_for_both_ringing_devices_and_records_the_softphone(
+        engine, team, server, tmp_path):
+    """Capture 15 without the answered hook: what the AMI stream alone tells."""
+    give_ana_two_phones(engine, team)
+    settings = Settings(data_dir=tmp_path, database_url=engine.url.render_as_string(False),
+                        ami_host=server.host, ami_port=server.port, ami_username="crm",
+                        ami_secret="secret")
+    listener = AmiListener(engine, settings, hangup_grace=0, client_factory=functools.partial(
+        AmiClient, reconnect_delay=0.01, connect_timeout=WAIT, action_timeout=WAIT)).start()
+    try:
+        assert listener.wait_until(lambda: listener.resyncs >= 1, WAIT)
+        new = run_captured_hook(engine, settings, "incoming", ["2150015", INBOUND["linkedid"]])
+        assert new["CRM_STATUS"] == calls.NEW
+        server.replay((CAPTURE / "ami" / f"{TWO_DEVICES}.ami.raw").read_bytes())
+        assert listener.wait_idle(WAIT) and listener.failures == 0
+    finally:
+        listener.stop()
+
+    ana = team["ana"].user_id
+    assert pops_for(engine, events.RINGING).count(ana) == 1
+    assert ana not in pops_for(engine, events.STOPPED_RINGING)
+    with transaction(engine, read_only=True) as session:
+        call = calls.find_call(session, INBOUND["uniqueid"])
+        assert (call.answered_exten, call.answered_device, call.answered_by_id) == (
+            "101", "101b", ana)
+        assert session.get(Deal, int(new["CRM_DEAL_ID"])).owner_id == ana
