@@ -50,10 +50,10 @@ def record_transfer(session: Session, call: Call, *, from_extension: str | None,
                        "to_user_id": taker.id if taker else None})
         if taker is not None:
             _hand_deal_over(session, call, giver, taker, move_owner=move_owner, now=now)
-    move_pop(session, call, giver, taker, to_extension, now=now)
+    _move_pop(session, call, giver, taker, to_extension, now=now)
 
 
-def move_pop(session: Session, call: Call, giver: User | None, taker: User | None,
+def _move_pop(session: Session, call: Call, giver: User | None, taker: User | None,
              to_extension: str, *, now: datetime) -> None:
     """The card leaves the browser of the seller who handed the call over and shows, answered,
     in the new seller's."""
