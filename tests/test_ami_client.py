@@ -61,10 +61,10 @@ def test_login_sends_the_event_filter_and_only_those_classes_arrive(server, make
     assert client.wait_connected(WAIT)
     login = server.actions[0]
     assert (login["Action"], login["Username"], login["Events"]) == ("Login", "crm",
-                                                                      "call,user,cdr")
+                                                                      "call,user,cdr,agent")
     assert client.banner == "Asterisk Call Manager/11.0.0"
     assert events.get(timeout=WAIT)["Event"] == "FullyBooted"
-    expected = recorded_events("01-answered", {"call", "user", "cdr"})
+    expected = recorded_events("01-answered", {"call", "user", "cdr", "agent"})
     assert server.replay((CAPTURES / "01-answered.ami.raw").read_bytes()) > len(expected)
     received = [events.get(timeout=WAIT) for _ in expected]
     assert [m["Event"] for m in received] == [parse_stream(b)[1][0]["Event"] for b in expected]

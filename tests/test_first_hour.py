@@ -234,7 +234,7 @@ def test_an_admin_prints_the_shipped_dialplan_and_its_path_from_any_directory(cw
     assert path.read_text(encoding="utf-8") == shipped
 
     ami_user = pbx_crm("dialplan", "manager.conf.example", cwd=cwd)
-    assert ami_user.returncode == 0 and "read = call,user,cdr" in ami_user.stdout
+    assert ami_user.returncode == 0 and "read = call,user,cdr,agent" in ami_user.stdout
 
 
 def test_the_admin_guide_finds_the_shipped_files_with_commands_that_work():

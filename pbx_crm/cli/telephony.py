@@ -35,8 +35,8 @@ def _require_ami(settings: Settings) -> None:
         raise ConfigError(
             "no AMI host configured: set ami_host (with ami_username and ami_secret) under "
             "[pbx-crm] in the config file, or PBX_CRM_AMI_HOST, PBX_CRM_AMI_USERNAME and "
-            "PBX_CRM_AMI_SECRET (the AMI user in manager.conf needs `read = call,user,cdr` and "
-            "`write = originate,reporting`)")
+            "PBX_CRM_AMI_SECRET (the AMI user in manager.conf needs "
+            "`read = call,user,cdr,agent` and `write = originate,reporting`)")
 
 
 def cmd_ami(args, settings, engine, out) -> int:
@@ -158,8 +158,8 @@ def add_pbx_commands(commands) -> None:
         description="Follow calls on Asterisk's manager interface: pop the caller's card for "
                     "each seller whose phone rings, record who answered, close calls the "
                     "hangup hook missed. Needs ami_host, ami_username and ami_secret "
-                    "(config file or PBX_CRM_AMI_*); the AMI user needs `read = call,user,cdr` "
-                    "and `write = originate,reporting`.")
+                    "(config file or PBX_CRM_AMI_*); the AMI user needs "
+                    "`read = call,user,cdr,agent` and `write = originate,reporting`.")
     command = add_command(
         commands, "call", cmd_call, "click-to-call from the command line (tests the AMI link)",
         description="Ring a user's phone and, when it answers, dial the deal's contact, as "

@@ -41,7 +41,9 @@ from pbx_crm.telephony.ami_protocol import (
 
 log = logging.getLogger(__name__)
 
-DEFAULT_EVENTS = "call,user,cdr"  # drops the "dialplan" class (VarSet, Newexten): most of the volume
+# Drops the "dialplan" class (VarSet, Newexten): most of the volume. "agent" is app_queue's
+# own events (the queue, the caller's wait, a member who rang out).
+DEFAULT_EVENTS = "call,user,cdr,agent"
 ORIGINATE_ANSWERED = "4"  # OriginateResponse Reason when the channel answered
 _CONNECTED = object()  # dispatcher marker: run on_connect here, in stream order
 _STOP = object()

@@ -86,7 +86,6 @@ POP_CHECKS = (0.25, 0.5, 1.0, 2.0, 4.0)
 UNKNOWN = "UNKNOWN"
 # The event classes the listener reads: call (dials, states, hangups, transfers), user, cdr
 # (the billed talk) and agent (app_queue: who was called, who connected, who gave up).
-EVENTS = "call,user,cdr,agent"
 
 
 @dataclass
@@ -134,7 +133,7 @@ class AmiListener:
         self.tracker = CallTracker(_CurrentDevices(self))
         self.client = client_factory(settings.ami_host, settings.ami_port, settings.ami_username,
                                      settings.ami_secret, on_event=self._on_event,
-                                     on_connect=self._on_connect, events=EVENTS)
+                                     on_connect=self._on_connect)
         self._progress = threading.Condition()  # notified after each event, resync, refresh
         self._wake = threading.Condition()  # wakes the housekeeping thread
         # Heap of (due, seq, signal, when the call's last channel went).
