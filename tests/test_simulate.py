@@ -41,8 +41,8 @@ from pbx_crm.db import make_engine, transaction
 from pbx_crm.models import Call, Deal, Event, Stage, Task, TimelineEntry
 from pbx_crm.simulator.ami import FakeAmiServer
 from pbx_crm.simulator.floor_calls import FloorCall, floor_calls
-from pbx_crm.simulator.pbx import (OWNER, CallPlayer, EmulatorLink, SimulatedCall,
-                                   random_calls)
+from pbx_crm.simulator.callers import random_calls
+from pbx_crm.simulator.pbx import OWNER, CallPlayer, EmulatorLink, SimulatedCall
 
 WAIT = 10.0
 PBX_CRM = str(Path(sys.executable).parent / "pbx-crm")

@@ -20,8 +20,8 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
-from .pbx import (LOOKUP_VARIABLES, PlayedCall, SimulatedCall, _Steps, agi_answered,
-                  agi_hangup, agi_incoming, answering_leg, hang_up, inbound_leg, random_calls)
+from .callers import random_calls
+from .pbx import PlayedCall, SimulatedCall, agi_answered, agi_hangup, answering_leg, hang_up
 from .queue_calls import queue_call
 from .transfer_calls import attended_transfer, blind_transfer, two_devices
 
@@ -105,20 +105,7 @@ class PlayedFloorCall(PlayedCall):
 def play_floor_call(player, call: FloorCall) -> PlayedFloorCall:
     """``call`` through ``player`` (a ``CallPlayer``): lookup, phases, hooks, waits."""
     started = time.monotonic()
-    trunk, linkedid = player.builder.new_inbound()
-    withheld = not call.caller
-    caller = "anonymous" if withheld else call.caller
-    inbound = inbound_leg(trunk, linkedid, number=caller,
-                          caller_name="Anonymous" if withheld else call.caller_name or None,
-                          callingpres=35 if withheld else 0, did=player.did)
-    steps = _Steps()
-    steps.hook("incoming", lambda: agi_incoming(player.address, inbound, player.did,
-                                                exit_on_hangup=True))
-    if not steps.reached_crm and player.give_up_unreachable:
-        player.stop.set()
-    lookup = {name: inbound.variables.get(name, "") for name in LOOKUP_VARIABLES}
-    if lookup["CRM_CALLER_NAME"]:
-        inbound.write("CALLERID(name)", lookup["CRM_CALLER_NAME"])
+    trunk, linkedid, caller, inbound, steps, lookup = player.look_up(call)
     shape, dials = _write(player, call, caller, inbound.calleridname or "", (trunk, linkedid))
 
     for phase, data in shape.phases.items():

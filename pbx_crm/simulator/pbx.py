@@ -15,14 +15,13 @@ leg before it dials a phone). Ringing and talk are real waits, compressed by ``t
 The AMI side goes to a ``FakeAmiServer`` in the same process (the demo), to ``EmulatorLink``
 (the ``PbxCrmSimulate`` action of a FakeAmiServer in another process: ``pbx-crm simulate``
 against the demo), or nowhere (the AGI path only). The AGI steps at the top are the ones the
-tests' ``Pbx`` helper plays too. ``random_calls`` makes a believable mix of calls;
-``CallLoop`` plays one every few seconds (``pbx-crm demo``), ``play_at_rate`` N at a rate.
+tests' ``Pbx`` helper plays too. ``callers.random_calls`` makes a believable mix
+of calls; ``CallLoop`` plays one every few seconds (``pbx-crm demo``), ``play_at_rate`` N at a rate.
 """
 
 from __future__ import annotations
 
 import base64
-import math
 import random
 import threading
 import time
@@ -305,22 +304,7 @@ class CallPlayer:
         if not isinstance(call, SimulatedCall):  # a queue call, a transfer (floor_calls)
             return call.play(self)
         started = time.monotonic()
-        trunk, linkedid = self.builder.new_inbound()
-        withheld = not call.caller
-        caller = "anonymous" if withheld else call.caller
-        inbound = inbound_leg(trunk, linkedid, number=caller,
-                              caller_name="Anonymous" if withheld else call.caller_name or None,
-                              callingpres=35 if withheld else 0, did=self.did)
-        steps = _Steps()
-
-        # [pbx-crm-route]: the lookup, the caller's name from the CRM, who rings first.
-        steps.hook("incoming", lambda: agi_incoming(self.address, inbound, self.did,
-                                                    exit_on_hangup=True))
-        if not steps.reached_crm and self.give_up_unreachable:
-            self.stop.set()
-        lookup = {name: inbound.variables.get(name, "") for name in LOOKUP_VARIABLES}
-        if lookup["CRM_CALLER_NAME"]:
-            inbound.write("CALLERID(name)", lookup["CRM_CALLER_NAME"])
+        trunk, linkedid, caller, inbound, steps, lookup = self.look_up(call)
         owner = lookup["CRM_OWNER_EXTEN"] if lookup["CRM_OWNER_EXTEN"].isdigit() else ""
         plan = self._dial_plan(call, owner)
         synthetic = self.builder.ring_pjsip(
@@ -372,6 +356,26 @@ class CallPlayer:
             disposition=inbound.variables.get("CRM_DISPOSITION", ""),
             transcripts=steps.transcripts, errors=list(dict.fromkeys(steps.errors)),
             seconds=time.monotonic() - started)
+
+    def look_up(self, call):
+        """[pbx-crm-route]'s first step for any call: the trunk leg comes in, the lookup runs,
+        the caller's name is the CRM's. Returns (trunk channel, linkedid, caller number,
+        inbound leg, the call's ``_Steps``, the lookup's variables)."""
+        trunk, linkedid = self.builder.new_inbound()
+        withheld = not call.caller
+        caller = "anonymous" if withheld else call.caller
+        inbound = inbound_leg(trunk, linkedid, number=caller,
+                              caller_name="Anonymous" if withheld else call.caller_name or None,
+                              callingpres=35 if withheld else 0, did=self.did)
+        steps = _Steps()
+        steps.hook("incoming", lambda: agi_incoming(self.address, inbound, self.did,
+                                                    exit_on_hangup=True))
+        if not steps.reached_crm and self.give_up_unreachable:
+            self.stop.set()
+        lookup = {name: inbound.variables.get(name, "") for name in LOOKUP_VARIABLES}
+        if lookup["CRM_CALLER_NAME"]:
+            inbound.write("CALLERID(name)", lookup["CRM_CALLER_NAME"])
+        return trunk, linkedid, caller, inbound, steps, lookup
 
     def _dial_plan(self, call: SimulatedCall, owner: str) -> _DialPlan:
         """What [pbx-crm-route] dials for this call, given the seller the CRM named."""
@@ -455,59 +459,6 @@ def _cut(data: bytes, is_the_event: Callable, *, keep: bool) -> tuple[bytes, byt
 
 
 # --- many calls ----------------------------------------------------------------------------
-
-# Mobile prefixes of Indonesian operators (08xx), for callers the CRM does not know yet.
-_MOBILE_PREFIXES = ("811", "812", "813", "821", "822", "852", "853", "856", "857", "858",
-                    "877", "878", "881", "895", "896")
-_AREA_CODES = ("21", "22", "24", "31", "61", "274", "361")
-_TRUNK_NAMES = ("TOKO SUMBER JAYA", "CV MAKMUR ABADI", "PT KARYA MANDIRI", "BENGKEL RAHMAT",
-                "IBU SRI WAHYUNI", "PT DUTA LOGISTIK", "WARUNG BAROKAH", "HOTEL MELATI")
-
-
-def random_calls(rng: random.Random, known_numbers: Sequence[str] = (), *,
-                 ring_group: Sequence[str] = RING_GROUP) -> Iterator[SimulatedCall]:
-    """Believable calls, endlessly: about 45% from callers the CRM does not know (they land in
-    Unsorted), 45% from ``known_numbers`` (E.164; they ring their seller first), 10% with the
-    number withheld; about 15% end unanswered (missed, the caller giving up, all busy). Known
-    numbers come as the trunk sends them, ``0812...`` or ``+62812...``."""
-    ring_group = tuple(ring_group)
-    while True:
-        kind = rng.random()
-        if kind < 0.10:
-            caller, name = "", ""
-        elif kind < 0.55 or not known_numbers:
-            caller, name = _new_number(rng), rng.choice(_TRUNK_NAMES) if rng.random() < 0.3 else ""
-        else:
-            caller, name = _as_trunk_sends(rng.choice(known_numbers), rng), ""
-        known = bool(caller) and kind >= 0.55 and bool(known_numbers)
-        ending = rng.random()
-        answer = (OWNER if known and rng.random() < 0.75 else rng.choice(ring_group))
-        unanswered = "missed"
-        if ending >= 0.85:
-            answer = None
-            unanswered = "missed" if ending < 0.93 else "abandoned" if ending < 0.98 else "busy"
-        ring = round(rng.uniform(2, 12) if answer else rng.uniform(4, 25), 1)
-        talk = int(min(300, max(5, rng.lognormvariate(math.log(60), 0.8))))
-        yield SimulatedCall(caller, name, answer, unanswered, owner_first=rng.random() < 0.9,
-                            ring_seconds=ring, talk_seconds=talk)
-
-
-def _new_number(rng: random.Random) -> str:
-    if rng.random() < 0.8:
-        number = "8" + rng.choice(_MOBILE_PREFIXES)[1:] + "".join(
-            rng.choice("0123456789") for _ in range(rng.choice((7, 8))))
-    else:
-        area = rng.choice(_AREA_CODES)
-        number = area + str(rng.randint(2, 9)) + "".join(
-            rng.choice("0123456789") for _ in range(8 - len(area)))
-    return ("0" if rng.random() < 0.5 else "+62") + number
-
-
-def _as_trunk_sends(e164: str, rng: random.Random) -> str:
-    if e164.startswith("+62") and rng.random() < 0.5:
-        return "0" + e164[3:]
-    return e164
-
 
 def play_at_rate(player: CallPlayer, calls: Sequence[SimulatedCall], rate: float, *,
                  on_played: Callable[[int, PlayedCall], object] | None = None,
