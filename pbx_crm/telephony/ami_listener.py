@@ -84,8 +84,6 @@ HANGUP_GRACE = 5.0  # seconds the AGI hangup hook gets to close a call before we
 POP_CHECKS = (0.25, 0.5, 1.0, 2.0, 4.0)
 # Status of a pop for a caller the CRM has no contact for (and, from AMI, made no deal for).
 UNKNOWN = "UNKNOWN"
-# The event classes the listener reads: call (dials, states, hangups, transfers), user, cdr
-# (the billed talk) and agent (app_queue: who was called, who connected, who gave up).
 
 
 @dataclass
