@@ -1,4 +1,4 @@
--- pbx-crm schema for postgres at migration 0013; regenerate with: pbx-crm db dump > sql/schema.postgres.sql
+-- pbx-crm schema for postgres at migration 0014; regenerate with: pbx-crm db dump > sql/schema.postgres.sql
 
 CREATE EXTENSION IF NOT EXISTS pg_trgm WITH SCHEMA public;
 
@@ -542,7 +542,8 @@ CREATE TABLE public.user_extensions (
     id integer NOT NULL,
     user_id integer NOT NULL,
     extension character varying(32) NOT NULL,
-    devices text
+    devices text,
+    pbx character varying(32)
 );
 
 CREATE SEQUENCE public.user_extensions_id_seq
@@ -758,7 +759,7 @@ ALTER TABLE ONLY public.stages
     ADD CONSTRAINT uq_stages_pipeline_id_name UNIQUE (pipeline_id, name);
 
 ALTER TABLE ONLY public.user_extensions
-    ADD CONSTRAINT uq_user_extensions_extension UNIQUE (extension);
+    ADD CONSTRAINT uq_user_extensions_pbx_extension UNIQUE (pbx, extension);
 
 ALTER TABLE ONLY public.users
     ADD CONSTRAINT uq_users_login UNIQUE (login);
@@ -869,6 +870,8 @@ CREATE UNIQUE INDEX uq_pipelines_default ON public.pipelines USING btree (is_def
 CREATE UNIQUE INDEX uq_stages_pipeline_unsorted ON public.stages USING btree (pipeline_id) WHERE is_unsorted;
 
 CREATE UNIQUE INDEX uq_tasks_open_callback ON public.tasks USING btree (deal_id) WHERE (((kind)::text = 'callback'::text) AND (done_at IS NULL));
+
+CREATE UNIQUE INDEX uq_user_extensions_extension ON public.user_extensions USING btree (extension) WHERE (pbx IS NULL);
 
 ALTER TABLE ONLY public.audit_log
     ADD CONSTRAINT fk_audit_log_user_id_users FOREIGN KEY (user_id) REFERENCES public.users(id) ON DELETE SET NULL;

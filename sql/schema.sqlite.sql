@@ -1,4 +1,4 @@
--- pbx-crm schema for sqlite at migration 0013; regenerate with: pbx-crm db dump > sql/schema.sqlite.sql
+-- pbx-crm schema for sqlite at migration 0014; regenerate with: pbx-crm db dump > sql/schema.sqlite.sql
 
 CREATE TABLE alembic_version (
 	version_num VARCHAR(32) NOT NULL,
@@ -389,13 +389,15 @@ CREATE TABLE timeline_entries (
 	CONSTRAINT fk_timeline_entries_robot_run_id_robot_runs FOREIGN KEY(robot_run_id) REFERENCES robot_runs (id) ON DELETE SET NULL
 );
 
-CREATE TABLE user_extensions (
+CREATE TABLE "user_extensions" (
 	id INTEGER NOT NULL,
 	user_id INTEGER NOT NULL,
-	extension VARCHAR(32) NOT NULL, devices TEXT,
+	extension VARCHAR(32) NOT NULL,
+	devices TEXT,
+	pbx VARCHAR(32),
 	CONSTRAINT pk_user_extensions PRIMARY KEY (id),
 	CONSTRAINT fk_user_extensions_user_id_users FOREIGN KEY(user_id) REFERENCES users (id) ON DELETE CASCADE,
-	CONSTRAINT uq_user_extensions_extension UNIQUE (extension)
+	CONSTRAINT uq_user_extensions_pbx_extension UNIQUE (pbx, extension)
 );
 
 CREATE TABLE users (
@@ -526,6 +528,8 @@ CREATE UNIQUE INDEX uq_pipelines_default ON pipelines (is_default) WHERE is_defa
 CREATE UNIQUE INDEX uq_stages_pipeline_unsorted ON stages (pipeline_id) WHERE is_unsorted;
 
 CREATE UNIQUE INDEX uq_tasks_open_callback ON tasks (deal_id) WHERE kind = 'callback' AND done_at IS NULL;
+
+CREATE UNIQUE INDEX uq_user_extensions_extension ON user_extensions (extension) WHERE pbx IS NULL;
 
 CREATE TRIGGER contact_name_fts_after_delete AFTER DELETE ON contacts BEGIN
     INSERT INTO contact_name_fts (contact_name_fts, rowid, name) VALUES ('delete', old.id, old.name);

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, Column, String, Text, true
+from sqlalchemy import Boolean, Column, Index, String, Text, UniqueConstraint, text, true
 from sqlmodel import Field, SQLModel
 
 from ..enums import Role
@@ -32,13 +32,23 @@ class User(SQLModel, table=True):
 
 
 class UserExtension(SQLModel, table=True):
-    """A phone extension that rings a user; an extension belongs to one user at most."""
+    """A phone extension that rings a user: a number on one Asterisk box (``pbx``; NULL is
+    the default box, ``main``). An extension of a box belongs to one user at most; the same
+    number may ring another seller on another box."""
 
     __tablename__ = "user_extensions"
+    __table_args__ = (
+        UniqueConstraint("pbx", "extension"),
+        # NULLs never collide in a UNIQUE constraint: the default box needs its own index.
+        Index("uq_user_extensions_extension", "extension", unique=True,
+              sqlite_where=text("pbx IS NULL"), postgresql_where=text("pbx IS NULL")),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     user_id: int = _fk("users.id", nullable=False, ondelete="CASCADE", index=True)
-    extension: str = Field(sa_column=Column(String(32), nullable=False, unique=True))
+    extension: str = Field(sa_column=Column(String(32), nullable=False))
     # The devices that ring for the extension, comma-separated ("101a,101b": a desk phone and
     # a softphone); empty: the extension is its own only device.
     devices: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # The box the extension is on, as the settings name it ([pbx:jakarta]); NULL: main.
+    pbx: str | None = Field(default=None, sa_column=Column(String(32), nullable=True))
