@@ -7,13 +7,16 @@ telephony processes write them (``pbx_crm.funnel.events``), in transactions of t
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 from factories import make_contact, make_deal, make_pipeline, make_user
+from sqlalchemy.engine import URL
 from telephony import eventually
-from webtools import Client, Stream, signed_in
+from webtools import Client, Stream, WebServer, signed_in
 
 from pbx_crm.funnel import events
-from pbx_crm.db import transaction
+from pbx_crm.db import make_engine, transaction
 
 CALLER = "+6281234567890"
 
@@ -203,3 +206,28 @@ def test_the_new_deal_form_takes_the_callers_number_from_the_link(web, crm):
     assert page.status == 200
     assert 'name="phone" value="+6285711112222"' in page.text
     assert "&lt;b&gt;Sari&lt;/b&gt;" in page.text and "<b>Sari</b>" not in page.text
+
+
+@pytest.mark.postgres
+def test_a_web_node_on_a_multi_host_url_pops_from_the_host_that_answers(crm, engine,
+                                                                           settings):
+    """docs/deploy.md: a URL naming the standby's address first (here a closed port) and the
+    primary second, with target_session_attrs=read-write; the LISTEN follows it too."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("LISTEN/NOTIFY and libpq's host lists are PostgreSQL's")
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        dead = closed.getsockname()[1]
+    url = engine.url
+    both = make_engine(URL.create(url.drivername, url.username, url.password,
+                                  database=url.database, query={
+        "host": (f"127.0.0.1:{dead}", f"{url.host}:{url.port or 5432}"),
+        "target_session_attrs": "read-write"}).render_as_string(hide_password=False))
+    try:
+        with WebServer(settings, both) as web:
+            ana = signed_in(web, "ana")
+            with Stream(ana) as stream:
+                seen = ring(engine, crm["ana"], crm["ana_deal"], linkedid="via-second-host")
+                assert stream.next()["id"] == seen
+    finally:
+        both.dispose()

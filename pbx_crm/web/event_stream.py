@@ -37,7 +37,7 @@ from sqlmodel import Session, select
 
 from ..funnel import events
 from ..people import sign_in as web_sessions
-from ..db import transaction
+from ..db import POSTGRES_CONNECT_TIMEOUT_S, POSTGRES_NETWORK_ARGS, transaction
 from ..rules.funnel import Actor, can_read_deal, can_receive_event
 from ..models import Contact, Deal, Event, Stage, Task, User
 
@@ -271,10 +271,14 @@ class EventHub:
     def _connect_listener(self):
         import psycopg
 
-        url = self.engine.url
-        listen = psycopg.connect(host=url.host or "", port=url.port or 5432,
-                                 user=url.username or "", password=url.password or "",
-                                 dbname=url.database or "", autocommit=True)
+        # What the engine's own connections get: every host of a multi-host URL (with its
+        # target_session_attrs, so a fail-over finds the new primary), the rest of the URL's
+        # query, and make_engine's connect timeout and keepalives (a LISTEN on a dead path
+        # fails within seconds instead of waiting for ever).
+        _, params = self.engine.dialect.create_connect_args(self.engine.url)
+        params = {"connect_timeout": POSTGRES_CONNECT_TIMEOUT_S, **POSTGRES_NETWORK_ARGS,
+                  **params}
+        listen = psycopg.connect(**params, autocommit=True)
         listen.execute(f"LISTEN {events.NOTIFY_CHANNEL}")
         return listen
 
