@@ -3,7 +3,8 @@
 ``contact_card`` checks that the actor may see the contact (``contacts.readable_contact``,
 which asks ``rules.funnel``) before reading anything else: its phones, the deals of it the
 actor may see (with stage and owner), and its calls (time, direction, outcome, who answered,
-talk time), those of deals out of the actor's sight left out. ``find_contacts`` is the merge
+talk time, and how it went leg by leg: ``call_story``, one query for the page's calls),
+those of deals out of the actor's sight left out. ``find_contacts`` is the merge
 form's search, by name or phone, among the contacts the actor may change.
 """
 
@@ -15,6 +16,7 @@ from sqlalchemy import and_, exists, func, or_, union
 from sqlalchemy.sql import column, table
 from sqlmodel import Session, select
 
+from .call_story import CallStory, stories_of
 from .contacts import is_named, phones_of, readable_contact
 from ..errors import ValidationError
 from ..rules.funnel import Actor, can_read_deal
@@ -41,6 +43,7 @@ class ContactDeal:
 class ContactCall:
     call: Call
     answered_by: str | None
+    story: CallStory | None = None  # how it went leg by leg (None: it rang one seller's phone)
 
     @property
     def talk_seconds(self) -> int | None:
@@ -76,9 +79,11 @@ def contact_card(session: Session, actor: Actor, contact_id: int) -> ContactCard
                          .where(Call.contact_id == contact_id, on_shown)
                          .order_by(Call.ringing_at.desc(), Call.id.desc())
                          .limit(CALL_LIMIT + 1)).all()
+    stories = stories_of(session, (call for call, _ in calls[:CALL_LIMIT]))
     return ContactCard(contact=contact, phones=phones, named=is_named(contact, phones),
                        deals=shown,
-                       calls=[ContactCall(call, name) for call, name in calls[:CALL_LIMIT]],
+                       calls=[ContactCall(call, name, stories.get(call.id))
+                              for call, name in calls[:CALL_LIMIT]],
                        more_calls=len(calls) > CALL_LIMIT)
 
 

@@ -3,7 +3,8 @@
 ``deal_card`` checks that the actor may see the deal (``deals.get_deal``, which asks
 ``funnel``) before reading anything else: the contact and phones, the owner, the pipeline's
 stages for the stage selector, the timeline (with each call's direction, duration,
-disposition and recording), the tasks, for a head the sellers a deal can go to, and the
+disposition and recording, and how it went leg by leg: ``call_story``, one query for the
+page's calls), the tasks, for a head the sellers a deal can go to, and the
 robot nudges of the deal's current stage visit still waiting for an answer.
 """
 
@@ -14,9 +15,10 @@ from dataclasses import dataclass, field
 from sqlmodel import Session, select
 
 from . import pipelines, tasks
+from .call_story import CallStory, stories_of
 from .contacts import phones_of
 from .deals import get_deal
-from ..enums import RobotRunStatus, Role
+from ..enums import RobotRunStatus, Role, TimelineKind
 from ..rules.funnel import Actor
 from ..models import (
     Call, Contact, ContactPhone, Deal, Pipeline, RobotRule, RobotRun, Stage, Task, TimelineEntry,
@@ -31,6 +33,9 @@ class TimelineLine:
     entry: TimelineEntry
     author_name: str | None
     call: Call | None
+    # How the call went leg by leg (queue, sellers rung, who talked): None for a call that
+    # rang one seller's phone, and for lines that are not a call's own.
+    story: CallStory | None = None
 
     @property
     def call_seconds(self) -> int | None:
@@ -94,6 +99,9 @@ def deal_card(session: Session, actor: Actor, deal_id: int) -> DealCard:
         .where(TimelineEntry.deal_id == deal_id)
         .order_by(TimelineEntry.created_at.desc(), TimelineEntry.id.desc())
         .limit(TIMELINE_LIMIT)).all()
+    call_lines = {entry.id: call for entry, _, call in lines
+                  if call is not None and entry.kind == TimelineKind.CALL.value}
+    stories = stories_of(session, call_lines.values())
     sellers = []
     if actor.sees_everything:
         sellers = list(session.exec(select(User).where(User.active,
@@ -104,6 +112,8 @@ def deal_card(session: Session, actor: Actor, deal_id: int) -> DealCard:
         stages=pipelines.stages_of(session, deal.pipeline_id), contact=contact,
         phones=phones_of(session, contact.id) if contact else [],
         owner=session.get(User, deal.owner_id) if deal.owner_id else None,
-        timeline=[TimelineLine(entry, name, call) for entry, name, call in lines],
+        timeline=[TimelineLine(entry, name, call,
+                               story=stories.get(call.id) if entry.id in call_lines else None)
+                  for entry, name, call in lines],
         tasks=tasks.tasks_of(session, actor, deal_id), sellers=sellers,
         nudges=open_nudges(session, deal))
