@@ -1,4 +1,5 @@
-"""What the benchmarks share: seeding a database once, timing a call, reading percentiles.
+"""What the benchmarks share: seeding a database once, timing a call, reading percentiles,
+the CPU of other processes.
 
 Each benchmark script runs as ``python bench/<name>.py`` (this folder is then first on the
 import path) and imports from here.
@@ -6,6 +7,7 @@ import path) and imports from here.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -56,3 +58,26 @@ def ensure_deals(engine, deals: int, *, contacts: int, random_seed: int,
                             **seed_options)
     print(f"seeded in {time.perf_counter() - start:.1f} s", file=sys.stderr)
     return report
+
+
+# --- CPU of processes of this machine (Linux /proc), for benchmarks of several processes -----
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds process ``pid`` used so far (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime
+
+
+def machine_cpu_seconds() -> tuple[float, float]:
+    """(busy, all) CPU seconds of every core since boot, from ``/proc/stat``."""
+    with open("/proc/stat") as stat:
+        values = [int(v) for v in stat.readline().split()[1:8]]
+    idle = values[3] + values[4]  # idle, iowait
+    return (sum(values) - idle) / _TICK, sum(values) / _TICK
