@@ -32,9 +32,10 @@ from dataclasses import dataclass, field
 
 from pbx_crm.telephony.ami_protocol import parse_message, split_stream
 
-from .agi import FakeChannel, Transcript, run_fastagi
+from .agi import FakeChannel, Transcript
 from .agi_commands import mset_pairs, parse_args
 from .ami import SIMULATE_ACTION, ScenarioBuilder
+from .hagi import run_agi
 
 DID = "2150001"
 RING_GROUP = ("101", "102", "103")  # CRM_RING_GROUP of the shipped dialplan
@@ -88,20 +89,20 @@ def hang_up(inbound: FakeChannel, dialstatus: str, *, talk: int | None = None,
 def agi_incoming(address: tuple[str, int], inbound: FakeChannel, did: str, *,
                  script: str = "incoming", **options) -> Transcript:
     """``AGI(${CRM_AGI}/incoming,${ARG1},${CHANNEL(linkedid)})`` on the inbound leg."""
-    return run_fastagi(address, script, [did, inbound.linkedid], inbound, **options)
+    return run_agi(address, script, [did, inbound.linkedid], inbound, **options)
 
 
 def agi_answered(address: tuple[str, int], inbound: FakeChannel, leg: FakeChannel, *,
                  script: str = "answered", **options) -> Transcript:
     """``AGI(${CRM_AGI}/answered,${ARG1})`` on the leg that answered; ARG1 is the inbound
     leg's UNIQUEID."""
-    return run_fastagi(address, script, [inbound.uniqueid], leg, **options)
+    return run_agi(address, script, [inbound.uniqueid], leg, **options)
 
 
 def agi_hangup(address: tuple[str, int], inbound: FakeChannel, args: Sequence[str], *,
                script: str = "hangup", **options) -> Transcript:
     """The hangup handler's AGI on the dead inbound leg, with ``hang_up``'s arguments."""
-    return run_fastagi(address, script, list(args), inbound, **options)
+    return run_agi(address, script, list(args), inbound, **options)
 
 
 def variables_set(transcript: Transcript) -> dict[str, str]:
@@ -274,8 +275,9 @@ class PlayedCall:
 
 class CallPlayer:
     """Plays calls into a running CRM, as Asterisk would: the AGI hooks at ``fastagi_address``
-    and, with ``ami`` (a ``FakeAmiServer`` or an ``EmulatorLink``), the AMI events. Thread-safe:
-    ``play`` calls may overlap. ``stop.set()`` makes every wait end at once, so calls in
+    (or at several, as ``hagi://`` reaches them: a ``hagi.Hagi``) and, with ``ami`` (a
+    ``FakeAmiServer`` or an ``EmulatorLink``), the AMI events. Thread-safe: ``play`` calls may
+    overlap. ``stop.set()`` makes every wait end at once, so calls in
     progress finish quickly (they still hang up properly); ``give_up_unreachable`` sets it
     when a lookup finds no FastAGI server (``pbx-crm simulate`` with nothing serving)."""
 
