@@ -4,6 +4,13 @@ Layers, lowest first: built-in defaults < the config file (``/etc/pbx-crm/pbx-cr
 ``--config``) < ``PBX_CRM_*`` environment variables < command-line flags. Nothing in the
 package reads the environment or a file at import time; the CLI calls ``load_settings`` and
 hands the result to every component, and tests build ``Settings`` directly.
+
+Several Asterisk boxes (two offices, each with its PBX) are named sections of the file,
+``[pbx:jakarta]`` with ``host``, ``port``, ``username``, ``secret`` and, where the box differs,
+``device_technology``, ``device_suffix`` and ``originate_context``; or the variables
+``PBX_CRM_PBX_<NAME>_<KEY>`` (``PBX_CRM_PBX_JAKARTA_HOST``), which override the file's. The
+``ami_*`` settings stay the box named ``main`` (``DEFAULT_PBX``), so a one-box setup reads
+as it always did. ``Settings.pbx_boxes`` lists every box with an AMI host.
 """
 
 from __future__ import annotations
@@ -25,6 +32,13 @@ from .rules.working_hours import parse_working_days, parse_working_hours
 DEFAULT_CONFIG_FILE = Path("/etc/pbx-crm/pbx-crm.ini")
 ENV_PREFIX = "PBX_CRM_"
 INI_SECTION = "pbx-crm"
+# The box of the ami_* settings; the extensions stored with no box (user_extensions.pbx NULL).
+DEFAULT_PBX = "main"
+PBX_SECTION = "pbx:"  # [pbx:<name>]
+PBX_ENV_PREFIX = ENV_PREFIX + "PBX_"
+# A box's name: what the dialplan's CRM_PBX and an admin's "jakarta/101" say, and what an
+# environment variable can carry (PBX_CRM_PBX_JAKARTA_HOST).
+PBX_NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,31}")
 
 
 class ConfigError(ValidationError):
@@ -129,6 +143,33 @@ def _parse_workers(text: str) -> int:
 
 
 @dataclass(frozen=True)
+class PbxBox:
+    """One Asterisk box the CRM follows over AMI: what the listener logs in with and what
+    click-to-call rings the seller's phone through (the names are the ``Settings`` ones, so
+    ``click_to_call.device_of`` reads either)."""
+
+    name: str
+    host: str
+    port: int = 5038
+    username: str = "pbx-crm"
+    secret: str = ""
+    device_technology: str = "PJSIP"
+    device_suffix: str = ""
+    originate_context: str = "from-internal"
+
+    @property
+    def stored(self) -> str | None:
+        """``user_extensions.pbx`` of this box's extensions (NULL for the default box)."""
+        return None if self.name == DEFAULT_PBX else self.name
+
+
+# The keys of a [pbx:<name>] section, and how each is read.
+_PBX_KEYS = {"host": str.strip, "port": _parse_port, "username": str.strip, "secret": str,
+             "device_technology": str.strip, "device_suffix": _parse_device_suffix,
+             "originate_context": str.strip}
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path = field(default_factory=_default_data_dir)
     # Empty means "an SQLite file in data_dir"; see database_url_or_default.
@@ -192,6 +233,35 @@ class Settings:
     # How far back a pass looks again (late writes, replayed calls) and how late a missed
     # pass may still run after a restart; runs are keyed, so looking again repeats nothing.
     robot_grace_minutes: int = 60
+    # The other Asterisk boxes ([pbx:<name>] sections, PBX_CRM_PBX_<NAME>_* variables).
+    pbxes: tuple[PbxBox, ...] = ()
+
+    @property
+    def pbx_names(self) -> tuple[str, ...]:
+        """Every box an extension may belong to: ``main`` first, then the named ones."""
+        return (DEFAULT_PBX,) + tuple(box.name for box in self.pbxes)
+
+    @property
+    def main_pbx(self) -> PbxBox:
+        """The default box: the ami_* and device settings (its host may be empty)."""
+        return PbxBox(DEFAULT_PBX, self.ami_host, self.ami_port, self.ami_username,
+                      self.ami_secret, self.device_technology, self.device_suffix,
+                      self.originate_context)
+
+    @property
+    def pbx_boxes(self) -> tuple[PbxBox, ...]:
+        """The boxes with an AMI host: ``main`` when ami_host is set, then the named ones."""
+        return tuple(box for box in (self.main_pbx,) + self.pbxes if box.host)
+
+    def pbx(self, name: str | None) -> PbxBox:
+        """The box called ``name`` (None: ``main``); ``KeyError`` for a name no section
+        defines."""
+        if not name or name == DEFAULT_PBX:
+            return self.main_pbx
+        for box in self.pbxes:
+            if box.name == name:
+                return box
+        raise KeyError(name)
 
     @property
     def database(self) -> str:
@@ -258,11 +328,13 @@ def _parse(name: str, text: str, origin: str):
         raise ConfigError(f"{origin}: {reason}") from None
 
 
-def _read_file(path: Path, *, required: bool) -> dict[str, str]:
+def _read_file(path: Path, *, required: bool) -> tuple[dict[str, str],
+                                                        dict[str, dict[str, str]]]:
+    """The [pbx-crm] settings, and each [pbx:<name>] section's keys by box name."""
     if not path.exists():
         if required:
             raise ConfigError(f"config file {path} does not exist")
-        return {}
+        return {}, {}
     parser = configparser.ConfigParser(interpolation=None)
     # Opened here rather than by parser.read(), which skips a file it cannot open (no
     # permission, a directory) without a word and leaves the service on its defaults.
@@ -271,19 +343,85 @@ def _read_file(path: Path, *, required: bool) -> dict[str, str]:
             parser.read_file(file, source=str(path))
     except (OSError, UnicodeDecodeError, configparser.Error) as error:
         raise ConfigError(f"config file {path} cannot be read: {error}") from None
-    others = [name for name in parser.sections() if name != INI_SECTION]
+    others = [name for name in parser.sections()
+              if name != INI_SECTION and not name.startswith(PBX_SECTION)]
     if others:
         # A misspelt section would otherwise be ignored as a whole.
         raise ConfigError(f"config file {path}: unknown section(s) "
                           f"{', '.join(f'[{name}]' for name in others)}; "
-                          f"settings go under [{INI_SECTION}]")
+                          f"settings go under [{INI_SECTION}], a PBX box under "
+                          f"[{PBX_SECTION}<name>]")
+    boxes = {}
+    for section in parser.sections():
+        if section.startswith(PBX_SECTION):
+            name = _pbx_name(section[len(PBX_SECTION):], f"config file {path} [{section}]")
+            boxes[name] = dict(parser.items(section))
+            unknown = sorted(set(boxes[name]) - set(_PBX_KEYS))
+            if unknown:
+                raise ConfigError(f"config file {path} [{section}]: unknown key(s) "
+                                  f"{', '.join(unknown)}; a box takes "
+                                  f"{', '.join(_PBX_KEYS)}")
     if not parser.has_section(INI_SECTION):
-        return {}
+        return {}, boxes
     values = dict(parser.items(INI_SECTION))
     unknown = sorted(set(values) - set(SETTING_NAMES))
     if unknown:
         raise ConfigError(f"config file {path}: unknown setting(s) {', '.join(unknown)}")
-    return values
+    return values, boxes
+
+
+def _pbx_name(text: str, origin: str) -> str:
+    name = text.strip()
+    if name == DEFAULT_PBX:
+        raise ConfigError(f"{origin}: {DEFAULT_PBX!r} is the box of the ami_* settings; set "
+                          f"those under [{INI_SECTION}], or give this box another name")
+    if not PBX_NAME_PATTERN.fullmatch(name):
+        raise ConfigError(f"{origin}: {name!r} is not a PBX name: up to 32 lowercase letters, "
+                          "digits or underscores, starting with a letter (jakarta, office_2)")
+    return name
+
+
+def _pbx_boxes(from_file: dict[str, dict[str, str]], path: Path,
+               environ: Mapping[str, str], settings: Settings) -> tuple[PbxBox, ...]:
+    """The named boxes: the file's sections, each key overridden by its variable; a box
+    takes the [pbx-crm] device settings it does not set."""
+    texts = {name: {key: (value, f"{path} [{PBX_SECTION}{name}] {key}")
+                    for key, value in keys.items()} for name, keys in from_file.items()}
+    for variable, value in environ.items():
+        if not variable.startswith(PBX_ENV_PREFIX):
+            continue
+        rest = variable[len(PBX_ENV_PREFIX):]
+        key = next((k for k in _PBX_KEYS if rest.endswith("_" + k.upper())), None)
+        if key is None:
+            raise ConfigError(f"{variable}: not a PBX setting; write "
+                              f"{PBX_ENV_PREFIX}<NAME>_<KEY> with KEY one of "
+                              f"{', '.join(k.upper() for k in _PBX_KEYS)}")
+        name = _pbx_name(rest[:-len(key) - 1].lower(), variable)
+        texts.setdefault(name, {})[key] = (value, variable)
+    boxes, seen = [], {}
+    if settings.ami_host:
+        seen[(settings.ami_host, settings.ami_port)] = DEFAULT_PBX
+    for name in sorted(texts):
+        values = {}
+        for key, (text, origin) in texts[name].items():
+            try:
+                values[key] = _PBX_KEYS[key](text)
+            except ValueError as error:
+                raise ConfigError(f"{origin}: {error}") from None
+        if not values.get("host"):
+            raise ConfigError(f"PBX {name!r} has no host: set host under "
+                              f"[{PBX_SECTION}{name}] or {PBX_ENV_PREFIX}{name.upper()}_HOST")
+        values = {"device_technology": settings.device_technology,
+                  "device_suffix": settings.device_suffix,
+                  "originate_context": settings.originate_context, **values}
+        box = PbxBox(name, **values)
+        other = seen.setdefault((box.host, box.port), name)
+        if other != name:
+            # Two listeners on one box would pop every call twice.
+            raise ConfigError(f"PBX {name!r} and PBX {other!r} are the same box "
+                              f"({box.host}:{box.port}): one name a box")
+        boxes.append(box)
+    return tuple(boxes)
 
 
 def load_settings(
@@ -298,7 +436,8 @@ def load_settings(
         config_file = environ[ENV_PREFIX + "CONFIG"]
     path = Path(config_file) if config_file else DEFAULT_CONFIG_FILE
     values: dict[str, object] = {}
-    for name, text in _read_file(path, required=config_file is not None).items():
+    from_file, boxes = _read_file(path, required=config_file is not None)
+    for name, text in from_file.items():
         values[name] = _parse(name, text, f"{path} [{INI_SECTION}] {name}")
     for name in SETTING_NAMES:
         variable = ENV_PREFIX + name.upper()
@@ -307,4 +446,5 @@ def load_settings(
     for name, text in (overrides or {}).items():
         if text is not None:
             values[name] = _parse(name, text, f"--{name.replace('_', '-')}")
-    return Settings(**values)
+    settings = Settings(**values)
+    return settings.replace(pbxes=_pbx_boxes(boxes, path, environ, settings))
