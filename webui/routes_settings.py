@@ -37,7 +37,8 @@ def register(ui: WebUI) -> None:
             else:
                 found, people, devices = [], [], {}
         return ui.render("settings.html", pipelines=found, people=people, devices=devices,
-                         error=error, status=status, languages=users.LANGUAGES)
+                         error=error, status=status, languages=users.LANGUAGES,
+                         pbxes=ui.settings.pbx_names)
 
     def change(work):
         values = form()
@@ -113,7 +114,7 @@ def register(ui: WebUI) -> None:
         return change(lambda session, values: users.create_user(
             session, ui.actor, login=values.get("login", ""), name=values.get("name", ""),
             password=values.get("password", ""), role=values.get("role", "seller"),
-            extensions=_split(values.get("extensions", "")),
+            extensions=_split(values.get("extensions", "")), pbxes=ui.settings.pbx_names,
             language=values.get("language") if values.get("language") in users.LANGUAGES
             else "en"))
 
@@ -132,7 +133,8 @@ def register(ui: WebUI) -> None:
         def work(session, values):
             ensure_head(ui.actor, Phrase("change extensions"))
             users.set_extensions(session, ui.actor, user_of(session, user_id).id,
-                                 _split(values.get("extensions", "")))
+                                 _split(values.get("extensions", "")),
+                                 pbxes=ui.settings.pbx_names)
         return change(work)
 
     @app.post("/settings/users/<user_id:int>/devices")

@@ -18,7 +18,8 @@ def cmd_user_add(args, settings, engine, out) -> int:
     with transaction(engine) as session:
         user = users.create_user(session, admin(), login=args.login, name=args.name,
                                  password=password, role=args.role,
-                                 extensions=args.extension or (), team=args.team)
+                                 extensions=args.extension or (), team=args.team,
+                                 pbxes=settings.pbx_names)
         extensions = users.list_users(session)
     shown = next(ext for u, ext in extensions if u.id == user.id)
     print(f"Added {user.role} {user.login} ({user.name})"
@@ -62,7 +63,8 @@ def cmd_user_extensions(args, settings, engine, out) -> int:
         raise CrmError("give the extensions, or --clear to remove them all")
     with transaction(engine) as session:
         user = users.get_user_by_login(session, args.login)
-        extensions = users.set_extensions(session, admin(), user.id, args.extensions)
+        extensions = users.set_extensions(session, admin(), user.id, args.extensions,
+                                          pbxes=settings.pbx_names)
     print(f"{user.login} rings on {', '.join(extensions)}." if extensions
           else f"{user.login} has no extension now.", file=out)
     return 0
@@ -117,7 +119,8 @@ def add_user(commands) -> None:
                          help="a seller works their own deals; a head sees and manages all "
                               "(default seller)")
     command.add_argument("--extension", action="append", metavar="EXT",
-                         help="phone extension that rings this user; repeat for several")
+                         help="phone extension that rings this user (BOX/EXT on another PBX "
+                              "than the default one, e.g. jakarta/101); repeat for several")
     command.add_argument("--team", help="team name, for reports")
     _password_option(command)
     add_command(group, "list", cmd_user_list, "list users with their roles and extensions")
@@ -134,14 +137,16 @@ def add_user(commands) -> None:
                           "replace the extensions that ring a user")
     command.add_argument("login")
     command.add_argument("extensions", nargs="*", metavar="EXT",
-                         help="the user's extensions from now on")
+                         help="the user's extensions from now on (BOX/EXT on another PBX "
+                              "than the default one, e.g. jakarta/101)")
     command.add_argument("--clear", action="store_true",
                          help="remove all of the user's extensions")
     command = add_command(group, "devices", cmd_user_devices,
                           "set the devices that ring for one of a user's extensions "
                           "(a desk phone and a softphone)")
     command.add_argument("login")
-    command.add_argument("extension", help="one of the user's extensions")
+    command.add_argument("extension", help="one of the user's extensions (BOX/EXT on "
+                                            "another PBX than the default one)")
     command.add_argument("devices", nargs="*", metavar="DEVICE",
                          help="endpoint names (or Local exten names) that ring for it, "
                               "e.g. 101a 101b")

@@ -6,6 +6,11 @@ the dialplan dials them all and a channel names the device, so the PBX edges rea
 its extension through ``device_extensions`` and dial an extension through ``dial_devices``.
 A device name belongs to one extension at most and is never another extension's number.
 
+An extension is a number on one Asterisk box (``user_extensions.pbx``; None is the default
+box, ``main``): a company with two offices may have a 101 in each, ringing different sellers.
+Admins write such an extension ``jakarta/101`` (``Extension``), the default box's as before
+(``101``), and the PBX edges ask with the box they serve (``pbx=``).
+
 Passwords are hashed with Argon2id (argon2-cffi); a hash made with older parameters is
 upgraded the next time its owner signs in. A new password and a deactivation sign the user
 out of every browser (``web_sessions.end_user_sessions``): a session stolen or left open on
@@ -15,6 +20,8 @@ another machine ends with the password it was opened with.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
+from typing import NamedTuple
 
 import argon2
 from argon2 import PasswordHasher
@@ -22,6 +29,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete
 from sqlmodel import Session, select
 
+from ..config import DEFAULT_PBX, PBX_NAME_PATTERN
 from ..enums import Role
 from ..errors import Conflict, NotFound, Phrase, ValidationError
 from ..rules.addresses import clean_email
@@ -72,21 +80,47 @@ def _check_password(password: str) -> None:
                               length=MIN_PASSWORD_LENGTH, field="password")
 
 
-def _clean_extensions(extensions) -> list[str]:
+class Extension(NamedTuple):
+    """An extension on its box: ``pbx`` as stored (None: the default box) and the number."""
+
+    pbx: str | None
+    number: str
+
+    def __str__(self) -> str:
+        """What an admin reads and writes: ``jakarta/101``, or ``101`` on the default box."""
+        return f"{self.pbx}/{self.number}" if self.pbx else self.number
+
+
+def stored_pbx(name: str | None) -> str | None:
+    """``user_extensions.pbx`` for a box name: None for the default box."""
+    return None if not name or name == DEFAULT_PBX else name
+
+
+def _clean_extensions(extensions, pbxes: Collection[str] | None = None) -> list[Extension]:
+    """``101`` or ``jakarta/101`` as ``Extension``s; a box ``pbxes`` does not name (when
+    given: the configured boxes) is refused."""
     cleaned = []
     for extension in extensions:
-        extension = str(extension).strip()
-        if not EXTENSION_PATTERN.fullmatch(extension):
+        text = str(extension).strip()
+        box, _, number = text.rpartition("/")
+        box, number = box.strip().lower(), number.strip()
+        if not EXTENSION_PATTERN.fullmatch(number) or (box and not PBX_NAME_PATTERN.fullmatch(
+                box)):
             raise ValidationError("“%(extension)s” is not a phone extension.",
-                                  extension=extension[:40], field="extensions")
-        if extension not in cleaned:
-            cleaned.append(extension)
+                                  extension=text[:40], field="extensions")
+        if box and pbxes is not None and box not in pbxes:
+            raise ValidationError("“%(extension)s”: there is no PBX called %(pbx)s; the "
+                                  "PBXes are %(pbxes)s.", extension=text[:40], pbx=box,
+                                  pbxes=", ".join(pbxes), field="extensions")
+        found = Extension(stored_pbx(box), number)
+        if found not in cleaned:
+            cleaned.append(found)
     return cleaned
 
 
 def create_user(session: Session, actor: Actor, *, login: str, name: str, password: str,
                 role: str = Role.SELLER.value, extensions=(), team: str | None = None,
-                language: str = "en") -> User:
+                language: str = "en", pbxes: Collection[str] | None = None) -> User:
     ensure_head(actor, Phrase("add users"))
     login = _clean_login(login)
     name = (name or "").strip()
@@ -98,43 +132,49 @@ def create_user(session: Session, actor: Actor, *, login: str, name: str, passwo
     if session.exec(select(User.id).where(User.login == login)).first() is not None:
         raise Conflict("The login “%(login)s” is taken.", login=login)
     # Checked before the user is written, so a refusal leaves nothing behind in the session.
-    extensions = _free_extensions(session, extensions, user_id=None)
+    extensions = _free_extensions(session, extensions, user_id=None, pbxes=pbxes)
     user = User(login=login, name=name, role=role, password_hash=_hasher.hash(password),
                 team=(team or "").strip() or None, language=language)
     session.add(user)
     session.flush()
-    set_extensions(session, actor, user.id, extensions)
+    set_extensions(session, actor, user.id, [str(e) for e in extensions])
     audit(session, actor, "user", user.id, "create", {"login": login, "role": role})
     return user
 
 
-def set_extensions(session: Session, actor: Actor, user_id: int, extensions) -> list[str]:
-    """Replace a user's extensions; an extension that rings someone else is refused. An
-    extension kept keeps its devices."""
+def set_extensions(session: Session, actor: Actor, user_id: int, extensions, *,
+                   pbxes: Collection[str] | None = None) -> list[str]:
+    """Replace a user's extensions (``101``, ``jakarta/101``); an extension that rings someone
+    else on the same box is refused, as is a box ``pbxes`` (the configured ones, when given)
+    does not name. An extension kept keeps its devices."""
     ensure_head(actor, Phrase("change extensions"))
-    cleaned = _free_extensions(session, extensions, user_id=user_id)
-    kept = dict(session.exec(select(UserExtension.extension, UserExtension.devices)
-                             .where(UserExtension.user_id == user_id)).all())
+    cleaned = _free_extensions(session, extensions, user_id=user_id, pbxes=pbxes)
+    kept = {Extension(pbx, number): devices for pbx, number, devices in session.exec(
+        select(UserExtension.pbx, UserExtension.extension, UserExtension.devices)
+        .where(UserExtension.user_id == user_id))}
     session.exec(delete(UserExtension).where(UserExtension.user_id == user_id))
-    session.add_all(UserExtension(user_id=user_id, extension=e, devices=kept.get(e))
-                    for e in cleaned)
+    session.add_all(UserExtension(user_id=user_id, pbx=e.pbx, extension=e.number,
+                                  devices=kept.get(e)) for e in cleaned)
     session.flush()
-    return cleaned
+    return [str(e) for e in cleaned]
 
 
-def _free_extensions(session: Session, extensions, *, user_id: int | None) -> list[str]:
-    """The cleaned extensions; one that already rings another user, as an extension or as
-    one of their devices, is refused."""
-    cleaned = _clean_extensions(extensions)
+def _free_extensions(session: Session, extensions, *, user_id: int | None,
+                     pbxes: Collection[str] | None = None) -> list[Extension]:
+    """The cleaned extensions; one that already rings another user on its box, as an
+    extension or as one of their devices, is refused."""
+    cleaned = _clean_extensions(extensions, pbxes)
     if cleaned:
-        query = select(UserExtension.extension, UserExtension.devices, User.login).join(User)
+        query = select(UserExtension.pbx, UserExtension.extension, UserExtension.devices,
+                       User.login).join(User)
         if user_id is not None:
             query = query.where(UserExtension.user_id != user_id)
-        for extension, devices, login in session.exec(query):
-            taken = [e for e in cleaned if e == extension or e in _names(devices)]
+        for pbx, extension, devices, login in session.exec(query):
+            taken = [e for e in cleaned
+                     if e.pbx == pbx and (e.number == extension or e.number in _names(devices))]
             if taken:
                 raise Conflict("Extension %(extension)s already rings %(login)s.",
-                               extension=taken[0], login=login)
+                               extension=str(taken[0]), login=login)
     return cleaned
 
 
@@ -158,19 +198,21 @@ def _clean_devices(devices) -> list[str]:
 
 def set_devices(session: Session, actor: Actor, user_id: int, extension: str,
                 devices) -> list[str]:
-    """Replace the devices that ring for one of a user's extensions (none: the extension is
-    its own only device). A device of another extension, or another extension's number, is
-    refused: a channel must name one seller."""
+    """Replace the devices that ring for one of a user's extensions (``101``,
+    ``jakarta/101``; none: the extension is its own only device). A device of another
+    extension on that box, or another extension's number there, is refused: a channel must
+    name one seller."""
     ensure_head(actor, Phrase("change extensions"))
-    extension = str(extension or "").strip()
-    row = session.exec(select(UserExtension).where(UserExtension.user_id == user_id,
-                                                   UserExtension.extension == extension)
-                       ).first()
+    text = str(extension or "").strip()
+    box, _, number = text.rpartition("/")
+    row = session.exec(select(UserExtension).where(
+        UserExtension.user_id == user_id, UserExtension.extension == number.strip(),
+        _on_box(stored_pbx(box.strip().lower())))).first()
     if row is None:
-        raise NotFound("This user has no extension %(extension)s.", extension=extension[:40])
+        raise NotFound("This user has no extension %(extension)s.", extension=text[:40])
     cleaned = _clean_devices(devices)
     others = session.exec(select(UserExtension.extension, UserExtension.devices, User.login)
-                          .join(User).where(UserExtension.id != row.id))
+                          .join(User).where(UserExtension.id != row.id, _on_box(row.pbx)))
     for other, their_devices, login in others:
         for device in cleaned:
             if device == other:
@@ -178,40 +220,66 @@ def set_devices(session: Session, actor: Actor, user_id: int, extension: str,
                                "name of its own.", device=device, login=login)
             if device in _names(their_devices):
                 raise Conflict("Device %(device)s already rings %(login)s on extension "
-                               "%(extension)s.", device=device, login=login, extension=other)
+                               "%(extension)s.", device=device, login=login,
+                               extension=str(Extension(row.pbx, other)))
     row.devices = ",".join(cleaned) or None
     session.add(row)
     session.flush()
     audit(session, actor, "user", user_id, "set_devices",
-          {"extension": extension, "devices": cleaned})
+          {"extension": str(Extension(row.pbx, row.extension)), "devices": cleaned})
     return cleaned
 
 
+def _on_box(pbx: str | None):
+    """The condition "on box ``pbx``" (None: the default box, stored as NULL)."""
+    return UserExtension.pbx.is_not_distinct_from(pbx)
+
+
 def devices_of_extensions(session: Session) -> dict[str, list[str]]:
-    """Every extension that rings devices of its own, with them: what the settings page
-    shows."""
-    return {extension: _names(devices) for extension, devices in session.exec(
-        select(UserExtension.extension, UserExtension.devices)
-        .where(UserExtension.devices.is_not(None)))}
+    """Every extension (``101``, ``jakarta/101``) that rings devices of its own, with them:
+    what the settings page shows."""
+    return {str(Extension(pbx, extension)): _names(devices)
+            for pbx, extension, devices in session.exec(
+                select(UserExtension.pbx, UserExtension.extension, UserExtension.devices)
+                .where(UserExtension.devices.is_not(None)))}
 
 
-def device_extensions(session: Session) -> dict[str, str]:
-    """``{device: extension}`` for the active users' devices, for the call tracker's device
-    map: a channel of ``101b`` is seller ``101``."""
+def device_extensions(session: Session, pbx: str | None = None) -> dict[str, str]:
+    """``{device: extension}`` for the active users' devices on box ``pbx`` (None: the
+    default box), for the call tracker's device map: a channel of ``101b`` is seller ``101``."""
     found = {}
     for extension, devices in session.exec(
             select(UserExtension.extension, UserExtension.devices).join(User)
-            .where(User.active, UserExtension.devices.is_not(None))):
+            .where(User.active, UserExtension.devices.is_not(None), _on_box(pbx))):
         for device in _names(devices):
             found[device] = extension
     return found
 
 
-def dial_devices(session: Session, extension: str) -> list[str]:
-    """The devices to ring for an extension: its own devices, or the extension itself."""
-    devices = session.exec(select(UserExtension.devices)
-                           .where(UserExtension.extension == extension)).first()
+def extensions_on(session: Session, pbx: str | None = None) -> frozenset[str]:
+    """The active users' extensions on box ``pbx`` (None: the default box): the phones whose
+    ringing pops a card."""
+    return frozenset(session.exec(select(UserExtension.extension).join(User)
+                                  .where(User.active, _on_box(pbx))).all())
+
+
+def dial_devices(session: Session, extension: str, pbx: str | None = None) -> list[str]:
+    """The devices to ring for an extension on box ``pbx``: its own devices, or the extension
+    itself."""
+    devices = session.exec(select(UserExtension.devices).where(
+        UserExtension.extension == extension, _on_box(pbx))).first()
     return _names(devices) or [extension]
+
+
+def first_extension(session: Session, user_id: int | None) -> Extension | None:
+    """The phone that rings for a seller first (click-to-call's, the owner's): their first
+    extension, on its box; None for nobody or an inactive user."""
+    if user_id is None:
+        return None
+    found = session.exec(select(UserExtension.pbx, UserExtension.extension).join(User)
+                         .where(UserExtension.user_id == user_id, User.active)
+                         .order_by(UserExtension.id)).first()
+    return Extension(*found) if found else None
 
 
 def set_password(session: Session, actor: Actor, login: str, password: str) -> None:
@@ -303,10 +371,13 @@ def authenticate(session: Session, login: str, password: str) -> User | None:
 
 
 def list_users(session: Session) -> list[tuple[User, list[str]]]:
+    """Every user with their extensions as admins write them (``101``, ``jakarta/101``)."""
     users = session.exec(select(User).order_by(User.role.desc(), User.login)).all()
     extensions: dict[int, list[str]] = {}
-    for row in session.exec(select(UserExtension).order_by(UserExtension.extension)):
-        extensions.setdefault(row.user_id, []).append(row.extension)
+    for row in session.exec(select(UserExtension).order_by(UserExtension.pbx.is_not(None),
+                                                           UserExtension.pbx,
+                                                           UserExtension.extension)):
+        extensions.setdefault(row.user_id, []).append(str(Extension(row.pbx, row.extension)))
     return [(user, extensions.get(user.id, [])) for user in users]
 
 
@@ -316,7 +387,8 @@ def list_sellers(session: Session) -> list[User]:
                              .order_by(User.name)))
 
 
-def user_for_extension(session: Session, extension: str) -> User | None:
-    """The active user an extension rings, for the PBX edges."""
+def user_for_extension(session: Session, extension: str, pbx: str | None = None) -> User | None:
+    """The active user an extension of box ``pbx`` rings (None: the default box), for the
+    PBX edges."""
     return session.exec(select(User).join(UserExtension).where(
-        UserExtension.extension == extension, User.active)).first()
+        UserExtension.extension == extension, _on_box(pbx), User.active)).first()
