@@ -6,13 +6,14 @@ caller, so the inbound call is named by its uniqueid (ARG1) and the seller by th
 device (``PJSIP/101-...`` or ``Local/101@...``): an extension, or one of an extension's
 devices (``Local/101b@phones-...;1``, a softphone of 101), which ``calls.record_answer`` reads
 as its seller and keeps on the call. The seller becomes the owner of an Unsorted deal. The
-bridge waits for this hook: it sets nothing, so the session is one round trip.
+bridge waits for this hook: it sets nothing, so the session is one round trip. With several
+PBXes the query names the box (``answered?pbx=${CRM_PBX}``), and the extension is that box's.
 """
 
 from pbx_crm.funnel import calls
 from pbx_crm.telephony.call_tracker import DeviceMap
 
-from .registry import arg, hook
+from .registry import arg, hook, pbx_of
 
 _devices = DeviceMap()
 
@@ -22,5 +23,6 @@ def answered(session, request, context):
     extension = _devices(request.channel)
     if extension:
         calls.record_answer(session, uniqueid=arg(request, 1) or request.uniqueid,
-                            extension=extension, now=context.now)
+                            extension=extension, pbx=pbx_of(request, context.settings),
+                            now=context.now)
     return {}

@@ -11,7 +11,7 @@ answered or the caller gave up: the call counts as answered when an answer was r
 
 from pbx_crm.funnel import calls
 
-from .registry import arg, caller_of, hook
+from .registry import arg, caller_of, hook, pbx_of
 
 
 def _int_or_none(text: str) -> int | None:
@@ -28,5 +28,5 @@ def hangup(session, request, context):
         hangup_cause=_int_or_none(arg(request, 3)),
         answered_seconds=_int_or_none(arg(request, 4)), caller=caller,
         caller_name=request.calleridname, create_deals=settings.unknown_callers_create_deals,
-        region=settings.phone_region, now=context.now)
+        region=settings.phone_region, pbx=pbx_of(request, settings), now=context.now)
     return {"CRM_DISPOSITION": call.disposition if call else ""}

@@ -21,7 +21,7 @@ from pbx_crm.funnel import calls, pipelines
 from pbx_crm.rules.phones import CallerKind
 from pbx_crm.telephony.click_to_call import dial_string
 
-from .registry import arg, caller_of, hook
+from .registry import arg, caller_of, hook, pbx_of
 
 log = logging.getLogger(__name__)
 
@@ -29,24 +29,33 @@ log = logging.getLogger(__name__)
 _TOLD: set[str] = set()
 
 
-def _variables(lookup: calls.CallerLookup, settings) -> dict[str, str]:
+def _variables(lookup: calls.CallerLookup, settings, pbx: str | None) -> dict[str, str]:
     devices = [device for device in lookup.owner_devices.split(",") if device]
     return {"CRM_STATUS": lookup.status,
             "CRM_DEAL_ID": str(lookup.deal_id or ""),
             "CRM_CONTACT_ID": str(lookup.contact_id or ""),
             "CRM_CALLER_NAME": lookup.caller_name,
             "CRM_OWNER_EXTEN": lookup.owner_extension,
-            "CRM_OWNER_DIAL": dial_string(settings, devices)
+            "CRM_OWNER_DIAL": dial_string(_box(settings, pbx), devices)
             if lookup.owner_extension and devices else ""}
+
+
+def _box(settings, pbx: str | None):
+    """The box's device settings (a box the settings do not know: the default's)."""
+    try:
+        return settings.pbx(pbx)
+    except KeyError:
+        return settings
 
 
 def answer_incoming(connection, request, context):
     settings = context.settings
     caller = caller_of(request, settings)
+    pbx = pbx_of(request, settings)
     lookup = calls.lookup_caller(connection, uniqueid=request.uniqueid, caller=caller,
-                                 create_deals=settings.unknown_callers_create_deals)
+                                 create_deals=settings.unknown_callers_create_deals, pbx=pbx)
     context.memo.update(caller=caller, lookup=lookup)  # what the recording need not redo
-    return _variables(lookup, settings)
+    return _variables(lookup, settings, pbx)
 
 
 def _linkedid(request) -> str:
@@ -61,14 +70,15 @@ def _did(request) -> str:
 def incoming(session, request, context):
     settings = context.settings
     caller = context.memo.get("caller") or caller_of(request, settings)
+    pbx = pbx_of(request, settings)
     lookup = calls.record_inbound_call(
         session, uniqueid=request.uniqueid, linkedid=_linkedid(request),
         caller=caller, caller_name=request.calleridname, did=_did(request),
         create_deals=settings.unknown_callers_create_deals, region=settings.phone_region,
-        now=context.now, looked_up=context.memo.get("lookup"))
+        now=context.now, looked_up=context.memo.get("lookup"), pbx=pbx)
     if settings.unknown_callers_create_deals and caller.kind is CallerKind.NUMBER:
         _say_why_no_deal(session, lookup)
-    return _variables(lookup, settings)
+    return _variables(lookup, settings, pbx)
 
 
 def _say_why_no_deal(session, lookup: calls.CallerLookup) -> None:

@@ -11,7 +11,7 @@ from pbx_crm.funnel import calls
 from pbx_crm.telephony.call_tracker import DeviceMap
 from pbx_crm.rules.phones import classify_caller
 
-from .registry import arg, hook
+from .registry import arg, hook, pbx_of
 
 _devices = DeviceMap()
 
@@ -25,5 +25,5 @@ def outbound(session, request, context):
         session, uniqueid=request.uniqueid, linkedid=arg(request, 2) or request.uniqueid,
         extension=_devices(request.channel) or request.callerid, dialed=dialed,
         clicked_deal_id=int(arg(request, 3)) if arg(request, 3).isdigit() else None,
-        now=context.now)
+        pbx=pbx_of(request, settings), now=context.now)
     return {"CRM_DEAL_ID": str(call.deal_id or "")}

@@ -39,6 +39,29 @@ def arg(request, position: int, default: str = "") -> str:
     return request.args[position - 1] if len(request.args) >= position else default
 
 
+def pbx_of(request, settings) -> str | None:
+    """The box the call is on, as the dialplan's ``CRM_PBX`` names it in the hook's query
+    (``${CRM_AGI}/answered?pbx=${CRM_PBX}``), stored-form: None for the default box. A name
+    the settings do not know is logged (once) and kept: it matches no seller, so nobody is
+    popped for a phone of a box the CRM cannot tell apart."""
+    from pbx_crm.people.users import stored_pbx
+
+    name = request.query.get("pbx", "").strip().lower()
+    if name and name not in settings.pbx_names and name not in _UNKNOWN_PBXES:
+        _UNKNOWN_PBXES.add(name)
+        import logging
+
+        logging.getLogger(__name__).error(
+            "the dialplan says CRM_PBX=%s, a box the settings do not define (known: %s): "
+            "add [pbx:%s] to the config file or correct CRM_PBX in [pbx-crm-settings]; its "
+            "calls are recorded, but no seller's phone on it is recognised", name,
+            ", ".join(settings.pbx_names), name)
+    return stored_pbx(name)
+
+
+_UNKNOWN_PBXES: set[str] = set()  # said once per process
+
+
 def caller_of(request, settings):
     """The caller as the AGI environment names them, recognised with the settings' rules."""
     from pbx_crm.rules.phones import classify_caller

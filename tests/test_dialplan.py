@@ -221,12 +221,15 @@ def agi_calls(dialplan: Dialplan) -> list[AgiCall]:
             continue
         words = split_args(priority.data)
         if words[0] == RELAY:
-            found.append(AgiCall(priority, words[1], tuple(words[2:]), relay=True))
+            hook, args, relay = words[1], words[2:], True
         else:
             assert words[0].startswith(FASTAGI_PREFIX), \
                 f"{priority}: AGI calls go to ${{CRM_AGI}}/<hook> or {RELAY},<hook>"
-            found.append(AgiCall(priority, words[0][len(FASTAGI_PREFIX):], tuple(words[1:]),
-                                 relay=False))
+            hook, args, relay = words[0][len(FASTAGI_PREFIX):], words[1:], False
+        # Every hook learns the box the call is on (several PBXes, dialplan/README.md).
+        hook, _, query = hook.partition("?")
+        assert query == "pbx=${CRM_PBX}", f"{priority}: <hook>?pbx=${{CRM_PBX}}"
+        found.append(AgiCall(priority, hook, tuple(args), relay=relay))
     return found
 
 
@@ -340,7 +343,7 @@ def test_the_fastagi_url_is_an_ip_literal_with_a_port(dialplan):
 
 def test_the_settings_are_the_documented_ones_and_read_only_where_set(dialplan):
     settings = settings_of(dialplan)
-    assert set(settings) == {"CRM_AGI", "CRM_AGI_RELAY", "CRM_RING_GROUP",
+    assert set(settings) == {"CRM_AGI", "CRM_AGI_RELAY", "CRM_PBX", "CRM_RING_GROUP",
                              "CRM_RING_GROUP_TIME", "CRM_DEVICE_TECH", "CRM_DEVICE_SUFFIX",
                              "CRM_OWNER_RING_TIME", "CRM_QUEUE", "CRM_QUEUE_TIME"}
     assert settings["CRM_AGI_RELAY"] in ("yes", "no")

@@ -29,10 +29,11 @@ from .calls import call_words
 
 def record_call_end(session: Session, call: Call, *, legs: Sequence = (),
                     talk_by: Iterable[tuple[str, int]] = (), queue: str = "",
-                    hold_seconds: int | None = None,
-                    talk_seconds: int | None = None) -> list[CallLeg]:
+                    hold_seconds: int | None = None, talk_seconds: int | None = None,
+                    pbx: str | None = None) -> list[CallLeg]:
     """Write ``call``'s legs (replacing any), its queue and the caller's wait there;
-    ``talk_seconds`` is the PBX's count of the whole talk, if it gave one."""
+    ``talk_seconds`` is the PBX's count of the whole talk, if it gave one; the legs'
+    extensions are box ``pbx``'s (None: the default box)."""
     if not legs and not queue and hold_seconds is None:
         return []  # nothing seen (a call first met in a resync): what was written stays
     session.execute(delete(CallLeg).where(CallLeg.call_id == call.id))
@@ -41,7 +42,7 @@ def record_call_end(session: Session, call: Call, *, legs: Sequence = (),
     rows = []
     for position, leg in enumerate(legs):
         if leg.extension not in sellers:
-            user = user_for_extension(session, leg.extension)
+            user = user_for_extension(session, leg.extension, pbx)
             sellers[leg.extension] = user.id if user else None
         rows.append(CallLeg(
             call_id=call.id, position=position, extension=leg.extension[:32],

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, bindparam, exists, func, literal_column, update
+from sqlalchemy import String, and_, bindparam, exists, func, literal_column, update
 from sqlalchemy import select as core_select
 from sqlmodel import Session, select
 
@@ -66,23 +66,26 @@ class CallerLookup:
     owner_devices: str = ""
 
 
-def _first_extension(session: Session, user_id: int | None) -> tuple[str, str]:
-    """The seller's first extension and its devices ("" and "" for nobody)."""
+def _first_extension(session: Session, user_id: int | None,
+                     pbx: str | None = None) -> tuple[str, str]:
+    """The seller's first extension on box ``pbx`` and its devices ("" and "" for nobody)."""
     if user_id is None:
         return "", ""
     found = session.exec(select(UserExtension.extension, UserExtension.devices).join(User)
-                         .where(UserExtension.user_id == user_id, User.active)
+                         .where(UserExtension.user_id == user_id, User.active,
+                                UserExtension.pbx.is_not_distinct_from(pbx))
                          .order_by(UserExtension.id)).first()
     return (found[0], found[1] or "") if found else ("", "")
 
 
-def _lookup_of(session: Session, status: str, call: Call) -> CallerLookup:
+def _lookup_of(session: Session, status: str, call: Call,
+               pbx: str | None = None) -> CallerLookup:
     deal = session.get(Deal, call.deal_id) if call.deal_id else None
     contact = session.get(Contact, call.contact_id) if call.contact_id else None
     owner_id = deal.owner_id if deal else None
     if owner_id is None and contact is not None:
         owner_id = contact.owner_id
-    extension, devices = _first_extension(session, owner_id)
+    extension, devices = _first_extension(session, owner_id, pbx)
     return CallerLookup(status=status, deal_id=deal.id if deal else None,
                         contact_id=contact.id if contact else None,
                         caller_name=contact.name if contact else "",
@@ -101,7 +104,7 @@ def _popped_for(session: Session, linkedid: str) -> set[int | None]:
 def _caller_query():
     """One statement for what the dialplan needs about a number: up to two contacts having it
     (two is a conflict), each with its most recent open deal, the seller (the deal's, else the
-    contact's) and that seller's first extension, with its devices."""
+    contact's) and that seller's first extension on the call's box, with its devices."""
     contacts, phones, deals = Contact.__table__, ContactPhone.__table__, Deal.__table__
     stages, extensions, users = Stage.__table__, UserExtension.__table__, User.__table__
     open_deal = (core_select(deals.c.id).select_from(deals.join(stages, stages.c.id
@@ -111,10 +114,12 @@ def _caller_query():
                  .correlate(contacts).scalar_subquery())
     deal = deals.alias("open_deal")
     seller = func.coalesce(deal.c.owner_id, contacts.c.owner_id)
+    box = bindparam("pbx", type_=String(32))  # the call's box; None: the default box
     def first_extensions(column):
         return (core_select(column)
                 .select_from(extensions.join(users, users.c.id == extensions.c.user_id))
-                .where(extensions.c.user_id == seller, users.c.active)
+                .where(extensions.c.user_id == seller, users.c.active,
+                       extensions.c.pbx.is_not_distinct_from(box))
                 .order_by(extensions.c.id).limit(1).scalar_subquery())
     # Whether this call is recorded already (a retry), read along: one statement a call.
     recorded = exists().where(Call.__table__.c.uniqueid == bindparam("uniqueid"))
@@ -135,13 +140,15 @@ _CALLS_MAKE_DEALS = core_select(literal_column("1")).where(
 
 
 def lookup_caller(connection, *, uniqueid: str, caller: CallerNumber,
-                  create_deals: bool) -> CallerLookup:
+                  create_deals: bool, pbx: str | None = None) -> CallerLookup:
     """What ``record_inbound_call`` will decide, read without writing anything (on a plain
     connection or a session), so the
     dialplan gets its answer before the call is recorded (the recording follows at once).
 
     A new caller reads NEW with no deal yet: their contact and Unsorted deal are made by the
-    recording, and the screen-pop carries the new deal's number.
+    recording, and the screen-pop carries the new deal's number. The owner's extension is
+    the one on box ``pbx``, the call's (None: the default box): another box's is not theirs
+    to dial.
     """
     if caller.kind is CallerKind.INTERNAL:
         return CallerLookup(INTERNAL)
@@ -149,14 +156,15 @@ def lookup_caller(connection, *, uniqueid: str, caller: CallerNumber,
         return CallerLookup(ANONYMOUS)
     if isinstance(connection, Session):
         connection = connection.connection()
-    rows = connection.execute(_CALLER_QUERY, {"e164": caller.e164, "uniqueid": uniqueid}).all()
+    rows = connection.execute(_CALLER_QUERY, {"e164": caller.e164, "uniqueid": uniqueid,
+                                              "pbx": pbx}).all()
     recorded = (rows[0].recorded if rows else
                 connection.execute(_CALL_RECORDED, {"uniqueid": uniqueid}).first() is not None)
     if recorded:
         # A retry of a call already recorded: the first run's decision stands.
         with Session(bind=connection) as session:
             call = find_call(session, uniqueid)
-            return _lookup_of(session, _status_of(session, call, caller), call)
+            return _lookup_of(session, _status_of(session, call, caller), call, pbx)
     if len(rows) > 1:
         return CallerLookup(CONFLICT)
     if not rows:
@@ -233,15 +241,17 @@ def find_call(session: Session, uniqueid: str) -> Call | None:
 def record_inbound_call(session: Session, *, uniqueid: str, linkedid: str,
                         caller: CallerNumber, caller_name: str | None, did: str | None,
                         create_deals: bool, region: str, now: datetime | None = None,
-                        looked_up: CallerLookup | None = None) -> CallerLookup:
+                        looked_up: CallerLookup | None = None,
+                        pbx: str | None = None) -> CallerLookup:
     """An inbound call rings: find or create the caller's deal, record the call, and tell
     the browsers. A repeat of the same uniqueid returns what the first run decided.
-    ``looked_up``: what ``lookup_caller`` told the dialplan a moment ago, not read again."""
+    ``looked_up``: what ``lookup_caller`` told the dialplan a moment ago, not read again;
+    ``pbx``: the box the call rings on (None: the default box)."""
     now = now or utcnow()
     linkedid = linkedid or uniqueid
     if caller.kind is CallerKind.NUMBER:
         lookup = looked_up or lookup_caller(session, uniqueid=uniqueid, caller=caller,
-                                            create_deals=create_deals)
+                                            create_deals=create_deals, pbx=pbx)
         if lookup.status == FOUND and lookup.deal_id is not None:
             _record_known_call(session, lookup, uniqueid=uniqueid, linkedid=linkedid,
                                caller=caller, caller_name=caller_name, did=did, now=now)
@@ -249,7 +259,7 @@ def record_inbound_call(session: Session, *, uniqueid: str, linkedid: str,
     existing = find_call(session, uniqueid)
     status = NEW
     if existing is not None:
-        return _lookup_of(session, _status_of(session, existing, caller), existing)
+        return _lookup_of(session, _status_of(session, existing, caller), existing, pbx)
     call = Call(uniqueid=uniqueid, linkedid=linkedid or uniqueid,
                 direction=CallDirection.INBOUND.value, caller_raw=caller.raw[:80],
                 caller_e164=caller.e164, caller_name=_clean_name(caller_name),
@@ -274,11 +284,12 @@ def record_inbound_call(session: Session, *, uniqueid: str, linkedid: str,
             status = FOUND if found.contact_id and not found.created else NEW
     session.add(call)
     session.flush()
-    lookup = _lookup_of(session, status, call)
+    lookup = _lookup_of(session, status, call, pbx)
     if call.deal_id is not None:
         session.get(Deal, call.deal_id).last_activity_at = now
         report_days.record_call(session, deal_id=call.deal_id, at=now, direction=call.direction)
-    owner = user_for_extension(session, lookup.owner_extension) if lookup.owner_extension else None
+    owner = (user_for_extension(session, lookup.owner_extension, pbx)
+             if lookup.owner_extension else None)
     _pop_ringing(session, call.linkedid, owner.id if owner else None, call.deal_id, now,
                  _call_payload(call, lookup))
     return lookup
@@ -315,8 +326,9 @@ def _call_payload(call: Call, lookup: CallerLookup) -> dict:
 
 
 def record_answer(session: Session, *, uniqueid: str, extension: str, device: str = "",
-                  now: datetime | None = None) -> Call | None:
-    """The phone at ``extension`` answered the inbound call ``uniqueid``.
+                  pbx: str | None = None, now: datetime | None = None) -> Call | None:
+    """The phone at ``extension`` of box ``pbx`` (None: the default box) answered the
+    inbound call ``uniqueid``.
 
     The seller becomes the owner of an Unsorted deal (atomically: of two phones answering a
     ring group at once, one owner); a deal with an owner keeps it. ``extension`` may name one
@@ -324,10 +336,10 @@ def record_answer(session: Session, *, uniqueid: str, extension: str, device: st
     that extension's seller, and the call keeps the device.
     """
     now = now or utcnow()
-    user = user_for_extension(session, extension)
-    if user is None and (owning := device_extensions(session).get(extension)):
+    user = user_for_extension(session, extension, pbx)
+    if user is None and (owning := device_extensions(session, pbx).get(extension)):
         device, extension = extension, owning
-        user = user_for_extension(session, extension)
+        user = user_for_extension(session, extension, pbx)
     if user is None:
         # Not a seller's phone (a ring group's Local channel, a queue): the answer that counts
         # is the device's, which the AMI listener or Dial's DIALSTATUS reports.
@@ -365,7 +377,8 @@ def record_hangup(session: Session, *, uniqueid: str, dial_status: str | None,
                   hangup_cause: int | None, answered_seconds: int | None = None,
                   caller: CallerNumber | None = None, linkedid: str | None = None,
                   caller_name: str | None = None, create_deals: bool = False,
-                  region: str = "", now: datetime | None = None) -> Call | None:
+                  region: str = "", pbx: str | None = None,
+                  now: datetime | None = None) -> Call | None:
     """The call ended: set its disposition, put it on the deal's timeline, and for a missed
     or abandoned inbound call leave a callback task for the owner (or the Unsorted queue).
     ``answered_seconds`` (Dial's ANSWEREDTIME) is the talk time the timeline shows.
@@ -386,7 +399,7 @@ def record_hangup(session: Session, *, uniqueid: str, dial_status: str | None,
         # caller who gave up is not lost; a late lookup then finds the call recorded.
         record_inbound_call(session, uniqueid=uniqueid, linkedid=linkedid or uniqueid,
                             caller=caller, caller_name=caller_name, did=None,
-                            create_deals=create_deals, region=region, now=now)
+                            create_deals=create_deals, region=region, now=now, pbx=pbx)
         call = find_call(session, uniqueid)
     if call.ended_at is not None:
         return call
@@ -464,14 +477,15 @@ def _put_on_timeline(session: Session, call: Call, *, talk_seconds: int | None =
 
 def record_outbound_call(session: Session, *, uniqueid: str, linkedid: str, extension: str,
                          dialed: CallerNumber, clicked_deal_id: int | None = None,
-                         now: datetime | None = None) -> Call:
-    """A seller's phone dials out: log the call on the deal the seller clicked to call, or
-    else on the open deal of the dialed number."""
+                         pbx: str | None = None, now: datetime | None = None) -> Call:
+    """A seller's phone (``extension`` of box ``pbx``; None: the default box) dials out: log
+    the call on the deal the seller clicked to call, or else on the open deal of the dialed
+    number."""
     now = now or utcnow()
     existing = find_call(session, uniqueid)
     if existing is not None:
         return existing
-    user = user_for_extension(session, extension)
+    user = user_for_extension(session, extension, pbx)
     call = Call(uniqueid=uniqueid, linkedid=linkedid or uniqueid,
                 direction=CallDirection.OUTBOUND.value, caller_raw=extension[:80],
                 dialed_raw=dialed.raw[:80], caller_e164=dialed.e164, ringing_at=now,

@@ -33,11 +33,12 @@ BLIND, ATTENDED = "blind", "attended"
 
 def record_transfer(session: Session, call: Call, *, from_extension: str | None,
                     to_extension: str, kind: str, move_owner: bool = False,
-                    now: datetime | None = None) -> None:
-    """``call`` (recorded, inbound) went from ``from_extension`` to ``to_extension``."""
+                    pbx: str | None = None, now: datetime | None = None) -> None:
+    """``call`` (recorded, inbound) went from ``from_extension`` to ``to_extension``, two
+    extensions of box ``pbx`` (None: the default box)."""
     now = now or utcnow()
-    giver = user_for_extension(session, from_extension) if from_extension else None
-    taker = user_for_extension(session, to_extension)
+    giver = user_for_extension(session, from_extension, pbx) if from_extension else None
+    taker = user_for_extension(session, to_extension, pbx)
     if call.deal_id is not None:
         said = Words("Call transferred from %(from_seller)s to %(to_seller)s",
                      from_seller=_who(giver, from_extension), to_seller=_who(taker, to_extension))
