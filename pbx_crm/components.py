@@ -116,13 +116,17 @@ class AmiOff:
 def start_ami(settings: Settings, engine):
     """The AMI listener (screen-pops as phones ring, who answered, calls that ended). With an
     empty ``ami_host`` it stays off (``serve`` and ``demo`` go on without it); ``pbx-crm ami``
-    refuses that before calling here. Asterisk need not be up: the client keeps retrying."""
+    refuses that before calling here. Asterisk need not be up: the client keeps retrying.
+    Several PBXes ([pbx:<name>] sections): one listener per box (``pbx_boxes``)."""
     from .telephony.ami_listener import AmiListener
+    from .telephony.pbx_boxes import AmiListeners, several_boxes
 
-    if not settings.ami_host:
+    if not settings.pbx_boxes:
         log.warning("AMI listener off: ami_host is empty (set PBX_CRM_AMI_HOST or ami_host in "
                     "the config file to follow calls as they ring)")
         return AmiOff()
+    if several_boxes(settings):
+        return AmiListeners(engine, settings).start()
     listener = AmiListener(engine, settings).start()
     log.info("AMI listener connecting to %s:%s as %r", settings.ami_host, settings.ami_port,
              settings.ami_username)

@@ -351,6 +351,14 @@ class WebUI:
         """The AMI originate callable, or None when no AMI is configured."""
         if self._originate is not None:
             return self._originate
+        if self.settings.pbxes:  # several PBXes: each box's, by name (click_to_call picks)
+            if not self.settings.pbx_boxes:
+                return None
+            from pbx_crm.telephony.pbx_boxes import Originators
+
+            self._originate = Originators(self.settings)
+            self._closers.append(self._originate.close)
+            return self._originate
         if not self.settings.ami_host:
             return None
         if self._ami_client is None:

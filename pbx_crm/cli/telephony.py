@@ -31,7 +31,7 @@ def cmd_fastagi(args, settings, engine, out) -> int:
 
 
 def _require_ami(settings: Settings) -> None:
-    if not settings.ami_host:
+    if not settings.pbx_boxes:
         raise ConfigError(
             "no AMI host configured: set ami_host (with ami_username and ami_secret) under "
             "[pbx-crm] in the config file, or PBX_CRM_AMI_HOST, PBX_CRM_AMI_USERNAME and "
@@ -51,15 +51,25 @@ def cmd_call(args, settings, engine, out) -> int:
     _require_ami(settings)
     with transaction(engine, read_only=True) as session:
         user = users.get_user_by_login(session, args.login)
+        # The seller's phone's box (their first extension's): the call goes out there.
+        phone = users.first_extension(session, user.id)
     if not user.active:
         raise CrmError("%(login)s is deactivated; activate them first", login=user.login)
-    client = AmiClient(settings.ami_host, settings.ami_port, settings.ami_username,
-                       settings.ami_secret, events="call", action_timeout=AMI_CONNECT_WAIT)
+    try:  # no phone at all: call_contact says so, on any box
+        box = settings.pbx(phone.pbx) if phone else settings.pbx_boxes[0]
+    except KeyError:
+        raise CrmError("%(login)s's phone %(phone)s is on a PBX the settings do not define",
+                       login=user.login, phone=str(phone)) from None
+    if not box.host:
+        raise CrmError("%(login)s's phone %(phone)s is on PBX %(pbx)s, which has no AMI host",
+                       login=user.login, phone=str(phone), pbx=box.name)
+    client = AmiClient(box.host, box.port, box.username, box.secret, events="call",
+                       action_timeout=AMI_CONNECT_WAIT)
     client.start()
     try:
         if not client.wait_connected(AMI_CONNECT_WAIT):
             raise CrmError("no AMI session with %(host)s:%(port)s after %(wait)g s: %(error)s",
-                           host=settings.ami_host, port=settings.ami_port,
+                           host=box.host, port=box.port,
                            wait=AMI_CONNECT_WAIT, error=client.last_error or "no answer")
         with transaction(engine) as session:
             placed = call_contact(session, Actor.of(user), args.deal_id, number=args.number,

@@ -1,11 +1,13 @@
 """The AMI listener: calls as Asterisk reports them, turned into screen-pops and call records.
 
-This module owns the link between the AMI event stream and the CRM. It builds one ``AmiClient``
-from the settings, feeds every event to a ``CallTracker`` whose ``DeviceMap`` holds the
-extensions of the active users (reloaded every ``refresh_interval`` seconds, at each (re)connect
-and on ``refresh_devices()``: a new seller's phone pops without a restart), and turns the
-tracker's signals into CRM writes, each in its own short transaction. ``start_ami`` in
-``pbx_crm.components`` starts it for ``pbx-crm ami``, ``serve`` and ``demo``.
+This module owns the link between one box's AMI event stream and the CRM. It builds one
+``AmiClient`` for its box (``PbxBox``: the ami_* settings unless told another), feeds every
+event to a ``CallTracker`` whose ``DeviceMap`` holds the extensions of the active users on that
+box (reloaded every ``refresh_interval`` seconds, at each (re)connect and on
+``refresh_devices()``: a new seller's phone pops without a restart), and turns the tracker's
+signals into CRM writes, each in its own short transaction, reading every extension as its
+box's. ``start_ami`` in ``pbx_crm.components`` starts one per box (``pbx_boxes``) for
+``pbx-crm ami``, ``serve`` and ``demo``.
 
 The AGI hooks stay the primary source of call records: this listener never creates a deal or a
 call. It pops the card in the browser of each seller whose phone rings (the AGI ``incoming``
@@ -49,12 +51,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 
-from sqlalchemy import null
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from ..funnel import call_legs, calls, events, transfers
 from ..funnel.call_pops import known_call_payload, pop_shown
 from .ami_client import AmiActionError, AmiClient, AmiError
+from .listener_reads import call_of, heads_told, outbound_call_of
 from .call_tracker import (
     Answered,
     AnswerIgnored,
@@ -66,15 +68,14 @@ from .call_tracker import (
     StoppedRinging,
     Transferred,
 )
-from ..config import Settings
+from ..config import PbxBox, Settings
 from ..funnel.contacts import find_contact_by_number
 from ..db import transaction
 from ..funnel.deals import open_deal_of_contact
-from ..enums import CallDirection
 from ..errors import NumberConflict
-from ..models import Call, Event, User, UserExtension, utcnow
+from ..models import utcnow
 from ..rules.phones import CallerKind, classify_caller
-from ..people.users import device_extensions, user_for_extension
+from ..people.users import device_extensions, extensions_on, user_for_extension
 
 log = logging.getLogger(__name__)
 
@@ -115,22 +116,25 @@ class _CurrentDevices:
 
 
 class AmiListener:
-    """Follows calls on one AMI session. ``start()``, ``stop()``; ``client`` is the session
-    (its ``originate`` serves click-to-call)."""
+    """Follows calls on one AMI session, the box's (default: the ami_* settings').
+    ``start()``, ``stop()``; ``client`` is the session (its ``originate`` serves
+    click-to-call)."""
 
-    def __init__(self, engine, settings: Settings, *,
+    def __init__(self, engine, settings: Settings, *, box: PbxBox | None = None,
                  client_factory: Callable[..., AmiClient] = AmiClient,
                  refresh_interval: float = REFRESH_INTERVAL,
                  hangup_grace: float = HANGUP_GRACE):
         self.engine = engine
         self.settings = settings
+        self.box = box or settings.main_pbx
+        self.pbx = self.box.stored  # the extensions' box as stored (None: the default)
         self.refresh_interval = refresh_interval
         self.hangup_grace = hangup_grace
         self._devices = DeviceMap(extensions=())
         # The tracker asks through this view, so a refresh swaps the map under it.
         self.tracker = CallTracker(_CurrentDevices(self))
-        self.client = client_factory(settings.ami_host, settings.ami_port, settings.ami_username,
-                                     settings.ami_secret, on_event=self._on_event,
+        self.client = client_factory(self.box.host, self.box.port, self.box.username,
+                                     self.box.secret, on_event=self._on_event,
                                      on_connect=self._on_connect)
         self._progress = threading.Condition()  # notified after each event, resync, refresh
         self._wake = threading.Condition()  # wakes the housekeeping thread
@@ -172,19 +176,19 @@ class AmiListener:
         return self._devices.extensions or frozenset()
 
     def refresh_devices(self) -> frozenset[str] | None:
-        """Reload the active users' extensions, and the devices that ring for them (a desk
-        phone and a softphone read as their seller); None (logged) if the database is away."""
+        """Reload the active users' extensions on this box, and the devices that ring for
+        them (a desk phone and a softphone read as their seller); None (logged) if the
+        database is away."""
         try:
             with transaction(self.engine, read_only=True) as session:
-                found = frozenset(session.exec(select(UserExtension.extension).join(User)
-                                               .where(User.active)).all())
-                devices = device_extensions(session)
+                found = extensions_on(session, self.pbx)
+                devices = device_extensions(session, self.pbx)
         except Exception:  # keep the last known map and try again later
             log.exception("could not reload the sellers' extensions; keeping the last ones")
             return None
         if found != self._devices.extensions or devices != self._devices.devices:
-            log.info("AMI listener follows %d seller extension(s) and %d device(s) of their "
-                     "own", len(found), len(devices))
+            log.info("AMI listener (PBX %s) follows %d seller extension(s) and %d device(s) "
+                     "of their own", self.box.name, len(found), len(devices))
         self._devices = DeviceMap(extensions=found, devices=devices)
         self._notify()
         return found
@@ -220,7 +224,7 @@ class AmiListener:
                 log.warning(
                     "AMI user %r may not list channels (%s): calls in progress are not "
                     "resynced after a reconnect. Give it `write = originate,reporting` in "
-                    "manager.conf.", self.settings.ami_username, error)
+                    "manager.conf.", self.box.username, error)
                 return
             except AmiError as error:
                 log.warning("AMI resync skipped: %s", error)
@@ -279,11 +283,11 @@ class AmiListener:
     # --- what each signal writes ---
 
     def _ringing(self, session: Session, signal: Ringing) -> None:
-        user = user_for_extension(session, signal.extension)
+        user = user_for_extension(session, signal.extension, self.pbx)
         if user is None:
             return
         events.serialize_pops(session, signal.linkedid)
-        call = _call_of(session, signal.inbound_uniqueid, signal.linkedid)
+        call = call_of(session, signal.inbound_uniqueid, signal.linkedid)
         payload = (known_call_payload(session, call) if call is not None
                    else self._unknown_call_payload(session, signal))
         if payload is None:
@@ -294,7 +298,7 @@ class AmiListener:
             events.emit(session, events.RINGING, target_user_id=user.id, payload=payload,
                         deal_id=payload["deal_id"], linkedid=signal.linkedid)
             told.add(user.id)
-        if call is None and not _heads_told(session, signal.linkedid):
+        if call is None and not heads_told(session, signal.linkedid):
             events.emit(session, events.RINGING, target_user_id=None, payload=payload,
                         deal_id=payload["deal_id"], linkedid=signal.linkedid)
             told.add(None)
@@ -367,13 +371,13 @@ class AmiListener:
                 "recorded": False}
 
     def _answered(self, session: Session, signal: Answered) -> None:
-        call = _call_of(session, signal.inbound_uniqueid, signal.linkedid)
+        call = call_of(session, signal.inbound_uniqueid, signal.linkedid)
         if call is not None:
             calls.record_answer(session, uniqueid=call.uniqueid, extension=signal.extension,
-                                device=signal.device)
+                                device=signal.device, pbx=self.pbx)
 
     def _stopped_ringing(self, session: Session, signal: StoppedRinging) -> None:
-        user = user_for_extension(session, signal.extension)
+        user = user_for_extension(session, signal.extension, self.pbx)
         if user is None:
             return
         events.emit(session, events.STOPPED_RINGING, target_user_id=user.id,
@@ -382,16 +386,16 @@ class AmiListener:
                     linkedid=signal.linkedid)
 
     def _transferred(self, session: Session, signal: Transferred) -> None:
-        call = _call_of(session, signal.inbound_uniqueid, signal.linkedid)
+        call = call_of(session, signal.inbound_uniqueid, signal.linkedid)
         if call is not None:
             transfers.record_transfer(
                 session, call, from_extension=signal.from_extension,
                 to_extension=signal.to_extension, kind=signal.kind,
-                move_owner=self.settings.transfers_move_owner)
-        elif _heads_told(session, signal.linkedid):  # a call we popped without a record
-            giver = (user_for_extension(session, signal.from_extension)
+                move_owner=self.settings.transfers_move_owner, pbx=self.pbx)
+        elif heads_told(session, signal.linkedid):  # a call we popped without a record
+            giver = (user_for_extension(session, signal.from_extension, self.pbx)
                      if signal.from_extension else None)
-            taker = user_for_extension(session, signal.to_extension)
+            taker = user_for_extension(session, signal.to_extension, self.pbx)
             payload = {"uniqueid": signal.inbound_uniqueid, "linkedid": signal.linkedid,
                        "extension": signal.to_extension, "deal_id": None, "source": "ami"}
             if giver is not None:
@@ -403,9 +407,9 @@ class AmiListener:
 
     def _call_ended_now(self, session: Session, signal: CallEnded, *,
                         ended_at: datetime | None = None) -> None:
-        call = _call_of(session, signal.inbound_uniqueid, signal.linkedid)
+        call = call_of(session, signal.inbound_uniqueid, signal.linkedid)
         if call is None:
-            own = _outbound_call_of(session, signal.linkedid)
+            own = outbound_call_of(session, signal.linkedid)
             if own is not None:
                 if own.ended_at is None:  # no hangup hook ran on the seller's channel
                     calls.record_hangup(session, uniqueid=own.uniqueid,
@@ -413,10 +417,11 @@ class AmiListener:
                                         answered_seconds=signal.talk_seconds,
                                         linkedid=signal.linkedid, now=ended_at)
                 call_legs.record_call_end(session, own, legs=signal.legs,
-                                          talk_by=signal.talk_by)
+                                          talk_by=signal.talk_by, pbx=self.pbx)
                 return
-            if _heads_told(session, signal.linkedid):  # we popped it: close the pops
-                owner = user_for_extension(session, signal.owner) if signal.owner else None
+            if heads_told(session, signal.linkedid):  # we popped it: close the pops
+                owner = (user_for_extension(session, signal.owner, self.pbx)
+                         if signal.owner else None)
                 events.emit_to_users(
                     session, events.CALL_ENDED, [owner.id if owner else None],
                     payload={"uniqueid": signal.inbound_uniqueid, "linkedid": signal.linkedid,
@@ -434,7 +439,7 @@ class AmiListener:
                 linkedid=signal.linkedid, now=ended_at)
         call_legs.record_call_end(session, call, legs=signal.legs, talk_by=signal.talk_by,
                                   queue=signal.queue, hold_seconds=signal.hold_seconds,
-                                  talk_seconds=signal.talk_seconds)
+                                  talk_seconds=signal.talk_seconds, pbx=self.pbx)
 
     # --- housekeeping thread: the periodic refresh, call ends after their grace ---
 
@@ -463,23 +468,11 @@ class AmiListener:
         return taken
 
 
-def _call_of(session: Session, uniqueid: str, linkedid: str) -> Call | None:
-    """The CRM's record of an inbound call: by the AGI hooks' uniqueid, else by linkedid
-    (a call first seen in a resync names its inbound leg by guess)."""
-    if uniqueid:
-        call = calls.find_call(session, uniqueid)
-        if call is not None:
-            return call
-    return session.exec(select(Call).where(Call.linkedid == linkedid,
-                                           Call.direction != CallDirection.OUTBOUND.value)
-                        .order_by(Call.id)).first()
-
-
 def _complete_pop(session: Session, pending: _PopToComplete,
                   targets: set[int | None]) -> bool:
     """Whether the call of ``pending`` is recorded now; if it is, with a deal, the browsers
     that show its pop learn the deal (a ``ringing`` marked ``update``, which opens no card)."""
-    call = _call_of(session, pending.inbound_uniqueid, pending.linkedid)
+    call = call_of(session, pending.inbound_uniqueid, pending.linkedid)
     if call is None:
         return False
     payload = known_call_payload(session, call)
@@ -491,16 +484,3 @@ def _complete_pop(session: Session, pending: _PopToComplete,
             linkedid=pending.linkedid) for target in sorted(targets, key=lambda t: t or 0)])
     return True
 
-
-def _outbound_call_of(session: Session, linkedid: str) -> Call | None:
-    """A seller's own call out, recorded under its first channel (click-to-call names it:
-    the Originate's ChannelId is its uniqueid and linkedid)."""
-    return session.exec(select(Call).where(Call.linkedid == linkedid,
-                                           Call.direction == CallDirection.OUTBOUND.value)
-                        .order_by(Call.id)).first()
-
-
-def _heads_told(session: Session, linkedid: str) -> bool:
-    return session.exec(select(Event.id).where(
-        Event.target_user_id.is_(null()), Event.linkedid == linkedid,
-        Event.kind == events.RINGING)).first() is not None

@@ -4,7 +4,9 @@ This module owns one service, ``call_contact``: check that the seller may work t
 the contact's number and the seller's extension, and ask Asterisk (AMI ``Originate``, async) to
 ring the seller's phone first and, when it answers, to dial the contact. The web route and
 ``pbx-crm call`` call it with the ``originate`` of a connected ``AmiClient``, so the service
-holds no connection of its own and tests pass the client they built.
+holds no connection of its own and tests pass the client they built. With several PBXes,
+``originate`` maps each box's name to its session's ``originate`` (``pbx_boxes.Originators``)
+and the call goes out on the box the seller's phone is on: their first extension's.
 
 Choices, kept in one place:
 
@@ -17,7 +19,7 @@ Choices, kept in one place:
   own number presented back.
 * The seller's phone is ``<device_technology>/<extension><device_suffix>`` (``PJSIP/101``, or
   ``Local/101@phones`` with the suffix ``@phones``), as the dialplan's ``CRM_DEVICE_TECH`` and
-  ``CRM_DEVICE_SUFFIX`` name it.
+  ``CRM_DEVICE_SUFFIX`` name it, with the settings of the seller's box.
 * A seller whose extension rings several devices (a desk phone and a softphone, see
   ``people.users.set_devices``) is rung on all of them, as an inbound call rings them: the
   Originate's channel is ``Local/<extension>@pbx-crm-devices/n``, a context of the shipped
@@ -44,13 +46,13 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from .ami_client import AmiActionError, AmiError, AmiNotConnected, AmiTimeout, OriginateResult
-from ..config import Settings
+from ..config import DEFAULT_PBX, PbxBox, Settings
 from ..funnel import calls
 from ..funnel.contacts import phones_of
 from ..funnel.deals import load_deal
@@ -58,7 +60,7 @@ from ..enums import TimelineKind
 from ..errors import CrmError, ValidationError
 from ..rules.funnel import Actor, ensure_can_change_deal
 from ..funnel.journal import audit, timeline
-from ..models import Contact, User, UserExtension
+from ..models import Contact
 from ..people import users
 from ..people.language import Words
 from ..rules.phones import classify_caller, normalize_number
@@ -99,15 +101,20 @@ class ClickToCall:
     extension: str  # the seller's phone
     channel: str
     channel_id: str
+    pbx: str = DEFAULT_PBX  # the box the call went out on
     # The Originate's outcome (a Future): the seller's phone answered or not.
     result: OriginateResult | None = field(default=None, compare=False, repr=False)
 
 
+Originate = Callable[..., OriginateResult]
+
+
 def call_contact(session: Session, actor: Actor, deal_id: int, *, number: str | None,
-                 originate: Callable[..., OriginateResult],
+                 originate: Originate | Mapping[str, Originate],
                  settings: Settings) -> ClickToCall:
     """Ring ``actor``'s phone, then dial the deal's contact at ``number`` (one of the
-    contact's phones; default: their first)."""
+    contact's phones; default: their first). ``originate``: one session's, or each box's by
+    name."""
     deal, stage = load_deal(session, deal_id)
     ensure_can_change_deal(actor, deal, stage)
     contact = session.get(Contact, deal.contact_id) if deal.contact_id else None
@@ -126,19 +133,22 @@ def call_contact(session: Session, actor: Actor, deal_id: int, *, number: str | 
             raise ValidationError("%(number)s is not a number of %(name)s (%(numbers)s).",
                                   number=e164, name=contact.name, numbers=", ".join(phones),
                                   field="phone")
-    extension = _extension_of(session, actor)
-    devices = users.dial_devices(session, extension)
-    channel = device_of(settings, extension)
+    phone = _extension_of(session, actor)
+    extension, box = phone.number, _box_of(settings, phone)
+    devices = users.dial_devices(session, extension, phone.pbx)
+    channel = device_of(box, extension)
     variables = {"CRM_DEAL_ID": str(deal.id)}
     if devices != [extension]:
         channel = f"Local/{extension}@{DEVICES_CONTEXT}/n"
-        variables["CRM_SELLER_DIAL"] = dial_string(settings, devices)
+        variables["CRM_SELLER_DIAL"] = dial_string(box, devices)
     dialed = e164.lstrip("+")
     channel_id = f"crm-{deal.id}-{secrets.token_hex(6)}"
     name = _NOT_IN_CALLER_NAME.sub("", contact.name).strip()
     shown = f"{name[:CALLER_NAME_LIMIT - len(e164) - 1].rstrip()} {e164}".strip()
+    if isinstance(originate, Mapping):
+        originate = _originate_on(originate, box, phone)
     try:
-        result = originate(channel=channel, exten=dialed, context=settings.originate_context,
+        result = originate(channel=channel, exten=dialed, context=box.originate_context,
                            caller_id=f'"{shown}" <{extension}>',
                            variables=variables, channel_id=channel_id)
     except AmiError as error:
@@ -147,7 +157,7 @@ def call_contact(session: Session, actor: Actor, deal_id: int, *, number: str | 
         session, uniqueid=channel_id, linkedid=channel_id, extension=extension,
         dialed=classify_caller(e164, region=settings.phone_region,
                                extensions=settings.internal_extensions),
-        clicked_deal_id=deal.id)
+        clicked_deal_id=deal.id, pbx=phone.pbx)
     timeline(session, actor, deal.id, TimelineKind.CALL,
              say=Words("Calling %(number)s from ext %(extension)s", number=e164,
                        extension=extension),
@@ -158,29 +168,46 @@ def call_contact(session: Session, actor: Actor, deal_id: int, *, number: str | 
            "channel_id": channel_id})
     return ClickToCall(action_id=result.action_id, deal_id=deal.id, contact_id=contact.id,
                        number=e164, dialed=dialed, extension=extension, channel=channel,
-                       channel_id=channel_id, result=result)
+                       channel_id=channel_id, pbx=box.name, result=result)
 
 
-def device_of(settings: Settings, extension: str) -> str:
-    """The seller's phone as Originate's ``Channel`` names it."""
+def device_of(settings: Settings | PbxBox, extension: str) -> str:
+    """The seller's phone as Originate's ``Channel`` names it, by the settings of its box."""
     return f"{settings.device_technology}/{extension}{settings.device_suffix}"
 
 
-def dial_string(settings: Settings, devices: list[str]) -> str:
+def dial_string(settings: Settings | PbxBox, devices: list[str]) -> str:
     """Dial's string for ringing all of ``devices`` at once: ``PJSIP/101a&PJSIP/101b``."""
     return "&".join(device_of(settings, device) for device in devices)
 
 
-def _extension_of(session: Session, actor: Actor) -> str:
-    extension = None
-    if actor.user_id is not None:
-        extension = session.exec(select(UserExtension.extension).join(User)
-                                 .where(UserExtension.user_id == actor.user_id, User.active)
-                                 .order_by(UserExtension.id)).first()
-    if not extension:
+def _extension_of(session: Session, actor: Actor) -> users.Extension:
+    extension = users.first_extension(session, actor.user_id)
+    if extension is None:
         raise ValidationError("%(name)s has no phone extension to ring; ask a head to set "
                               "one.", name=actor.name, field="extension")
     return extension
+
+
+def _box_of(settings: Settings, phone: users.Extension) -> PbxBox:
+    try:
+        return settings.pbx(phone.pbx)
+    except KeyError:
+        raise _no_box(phone) from None
+
+
+def _originate_on(originate: Mapping[str, Originate], box: PbxBox,
+                  phone: users.Extension) -> Originate:
+    try:
+        return originate[box.name]
+    except KeyError:  # a box with no AMI host
+        raise _no_box(phone) from None
+
+
+def _no_box(phone: users.Extension) -> ValidationError:
+    return ValidationError("Your phone (ext %(extension)s) is on a PBX the CRM cannot reach "
+                           "for click-to-call; ask an administrator.", extension=str(phone),
+                           field="extension")
 
 
 def _failure(error: AmiError, extension: str) -> ClickToCallFailed:
