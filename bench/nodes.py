@@ -19,10 +19,10 @@ directory and spool of its own, listening on a loopback address of its own, 127.
 The calls are ``bench/pbx_calls.py``'s: whole inbound calls (``incoming``; ``answered`` for
 three in four; ``hangup``), open loop, Poisson arrivals at a set rate, rings and talks at a
 PBX's times times ``--time-scale``, played by its load generator in a child process of its
-own. "One node" sends every call to node A; "two nodes" sends the calls to A and B in turn,
-every hook of a call to the same node (as ``hagi://`` does while the first node answers when
-the SRV records give one node a lower priority; with equal priorities Asterisk picks a node
-per hook, see docs/deploy.md).
+own. "One node" sends every call to node A; "two nodes" sends the AGI sessions to A and B in
+turn, as ``hagi://`` does with SRV targets of one priority and equal weight
+(``pbx_crm.simulator.hagi``: a call's hooks may then run on different nodes), or with
+``--spread call`` every call's hooks to one node, the calls in turn.
 
 The rates are stepped up (``--rates``, ``--step-seconds`` of arrivals each); at each rate one
 node plays a step, then two nodes play one, so that the machine's drift weighs on both alike.
@@ -78,6 +78,7 @@ from pbx_calls import (
 from sqlalchemy import text
 
 from pbx_crm.funnel.events import NOTIFY_CHANNEL
+from pbx_crm.simulator.hagi import Hagi
 from pbx_crm.telephony.health import ask_health
 
 NODE_HOSTS = ("127.0.0.2", "127.0.0.3")
@@ -148,9 +149,15 @@ def settle(nodes: list[Node], timeout: float = 120.0) -> int:
 # --- the load generator: bench/pbx_calls.py's, taking the nodes in turn ----------------------
 
 
-def play_in_turn(addresses, calls, scale: float) -> list[Played]:
-    """Call n to ``addresses[n % len(addresses)]``, every call at its planned time: one
-    ``pbx_calls.play`` per node, side by side (each starts its calls at their times)."""
+def play_in_turn(addresses, calls, scale: float, spread: str) -> list[Played]:
+    """Every call at its planned time (``pbx_calls.play``), at ``addresses``: one address
+    takes them all; several take every hook in turn (``spread="hook"``: ``hagi://`` with
+    SRV targets of equal priority, as ``pbx_crm.simulator.hagi`` plays it), or every call in
+    turn (``"call"``: each call's hooks on one node, one ``play`` per node side by side)."""
+    if len(addresses) == 1:
+        return [play(addresses[0], calls, scale)]
+    if spread == "hook":
+        return [play(Hagi(addresses), calls, scale)]
     shares = [calls[n::len(addresses)] for n in range(len(addresses))]
     results: list[Played | None] = [None] * len(addresses)
 
@@ -245,6 +252,20 @@ class DatabaseBackends:
                    for pid in set(self.pids()) | set(self.start))
 
 
+def without_answerer(engine, played: list[PlayedCall]) -> int:
+    """Answered calls recorded without who answered (every answering phone is a seller's):
+    an ``answered`` hook that ran before its call was recorded, on another node, is dropped
+    (the disposition still comes from ``hangup``)."""
+    uniqueids = [c.call.uniqueid for c in played if c.call.dialstatus == "ANSWER"]
+    missing = 0
+    with engine.connect() as connection:
+        for start in range(0, len(uniqueids), 500):
+            missing += connection.execute(text(
+                "SELECT count(*) FROM calls WHERE uniqueid = ANY(:ids)"
+                " AND answered_by_id IS NULL"), {"ids": uniqueids[start:start + 500]}).scalar()
+    return missing
+
+
 # --- the steps ------------------------------------------------------------------------------------
 
 
@@ -290,7 +311,7 @@ def run_step(bench: Bench, nodes: list[Node], setup: int, rate: float, args,
     backends.begin()
     busy, total = machine_cpu_seconds()
     started = time.monotonic()
-    bench.pipe.send(([node.address for node in used], calls, args.time_scale))
+    bench.pipe.send(([node.address for node in used], calls, args.time_scale, args.spread))
     while not bench.pipe.poll(1.0):
         if not bench.process.is_alive():
             sys.exit(f"the load generator died (exit code {bench.process.exitcode})")
@@ -377,6 +398,9 @@ def main(argv=None) -> int:
                         help="share of UNAVAILABLE sessions a setup may answer and still count")
     parser.add_argument("--time-scale", type=float, default=0.01,
                         help="real seconds per PBX second of ringing and talking")
+    parser.add_argument("--spread", choices=("hook", "call"), default="hook",
+                        help="how two nodes share the calls: every hook in turn, as hagi:// "
+                             "with SRV targets of equal priority (default), or every call")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
     engine = seeded_engine(args.database_url, args.contacts, None)
@@ -400,8 +424,9 @@ def main(argv=None) -> int:
                 nodes.append(start_node(name, host, url, Path(data_dir) / name))
             print(f"nodes: {', '.join(f'{n.name} {n.address[0]}:{n.address[1]}' for n in nodes)}"
                   f"; {os.cpu_count()} cores; {args.contacts:,} contacts; steps of "
-                  f"{args.step_seconds:g} s; threshold incoming p99 {args.threshold_ms:g} ms, "
-                  f"UNAVAILABLE <= {args.unavailable_share:.0%}", flush=True)
+                  f"{args.step_seconds:g} s; two nodes take every {args.spread} in turn; "
+                  f"threshold incoming p99 {args.threshold_ms:g} ms, UNAVAILABLE <= "
+                  f"{args.unavailable_share:.0%}", flush=True)
             bench = Bench(engine, (ours, generator), SimpleNamespace(
                 burst=0, rate=rates[0], seconds=args.step_seconds, new_share=0.2,
                 missed_share=0.25, seed=args.seed, time_scale=args.time_scale))
@@ -438,6 +463,9 @@ def main(argv=None) -> int:
           f"with their disposition; missing {len(recorded.missing)}, wrong disposition "
           f"{len(recorded.wrong_disposition)}, more than one row {len(recorded.extra_rows)}"
           + (f"; {left} spooled request(s) not replayed" if left else ""))
+    answered = sum(c.call.dialstatus == "ANSWER" for c in played)
+    print(f"answered calls recorded without who answered: {without_answerer(engine, played)} "
+          f"of {answered}")
     (one, one_passed), (two, two_passed) = carried(steps, 1, args), carried(steps, 2, args)
     print(f"carried within incoming p99 <= {args.threshold_ms:g} ms and UNAVAILABLE <= "
           f"{args.unavailable_share:.0%}: one node {one:g} calls/s"
