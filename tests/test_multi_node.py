@@ -36,6 +36,7 @@ from factories import PASSWORD, make_contact, make_deal, make_pipeline, make_use
 from nodes import FailoverStream, Node, free_port, wait_until
 from postgres_databases import new_postgres_database
 from sqlalchemy import text
+from telephony import TcpProxy
 from webtools import Client
 
 from pbx_crm.db import transaction, upgrade
@@ -48,7 +49,8 @@ A, B = "127.0.0.2", "127.0.0.3"
 KNOWN, NEW = 24, 6
 FIRST = 10  # calls played while every node runs
 RATE = 5.0  # calls started per second
-KILL_AFTER = 5  # calls of the second part ended when the nodes die
+CUT_AFTER = 3  # calls of the second part ended when FastAGI node A loses its database
+SPOOLED_BEFORE_KILL = 3  # requests FastAGI node A holds in its spool when it dies
 DEADLINE = 30.0  # seconds any one condition may take on a loaded machine
 
 
@@ -210,8 +212,10 @@ def test_two_nodes_of_each_kind_act_as_one_crm_and_survive_losing_one(database, 
     url = engine.url.render_as_string(False)
     crm = set_up_the_team(engine)
     agi_port, web_port = free_port(A, B), free_port(A, B)
+    # FastAGI node A reaches PostgreSQL through a link the test can cut.
+    link = TcpProxy((engine.url.host, engine.url.port or 5432))
     nodes = {
-        "fastagi A": fastagi_node(A, agi_port, tmp_path / "a", url),
+        "fastagi A": fastagi_node(A, agi_port, tmp_path / "a", link.engine_url(engine.url)),
         "fastagi B": fastagi_node(B, agi_port, tmp_path / "b", url),
         "web A": web_node(A, web_port, tmp_path / "a", url),
         "web B": web_node(B, web_port, tmp_path / "b", url),
@@ -268,19 +272,24 @@ def test_two_nodes_of_each_kind_act_as_one_crm_and_survive_losing_one(database, 
         assert {status for _, status in runs_by_deal(engine)} == {"done"}
         assert set(runs_by_deal(engine).values()) == {1}
 
-        # 2. One node of each kind dies while calls go on.
+        # 2. While calls go on, FastAGI node A loses its database (it answers, and spools
+        # what it is asked), then one node of each kind dies.
         ended = threading.Semaphore(0)
         second: list = []
         playing = threading.Thread(target=lambda: second.extend(play_at_rate(
             player, calls[FIRST:], RATE, on_played=lambda index, played: ended.release())))
         playing.start()
-        for _ in range(KILL_AFTER):
+        for _ in range(CUT_AFTER):
             assert ended.acquire(timeout=DEADLINE), "the calls stopped"
+        link.cut()
+        held = wait_until(lambda: (lambda n: n if n >= SPOOLED_BEFORE_KILL else 0)(
+            spooled((A, agi_port))), timeout=DEADLINE, what="FastAGI node A spooling calls")
         kill = time.monotonic()
         for name in ("fastagi A", "web B", "robots A"):
             nodes[name].kill()
         playing.join(DEADLINE * 2)
         assert not playing.is_alive(), "the calls did not end"
+        served = {(s.script, s.linkedid): s.served_by for s in hagi.sessions}
         after_kill = [s for s in hagi.sessions if s.at > kill]
         assert {s.served_by for s in after_kill} == {(B, agi_port)}
         failed_over = [s for s in after_kill if s.refused_by]
@@ -289,8 +298,11 @@ def test_two_nodes_of_each_kind_act_as_one_crm_and_survive_losing_one(database, 
                           timeout=DEADLINE, what="ana's browser reconnecting")[0]
         assert back.base == web[A] and back.last_event_id is not None
 
-        # 3. FastAGI node A back on its data directory: its spool replays.
-        nodes["fastagi A"] = fastagi_node(A, agi_port, tmp_path / "a", url).start()
+        # 3. FastAGI node A back on its data directory, its database link too: its spool
+        # replays.
+        link.restore()
+        nodes["fastagi A"] = fastagi_node(A, agi_port, tmp_path / "a",
+                                          link.engine_url(engine.url)).start()
         nodes["fastagi A"].wait_ready(lambda: fastagi_ready((A, agi_port)))
         wait_until(lambda: spooled((A, agi_port)) == 0 and spooled((B, agi_port)) == 0,
                    timeout=DEADLINE, what="the spools emptying")
@@ -309,6 +321,17 @@ def test_two_nodes_of_each_kind_act_as_one_crm_and_survive_losing_one(database, 
             engine, "SELECT uniqueid FROM calls WHERE ended_at IS NULL")}
         assert still_open <= broken
 
+        # Who answered, as the phones did; but for a call whose lookup waited in one node's
+        # spool while another node took its other hooks: each node keeps a call's requests
+        # in order, not the two together, and an answer that comes before its call is
+        # recorded, or after the hangup closed it, is dropped (a known gap: no "answered"
+        # pop, no take of an Unsorted deal, no robot for that call).
+        recorded_answers = dict(rows(engine, "SELECT uniqueid, answered_exten FROM calls"))
+        lost_answers = {p.linkedid for p in played
+                        if recorded_answers[p.linkedid] != p.answered_by}
+        assert lost_answers <= {p.linkedid for p in played if p.status == "UNAVAILABLE"
+                                and len({served.get((hook, p.linkedid)) for hook in (
+                                    "incoming", "answered", "hangup")}) > 1}
         # Ana's pops: every one, once, in order, across the two web nodes.
         expected = wait_until(lambda: (lambda ids: ids if stream.ids() == ids else None)(
             pops_for(engine, ana_id, position)), timeout=DEADLINE,
@@ -330,10 +353,13 @@ def test_two_nodes_of_each_kind_act_as_one_crm_and_survive_losing_one(database, 
               f"{max(s.seconds for s in failed_over) * 1000:.1f} ms lost); ana's stream back "
               f"on A {back.at - kill:.2f} s after the kill; {len(expected)} pops to ana, "
               f"{sum(m['base'] == web[A] for m in stream.received)} through A; "
-              f"{len(answered)} robot runs; broken sessions {len(broken)}; "
+              f"{len(answered)} robot runs; {held} requests in A's spool at the kill, "
+              f"{len(lost_answers)} answers lost; "
+              f"broken sessions {len(broken)}; "
               f"start {ready - started:.1f} s, run {time.monotonic() - started:.1f} s")
     finally:
         if stream is not None:
             stream.close()
         for node in nodes.values():
             node.stop()
+        link.close()
