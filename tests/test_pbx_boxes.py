@@ -180,6 +180,16 @@ def test_a_call_ringing_101_in_jakarta_pops_anas_card_and_nobody_elses(
         assert (answered.answered_by_id, answered.answered_exten) == (ana, "101")
     assert listeners["surabaya"].signals_handled == 0 and listeners.failures == 0
 
+    # Then 101 rings in Surabaya (no hook ran there): Budi's card, and the heads'.
+    other = surabaya.scenarios.ring_pjsip("+62 813-1111-2222", DID, ["101"],
+                                          stop_after="ringing")
+    surabaya.replay(other.data)
+    assert listeners.wait_idle(WAIT)
+    with transaction(engine, read_only=True) as session:
+        popped = {event.target_user_id for event in session.exec(
+            select(Event).where(Event.kind == events.RINGING, Event.linkedid == other.linkedid))}
+    assert popped == {None, team["budi"].user_id}
+
 
 def test_budis_click_to_call_goes_out_on_surabaya_and_anas_on_jakarta(
         engine, team, settings, jakarta, surabaya):
@@ -205,6 +215,18 @@ def test_budis_click_to_call_goes_out_on_surabaya_and_anas_on_jakarta(
         placed_by = {c.deal_id: c.answered_by_id for c in session.exec(select(Call))}
     assert placed_by == {budis.id: team["budi"].user_id, anas.id: team["ana"].user_id}
 
+
+def test_budis_click_in_the_browser_rings_his_phone_through_surabaya(
+        web, engine, team, jakarta, surabaya):
+    with transaction(engine) as session:
+        deal = make_deal(session, team["budi"], contact_id=make_contact(session).id)
+    client = signed_in(web, "budi")
+    assert "Call</button>" in client.get(f"/deals/{deal.id}").text
+    answer = client.post(f"/deals/{deal.id}/call", {"number": CALLER})
+    assert answer.status == 303
+    (originate,) = surabaya.originates
+    assert (originate["Channel"], originate["Exten"]) == ("PJSIP/101", "6281234567890")
+    assert jakarta.originates == []
 
 def test_start_ami_runs_one_listener_per_box(engine, settings, team):
     running = start_ami(settings, engine)
@@ -328,3 +350,18 @@ def test_pbx_crm_user_extensions_sets_the_box_and_refuses_one_not_configured(
     assert "“surabaya/101”: there is no PBX called surabaya; the PBXes are main, jakarta." in err
     code, _, err = pbx_crm_at(url, "user", "extensions", "dewi", "jakarta/101")
     assert code != 0 and "Extension jakarta/101 already rings ana." in err
+
+
+def test_pbx_crm_call_rings_budi_through_surabaya(
+        engine, team, jakarta, surabaya, pbx_crm_at, monkeypatch, no_system_config_file):
+    for name, server in (("JAKARTA", jakarta), ("SURABAYA", surabaya)):
+        for key, value in (("HOST", server.host), ("PORT", str(server.port)),
+                           ("USERNAME", "crm"), ("SECRET", "secret")):
+            monkeypatch.setenv(f"PBX_CRM_PBX_{name}_{key}", value)
+    with transaction(engine) as session:
+        deal = make_deal(session, team["budi"], contact_id=make_contact(session).id)
+    code, out, err = pbx_crm_at(engine.url.render_as_string(False), "call", str(deal.id),
+                                "--as", "budi", "--no-wait")
+    assert code == 0, err
+    assert out.startswith("Ringing budi on PJSIP/101")
+    assert len(surabaya.originates) == 1 and jakarta.originates == []
