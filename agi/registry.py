@@ -6,8 +6,11 @@ module, so ``HOOKS`` is complete once the package is imported.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -49,9 +52,7 @@ def pbx_of(request, settings) -> str | None:
     name = request.query.get("pbx", "").strip().lower()
     if name and name not in settings.pbx_names and name not in _UNKNOWN_PBXES:
         _UNKNOWN_PBXES.add(name)
-        import logging
-
-        logging.getLogger(__name__).error(
+        log.error(
             "the dialplan says CRM_PBX=%s, a box the settings do not define (known: %s): "
             "add [pbx:%s] to the config file or correct CRM_PBX in [pbx-crm-settings]; its "
             "calls are recorded, but no seller's phone on it is recognised", name,

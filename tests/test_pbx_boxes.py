@@ -17,7 +17,7 @@ from sqlmodel import select
 
 from factories import make_contact, make_deal, make_pipeline, make_user
 from pbx_crm import config
-from pbx_crm.agi import HOOKS
+from pbx_crm.agi import HOOKS, registry
 from pbx_crm.components import start_ami
 from pbx_crm.config import ConfigError, PbxBox, Settings, load_settings
 from pbx_crm.db import transaction
@@ -261,6 +261,17 @@ def test_the_answered_hook_reads_101_as_the_seller_on_the_calls_box(
             caller_name="Budi", did=DID, create_deals=True, region="ID")
     assert answered_hook(engine, settings, "1795892488.2", query) == team[who].user_id
 
+
+def test_a_crm_pbx_the_settings_do_not_know_is_logged_and_matches_nobody(
+        engine, settings, team, caplog, monkeypatch):
+    monkeypatch.setattr(registry, "_UNKNOWN_PBXES", set())  # said once per process
+    with transaction(engine) as session:
+        calls.record_inbound_call(
+            session, uniqueid="1795892488.2", linkedid="1795892488.2",
+            caller=classify_caller(CALLER, region="ID", extensions=ExtensionPlan.parse("100-999")),
+            caller_name="Budi", did=DID, create_deals=True, region="ID")
+    assert answered_hook(engine, settings, "1795892488.2", "?pbx=bandung") is None
+    assert "CRM_PBX=bandung, a box the settings do not define" in caplog.text
 
 def test_the_owner_rings_first_only_on_a_box_where_they_have_a_phone(engine, settings, team):
     with transaction(engine) as session:

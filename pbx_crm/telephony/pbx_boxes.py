@@ -97,11 +97,6 @@ class Originators(Mapping):
     def __len__(self) -> int:
         return len(self._boxes)
 
-    def client(self, name: str) -> AmiClient:
-        """The box's session (opened if it was not), e.g. to report why it is not up."""
-        self[name]
-        return self._clients[name]
-
     def close(self) -> None:
         with self._lock:
             clients, self._clients = list(self._clients.values()), {}
