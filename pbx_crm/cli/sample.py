@@ -178,7 +178,8 @@ def _callers_and_team(engine: Engine):
     with transaction(engine, read_only=True) as session:
         numbers = list(session.exec(select(ContactPhone.e164).order_by(ContactPhone.id)
                                     .limit(KNOWN_CALLERS_MAX)))
-        team = [(user.login, user.role, user.active, extensions)
+        # The simulator plays the default box: another box's extensions (jakarta/101) stay out.
+        team = [(user.login, user.role, user.active, [e for e in extensions if "/" not in e])
                 for user, extensions in users.list_users(session)]
     names = {ext: login for login, _, _, extensions in team for ext in extensions}
     sellers = sorted({ext for _, role, active, extensions in team
@@ -195,7 +196,8 @@ def _devices(engine: Engine) -> dict[str, list[str]]:
 
     with transaction(engine, read_only=True) as session:
         rows = session.exec(select(UserExtension.extension, UserExtension.devices)
-                            .where(UserExtension.devices.is_not(None)))
+                            .where(UserExtension.devices.is_not(None),
+                                   UserExtension.pbx.is_(None)))
         return {extension: [d for d in devices.split(",") if d] for extension, devices in rows}
 
 
