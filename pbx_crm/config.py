@@ -116,6 +116,16 @@ def _parse_networks(text: str) -> frozenset[str]:
                      for entry in text.split(",") if entry.strip())
 
 
+def _parse_host(text: str) -> str:
+    """A host name or an IP address; what follows a value in the file is kept in it, so a
+    comment after one is the mistake most likely here."""
+    text = text.strip()
+    if not re.fullmatch(r"[A-Za-z0-9.:_\[\]%-]*", text):
+        raise ValueError(f"expected a host name or an IP address, got {text!r} (in the config "
+                         "file a comment goes on a line of its own)")
+    return text
+
+
 def _parse_port(text: str) -> int:
     if not text.strip().isdigit() or not 0 < int(text) < 65536:
         raise ValueError(f"expected a TCP port, got {text!r}")
@@ -164,7 +174,7 @@ class PbxBox:
 
 
 # The keys of a [pbx:<name>] section, and how each is read.
-_PBX_KEYS = {"host": str.strip, "port": _parse_port, "username": str.strip, "secret": str,
+_PBX_KEYS = {"host": _parse_host, "port": _parse_port, "username": str.strip, "secret": str,
              "device_technology": str.strip, "device_suffix": _parse_device_suffix,
              "originate_context": str.strip}
 
@@ -287,7 +297,7 @@ _PARSERS = {
     "hook_budget_ms": _parse_positive_int,
     "fastagi_allowed_peers": _parse_peers,
     "fastagi_max_connections_per_peer": _parse_positive_int,
-    "ami_host": str.strip,
+    "ami_host": _parse_host,
     "ami_port": _parse_port,
     "ami_username": str.strip,
     "ami_secret": str,
@@ -302,7 +312,7 @@ _PARSERS = {
     "recordings_url": str.strip,
     "working_hours": parse_working_hours,
     "working_days": parse_working_days,
-    "smtp_host": str.strip,
+    "smtp_host": _parse_host,
     "smtp_port": _parse_port,
     "smtp_from": str.strip,
     "smtp_username": str.strip,

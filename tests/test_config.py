@@ -155,6 +155,7 @@ BAD_VALUES = [
     ("currency", "RP"),
     ("web_trusted_proxies", "10.0.0.5/24"),
     ("web_max_body_kb", "0"),
+    ("ami_host", "10.0.1.5  ; the PBX"),  # a comment after a value is part of it
 ]
 
 
