@@ -4,7 +4,7 @@ Each node is one ``pbx-crm`` command (the venv's console script) in a process gr
 own, on a loopback address of its own (Linux routes all of 127/8 to ``lo``: 127.0.0.2,
 127.0.0.3 need no set-up) with a data directory (and so a spool) of its own. ``kill()`` is
 ``kill -9`` of the node's whole group (gunicorn's master and its worker die together, as
-on a machine that fails); ``stop()`` is systemd's SIGTERM.
+on a machine that fails); ``stop()`` (``stop_all``) is systemd's SIGTERM.
 
 ``FailoverStream`` is a signed-in browser's event stream behind a proxy over the web
 nodes: when its node dies it waits the stream's ``retry:``, then reconnects, to the first
@@ -108,19 +108,28 @@ class Node:
         self.process.wait(10)
 
     def stop(self) -> None:
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                pass
+        stop_all([self])
+
+
+def stop_all(nodes, *, grace: float = 15.0) -> None:
+    """SIGTERM to every node at once (as systemd stops them), then wait; what is left of a
+    node's group after ``grace`` seconds is killed. (A web node waits out gunicorn's
+    graceful timeout, 10 s, for an event stream whose browser has gone.)"""
+    started = [node for node in nodes if node.process is not None]
+    for node in started:
+        if node.process.poll() is None:
+            node.process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for node in started:
         try:
-            os.killpg(self.process.pid, signal.SIGKILL)  # what is left of its group
+            node.process.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            pass
+        try:
+            os.killpg(node.process.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-        self.process.wait(10)
+        node.process.wait(10)
 
 
 @dataclass

