@@ -312,11 +312,15 @@ def test_two_nodes_of_each_kind_act_as_one_crm_and_survive_losing_one(database, 
         # 3. FastAGI node A back on its data directory, its database link too: its spool
         # replays.
         link.restore()
+        first_life = len(nodes["fastagi A"].log())
         nodes["fastagi A"] = fastagi_node(A, agi_port, tmp_path / "a",
                                           link.engine_url(engine.url)).start()
         nodes["fastagi A"].wait_ready(lambda: fastagi_ready((A, agi_port)))
         wait_until(lambda: spooled((A, agi_port)) == 0 and spooled((B, agi_port)) == 0,
                    timeout=DEADLINE, what="the spools emptying")
+        replayed = sum(int(n) for n in re.findall(r"replayed (\d+) spooled request",
+                                                  nodes["fastagi A"].log()[first_life:]))
+        assert replayed >= held
 
         # Every call in the CRM once.
         played = first + second
@@ -364,6 +368,7 @@ def test_two_nodes_of_each_kind_act_as_one_crm_and_survive_losing_one(database, 
               f"on A {back.at - kill:.2f} s after the kill; {len(expected)} pops to ana, "
               f"{sum(m['base'] == web[A] for m in stream.received)} through A; "
               f"{len(answered)} robot runs; {held} requests in A's spool at the kill, "
+              f"{replayed} replayed by its restart, "
               f"{len(lost_answers)} answers lost; "
               f"broken sessions {len(broken)}; "
               f"start {ready - started:.1f} s, run {time.monotonic() - started:.1f} s")
