@@ -333,7 +333,8 @@ def record_answer(session: Session, *, uniqueid: str, extension: str, device: st
     The seller becomes the owner of an Unsorted deal (atomically: of two phones answering a
     ring group at once, one owner); a deal with an owner keeps it. ``extension`` may name one
     of an extension's devices (``101b``, read from the answering channel): it answers for
-    that extension's seller, and the call keeps the device.
+    that extension's seller, and the call keeps the device. A call not recorded yet raises
+    ``CallNotRecorded`` (the request is spooled and replayed).
     """
     now = now or utcnow()
     user = user_for_extension(session, extension, pbx)
@@ -353,24 +354,64 @@ def record_answer(session: Session, *, uniqueid: str, extension: str, device: st
                          answered_device=device[:40] if device and device != extension
                          else None, answered_by_id=user.id)
     if call is None:
-        return find_call(session, uniqueid)  # not recorded, or answered already
-    if call.deal_id is not None:
-        deal, stage = load_deal(session, call.deal_id)
-        if stage.is_unsorted and deal.owner_id is None:
-            try:
-                take_deal(session, Actor.of(user), deal.id, now=now)
-            except (AlreadyTaken, Conflict):
-                pass  # someone else's phone won the race; the deal keeps that owner
-        if call.direction == CallDirection.INBOUND.value:
-            # The customer is reached: the callback their missed calls left is done.
-            tasks.close_callback(session, call, now=now)
+        return _answer_after_all(session, uniqueid, user, extension, device, now=now)
+    _take_unsorted(session, call, user, now=now)
+    if call.deal_id is not None and call.direction == CallDirection.INBOUND.value:
+        # The customer is reached: the callback their missed calls left is done.
+        tasks.close_callback(session, call, now=now)
+    _tell_answer(session, call, user, extension, now=now)
+    return call
+
+
+def _tell_answer(session: Session, call: Call, user: User, extension: str, *,
+                 now: datetime) -> None:
+    """The ``answered`` event: the pops learn who answered, the robots' triggers that a call
+    was answered."""
     events.emit_to_users(session, events.ANSWERED,
                          _popped_for(session, call.linkedid) | {user.id},
                          payload={"uniqueid": call.uniqueid, "linkedid": call.linkedid,
-                                  "extension": extension, "user_id": call.answered_by_id,
+                                  "extension": extension, "user_id": user.id,
                                   "deal_id": call.deal_id},
                          deal_id=call.deal_id, linkedid=call.linkedid, now=now)
-    return call
+
+
+class CallNotRecorded(LookupError):
+    """The call is not in the database (yet): its lookup was answered by another FastAGI node
+    that spooled its recording, or never reached the CRM. Raised so that the request waits in
+    the spool and is replayed once the call is there."""
+
+
+def _answer_after_all(session: Session, uniqueid: str, user: User, extension: str,
+                      device: str, *, now: datetime) -> Call:
+    """An answer that found no unanswered call: answered already (the first answer stays),
+    or closed as answered by a hangup handled before this answer (on another node, while
+    this one waited in a spool): then who answered is filled in, and an Unsorted deal taken."""
+    call = find_call(session, uniqueid)
+    if call is None:
+        raise CallNotRecorded(uniqueid)
+    late = _updated_call(session, Call.id == call.id, Call.answered_by_id.is_(None),
+                         Call.answered_at.is_not(None), Call.ended_at.is_not(None),
+                         Call.direction == CallDirection.INBOUND.value,
+                         answered_exten=extension[:32], answered_by_id=user.id,
+                         answered_device=device[:40] if device and device != extension
+                         else None)
+    if late is None:
+        return call
+    _take_unsorted(session, late, user, now=now)
+    _tell_answer(session, late, user, extension, now=now)
+    return late
+
+
+def _take_unsorted(session: Session, call: Call, user: User, *, now: datetime) -> None:
+    """The seller who answered takes the call's deal if it waits in Unsorted."""
+    if call.deal_id is None:
+        return
+    deal, stage = load_deal(session, call.deal_id)
+    if stage.is_unsorted and deal.owner_id is None:
+        try:
+            take_deal(session, Actor.of(user), deal.id, now=now)
+        except (AlreadyTaken, Conflict):
+            pass  # someone else's phone won the race; the deal keeps that owner
 
 
 def record_hangup(session: Session, *, uniqueid: str, dial_status: str | None,

@@ -30,7 +30,7 @@ import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
@@ -38,6 +38,7 @@ from ..config import Settings
 from ..db import (DatabaseAway, autocommit_reader, call_path_engine, check_database,
                   close_hung_connections, fresh_connection_engine, transaction)
 from ..errors import CrmError
+from ..funnel.calls import CallNotRecorded
 from ..models import utcnow
 from .agi_protocol import AgiRequest
 from .health import HEALTH_SCRIPT
@@ -53,6 +54,9 @@ ANSWER_RESERVE_S = 0.1
 # A database connection busy this long is hung (the statement timeout is shorter): its socket
 # is closed, so its worker comes back and the connection is never handed out again.
 HUNG_AFTER_S = 5.0
+# How long a spooled request waits for its call to be recorded (by another node, which may be
+# down for a while with the call's lookup in its own spool) before it is dropped.
+AWAIT_CALL_S = 3600
 
 
 def _left(deadline: float) -> float:
@@ -309,6 +313,16 @@ class HookDispatcher:
                     break  # the workers have enough to do: next round
                 try:
                     recorded.result(timeout=HUNG_AFTER_S)
+                except CallNotRecorded:
+                    # Another node answered its lookup and has not recorded it yet (or it
+                    # never reached the CRM): try again next round; the call's later
+                    # requests go on meanwhile (a hangup records a call it does not find).
+                    if item.received_at < utcnow() - timedelta(seconds=AWAIT_CALL_S):
+                        log.warning("%s for %s dropped: no call %s recorded within %d s",
+                                    item.hook, request.uniqueid, item.call_key, AWAIT_CALL_S)
+                        self.spool.done(item.id)
+                    else:
+                        self.spool.failed(item.id, "call not recorded yet", retryable=True)
                 except TimeoutError:
                     # The database hangs: the next rounds close the hung connections.
                     self.spool.failed(item.id, "no answer from the database", retryable=True)

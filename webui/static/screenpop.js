@@ -329,7 +329,7 @@
     } else if (!call) {
       return;  // the end of a call this browser never showed
     } else if (kind === "answered") {
-      call.state = "answered";
+      if (call.state !== "ended") { call.state = "answered"; }  // a late answer reopens nothing
       call.answeredBy = data.answered_by || data.extension || "";
     } else if (kind === "stopped_ringing") {
       if (call.state === "ringing") { call.state = "stopped"; }
