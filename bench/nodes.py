@@ -254,8 +254,8 @@ class DatabaseBackends:
 
 def without_answerer(engine, played: list[PlayedCall]) -> int:
     """Answered calls recorded without who answered (every answering phone is a seller's):
-    an ``answered`` hook that ran before its call was recorded, on another node, is dropped
-    (the disposition still comes from ``hangup``)."""
+    should be none, an ``answered`` that ran on one node before the other recorded its call
+    waiting in the spool until it is; one still waiting there at the check counts here."""
     uniqueids = [c.call.uniqueid for c in played if c.call.dialstatus == "ANSWER"]
     missing = 0
     with engine.connect() as connection:

@@ -345,16 +345,16 @@ def record_answer(session: Session, *, uniqueid: str, extension: str, device: st
         # Not a seller's phone (a ring group's Local channel, a queue): the answer that counts
         # is the device's, which the AMI listener or Dial's DIALSTATUS reports.
         return find_call(session, uniqueid)
-    # Conditional, so that of two phones answering at once (PostgreSQL runs both
-    # transactions side by side) the first answer stays the call's, as the deal's owner does.
-    # Never a call out: the seller's own phone answering is not the customer answering.
-    call = _updated_call(session, Call.uniqueid == uniqueid, Call.answered_at.is_(None),
-                         Call.direction != CallDirection.OUTBOUND.value,
-                         answered_at=now, answered_exten=extension[:32],
-                         answered_device=device[:40] if device and device != extension
-                         else None, answered_by_id=user.id)
+    call = _first_answer(session, uniqueid, user, extension, device, now=now)
     if call is None:
-        return _answer_after_all(session, uniqueid, user, extension, device, now=now)
+        found = find_call(session, uniqueid)
+        if found is None:
+            raise CallNotRecorded(uniqueid)
+        if found.answered_at is None and found.direction != CallDirection.OUTBOUND.value:
+            # Recorded (by another node) between the two statements: answer it now.
+            call = _first_answer(session, uniqueid, user, extension, device, now=now)
+        if call is None:
+            return _answered_before(session, found, user, extension, device, now=now)
     _take_unsorted(session, call, user, now=now)
     if call.deal_id is not None and call.direction == CallDirection.INBOUND.value:
         # The customer is reached: the callback their missed calls left is done.
@@ -381,14 +381,24 @@ class CallNotRecorded(LookupError):
     the spool and is replayed once the call is there."""
 
 
-def _answer_after_all(session: Session, uniqueid: str, user: User, extension: str,
-                      device: str, *, now: datetime) -> Call:
-    """An answer that found no unanswered call: answered already (the first answer stays),
-    or closed as answered by a hangup handled before this answer (on another node, while
-    this one waited in a spool): then who answered is filled in, and an Unsorted deal taken."""
-    call = find_call(session, uniqueid)
-    if call is None:
-        raise CallNotRecorded(uniqueid)
+def _first_answer(session: Session, uniqueid: str, user: User, extension: str, device: str,
+                  *, now: datetime) -> Call | None:
+    """The call's answer, if it has none yet. Conditional, so that of two phones answering at
+    once (PostgreSQL runs both transactions side by side) the first answer stays the call's,
+    as the deal's owner does. Never a call out: the seller's own phone answering is not the
+    customer answering."""
+    return _updated_call(session, Call.uniqueid == uniqueid, Call.answered_at.is_(None),
+                         Call.direction != CallDirection.OUTBOUND.value,
+                         answered_at=now, answered_exten=extension[:32],
+                         answered_device=device[:40] if device and device != extension
+                         else None, answered_by_id=user.id)
+
+
+def _answered_before(session: Session, call: Call, user: User, extension: str, device: str,
+                     *, now: datetime) -> Call:
+    """An answer to a call answered already: the first answer stays; but a call a hangup
+    closed as answered before this answer came (handled on another node while this one
+    waited in a spool) learns who answered, and its Unsorted deal is taken."""
     late = _updated_call(session, Call.id == call.id, Call.answered_by_id.is_(None),
                          Call.answered_at.is_not(None), Call.ended_at.is_not(None),
                          Call.direction == CallDirection.INBOUND.value,
