@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import os
 import shutil
+from functools import partial
 
 import pytest
 
 from factories import PASSWORD
+from pbx_crm.telephony.ami_client import AmiClient
+from pbx_crm.telephony.ami_listener import AmiListener
+from telephony import Pbx
 from webtools import WebServer
 
 CHROMIUM = os.environ.get("PBX_CRM_TEST_CHROMIUM", "/usr/bin/chromium")
 TIMEOUT_MS = 10_000
+AMI_WAIT = 10.0
 
 
 @pytest.fixture(scope="session")
@@ -37,6 +42,35 @@ def browser():
 def web(settings, engine):
     with WebServer(settings, engine) as server:
         yield server
+
+
+@pytest.fixture
+def ami(settings, server):
+    """The settings of a CRM whose phone system's AMI is the emulator's server (a test that
+    pops calls serves its ``web`` with these)."""
+    return settings.replace(ami_host=server.host, ami_port=server.port, ami_username="crm",
+                            ami_secret="secret")
+
+
+@pytest.fixture
+def listener(engine, ami):
+    """The AMI listener on the emulator's server, its first resync done. The call's end is
+    written after a short grace (the hangup hook usually writes it)."""
+    listener = AmiListener(engine, ami, client_factory=partial(
+        AmiClient, reconnect_delay=0.01, connect_timeout=AMI_WAIT, action_timeout=AMI_WAIT),
+        hangup_grace=0.2)
+    listener.start()
+    assert listener.wait_until(lambda: listener.resyncs >= 1, AMI_WAIT)
+    yield listener
+    listener.stop()
+
+
+@pytest.fixture
+def pbx(engine, tmp_path):
+    """The FastAGI side of the phone system: the CRM's hooks, played by the emulator."""
+    pbx = Pbx(engine, tmp_path / "pbx")
+    yield pbx
+    pbx.stop()
 
 
 @pytest.fixture

@@ -22,7 +22,6 @@ from babel.messages.extract import extract_from_file
 from factories import ADMIN, make_contact, make_deal, make_pipeline, make_user
 from playwright.sync_api import expect
 from sqlmodel import select
-from telephony import Pbx
 
 from pbx_crm.db import transaction
 from pbx_crm.funnel import calls
@@ -51,13 +50,6 @@ def crm(engine):
         own = make_contact(session, name="Sari Wulandari", phones=("+62 813-5555-6666",))
         make_deal(session, ana, title="Website redesign", contact_id=caller.id)
         make_deal(session, budi, title="ERP rollout", contact_id=own.id)
-
-
-@pytest.fixture
-def pbx(engine, tmp_path):
-    pbx = Pbx(engine, tmp_path / "pbx")
-    yield pbx
-    pbx.stop()
 
 
 def pops(page):

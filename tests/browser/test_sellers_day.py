@@ -21,21 +21,17 @@ the catalog, cut at its placeholders, looked for in the page).
 from __future__ import annotations
 
 import re
-from functools import partial
 from pathlib import Path
 
 import pytest
 from babel.messages.pofile import read_po
 from playwright.sync_api import expect
-from telephony import Pbx
 from test_call_durations import seller_calls_out
 from webtools import WebServer
 
 from factories import ADMIN, make_contact, make_deal, make_pipeline, make_user, stages_by_name
 from pbx_crm.db import transaction
 from pbx_crm.people import users
-from pbx_crm.telephony.ami_client import AmiClient
-from pbx_crm.telephony.ami_listener import AmiListener
 from pbx_crm.webui.app import load_translations
 
 CATALOG = (Path(__file__).resolve().parents[2] / "webui" / "locale" / "id" / "LC_MESSAGES"
@@ -90,35 +86,11 @@ def crm(engine):
 
 
 @pytest.fixture
-def ami(settings, server):
-    """The settings of a CRM whose phone system's AMI is the emulator's server."""
-    return settings.replace(ami_host=server.host, ami_port=server.port, ami_username="crm",
-                            ami_secret="secret")
-
-
-@pytest.fixture
 def web(ami, engine):
     with WebServer(ami, engine) as web:
         yield web
 
 
-@pytest.fixture
-def listener(engine, ami):
-    # The call's end is written after a short grace (the hangup hook usually writes it).
-    listener = AmiListener(engine, ami, client_factory=partial(
-        AmiClient, reconnect_delay=0.01, connect_timeout=10, action_timeout=10),
-        hangup_grace=0.2)
-    listener.start()
-    assert listener.wait_until(lambda: listener.resyncs >= 1, 10)
-    yield listener
-    listener.stop()
-
-
-@pytest.fixture
-def pbx(engine, tmp_path):
-    pbx = Pbx(engine, tmp_path / "pbx")
-    yield pbx
-    pbx.stop()
 
 
 @pytest.mark.parametrize("language", ["en", "id"])

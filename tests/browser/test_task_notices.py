@@ -12,7 +12,6 @@ from datetime import timedelta
 
 import pytest
 from playwright.sync_api import expect
-from telephony import Pbx
 
 from factories import ADMIN, make_contact, make_deal, make_pipeline, make_user
 from pbx_crm.db import transaction
@@ -37,13 +36,6 @@ def crm(engine):
         siti = make_contact(session, name="Siti Rahmawati", phones=(SITI,))
         deal = make_deal(session, ana, title="Office fit-out", contact_id=siti.id)
     return {"ana": ana, "deal": deal}
-
-
-@pytest.fixture
-def pbx(engine, tmp_path):
-    pbx = Pbx(engine, tmp_path / "pbx")
-    yield pbx
-    pbx.stop()
 
 
 def speaks(engine, crm, language: str):

@@ -14,11 +14,10 @@ dialplan's hooks through the real FastAGI component:
 
 from __future__ import annotations
 
-from functools import partial
 
 import pytest
 from playwright.sync_api import expect
-from telephony import Pbx, eventually
+from telephony import eventually
 from test_sellers_day import english_left
 from webtools import WebServer
 
@@ -29,8 +28,6 @@ from pbx_crm.people import users
 from pbx_crm.simulator.ami_calls import ScenarioBuilder
 from pbx_crm.simulator.pbx import answering_leg
 from pbx_crm.simulator.transfer_calls import blind_transfer
-from pbx_crm.telephony.ami_client import AmiClient
-from pbx_crm.telephony.ami_listener import AmiListener
 from pbx_crm.webui.app import load_translations
 
 CALLER, CALLER_E164 = "+62 857-4400-1234", "+6285744001234"
@@ -47,34 +44,9 @@ def crm(engine):
 
 
 @pytest.fixture
-def ami(settings, server):
-    """The settings of a CRM whose phone system's AMI is the emulator's server."""
-    return settings.replace(ami_host=server.host, ami_port=server.port, ami_username="crm",
-                            ami_secret="secret")
-
-
-@pytest.fixture
 def web(ami, engine):
     with WebServer(ami, engine) as web:
         yield web
-
-
-@pytest.fixture
-def listener(engine, ami):
-    listener = AmiListener(engine, ami, client_factory=partial(
-        AmiClient, reconnect_delay=0.01, connect_timeout=WAIT, action_timeout=WAIT),
-        hangup_grace=0.2)
-    listener.start()
-    assert listener.wait_until(lambda: listener.resyncs >= 1, WAIT)
-    yield listener
-    listener.stop()
-
-
-@pytest.fixture
-def pbx(engine, tmp_path):
-    pbx = Pbx(engine, tmp_path / "pbx")
-    yield pbx
-    pbx.stop()
 
 
 def pop(page):
