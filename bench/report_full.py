@@ -134,7 +134,7 @@ def run(engine, repeat: int) -> tuple[list[tuple[str, list[float]]], dict]:
             ("  part: outcomes", lambda: reports.outcomes(session, scope)),
             ("  part: loss maps", lambda: reports.loss_maps(session, scope, figures)),
             ("  part: calls by stage", lambda: reports.stage_calls(session, scope)),
-            ("  part: callbacks", lambda: reports.callbacks(session, scope)),
+            ("  part: callbacks", lambda: reports.callbacks(session, scope, 30)),
             ("  part: nudges", lambda: reports.nudges(session, scope)),
             ("  part: weeks", lambda: reports.weekly_trend(session, scope)),
         ]

@@ -1,4 +1,4 @@
--- pbx-crm schema for postgres at migration 0014; regenerate with: pbx-crm db dump > sql/schema.postgres.sql
+-- pbx-crm schema for postgres at migration 0015; regenerate with: pbx-crm db dump > sql/schema.postgres.sql
 
 CREATE EXTENSION IF NOT EXISTS pg_trgm WITH SCHEMA public;
 
@@ -774,6 +774,8 @@ CREATE INDEX ix_calls_caller_e164 ON public.calls USING btree (caller_e164);
 CREATE INDEX ix_calls_contact_id ON public.calls USING btree (contact_id);
 
 CREATE INDEX ix_calls_deal_id ON public.calls USING btree (deal_id);
+
+CREATE INDEX ix_calls_deal_ringing ON public.calls USING btree (deal_id, ringing_at);
 
 CREATE INDEX ix_calls_linkedid ON public.calls USING btree (linkedid);
 

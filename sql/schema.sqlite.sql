@@ -1,4 +1,4 @@
--- pbx-crm schema for sqlite at migration 0014; regenerate with: pbx-crm db dump > sql/schema.sqlite.sql
+-- pbx-crm schema for sqlite at migration 0015; regenerate with: pbx-crm db dump > sql/schema.sqlite.sql
 
 CREATE TABLE alembic_version (
 	version_num VARCHAR(32) NOT NULL,
@@ -436,6 +436,8 @@ CREATE INDEX ix_calls_caller_e164 ON calls (caller_e164);
 CREATE INDEX ix_calls_contact_id ON calls (contact_id);
 
 CREATE INDEX ix_calls_deal_id ON calls (deal_id);
+
+CREATE INDEX ix_calls_deal_ringing ON calls (deal_id, ringing_at);
 
 CREATE INDEX ix_calls_linkedid ON calls (linkedid);
 

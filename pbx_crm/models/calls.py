@@ -27,6 +27,9 @@ class Call(SQLModel, table=True):
         # The robots' "missed call not returned": missed inbound calls by when they ended.
         Index("ix_calls_missed_ended", "ended_at", sqlite_where=text(_MISSED_INBOUND),
               postgresql_where=text(_MISSED_INBOUND)),
+        # A deal's calls in time order: the callback report's "next call back" of a missed
+        # call is one probe of it.
+        Index("ix_calls_deal_ringing", "deal_id", "ringing_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

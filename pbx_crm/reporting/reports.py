@@ -31,6 +31,7 @@ figures, and the SQL every part shares, in ``scope``. Callers import all of them
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -50,7 +51,7 @@ from .figures import (
 from .from_days import EXACT_PERIOD_DAYS, loss_maps, outcomes, stage_figures, weekly_trend
 from .local_days import local_day_sql
 from .scope import (
-    MISSED_DISPOSITIONS, NOBODY, Scope, calls, deals, epoch_of, exact_medians, history,
+    MISSED_DISPOSITIONS, NOBODY, Scope, calls, deals, epoch_of, history,
     in_period, owned, report_scope, seconds_between, seller_names, stages, stage_at_call_sql,
     sum_if,
 )
@@ -136,7 +137,8 @@ def stage_calls(session: Session, scope: Scope) -> list[StageCalls]:
 def callbacks(session: Session, scope: Scope, target_minutes: int) -> list[Callbacks]:
     """Per seller: missed calls on their deals in the period, the time from each to the
     deal's next outbound or answered call, and how many were called back within
-    ``target_minutes``."""
+    ``target_minutes``. One read of the missed calls, each with its wait (the next call back
+    found through ``ix_calls_deal_ringing``); the figures, the median too, from those rows."""
     later = calls.alias("later")
     called_back_at = (select(func.min(later.c.ringing_at))
                       .where(later.c.deal_id == calls.c.deal_id,
@@ -152,19 +154,19 @@ def callbacks(session: Session, scope: Scope, target_minutes: int) -> list[Callb
                      calls.c.direction == CallDirection.INBOUND.value,
                      calls.c.disposition.in_(MISSED_DISPOSITIONS),
                      owned(scope, deals.c.owner_id))).subquery()
-    seconds = seconds_between(scope, missed.c.called_back_at, missed.c.ringing_at)
-    in_time = func.count(case((seconds <= target_minutes * 60, 1)))
-    totals = session.execute(
-        select(missed.c.owner_id, func.count(), func.count(missed.c.called_back_at),
-               func.avg(seconds), in_time).group_by(missed.c.owner_id)).all()
-    waits = (select(missed.c.owner_id, seconds.label("seconds"))
-             .where(missed.c.called_back_at.is_not(None)).subquery())
-    medians = exact_medians(session, scope, waits, waits.c.seconds, [waits.c.owner_id])
-    names = seller_names(session, [owner for owner, *_ in totals])
-    rows = [Callbacks(owner, names.get(owner, NOBODY), int(count), int(back),
-                      float(avg) if avg is not None else None, medians.get((owner,)),
-                      int(within))
-            for owner, count, back, avg, within in totals]
+    waits: dict[int | None, list] = {}
+    for owner, seconds in session.execute(select(
+            missed.c.owner_id,
+            seconds_between(scope, missed.c.called_back_at, missed.c.ringing_at))):
+        waits.setdefault(owner, []).append(seconds)
+    names = seller_names(session, list(waits))
+    rows = []
+    for owner, all_waits in waits.items():
+        back = [float(seconds) for seconds in all_waits if seconds is not None]
+        rows.append(Callbacks(owner, names.get(owner, NOBODY), len(all_waits), len(back),
+                              sum(back) / len(back) if back else None,
+                              statistics.median(back) if back else None,
+                              sum(seconds <= target_minutes * 60 for seconds in back)))
     return sorted(rows, key=lambda row: (row.seller_id is None, row.seller_name))
 
 
