@@ -11,8 +11,9 @@ dials the extension's device as it always did.
 
 ``answer_incoming`` reads the answer, which goes out once the request is on disk;
 ``incoming`` then records the call (and makes a new caller's contact and Unsorted deal, and
-sends the screen-pop) with what it found. A call that could open no deal (no pipeline yet, say) is still recorded; the
-log says why, and what to do, once until a call opens a deal again.
+sends the screen-pop) with what it found. A call that could open no deal (no pipeline yet,
+say) is still recorded; the log says why, and what to do, once until a call opens a deal
+again.
 """
 
 import logging
@@ -30,7 +31,7 @@ _TOLD: set[str] = set()
 
 
 def _variables(lookup: calls.CallerLookup, settings, pbx: str | None) -> dict[str, str]:
-    devices = [device for device in lookup.owner_devices.split(",") if device]
+    devices = list(lookup.owner_devices)
     return {"CRM_STATUS": lookup.status,
             "CRM_DEAL_ID": str(lookup.deal_id or ""),
             "CRM_CONTACT_ID": str(lookup.contact_id or ""),

@@ -10,6 +10,8 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from pbx_crm.config import stored_pbx
+
 log = logging.getLogger(__name__)
 
 
@@ -47,8 +49,6 @@ def pbx_of(request, settings) -> str | None:
     (``${CRM_AGI}/answered?pbx=${CRM_PBX}``), stored-form: None for the default box. A name
     the settings do not know is logged (once) and kept: it matches no seller, so nobody is
     popped for a phone of a box the CRM cannot tell apart."""
-    from pbx_crm.people.users import stored_pbx
-
     name = request.query.get("pbx", "").strip().lower()
     if name and name not in settings.pbx_names and name not in _UNKNOWN_PBXES:
         _UNKNOWN_PBXES.add(name)

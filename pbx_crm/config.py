@@ -170,7 +170,12 @@ class PbxBox:
     @property
     def stored(self) -> str | None:
         """``user_extensions.pbx`` of this box's extensions (NULL for the default box)."""
-        return None if self.name == DEFAULT_PBX else self.name
+        return stored_pbx(self.name)
+
+
+def stored_pbx(name: str | None) -> str | None:
+    """``user_extensions.pbx`` for a box name: None for the default box."""
+    return None if not name or name == DEFAULT_PBX else name
 
 
 # The keys of a [pbx:<name>] section, and how each is read.

@@ -27,7 +27,7 @@ from ..models import (
 )
 from ..rules.phones import CallerKind, CallerNumber
 from ..people.language import Words
-from ..people.users import device_extensions, user_for_extension
+from ..people.users import device_extensions, device_names, user_for_extension
 
 PBX = Actor.system("pbx")
 # How a call ended, as every page and timeline line says it: the one mapping of outcomes to
@@ -62,20 +62,20 @@ class CallerLookup:
     caller_name: str = ""
     owner_extension: str = ""
     owner_id: int | None = None  # the seller behind owner_extension
-    # The devices that ring for owner_extension ("101a,101b"); empty: the extension itself.
-    owner_devices: str = ""
+    # The devices that ring for owner_extension ("101a", "101b"); none: the extension itself.
+    owner_devices: tuple[str, ...] = ()
 
 
 def _first_extension(session: Session, user_id: int | None,
-                     pbx: str | None = None) -> tuple[str, str]:
-    """The seller's first extension on box ``pbx`` and its devices ("" and "" for nobody)."""
+                     pbx: str | None = None) -> tuple[str, tuple[str, ...]]:
+    """The seller's first extension on box ``pbx`` and its devices ("" and () for nobody)."""
     if user_id is None:
-        return "", ""
+        return "", ()
     found = session.exec(select(UserExtension.extension, UserExtension.devices).join(User)
                          .where(UserExtension.user_id == user_id, User.active,
                                 UserExtension.pbx.is_not_distinct_from(pbx))
                          .order_by(UserExtension.id)).first()
-    return (found[0], found[1] or "") if found else ("", "")
+    return (found[0], tuple(device_names(found[1]))) if found else ("", ())
 
 
 def _lookup_of(session: Session, status: str, call: Call,
@@ -171,7 +171,7 @@ def lookup_caller(connection, *, uniqueid: str, caller: CallerNumber,
         return CallerLookup(NEW)
     contact_id, name, deal_id, extension, seller, devices, _recorded = rows[0]
     owner = dict(owner_extension=extension, owner_id=seller,
-                 owner_devices=devices or "") if extension else {}
+                 owner_devices=tuple(device_names(devices))) if extension else {}
     if deal_id is None and create_deals and connection.execute(_CALLS_MAKE_DEALS).first():
         # Known, but nothing open: the recording opens a new deal for them.
         return CallerLookup(NEW, contact_id=contact_id, caller_name=name, **owner)

@@ -29,7 +29,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete
 from sqlmodel import Session, select
 
-from ..config import DEFAULT_PBX, PBX_NAME_PATTERN
+from ..config import PBX_NAME_PATTERN, stored_pbx
 from ..enums import Role
 from ..errors import Conflict, NotFound, Phrase, ValidationError
 from ..rules.addresses import clean_email
@@ -91,9 +91,10 @@ class Extension(NamedTuple):
         return f"{self.pbx}/{self.number}" if self.pbx else self.number
 
 
-def stored_pbx(name: str | None) -> str | None:
-    """``user_extensions.pbx`` for a box name: None for the default box."""
-    return None if not name or name == DEFAULT_PBX else name
+def _split(text: str) -> tuple[str, str]:
+    """``jakarta/101`` as (``jakarta``, ``101``); ``101`` as (``""``, ``101``)."""
+    box, _, number = text.rpartition("/")
+    return box.strip().lower(), number.strip()
 
 
 def _clean_extensions(extensions, pbxes: Collection[str] | None = None) -> list[Extension]:
@@ -102,8 +103,7 @@ def _clean_extensions(extensions, pbxes: Collection[str] | None = None) -> list[
     cleaned = []
     for extension in extensions:
         text = str(extension).strip()
-        box, _, number = text.rpartition("/")
-        box, number = box.strip().lower(), number.strip()
+        box, number = _split(text)
         if not EXTENSION_PATTERN.fullmatch(number) or (box and not PBX_NAME_PATTERN.fullmatch(
                 box)):
             raise ValidationError("“%(extension)s” is not a phone extension.",
@@ -170,16 +170,16 @@ def _free_extensions(session: Session, extensions, *, user_id: int | None,
         if user_id is not None:
             query = query.where(UserExtension.user_id != user_id)
         for pbx, extension, devices, login in session.exec(query):
-            taken = [e for e in cleaned
-                     if e.pbx == pbx and (e.number == extension or e.number in _names(devices))]
+            names = {extension, *device_names(devices)}
+            taken = [e for e in cleaned if e.pbx == pbx and e.number in names]
             if taken:
                 raise Conflict("Extension %(extension)s already rings %(login)s.",
                                extension=str(taken[0]), login=login)
     return cleaned
 
 
-def _names(devices: str | None) -> list[str]:
-    """The device names kept in ``user_extensions.devices``."""
+def device_names(devices: str | None) -> list[str]:
+    """The device names kept in ``user_extensions.devices`` (comma-separated)."""
     return [name for name in (devices or "").split(",") if name]
 
 
@@ -188,9 +188,9 @@ def _clean_devices(devices) -> list[str]:
     for device in devices:
         device = str(device).strip()
         if not DEVICE_PATTERN.fullmatch(device):
-            raise ValidationError("“%(device)s” is not a device name: up to 40 letters, digits, "
-                                  "dots, dashes or underscores.", device=device[:40],
-                                  field="devices")
+            raise ValidationError(
+                "“%(device)s” is not a device name: up to 40 letters, digits, "
+                "dots, dashes or underscores.", device=device[:40], field="devices")
         if device not in cleaned:
             cleaned.append(device)
     return cleaned
@@ -204,10 +204,10 @@ def set_devices(session: Session, actor: Actor, user_id: int, extension: str,
     name one seller."""
     ensure_head(actor, Phrase("change extensions"))
     text = str(extension or "").strip()
-    box, _, number = text.rpartition("/")
+    box, number = _split(text)
     row = session.exec(select(UserExtension).where(
-        UserExtension.user_id == user_id, UserExtension.extension == number.strip(),
-        _on_box(stored_pbx(box.strip().lower())))).first()
+        UserExtension.user_id == user_id, UserExtension.extension == number,
+        _on_box(stored_pbx(box)))).first()
     if row is None:
         raise NotFound("This user has no extension %(extension)s.", extension=text[:40])
     cleaned = _clean_devices(devices)
@@ -218,7 +218,7 @@ def set_devices(session: Session, actor: Actor, user_id: int, extension: str,
             if device == other:
                 raise Conflict("“%(device)s” is an extension of %(login)s: a device needs a "
                                "name of its own.", device=device, login=login)
-            if device in _names(their_devices):
+            if device in device_names(their_devices):
                 raise Conflict("Device %(device)s already rings %(login)s on extension "
                                "%(extension)s.", device=device, login=login,
                                extension=str(Extension(row.pbx, other)))
@@ -238,7 +238,7 @@ def _on_box(pbx: str | None):
 def devices_of_extensions(session: Session) -> dict[str, list[str]]:
     """Every extension (``101``, ``jakarta/101``) that rings devices of its own, with them:
     what the settings page shows."""
-    return {str(Extension(pbx, extension)): _names(devices)
+    return {str(Extension(pbx, extension)): device_names(devices)
             for pbx, extension, devices in session.exec(
                 select(UserExtension.pbx, UserExtension.extension, UserExtension.devices)
                 .where(UserExtension.devices.is_not(None)))}
@@ -251,7 +251,7 @@ def device_extensions(session: Session, pbx: str | None = None) -> dict[str, str
     for extension, devices in session.exec(
             select(UserExtension.extension, UserExtension.devices).join(User)
             .where(User.active, UserExtension.devices.is_not(None), _on_box(pbx))):
-        for device in _names(devices):
+        for device in device_names(devices):
             found[device] = extension
     return found
 
@@ -268,7 +268,7 @@ def dial_devices(session: Session, extension: str, pbx: str | None = None) -> li
     itself."""
     devices = session.exec(select(UserExtension.devices).where(
         UserExtension.extension == extension, _on_box(pbx))).first()
-    return _names(devices) or [extension]
+    return device_names(devices) or [extension]
 
 
 def first_extension(session: Session, user_id: int | None) -> Extension | None:
