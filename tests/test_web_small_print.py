@@ -1,0 +1,36 @@
+"""The small print of the pages over real HTTP, on both databases: what a reader sees between
+the figures and the links, in English and in Indonesian.
+
+The team: ana sells, hana is the head; ana has one deal.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from factories import make_deal, make_pipeline, make_user
+from webtools import signed_in
+
+from pbx_crm.db import transaction
+from pbx_crm.models import Notification
+
+
+@pytest.fixture
+def crm(engine):
+    with transaction(engine) as session:
+        make_pipeline(session)
+        ana = make_user(session, "ana", extensions=["101"])
+        hana = make_user(session, "hana", role="head")
+        deal = make_deal(session, ana, title="Office fit-out")
+    return {"ana": ana, "hana": hana, "deal": deal}
+
+
+def test_a_robot_notice_and_its_deal_number_are_two_words(web, crm, engine):
+    with transaction(engine) as session:
+        session.add(Notification(user_id=crm["ana"].user_id, kind="robot",
+                                 body="Time to send the quote?", deal_id=crm["deal"].id))
+    page = signed_in(web, "ana").get("/notifications").text
+    link = f'<a href="/deals/{crm["deal"].id}">#{crm["deal"].id}</a>'
+    assert re.search(r"Time to send the quote\?</span>\s+" + re.escape(link), page)
+
