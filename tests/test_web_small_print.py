@@ -34,3 +34,13 @@ def test_a_robot_notice_and_its_deal_number_are_two_words(web, crm, engine):
     link = f'<a href="/deals/{crm["deal"].id}">#{crm["deal"].id}</a>'
     assert re.search(r"Time to send the quote\?</span>\s+" + re.escape(link), page)
 
+
+def test_the_head_reads_stage_kinds_and_roles_in_indonesian(web, crm):
+    client = signed_in(web, "hana")
+    assert client.post("/settings/language", {"language": "id"}).status == 303
+    page = client.get("/settings").text
+    kinds = re.findall(r'<span class="kind">([^<]*)</span>', page)
+    assert kinds == ["kerja"] * 6 + ["berhasil", "gagal"]
+    roles = dict(re.findall(r'<tr data-login="(\w+)">\s*<td>\w+</td><td>[^<]*</td><td>([^<]*)<',
+                            page))
+    assert roles == {"ana": "penjual", "hana": "kepala"}
