@@ -45,7 +45,7 @@ def test_a_head_sees_everyone_s_figures_charts_and_advice(web, funnel):
     answer = page(head, pipeline=funnel["pipeline"])
     assert answer.status == 200
     text = answer.text
-    assert "2024-05-06 to 2024-05-19 (Asia/Jakarta)" in text and "all sellers" in text
+    assert "2024-05-06 – 2024-05-19 (Asia/Jakarta)" in text and "all sellers" in text
     assert 'id="funnel-chart"><svg' in text and 'id="trend-chart"><svg' in text
     assert "<script" not in text.split('id="charts"')[1].split("</section>")[0]
     for name in ("stages", "outcomes", "weeks", "losses", "team_losses", "calls",

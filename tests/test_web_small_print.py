@@ -44,3 +44,12 @@ def test_the_head_reads_stage_kinds_and_roles_in_indonesian(web, crm):
     roles = dict(re.findall(r'<tr data-login="(\w+)">\s*<td>\w+</td><td>[^<]*</td><td>([^<]*)<',
                             page))
     assert roles == {"ana": "penjual", "hana": "kepala"}
+
+
+def test_the_report_s_period_reads_without_an_english_word(web, crm):
+    client = signed_in(web, "hana")
+    assert client.post("/settings/language", {"language": "id"}).status == 303
+    page = client.get("/reports?period=custom&from=2024-05-06&to=2024-05-19").text
+    scope = re.search(r'id="report-scope">([^<]*)<', page).group(1)
+    assert scope.split("(")[0].strip() == "2024-05-06 – 2024-05-19"
+    assert 'name="to" value="2024-05-19"' in page

@@ -162,6 +162,8 @@ def register(ui: WebUI) -> None:
             "reports.html", report=report, tables=report_tables(report), hints=hints,
             is_money=lambda cell: isinstance(cell, Money),
             pipelines=choices, sellers=sellers, choice=choice,
+            # The period's last day, included: the dates speak every language, "to" does not.
+            last_day=report.period.end - timedelta(days=1),
             periods=PERIODS, params=params, query_string=urlencode(params),
             funnel_chart=Markup(funnel_svg(report, gettext=translated)),
             trend_chart=Markup(trend_svg(

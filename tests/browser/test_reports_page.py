@@ -20,7 +20,7 @@ def test_the_head_sees_the_funnel_and_a_hint_leads_to_its_deals(open_page, engin
     page.fill("input[name=to]", "2024-05-19")
     page.click("#report-filters button[type=submit]")
     page.wait_for_url("**/reports?*period=custom*")
-    assert "2024-05-06 to 2024-05-19" in page.locator("#report-scope").inner_text()
+    assert "2024-05-06 – 2024-05-19" in page.locator("#report-scope").inner_text()
 
     funnel = page.locator("#funnel-chart svg")
     assert funnel.is_visible() and funnel.bounding_box()["width"] > 100
