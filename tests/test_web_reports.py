@@ -56,6 +56,12 @@ def test_a_head_sees_everyone_s_figures_charts_and_advice(web, funnel):
     assert 'href="/reports"' in text and 'aria-current="page">Reports' in text
 
 
+def test_the_missed_calls_of_no_seller_are_named_in_the_reader_s_language(web, funnel):
+    head = signed_in(web, "hana")
+    assert head.post("/settings/language", {"language": "id"}).status == 303
+    table = page(head).text.split('id="table-callbacks"')[1].split("</section>")[0]
+    assert "<td>(belum ada)</td>" in table and "nobody" not in table
+
 def test_a_head_narrows_to_one_seller_and_a_seller_sees_only_their_own(web, funnel):
     head = signed_in(web, "hana")
     ana_only = csv_rows(head.get(f"/reports/losses.csv?{urlencode({**PERIOD, 'seller': funnel['ana']})}"))

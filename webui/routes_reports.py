@@ -160,7 +160,7 @@ def register(ui: WebUI) -> None:
         params = query_of(choice, report)
         return ui.render(
             "reports.html", report=report, tables=report_tables(report), hints=hints,
-            is_money=lambda cell: isinstance(cell, Money),
+            is_money=lambda cell: isinstance(cell, Money), nobody=reports.NOBODY,
             pipelines=choices, sellers=sellers, choice=choice,
             # The period's last day, included: the dates speak every language, "to" does not.
             last_day=report.period.end - timedelta(days=1),
