@@ -63,3 +63,18 @@ def test_the_charts_load_without_a_policy_error_and_every_label_fits(open_page, 
     trend = page.locator("#trend-chart svg")
     assert trend.locator("title").first.text_content().startswith("Per minggu")
     assert "Mei" in trend.inner_html()  # the week labels in the user's locale
+
+
+def test_on_a_phone_each_table_keeps_its_headers_and_scrolls_sideways(open_page, engine):
+    """At 390 px a report row stays a row under its headers; the table scrolls, the page
+    does not."""
+    with transaction(engine) as session:
+        build_funnel(session)
+    page = open_page("hana", viewport={"width": 390, "height": 844})
+    page.goto("/reports?period=custom&from=2024-05-06&to=2024-05-19")
+    table = page.locator("#table-stages table")
+    assert table.locator("thead th").first.is_visible()
+    row = table.locator("tbody tr", has_text="Opportunity")
+    tops = {round(cell.bounding_box()["y"]) for cell in row.locator("td").all()}
+    assert len(tops) == 1, "the row's cells stand side by side"
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
