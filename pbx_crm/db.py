@@ -329,6 +329,18 @@ def require_schema_at_head(engine: Engine) -> None:
                        "upgrade` first", current=current, head=head)
 
 
+def database_away(engine: Engine, error: BaseException) -> bool:
+    """Whether ``error``, raised by a statement on ``engine``, is an outage that passes by
+    itself (the server down or unreachable, a connection dropped, the pool waited out, SQLite's
+    write lock held past the busy timeout), not a fault to fix (a missing table, say)."""
+    if isinstance(error, (exc.TimeoutError, exc.InterfaceError)):
+        return True
+    if isinstance(error, exc.DBAPIError) and error.connection_invalidated:
+        return True
+    return isinstance(error, exc.OperationalError) and _is_outage(
+        engine, str(error.orig or error).strip())
+
+
 def _is_outage(engine: Engine, reason: str) -> bool:
     if is_sqlite(engine):
         return "database is locked" in reason  # held past the busy timeout by another writer

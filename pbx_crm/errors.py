@@ -99,6 +99,12 @@ class Conflict(CrmError):
     status = 409
 
 
+class Unavailable(CrmError):
+    """The database did not answer: an outage that passes by itself; try again shortly."""
+
+    status = 503
+
+
 class StaleVersion(Conflict):
     """A change made on an old copy of a deal: someone else moved or edited it first."""
 

@@ -36,9 +36,9 @@ class _QuietHandler(WSGIRequestHandler):
 class WebServer:
     """``create_ui(settings, engine)`` served over HTTP on 127.0.0.1 in a thread."""
 
-    def __init__(self, settings, engine, **options):
+    def __init__(self, settings, engine, *, port: int = 0, **options):
         self.ui = create_ui(settings, engine, **options)
-        self.server = make_server("127.0.0.1", 0, self.ui.app, server_class=_ThreadingServer,
+        self.server = make_server("127.0.0.1", port, self.ui.app, server_class=_ThreadingServer,
                                   handler_class=_QuietHandler)
         self.url = f"http://127.0.0.1:{self.server.server_port}"
         self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,),

@@ -23,7 +23,9 @@ import functools
 import gettext
 import hmac
 import json
+import logging
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import quote, urlencode
@@ -38,16 +40,23 @@ from pbx_crm.funnel.calls import OUTCOMES
 from pbx_crm.people import language as wording
 from pbx_crm.people import sign_in as web_sessions
 from pbx_crm.web import front_door
-from pbx_crm.db import transaction
-from pbx_crm.errors import CrmError, Forbidden, Phrase, ValidationError
+from pbx_crm.db import database_away, transaction
+from pbx_crm.errors import CrmError, Forbidden, Phrase, Unavailable, ValidationError
 from pbx_crm.rules.funnel import Actor
 from pbx_crm.models import User, utcnow
 from pbx_crm.rules.money import format_money, locale_for, plain_amount
 
+log = logging.getLogger(__name__)
+
 SESSION_COOKIE = "pbx_crm_session"
 LOGIN_CSRF_COOKIE = "pbx_crm_login_csrf"
+# The language of the browser's last signed-in user, for the pages that cannot ask the database.
+LANGUAGE_COOKIE, LANGUAGE_COOKIE_S = "pbx_crm_language", 365 * 24 * 3600
 LANGUAGES = {"en": "English", "id": "Bahasa Indonesia"}
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+# While the database does not answer, a browser is asked to come back after this long, and
+# the log says so once in this long, not once a request.
+AWAY_RETRY_S = 10
 SECURITY_HEADERS = {
     # No inline script or style anywhere: text that slipped through as markup still runs nothing.
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; "
@@ -140,6 +149,7 @@ class WebUI:
         # one per process); the front door's cap is the one that speaks to users.
         bottle.BaseRequest.MEMFILE_MAX = max(bottle.BaseRequest.MEMFILE_MAX, self.max_body_bytes)
         self.app = bottle.Bottle()
+        self._away_logged = -float(AWAY_RETRY_S)
         self.app.add_hook("before_request", lambda: front_door.check_request(
             bottle.request.environ, self.trusted_proxies, self.max_body_bytes))
         self.app.install(self._guard)
@@ -150,9 +160,14 @@ class WebUI:
     # --- templates -------------------------------------------------------------------
 
     def language(self) -> str:
+        """The signed-in user's language; else the one this browser's last user read (the
+        sign-in page, a page while the database does not answer), else the browser's."""
         signed = bottle.request.environ.get("pbx_crm.signed_in")
         if signed is not None and signed.user.language in LANGUAGES:
             return signed.user.language
+        remembered = bottle.request.get_cookie(LANGUAGE_COOKIE, "")
+        if remembered in LANGUAGES:
+            return remembered
         accepted = bottle.request.headers.get("Accept-Language", "")
         return "id" if accepted.lower().startswith("id") else "en"
 
@@ -204,6 +219,9 @@ class WebUI:
             unread=bottle.request.environ.get("pbx_crm.unread", 0),
             has_route=self.has_route, lang=self.language(), said=self.said,
             outcome=self.outcome, deal_title=self.deal_title)
+        if signed and signed.user.language in LANGUAGES \
+                and bottle.request.get_cookie(LANGUAGE_COOKIE) != signed.user.language:
+            self.set_cookie(LANGUAGE_COOKIE, signed.user.language, max_age=LANGUAGE_COOKIE_S)
         bottle.response.status = status
         bottle.response.content_type = "text/html; charset=utf-8"
         return self.envs[self.language()].get_template(template).render(**context)
@@ -275,7 +293,28 @@ class WebUI:
                 return callback(*args, **kwargs)
             except CrmError as error:
                 return self.refusal(error)
+            except Exception as error:
+                if not database_away(self.engine, error):
+                    raise
+                return self._database_away(error)
         return guarded
+
+    def _database_away(self, error: Exception):
+        """A request the database did not answer (down, unreachable, its write lock held):
+        nothing was changed; the user reads so in their language, as a page or JSON, and is
+        asked to try again, while the log says it once in ``AWAY_RETRY_S``."""
+        now = time.monotonic()
+        if now - self._away_logged >= AWAY_RETRY_S:
+            self._away_logged = now
+            reason = str(getattr(error, "orig", None) or error).strip().splitlines()
+            log.warning("the database did not answer a web request (%s); the pages say so "
+                        "until it does", reason[0] if reason else type(error).__name__)
+        bottle.response.headers["Retry-After"] = str(AWAY_RETRY_S)
+        away = Unavailable("The CRM cannot reach its database just now: nothing was changed. "
+                           "Calls still ring through. Try again in a moment.")
+        if self.wants_json():
+            return self.json({"error": self.refusal_text(away)}, status=away.status)
+        return self.render("error.html", status=away.status, error=self.refusal_text(away))
 
     def _refuse_body(self, route) -> None:
         if not route.config.get("public"):

@@ -20,7 +20,7 @@ import json
 import bottle
 
 from pbx_crm.people import sign_in as web_sessions
-from pbx_crm.db import transaction
+from pbx_crm.db import database_away, transaction
 from pbx_crm.errors import ValidationError
 from pbx_crm.web.event_stream import EventHub
 
@@ -72,8 +72,16 @@ def register(ui: WebUI, *, heartbeat: float = HEARTBEAT_SECONDS) -> EventHub:
         env.globals["stream_position"] = stream_position
 
     def still_signed_in(token: str) -> bool:
-        with transaction(ui.engine, read_only=True) as session:
-            return web_sessions.signed_in(session, token) is not None
+        """Whether the stream's session goes on. While the database does not answer it does,
+        and the stream stays open for the pops to come (a session that ended meanwhile is
+        seen at the first check the database answers)."""
+        try:
+            with transaction(ui.engine, read_only=True) as session:
+                return web_sessions.signed_in(session, token) is not None
+        except Exception as error:
+            if database_away(ui.engine, error):
+                return True
+            raise
 
     @app.get("/events", name="events")
     def stream():

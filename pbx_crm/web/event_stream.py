@@ -37,7 +37,8 @@ from sqlmodel import Session, select
 
 from ..funnel import events
 from ..people import sign_in as web_sessions
-from ..db import POSTGRES_CONNECT_TIMEOUT_S, POSTGRES_NETWORK_ARGS, transaction
+from ..db import (POSTGRES_CONNECT_TIMEOUT_S, POSTGRES_NETWORK_ARGS, database_away,
+                  transaction)
 from ..rules.funnel import Actor, can_read_deal, can_receive_event
 from ..models import Contact, Deal, Event, Stage, Task, User
 
@@ -283,14 +284,24 @@ class EventHub:
         return listen
 
     def _run(self) -> None:
+        away = False  # the database did not answer the last read: said once, not each second
         while not self._stopping.is_set():
             try:
                 self._wait()
                 if self._stopping.is_set():
                     break
                 self.read_once()
-            except Exception:
-                log.exception("event stream: reading the outbox failed; retrying")
+                if away:
+                    away = False
+                    log.info("event stream: the database answers again; pops go out")
+            except Exception as error:
+                if not database_away(self.engine, error) and not isinstance(
+                        error, psycopg_errors()):
+                    log.exception("event stream: reading the outbox failed; retrying")
+                elif not away:
+                    away = True
+                    log.warning("event stream: the database does not answer (%s); retrying "
+                                "every second", str(error).strip().splitlines()[0])
                 self._drop_listener()
                 self._stopping.wait(1.0)
 

@@ -12,10 +12,12 @@
    event id and the open cards live in sessionStorage, so moving to another page neither
    loses a pop nor shows one twice. When the session ends (signed out in another tab,
    deactivated, a new password) the stream's last message is "signed_out": the cards go, the
-   stream stops reconnecting, and a note offers to sign in again. A reconnect refused for good
-   gets a note to reload the page. A pop whose deal the user may open offers "Add a task" for
-   it (POST /tasks, answered in JSON in the user's language, the answer shown in the pop); an
-   ended pop does not fade while its task form is open. A "task_due" event is handed to
+   stream stops reconnecting, and a note offers to sign in again. A reconnect refused (the
+   database not answering, say) gets a note that pops are paused, and the page reconnects by
+   itself, less often each time; the note goes once the stream is back. A pop whose deal the
+   user may open offers "Add a task" for it (POST /tasks, answered in JSON in the user's
+   language, the answer shown in the pop); an ended pop does not fade while its task form is
+   open. A "task_due" event is handed to
    static/notices.js as a "pbx-crm:task-due" DOM event. No build step. */
 (function () {
   "use strict";
@@ -23,6 +25,9 @@
   var FADE_MISSED_MS = 4000;  // a missed (or stopped) one, this long
   var FADING_MS = 600;  // the fade itself (.pop-fading in app.css)
   var MAX_POPS = 3;
+  // A stream refused reconnects after this long, doubled each time up to RETRY_MAX_MS.
+  var RETRY_FIRST_MS = 3000;
+  var RETRY_MAX_MS = 60000;
   // A pop the AMI listener showed before the CRM recorded the call ("recorded": false) may
   // learn, a moment later, the deal the CRM opens for it: "Create a deal" waits this long.
   var CREATE_DELAY_MS = 2500;
@@ -299,6 +304,7 @@
   function here() { return window.location.pathname + window.location.search; }
 
   function signedOut() {
+    signedOff = true;
     source.close();  // else it would reconnect, be sent to the sign-in page, and fail quietly
     forget();
     Object.keys(timers).forEach(function (id) { window.clearTimeout(timers[id]); });
@@ -311,6 +317,40 @@
   function streamLost() {
     // The cards stay, and so does what sessionStorage holds: the page may be going away.
     note(words.tStreamLost, words.tReload, here());
+    var shown = box.querySelector(".pop-stopped");
+    if (shown) { shown.classList.add("pop-lost"); }
+  }
+
+  function connect() {
+    // The last event this tab received, else where this page's stream starts.
+    var last = stored(LAST_ID, null) || words.position;
+    source = new EventSource("/events" +
+                             (last ? "?last_event_id=" + encodeURIComponent(last) : ""));
+    ["ringing", "answered", "stopped_ringing", "call_ended"].forEach(function (kind) {
+      source.addEventListener(kind, function (event) { handle(kind, event); });
+    });
+    source.addEventListener("signed_out", signedOut);
+    // A task fallen due: static/notices.js shows it (with its deal).
+    source.addEventListener("task_due", function (event) {
+      var data;
+      try { data = JSON.parse(event.data); } catch (e) { return; }
+      if (event.lastEventId) { store(LAST_ID, event.lastEventId); }
+      document.dispatchEvent(new CustomEvent("pbx-crm:task-due", {detail: data}));
+    });
+    source.addEventListener("open", function () {
+      retryMs = RETRY_FIRST_MS;
+      var lost = box.querySelector(".pop-lost");
+      if (lost) { lost.remove(); }
+    });
+    // A reconnect refused (the database not answering, a proxy's error page, the sign-in
+    // page when the session ended while the stream was down): the browser gives up, so the
+    // page says pops are paused and tries again itself, less often each time.
+    source.addEventListener("error", function () {
+      if (source.readyState !== EventSource.CLOSED || signedOff) { return; }
+      streamLost();
+      window.setTimeout(connect, retryMs);
+      retryMs = Math.min(retryMs * 2, RETRY_MAX_MS);
+    });
   }
 
   function handle(kind, event) {
@@ -352,27 +392,11 @@
     return (calls[a].seq || 0) - (calls[b].seq || 0);  // the newest ends on top
   }).forEach(render);
   keepFew();
-  // The last event this tab received, else where this page's stream starts.
-  var last = stored(LAST_ID, null) || words.position;
-  var source = new EventSource("/events" +
-                               (last ? "?last_event_id=" + encodeURIComponent(last) : ""));
-  ["ringing", "answered", "stopped_ringing", "call_ended"].forEach(function (kind) {
-    source.addEventListener(kind, function (event) { handle(kind, event); });
-  });
-  source.addEventListener("signed_out", signedOut);
-  // A task fallen due: static/notices.js shows it (with its deal).
-  source.addEventListener("task_due", function (event) {
-    var data;
-    try { data = JSON.parse(event.data); } catch (e) { return; }
-    if (event.lastEventId) { store(LAST_ID, event.lastEventId); }
-    document.dispatchEvent(new CustomEvent("pbx-crm:task-due", {detail: data}));
-  });
-  // A reconnect refused for good (the sign-in page instead of a stream, when the session
-  // ended while the stream was down; or a proxy's error page): no more pops without a reload.
-  source.addEventListener("error", function () {
-    if (source.readyState === EventSource.CLOSED) { streamLost(); }
-  });
-  window.addEventListener("pagehide", function () { source.close(); });
+  var source = null;
+  var retryMs = RETRY_FIRST_MS;
+  var signedOff = false;
+  connect();
+  window.addEventListener("pagehide", function () { signedOff = true; source.close(); });
   // The next user of this tab sees none of these pops.
   document.querySelectorAll("form.logout").forEach(function (logout) {
     logout.addEventListener("submit", forget);
