@@ -78,3 +78,17 @@ def test_on_a_phone_each_table_keeps_its_headers_and_scrolls_sideways(open_page,
     tops = {round(cell.bounding_box()["y"]) for cell in row.locator("td").all()}
     assert len(tops) == 1, "the row's cells stand side by side"
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
+
+
+def test_on_a_phone_the_charts_scroll_rather_than_shrink_their_labels(open_page, engine):
+    """A chart is drawn 640 units wide with 12-unit labels: on a 390 px screen it keeps at
+    least 10 px labels and scrolls inside its panel."""
+    with transaction(engine) as session:
+        build_funnel(session)
+    page = open_page("hana", viewport={"width": 390, "height": 844})
+    page.goto("/reports?period=custom&from=2024-05-06&to=2024-05-19")
+    for chart in ("#funnel-chart svg", "#trend-chart svg"):
+        scale = page.locator(chart).evaluate(
+            "svg => svg.getBoundingClientRect().width / svg.viewBox.baseVal.width")
+        assert 12 * scale >= 10, f"{chart} labels are {12 * scale:.1f} px"
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
