@@ -90,3 +90,24 @@ def test_a_missed_calls_callback_is_on_the_tasks_page_and_done_from_it(
         assert len(strings) > 20 and "Overdue" in strings
         assert [words for words in strings if words in shown] == []
         assert "Tugas" in shown and "Telepon balik" in shown
+
+
+def test_when_several_deals_match_each_choice_is_one_line_with_its_radio(open_page, crm,
+                                                                          engine):
+    with transaction(engine) as session:
+        make_deal(session, crm["ana"], title="Office move")
+    ana = open_page("ana")
+    ana.goto("/tasks")
+    ana.fill("#task-add input[name=deal]", "Office")
+    ana.fill("#task-add input[name=title]", "Measure the rooms")
+    ana.click("#task-add button[type=submit]")
+    choices = ana.locator(".task-deal-choices label")
+    expect(choices).to_have_count(2)
+    for choice in choices.all():
+        radio = choice.locator("input[type=radio]").bounding_box()
+        line = choice.bounding_box()
+        assert line["height"] < 2 * radio["height"] + 8, "the radio sits beside its deal"
+        assert radio["x"] - line["x"] < 10, "the radio opens the line"
+    choices.filter(has_text="Office move").locator("input").check()
+    ana.click("#task-add button[type=submit]")
+    expect(ana.locator("li.task", has_text="Measure the rooms")).to_have_count(1)
