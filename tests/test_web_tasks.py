@@ -99,6 +99,18 @@ def test_a_task_is_added_for_the_deal_its_title_names_due_in_the_users_time(web,
         assert session.exec(select(Task).where(Task.title == "Snoop")).all() == []
 
 
+def test_a_deal_number_typed_in_full_picks_that_deal(web, crm, engine):
+    """Deal #N wins over a deal that merely holds N in its title (or its phone)."""
+    number = crm["fit_out"]
+    with transaction(engine) as session:
+        make_deal(session, crm["ana"], title=f"Room {number} upgrade")
+    ana = signed_in(web, "ana")
+    for typed, title in ((str(number), "Bring the samples"), (f"#{number}", "Send the plan")):
+        assert ana.post("/tasks", {"deal": typed, "title": title}).status == 303
+        assert task_row(engine, title).deal_id == number
+    # Budi's deal, by its number, is still not hers.
+    assert ana.post("/tasks", {"deal": str(crm["erp"]), "title": "Snoop"}).status == 400
+
 def test_a_pop_adds_a_task_for_its_deal_and_reads_json(web, crm, engine):
     ana = signed_in(web, "ana")
     answer, body = ana.post_json("/tasks", {"deal_id": str(crm["fit_out"]),

@@ -100,6 +100,10 @@ def register(ui: WebUI) -> None:
             raise ValidationError("No deal of yours matches “%(text)s”.", text=text[:100],
                                   field="deal")
         if len(found) > 1:
+            # "4" names deal #4, not every deal whose title or phone holds a 4.
+            exact = [row.id for row in found if str(row.id) == text.lstrip("#").strip()]
+            if len(exact) == 1:
+                return exact[0]
             raise SeveralDeals(found)
         return found[0].id
 
