@@ -83,6 +83,20 @@ def engine(request, tmp_path):
 
 
 @pytest.fixture
+def proxy(engine):
+    """PostgreSQL behind a proxy that can cut it off or hang it (``telephony.TcpProxy``);
+    back to normal when the test ends. SQLite is a file in the process: such a test skips."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("a database that goes away behind the network needs a database server: "
+                    "SQLite is a file in the process")
+    from telephony import TcpProxy
+
+    proxy = TcpProxy((engine.url.host or "127.0.0.1", engine.url.port or 5432))
+    yield proxy
+    proxy.close()
+
+
+@pytest.fixture
 def session(engine):
     """A session in one transaction, committed at the end of the test if it got there."""
     with transaction(engine) as session:

@@ -42,7 +42,7 @@ from pathlib import Path
 import pytest
 from factories import make_pipeline, make_user
 from sqlmodel import select
-from telephony import DID, DatabaseLock, Pbx, TcpProxy, closed_port
+from telephony import DID, DatabaseLock, Pbx, closed_port
 
 from pbx_crm.db import transaction
 from pbx_crm.models import Call, Contact, Deal, TimelineEntry, utcnow
@@ -84,15 +84,6 @@ def postgres(engine):
         pytest.skip("a database that hangs behind a network path needs a database server: "
                     "SQLite is a file in the server's own process")
     return engine
-
-
-@pytest.fixture
-def proxy(postgres):
-    """PostgreSQL behind a proxy that can hang; back to normal when the test ends."""
-    url = postgres.url
-    proxy = TcpProxy((url.host or "127.0.0.1", url.port or 5432))
-    yield proxy
-    proxy.close()
 
 
 @contextmanager

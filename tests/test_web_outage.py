@@ -15,7 +15,6 @@ import logging
 import pytest
 from factories import ADMIN, make_deal, make_pipeline, make_user
 from sqlmodel import select
-from telephony import TcpProxy
 from webtools import WebServer, signed_in
 
 from pbx_crm.db import make_engine, transaction
@@ -29,21 +28,11 @@ AWAY = ("The CRM cannot reach its database just now: nothing was changed. Calls 
 
 @pytest.fixture
 def crm(engine):
-    if engine.dialect.name != "postgresql":
-        pytest.skip("a database that goes away behind the network needs a database server: "
-                    "SQLite is a file in the web server's own process")
     with transaction(engine) as session:
         make_pipeline(session)
         ana = make_user(session, "ana", extensions=["101"])
         deal = make_deal(session, ana, title="Office fit-out")
         return {"ana": ana, "deal_id": deal.id}
-
-
-@pytest.fixture
-def proxy(engine, crm):
-    proxy = TcpProxy((engine.url.host or "127.0.0.1", engine.url.port or 5432))
-    yield proxy
-    proxy.close()
 
 
 @pytest.fixture
