@@ -53,3 +53,13 @@ def test_the_report_s_period_reads_without_an_english_word(web, crm):
     scope = re.search(r'id="report-scope">([^<]*)<', page).group(1)
     assert scope.split("(")[0].strip() == "2024-05-06 – 2024-05-19"
     assert 'name="to" value="2024-05-19"' in page
+
+
+def test_a_user_s_empty_fields_say_what_they_are_for_without_the_headers(web, crm):
+    """On a phone the users table hides its headers: an empty extension or e-mail field
+    still says which it is."""
+    client = signed_in(web, "hana")
+    assert client.post("/settings/language", {"language": "id"}).status == 303
+    row = client.get("/settings").text.split('<tr data-login="hana">')[1].split("</tr>")[0]
+    assert 'name="extensions" value="" aria-label="Ekstensi" placeholder="Ekstensi"' in row
+    assert 'placeholder="E-mail untuk pengingat"' in row
