@@ -17,6 +17,7 @@ from factories import (
     make_contact,
     make_deal,
     make_pipeline,
+    make_unsorted_deal,
     make_user,
     stages_by_name,
     timeline_of,
@@ -369,3 +370,17 @@ def test_the_robot_pages_speak_indonesian(web, crm, engine, settings):
     card = signed_in(web, "ana").get(f"/deals/{crm['ana_deal'].id}").text
     assert f"/nudges/{runs[crm['ana_deal'].id]}/answer" in card
     assert "Tunda" in card and "Moved on" not in card
+
+
+def test_a_run_on_the_unsorted_stage_names_it_in_the_head_s_language(web, crm, engine,
+                                                                     settings):
+    with transaction(engine) as session:
+        make_unsorted_deal(session, now=at(0))
+        robot_rules.create_rule(session, crm["hana"], stage_id=crm["stage"]["Unsorted"].id,
+                                name="Caller waits", condition="unsorted_not_taken",
+                                condition_params={"minutes": 30}, action="notify_heads")
+    assert passes.robot_pass(engine, settings, now=at(31)).fired == 1
+    head = signed_in(web, "hana")
+    assert head.post("/settings/language", {"language": "id"}).status == 303
+    runs = head.get("/robots").text.split('id="runs"')[1]
+    assert "<td>Belum Disortir</td>" in runs and "<td>Unsorted</td>" not in runs

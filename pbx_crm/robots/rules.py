@@ -367,6 +367,7 @@ class RunView:
     action: str
     deal_title: str
     stage_name: str
+    stage_is_unsorted: bool  # the page names Unsorted in its reader's language
 
 
 def recent_runs(session: Session, actor: Actor, *, limit: int = 50,
@@ -375,7 +376,8 @@ def recent_runs(session: Session, actor: Actor, *, limit: int = 50,
     ensure_head(actor, Phrase("see the robots' history"))
     if not 1 <= limit <= 1000:
         raise ValidationError("Show 1 to 1000 runs.", field="limit")
-    query = (select(RobotRun, RobotRule.name, RobotRule.action, Deal.title, Stage.name)
+    query = (select(RobotRun, RobotRule.name, RobotRule.action, Deal.title, Stage.name,
+                    Stage.is_unsorted)
              .join(RobotRule, RobotRule.id == RobotRun.rule_id)
              .join(Deal, Deal.id == RobotRun.deal_id)
              .join(Stage, Stage.id == RobotRule.stage_id))
