@@ -124,3 +124,15 @@ def test_a_seller_names_a_callers_contact_from_the_deal_card_and_merges_its_dupl
     page.click(f"#contact-deals a[href='/deals/{crm['deal'].id}']")
     expect(page.locator("#deal-title")).to_have_text(call_from("Budi Santoso"))
     expect(page.locator("#contact-link")).to_have_text("Budi Santoso")
+
+
+@pytest.mark.parametrize("language", ["en", "id"])
+def test_on_a_phone_the_contact_page_fits_its_width(open_page, crm, engine, language):
+    """At 390 px the deals and calls tables scroll inside their panel; the page itself does
+    not scroll sideways."""
+    with transaction(engine) as session:
+        users.set_language(session, ADMIN, crm["ana"].user_id, language)
+    page = open_page("ana", viewport={"width": 390, "height": 844})
+    page.goto(f"/contacts/{crm['contact_id']}")
+    expect(page.locator("#contact-calls")).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
