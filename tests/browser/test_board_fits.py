@@ -12,9 +12,12 @@ from datetime import timedelta
 import pytest
 from playwright.sync_api import expect
 
-from factories import make_deal, make_pipeline, make_unsorted_deal, make_user, stages_by_name
+from factories import (
+    ADMIN, make_deal, make_pipeline, make_unsorted_deal, make_user, stages_by_name,
+)
 from pbx_crm.db import transaction
 from pbx_crm.models import Call, Deal, utcnow
+from pbx_crm.people import users
 
 LAPTOP = {"width": 1280, "height": 800}
 
@@ -40,7 +43,7 @@ def crm(engine):
                              ringing_at=started, ended_at=started + timedelta(seconds=20),
                              answered_at=started if disposition == "answered" else None,
                              disposition=disposition, deal_id=waiting.id))
-    return {"stage": stage, "won": won, "lost": lost, "waiting": waiting}
+    return {"stage": stage, "won": won, "lost": lost, "waiting": waiting, "ana": ana}
 
 
 def stage_of(engine, deal_id: int) -> int:
@@ -190,3 +193,24 @@ def test_in_indonesian_the_board_says_none_of_it_in_english(open_page, crm, engi
             .join(' ')""")
     assert "Menunggu" in shown and "Lipat kolom" in labels and "Buka lipatan kolom" in labels
     assert [words for words in BOARD_WORDS if words in shown or words in labels] == []
+
+
+HINT_FITS = """field => {
+    const style = getComputedStyle(field);
+    const pen = document.createElement("canvas").getContext("2d");
+    pen.font = style.font;
+    const room = field.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+    return pen.measureText(field.placeholder).width <= room;
+}"""
+
+
+@pytest.mark.parametrize("language", ["en", "id"])
+def test_the_search_and_the_quick_add_show_their_whole_hint(open_page, crm, engine, language):
+    """The board's search says what it finds, "Name, phone or deal number": on a laptop
+    that is read whole, not cut at "deal nu" (nor its longer Indonesian)."""
+    with transaction(engine) as session:
+        users.set_language(session, ADMIN, crm["ana"].user_id, language)
+    page = open_page("ana", viewport=LAPTOP)
+    assert page.locator("#filters input[type=search]").evaluate(HINT_FITS)
+    page.goto("/tasks")
+    assert page.locator("#task-add input[name=deal]").evaluate(HINT_FITS)
