@@ -36,7 +36,7 @@ from benchkit import PIPELINE, ensure_deals, timed
 from sqlalchemy import func, insert, text
 from sqlmodel import select
 
-from pbx_crm.funnel import pipelines
+from pbx_crm.funnel import call_backs, pipelines
 from pbx_crm.reporting import days as report_days, days_rebuild, reports
 from pbx_crm.db import is_sqlite, make_engine, transaction
 from pbx_crm.rules.funnel import Actor
@@ -66,7 +66,8 @@ def ensure_data(engine, deals: int, calls_per_deal: int = 0) -> None:
 def add_calls(engine, per_deal: int) -> None:
     """``per_deal`` calls on every deal: the first rang a moment before the deal was created
     (the call that created it), the others within its first 90 days (before the seed's now);
-    half inbound, and 20% of all missed or abandoned. Then the daily call counts recounted."""
+    half inbound, and 20% of all missed or abandoned. Then their call backs set and the daily
+    call counts recounted."""
     rng = random.Random(7)
     end = datetime.fromisoformat(SEED_NOW)
     table = Call.__table__
@@ -92,6 +93,7 @@ def add_calls(engine, per_deal: int) -> None:
                 batch = []
         if batch:
             session.execute(insert(table), batch)
+        call_backs.fill_call_backs(session)
         days_rebuild.rebuild(session, time_zone=report_days.day_zone(session)
                             or report_days.DEFAULT_TIME_ZONE)
     print(f"added {number:,} calls", file=sys.stderr)

@@ -1,4 +1,4 @@
--- pbx-crm schema for postgres at migration 0015; regenerate with: pbx-crm db dump > sql/schema.postgres.sql
+-- pbx-crm schema for postgres at migration 0016; regenerate with: pbx-crm db dump > sql/schema.postgres.sql
 
 CREATE EXTENSION IF NOT EXISTS pg_trgm WITH SCHEMA public;
 
@@ -74,6 +74,7 @@ CREATE TABLE public.calls (
     answered_device character varying(40),
     queue character varying(64),
     hold_seconds integer,
+    called_back_at timestamp with time zone,
     CONSTRAINT ck_calls_direction CHECK (((direction)::text = ANY ((ARRAY['inbound'::character varying, 'outbound'::character varying, 'internal'::character varying])::text[]))),
     CONSTRAINT ck_calls_disposition CHECK (((disposition IS NULL) OR ((disposition)::text = ANY ((ARRAY['answered'::character varying, 'missed'::character varying, 'abandoned'::character varying, 'busy'::character varying, 'failed'::character varying])::text[]))))
 );
@@ -249,7 +250,8 @@ CREATE TABLE public.report_call_days (
     seller_id integer,
     calls integer DEFAULT 0 NOT NULL,
     outbound integer DEFAULT 0 NOT NULL,
-    deals_called integer DEFAULT 0 NOT NULL
+    deals_called integer DEFAULT 0 NOT NULL,
+    missed integer DEFAULT 0 NOT NULL
 );
 
 CREATE SEQUENCE public.report_call_days_id_seq
@@ -780,6 +782,8 @@ CREATE INDEX ix_calls_deal_ringing ON public.calls USING btree (deal_id, ringing
 CREATE INDEX ix_calls_linkedid ON public.calls USING btree (linkedid);
 
 CREATE INDEX ix_calls_missed_ended ON public.calls USING btree (ended_at) WHERE (((direction)::text = 'inbound'::text) AND ((disposition)::text = ANY ((ARRAY['missed'::character varying, 'abandoned'::character varying])::text[])));
+
+CREATE INDEX ix_calls_missed_ringing ON public.calls USING btree (ringing_at, deal_id, called_back_at) WHERE (((direction)::text = 'inbound'::text) AND ((disposition)::text = ANY ((ARRAY['missed'::character varying, 'abandoned'::character varying])::text[])));
 
 CREATE INDEX ix_contact_phones_e164 ON public.contact_phones USING btree (e164);
 

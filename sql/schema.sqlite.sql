@@ -1,4 +1,4 @@
--- pbx-crm schema for sqlite at migration 0015; regenerate with: pbx-crm db dump > sql/schema.sqlite.sql
+-- pbx-crm schema for sqlite at migration 0016; regenerate with: pbx-crm db dump > sql/schema.sqlite.sql
 
 CREATE TABLE alembic_version (
 	version_num VARCHAR(32) NOT NULL,
@@ -55,7 +55,7 @@ CREATE TABLE calls (
 	hangup_cause INTEGER,
 	recording_ref VARCHAR(500),
 	deal_id INTEGER,
-	contact_id INTEGER, answered_device VARCHAR(40), queue VARCHAR(64), hold_seconds INTEGER,
+	contact_id INTEGER, answered_device VARCHAR(40), queue VARCHAR(64), hold_seconds INTEGER, called_back_at DATETIME,
 	CONSTRAINT pk_calls PRIMARY KEY (id),
 	CONSTRAINT ck_calls_direction CHECK (direction IN ('inbound', 'outbound', 'internal')),
 	CONSTRAINT ck_calls_disposition CHECK (disposition IS NULL OR disposition IN ('answered', 'missed', 'abandoned', 'busy', 'failed')),
@@ -179,7 +179,7 @@ CREATE TABLE report_call_days (
 	seller_id INTEGER,
 	calls INTEGER DEFAULT '0' NOT NULL,
 	outbound INTEGER DEFAULT '0' NOT NULL,
-	deals_called INTEGER DEFAULT '0' NOT NULL,
+	deals_called INTEGER DEFAULT '0' NOT NULL, missed INTEGER DEFAULT '0' NOT NULL,
 	CONSTRAINT pk_report_call_days PRIMARY KEY (id),
 	CONSTRAINT fk_report_call_days_pipeline_id_pipelines FOREIGN KEY(pipeline_id) REFERENCES pipelines (id) ON DELETE CASCADE,
 	CONSTRAINT fk_report_call_days_seller_id_users FOREIGN KEY(seller_id) REFERENCES users (id) ON DELETE SET NULL,
@@ -442,6 +442,8 @@ CREATE INDEX ix_calls_deal_ringing ON calls (deal_id, ringing_at);
 CREATE INDEX ix_calls_linkedid ON calls (linkedid);
 
 CREATE INDEX ix_calls_missed_ended ON calls (ended_at) WHERE direction = 'inbound' AND disposition IN ('missed', 'abandoned');
+
+CREATE INDEX ix_calls_missed_ringing ON calls (ringing_at, deal_id, called_back_at) WHERE direction = 'inbound' AND disposition IN ('missed', 'abandoned');
 
 CREATE INDEX ix_contact_phones_e164 ON contact_phones (e164);
 

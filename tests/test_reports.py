@@ -27,7 +27,7 @@ from datetime import UTC, date, datetime
 import pytest
 
 from factories import at, make_pipeline, make_unsorted_deal, make_user, stages_by_name
-from pbx_crm.funnel import deals, tasks
+from pbx_crm.funnel import call_backs, deals, tasks
 from pbx_crm.reporting import days_rebuild, reports
 from pbx_crm.people import users
 from pbx_crm.errors import Forbidden, NotFound, ValidationError
@@ -120,6 +120,8 @@ def build_funnel(session) -> Funnel:
             ("B2", 70, "inbound", "missed"),
             ("P1", -20, "outbound", "answered"))):  # before the period
         f.call(name, hour, direction, disposition, f"call-{key}")
+    session.flush()
+    call_backs.fill_call_backs(session)  # written directly, not by the call writer
 
     rules = {}
     for stage in ("Opportunity", PROPOSAL):

@@ -14,7 +14,7 @@ from sqlalchemy import String, and_, bindparam, exists, func, literal_column, up
 from sqlalchemy import select as core_select
 from sqlmodel import Session, select
 
-from . import events, tasks
+from . import call_backs, events, tasks
 from ..reporting import days as report_days
 from .contacts import contacts_with_number, find_contact_by_number
 from .deals import deal_for_caller, load_deal, open_deal_of_contact, take_deal
@@ -181,13 +181,15 @@ def lookup_caller(connection, *, uniqueid: str, caller: CallerNumber,
 
 def _call_insert(dialect: str):
     """INSERT INTO calls .. ON CONFLICT (uniqueid) DO NOTHING RETURNING id, built once per
-    dialect: the call path pays for no statement building."""
+    dialect: the call path pays for no statement building. Takes the parameters of
+    ``call_backs.call_back_params`` besides the call's columns."""
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
     calls_table = Call.__table__
-    return (insert(calls_table)
+    # A call replayed late finds its call back, if one was recorded before it.
+    return (insert(calls_table).values(called_back_at=call_backs.CALL_BACK_SO_FAR)
             .on_conflict_do_nothing(index_elements=[calls_table.c.uniqueid])
             .returning(calls_table.c.id))
 
@@ -209,7 +211,8 @@ def _record_known_call(session: Session, lookup: CallerLookup, *, uniqueid: str,
         uniqueid=uniqueid, linkedid=linkedid, direction=CallDirection.INBOUND.value,
         caller_raw=caller.raw[:80], caller_e164=caller.e164,
         caller_name=_clean_name(caller_name), did=did[:64] if did else None,
-        ringing_at=now, deal_id=lookup.deal_id, contact_id=lookup.contact_id)).scalar()
+        ringing_at=now, deal_id=lookup.deal_id, contact_id=lookup.contact_id,
+        **call_backs.call_back_params(lookup.deal_id, now))).scalar()
     if call_id is None:
         return  # a repeat: the first run recorded it
     connection.execute(_DEAL_TOUCHED, {"deal_id": lookup.deal_id, "at": now})
@@ -282,6 +285,8 @@ def record_inbound_call(session: Session, *, uniqueid: str, linkedid: str,
             call.deal_id = found.deal.id if found.deal else None
             # NEW: a caller we did not know, whether or not a deal was made for them.
             status = FOUND if found.contact_id and not found.created else NEW
+    if call.deal_id is not None:
+        call.called_back_at = call_backs.call_back_so_far(session, deal_id=call.deal_id, at=now)
     session.add(call)
     session.flush()
     lookup = _lookup_of(session, status, call, pbx)
@@ -477,9 +482,13 @@ def record_hangup(session: Session, *, uniqueid: str, dial_status: str | None,
         if call.direction == CallDirection.INBOUND.value and disposition in ("missed",
                                                                               "abandoned"):
             tasks.note_missed_call(session, call, now=now)
+            report_days.record_missed_call(session, deal_id=call.deal_id, at=call.ringing_at)
         elif disposition == "answered" and not reached_before:
             # Answered either way (a call back, click-to-call): the customer was reached.
             tasks.close_callback(session, call, now=now)
+        if disposition == "answered" and call.direction != CallDirection.OUTBOUND.value:
+            # The call back of the deal's earlier calls (a call out is one from the start).
+            call_backs.called_back(session, deal_id=call.deal_id, at=call.ringing_at)
     events.emit_to_users(session, events.CALL_ENDED, _popped_for(session, call.linkedid)
                          | {call.answered_by_id},
                          payload={"uniqueid": call.uniqueid, "linkedid": call.linkedid,
@@ -557,4 +566,5 @@ def record_outbound_call(session: Session, *, uniqueid: str, linkedid: str, exte
     session.flush()
     if call.deal_id is not None:
         report_days.record_call(session, deal_id=call.deal_id, at=now, direction=call.direction)
+        call_backs.called_back(session, deal_id=call.deal_id, at=now)
     return call

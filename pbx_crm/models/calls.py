@@ -27,9 +27,13 @@ class Call(SQLModel, table=True):
         # The robots' "missed call not returned": missed inbound calls by when they ended.
         Index("ix_calls_missed_ended", "ended_at", sqlite_where=text(_MISSED_INBOUND),
               postgresql_where=text(_MISSED_INBOUND)),
-        # A deal's calls in time order: the callback report's "next call back" of a missed
-        # call is one probe of it.
+        # A deal's calls in time order: a call's call back (``called_back_at``) is one probe
+        # or one update through it.
         Index("ix_calls_deal_ringing", "deal_id", "ringing_at"),
+        # The callback report: the period's missed calls with their deal and call back, read
+        # from the index alone.
+        Index("ix_calls_missed_ringing", "ringing_at", "deal_id", "called_back_at",
+              sqlite_where=text(_MISSED_INBOUND), postgresql_where=text(_MISSED_INBOUND)),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -58,6 +62,10 @@ class Call(SQLModel, table=True):
     # A call that went through a queue: its name, and the caller's wait there (seconds).
     queue: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
     hold_seconds: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
+    # An inbound call's call back: when the deal's first later call out or answered call
+    # rang (None: none yet). Kept by ``pbx_crm.funnel.calls`` as calls are recorded, in
+    # whatever order they arrive; read by the callback report for the missed calls.
+    called_back_at: datetime | None = _at(nullable=True)
     recording_ref: str | None = Field(default=None, sa_column=Column(String(500), nullable=True))
     deal_id: int | None = _fk("deals.id", ondelete="SET NULL", index=True)
     contact_id: int | None = _fk("contacts.id", ondelete="SET NULL", index=True)

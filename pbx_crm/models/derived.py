@@ -105,7 +105,8 @@ class ReportCycleBucket(SQLModel, table=True):
 
 class ReportCallDay(SQLModel, table=True):
     """Calls on deals per pipeline, local day, the deal's stage when it rang and seller: the
-    calls, the outbound ones, and the deals called that day in that stage."""
+    calls, the outbound ones, the deals called that day in that stage, and the inbound calls
+    that ended missed or abandoned (counted when they end)."""
 
     __tablename__ = "report_call_days"
     __table_args__ = (Index("ix_report_call_days_pipeline_day", "pipeline_id", "day"),)
@@ -120,6 +121,7 @@ class ReportCallDay(SQLModel, table=True):
                                                       server_default="0"))
     deals_called: int = Field(default=0, sa_column=Column(Integer, nullable=False,
                                                           server_default="0"))
+    missed: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
 
 
 class StageTotal(SQLModel, table=True):

@@ -17,7 +17,8 @@ from the same deltas: an owner change moves counts between sellers and nets to n
 them, a change of money moves the team's sums too);
 ``report_call_days`` counts the calls on deals per day, the deal's stage when it rang and
 seller, with the deals called that day in that stage (kept by ``record_call``, which the call
-writer calls where a call gets its deal).
+writer calls where a call gets its deal) and the inbound calls missed or abandoned (kept by
+``record_missed_call``, which the call writer calls where such a call ends).
 
 Kept by the deal services (``pbx_crm.funnel.deals`` calls ``record_move`` for every history row it
 writes, ``deal_changed`` when a deal's owner or amount changes: a deal's figures count for
@@ -53,7 +54,7 @@ from sqlalchemy import (
 )
 
 from ..config import Settings
-from ..enums import CallDirection, StageKind
+from ..enums import CallDirection, Disposition, StageKind
 from ..models import (
     Call, Deal, ReportCallDay, ReportCycleBucket, ReportDay, ReportDayZone, ReportStayBucket,
     ReportTeamDay, ReportTeamStayBucket, Stage, StageHistory,
@@ -196,6 +197,7 @@ TEAM_STAY_KEYS = ("pipeline_id", "day", "stage_id", "bucket")
 CYCLE_KEYS = ("pipeline_id", "day", "seller_id", "bucket")
 CALL_KEYS = ("pipeline_id", "day", "stage_id", "seller_id")
 CALL_VALUES = ("calls", "outbound", "deals_called")
+MISSED_VALUES = ("missed",)
 
 
 @functools.cache
@@ -317,18 +319,27 @@ def _stage_at(moves: list, at: datetime):
     return found
 
 
+def _missed(direction, disposition) -> bool:
+    """An inbound call that ended missed or abandoned (the reports' missed call)."""
+    return (direction == CallDirection.INBOUND.value
+            and disposition in (Disposition.MISSED.value, Disposition.ABANDONED.value))
+
+
 def _call_contributions(session, deal_id: int, *, pipeline_id: int, seller_id, time_zone: str,
                         moves: list) -> dict:
-    """(pipeline, day, stage, seller) -> (calls, outbound, deals called) of one deal's calls."""
+    """(pipeline, day, stage, seller) -> (calls, outbound, deals called, missed) of one deal's
+    calls."""
     counted: dict = {}
-    for ringing_at, direction in session.execute(
-            select(calls.c.ringing_at, calls.c.direction).where(calls.c.deal_id == deal_id)):
+    for ringing_at, direction, disposition in session.execute(
+            select(calls.c.ringing_at, calls.c.direction, calls.c.disposition)
+            .where(calls.c.deal_id == deal_id)):
         stage_id = _stage_at(moves, ringing_at)
         if stage_id is None:
             continue
         key = (pipeline_id, local_day(ringing_at, time_zone), stage_id, seller_id)
-        number, outbound, _ = counted.get(key, (0, 0, 1))
-        counted[key] = (number + 1, outbound + (direction == CallDirection.OUTBOUND.value), 1)
+        number, outbound, _, missed = counted.get(key, (0, 0, 1, 0))
+        counted[key] = (number + 1, outbound + (direction == CallDirection.OUTBOUND.value), 1,
+                        missed + _missed(direction, disposition))
     return counted
 
 
@@ -373,7 +384,28 @@ def deal_changed(session, deal_id: int, *, owner_before, owner_after, amount_bef
                                                seller_id=seller_id, time_zone=time_zone,
                                                moves=moves).items():
             _add(call_deltas, key, values, sign)
-    _apply_to(session, call_days, CALL_KEYS, CALL_VALUES, call_deltas)
+    _apply_to(session, call_days, CALL_KEYS, CALL_VALUES + MISSED_VALUES, call_deltas)
+
+
+def record_missed_call(session, *, deal_id: int, at: datetime) -> None:
+    """Count one inbound call on ``deal_id`` that rang at ``at`` and just ended missed or
+    abandoned: in the stage the deal was in when it rang, for its owner now, as a rebuild
+    counts it (a call ends once: ``record_hangup`` closes it conditionally)."""
+    time_zone = day_zone(session)
+    if time_zone is None:
+        return
+    deal = session.execute(select(deals.c.pipeline_id, deals.c.owner_id)
+                           .where(deals.c.id == deal_id)).first()
+    if deal is None:
+        return
+    moves = session.execute(select(history.c.to_stage_id, history.c.moved_at)
+                            .where(history.c.deal_id == deal_id)
+                            .order_by(history.c.moved_at, history.c.id)).all()
+    stage_id = _stage_at(moves, at)
+    if stage_id is None:
+        return
+    key = (deal.pipeline_id, local_day(at, time_zone), stage_id, deal.owner_id)
+    _apply_to(session, call_days, CALL_KEYS, MISSED_VALUES, {key: (1,)})
 
 
 # ``record_calls`` runs for every call the PBX records: its reads are built once, run on the

@@ -18,16 +18,17 @@ from collections import defaultdict
 from datetime import UTC, date
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import case, delete, func, insert, or_, select
+from sqlalchemy import and_, case, delete, func, insert, or_, select
 
 from ..enums import CallDirection, StageKind
 from .days import (
-    CALL_KEYS, CALL_VALUES, CYCLE_KEYS, DAY_KEYS, DAY_VALUES, DURATION_BUCKETS, STAY_KEYS,
-    TEAM_DAY_KEYS, TEAM_STAY_KEYS, ZONE_CACHE, call_days, calls, cycle_buckets, day_zone, days,
-    deals, history, stages, stay_buckets, team_days, team_stay_buckets, zone_table,
+    CALL_KEYS, CALL_VALUES, CYCLE_KEYS, DAY_KEYS, DAY_VALUES, DURATION_BUCKETS, MISSED_VALUES,
+    STAY_KEYS, TEAM_DAY_KEYS, TEAM_STAY_KEYS, ZONE_CACHE, call_days, calls, cycle_buckets,
+    day_zone, days, deals, history, stages, stay_buckets, team_days, team_stay_buckets,
+    zone_table,
 )
 from .local_days import epoch_sql, local_day_sql
-from .scope import stage_at_call_sql
+from .scope import MISSED_DISPOSITIONS, stage_at_call_sql
 
 log = logging.getLogger(__name__)
 # The PostgreSQL advisory lock two processes starting at once take before recounting the
@@ -132,12 +133,12 @@ def rebuild_histograms(session, *, time_zone: str, pipeline_id: int | None = Non
     The team's rollups are left as they are (``rebuild`` recounts them next): the migrations
     that add the per-seller tables run this before the team's tables exist."""
     zone = ZoneInfo(time_zone)
-    for table in (stay_buckets, cycle_buckets, call_days):
+    for table in (stay_buckets, cycle_buckets):
         wipe = delete(table)
         if pipeline_id is not None:
             wipe = wipe.where(table.c.pipeline_id == pipeline_id)
         session.execute(wipe)
-    _rebuild_calls(session, _dialect(session), zone, pipeline_id)
+    rebuild_call_days(session, time_zone=time_zone, pipeline_id=pipeline_id)
     in_pipeline = [history.c.pipeline_id == pipeline_id] if pipeline_id is not None else []
     columns = _history_columns(session, zone, in_pipeline)
     if columns is None:
@@ -183,6 +184,16 @@ def rebuild_team_rollups(session, *, pipeline_id: int | None = None) -> None:
             .having(or_(*[total != 0 for total in sums]))))
 
 
+def rebuild_call_days(session, *, time_zone: str, pipeline_id: int | None = None) -> None:
+    """Recount the call counts alone (one pipeline's rows, or all) in ``time_zone``, the zone
+    the tables count days in (also what the migration adding the missed calls runs)."""
+    wipe = delete(call_days)
+    if pipeline_id is not None:
+        wipe = wipe.where(call_days.c.pipeline_id == pipeline_id)
+    session.execute(wipe)
+    _rebuild_calls(session, _dialect(session), ZoneInfo(time_zone), pipeline_id)
+
+
 def _rebuild_calls(session, dialect: str, zone: ZoneInfo, pipeline_id: int | None) -> None:
     in_pipeline = [deals.c.pipeline_id == pipeline_id] if pipeline_id is not None else []
     on_deals = (calls.c.deal_id.in_(select(deals.c.id).where(*in_pipeline)) if in_pipeline
@@ -193,14 +204,17 @@ def _rebuild_calls(session, dialect: str, zone: ZoneInfo, pipeline_id: int | Non
     ringing = epoch_sql(dialect, calls.c.ringing_at)
     rung = (select(deals.c.pipeline_id, local_day_sql(dialect, ringing, zone, first, last)
                    .label("day"), stage_at_call_sql().label("stage_id"),
-                   deals.c.owner_id.label("seller_id"), calls.c.deal_id, calls.c.direction)
+                   deals.c.owner_id.label("seller_id"), calls.c.deal_id, calls.c.direction,
+                   calls.c.disposition)
             .select_from(calls).join(deals, deals.c.id == calls.c.deal_id)
             .where(*in_pipeline)).subquery()
     keys = [rung.c.pipeline_id, rung.c.day, rung.c.stage_id, rung.c.seller_id]
     outbound = func.sum(case((rung.c.direction == CallDirection.OUTBOUND.value, 1), else_=0))
+    missed = func.sum(case((and_(rung.c.direction == CallDirection.INBOUND.value,
+                                 rung.c.disposition.in_(MISSED_DISPOSITIONS)), 1), else_=0))
     session.execute(insert(call_days).from_select(
-        list(CALL_KEYS + CALL_VALUES),
-        select(*keys, func.count(), outbound, func.count(func.distinct(rung.c.deal_id)))
+        list(CALL_KEYS + CALL_VALUES + MISSED_VALUES),
+        select(*keys, func.count(), outbound, func.count(func.distinct(rung.c.deal_id)), missed)
         .where(rung.c.stage_id.is_not(None)).group_by(*keys)))
 
 
@@ -219,12 +233,14 @@ def _summed(session, table, key_names, value_names, pipeline_id) -> dict:
 
 
 def histogram_totals(session, *, pipeline_id: int | None = None) -> dict:
-    """The histograms and call counts, every key summed (what tests compare to a rebuild)."""
+    """The histograms and call counts (the missed calls apart), every key summed (what tests
+    compare to a rebuild)."""
     return {"stay": _summed(session, stay_buckets, STAY_KEYS, ("moves",), pipeline_id),
             "team stay": _summed(session, team_stay_buckets, TEAM_STAY_KEYS, ("moves",),
                                  pipeline_id),
             "cycle": _summed(session, cycle_buckets, CYCLE_KEYS, ("wins",), pipeline_id),
-            "calls": _summed(session, call_days, CALL_KEYS, CALL_VALUES, pipeline_id)}
+            "calls": _summed(session, call_days, CALL_KEYS, CALL_VALUES, pipeline_id),
+            "missed calls": _summed(session, call_days, CALL_KEYS, MISSED_VALUES, pipeline_id)}
 
 
 def team_totals(session, *, pipeline_id: int | None = None) -> dict:

@@ -21,7 +21,7 @@ from datetime import date, timedelta
 from sqlalchemy import and_, func, select
 from sqlmodel import Session
 
-from ..enums import CallDirection, StageKind
+from ..enums import StageKind
 from ..errors import Conflict
 from . import days as report_days
 from .days import call_days, cycle_buckets, days, stay_buckets, team_days, team_stay_buckets
@@ -29,8 +29,8 @@ from .figures import (
     LossCell, LossMap, LossRow, Outcomes, StageCalls, StageFigures, Week, flag_weak, loss_cells,
 )
 from .scope import (
-    MISSED_DISPOSITIONS, NOBODY, Scope, calls, deals, exact_medians, history, in_period,
-    moves_in_period, owned, seconds_between, seller_names, stage_at_call_sql, users,
+    NOBODY, Scope, deals, exact_medians, history, in_period, moves_in_period, owned,
+    seconds_between, seller_names, users,
 )
 
 # Up to this many days a report's medians and deals per stage are exact; beyond, they are
@@ -258,26 +258,18 @@ def loss_maps(session: Session, scope: Scope,
 
 
 def stage_calls(session: Session, scope: Scope) -> list[StageCalls]:
-    """Calls by stage over a long period: calls, outbound calls and deal-days from the daily
-    call counts; missed calls (few) from the calls themselves; and the stays in each stage
-    that overlap the period from the daily moves. A stay overlaps [start, end) unless it
-    ended before start or began at end or later, so per stage: the deals in it now, plus
-    the moves out of it from start on, minus the moves into it from end on."""
+    """Calls by stage over a long period: calls, outbound and missed calls and deal-days from
+    the daily call counts, and the stays in each stage that overlap the period from the daily
+    moves. A stay overlaps [start, end) unless it ended before start or began at end or
+    later, so per stage: the deals in it now, plus the moves out of it from start on, minus
+    the moves into it from end on."""
     require_days(session, scope)
     period = scope.period
     counted = {row[0]: row[1:] for row in session.execute(
         select(call_days.c.stage_id, func.sum(call_days.c.calls),
-               func.sum(call_days.c.outbound), func.sum(call_days.c.deals_called))
+               func.sum(call_days.c.outbound), func.sum(call_days.c.missed),
+               func.sum(call_days.c.deals_called))
         .where(_in_days(scope, call_days)).group_by(call_days.c.stage_id))}
-    missed_calls = (select(stage_at_call_sql().label("stage_id"))
-                    .select_from(calls).join(deals, deals.c.id == calls.c.deal_id)
-                    .where(deals.c.pipeline_id == scope.pipeline_id,
-                           in_period(calls.c.ringing_at, period),
-                           calls.c.direction == CallDirection.INBOUND.value,
-                           calls.c.disposition.in_(MISSED_DISPOSITIONS),
-                           owned(scope, deals.c.owner_id))).subquery()
-    missed = dict(session.execute(select(missed_calls.c.stage_id, func.count())
-                                  .group_by(missed_calls.c.stage_id)).all())
     now = dict(session.execute(
         select(deals.c.stage_id, func.count())
         .where(deals.c.pipeline_id == scope.pipeline_id, owned(scope, deals.c.owner_id))
@@ -294,11 +286,11 @@ def stage_calls(session: Session, scope: Scope) -> list[StageCalls]:
                                          .group_by(moves.c.to_stage_id)).all())
     rows = []
     for stage_id, name, *_ in scope.work_stages:
-        number, outbound, deal_days = counted.get(stage_id, (0, 0, 0))
+        number, outbound, missed, deal_days = counted.get(stage_id, (0, 0, 0, 0))
         stays = (int(now.get(stage_id, 0)) + int(left.get(stage_id) or 0)
                  - int(entered_after.get(stage_id) or 0))
         rows.append(StageCalls(stage_id, name, max(stays, 0), int(number or 0),
-                               int(outbound or 0), int(missed.get(stage_id, 0)),
+                               int(outbound or 0), int(missed or 0),
                                int(deal_days or 0), approximate=True))
     return rows
 

@@ -31,14 +31,13 @@ figures, and the SQL every part shares, in ``scope``. Callers import all of them
 
 from __future__ import annotations
 
-import statistics
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import and_, case, func, or_, select, union_all
+from sqlalchemy import and_, case, func, select, union_all
 from sqlmodel import Session
 
-from ..enums import CallDirection, Disposition, NudgeAnswer, RobotRunStatus, StageKind
+from ..enums import CallDirection, NudgeAnswer, RobotRunStatus, StageKind
 from ..errors import Phrase, ValidationError
 from ..models import RobotRule, RobotRun, Task, utcnow
 from ..rules.funnel import Actor, ensure_head
@@ -51,9 +50,9 @@ from .figures import (
 from .from_days import EXACT_PERIOD_DAYS, loss_maps, outcomes, stage_figures, weekly_trend
 from .local_days import local_day_sql
 from .scope import (
-    MISSED_DISPOSITIONS, NOBODY, Scope, calls, deals, epoch_of, history,
-    in_period, owned, report_scope, seconds_between, seller_names, stages, stage_at_call_sql,
-    sum_if,
+    MISSED_DISPOSITIONS, NOBODY, Scope, calls, deals, epoch_of, exact_medians, history,
+    in_period, missed_inbound, owned, report_scope, seconds_between, seller_names, stages,
+    stage_at_call_sql, sum_if,
 )
 
 __all__ = [
@@ -137,37 +136,36 @@ def stage_calls(session: Session, scope: Scope) -> list[StageCalls]:
 def callbacks(session: Session, scope: Scope, target_minutes: int) -> list[Callbacks]:
     """Per seller: missed calls on their deals in the period, the time from each to the
     deal's next outbound or answered call, and how many were called back within
-    ``target_minutes``. One read of the missed calls, each with its wait (the next call back
-    found through ``ix_calls_deal_ringing``); the figures, the median too, from those rows."""
-    later = calls.alias("later")
-    called_back_at = (select(func.min(later.c.ringing_at))
-                      .where(later.c.deal_id == calls.c.deal_id,
-                             later.c.ringing_at > calls.c.ringing_at,
-                             or_(later.c.direction == CallDirection.OUTBOUND.value,
-                                 later.c.disposition == Disposition.ANSWERED.value))
-                      .scalar_subquery())
-    missed = (select(deals.c.owner_id, calls.c.ringing_at,
-                     called_back_at.label("called_back_at"))
+    ``target_minutes``. The call back is kept on the call (``called_back_at``, by
+    ``pbx_crm.funnel.call_backs``): the figures are sums and medians of the period's missed
+    calls, read through the index that holds them (``ix_calls_missed_ringing``)."""
+    wait = seconds_between(scope, calls.c.called_back_at, calls.c.ringing_at)
+    missed = (select(deals.c.owner_id, wait.label("wait"))
               .select_from(calls).join(deals, deals.c.id == calls.c.deal_id)
               .where(deals.c.pipeline_id == scope.pipeline_id,
-                     in_period(calls.c.ringing_at, scope.period),
-                     calls.c.direction == CallDirection.INBOUND.value,
-                     calls.c.disposition.in_(MISSED_DISPOSITIONS),
-                     owned(scope, deals.c.owner_id))).subquery()
-    waits: dict[int | None, list] = {}
-    for owner, seconds in session.execute(select(
-            missed.c.owner_id,
-            seconds_between(scope, missed.c.called_back_at, missed.c.ringing_at))):
-        waits.setdefault(owner, []).append(seconds)
-    names = seller_names(session, list(waits))
-    rows = []
-    for owner, all_waits in waits.items():
-        back = [float(seconds) for seconds in all_waits if seconds is not None]
-        rows.append(Callbacks(owner, names.get(owner, NOBODY), len(all_waits), len(back),
-                              sum(back) / len(back) if back else None,
-                              statistics.median(back) if back else None,
-                              sum(seconds <= target_minutes * 60 for seconds in back)))
-    return sorted(rows, key=lambda row: (row.seller_id is None, row.seller_name))
+                     in_period(calls.c.ringing_at, scope.period, inline=True),
+                     missed_inbound(),
+                     owned(scope, deals.c.owner_id)))
+    rows = missed.subquery()
+    figures = [func.count(), func.count(rows.c.wait), func.sum(rows.c.wait),
+               sum_if(rows.c.wait <= target_minutes * 60)]
+    in_one_pass = scope.dialect == "postgresql"
+    if in_one_pass:  # the medians along (percentile_cont skips the calls not called back)
+        figures.append(func.percentile_cont(0.5).within_group(rows.c.wait))
+    counted = session.execute(select(rows.c.owner_id, *figures)
+                              .group_by(rows.c.owner_id)).all()
+    if in_one_pass:
+        medians = {(row[0],): float(row[-1]) for row in counted if row[-1] is not None}
+    else:
+        back = missed.where(calls.c.called_back_at.is_not(None)).subquery()
+        medians = exact_medians(session, scope, back, back.c.wait, [back.c.owner_id])
+    names = seller_names(session, [owner for owner, *_ in counted])
+    found = [Callbacks(owner, names.get(owner, NOBODY), int(number), int(called),
+                       int(waited) / called if called else None, medians.get((owner,)),
+                       int(in_time))
+             for owner, number, called, waited, in_time, *_ in counted]
+    return sorted(found, key=lambda row: (row.seller_id is None, row.seller_name,
+                                          row.seller_id or 0))
 
 
 def seller_tasks(session: Session, scope: Scope, now: datetime) -> list[SellerTasks]:

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import BigInteger, and_, case, cast, func, literal, select
+from sqlalchemy import (
+    BigInteger, and_, bindparam, case, cast, func, literal, literal_column, select,
+)
 from sqlmodel import Session
 
-from ..enums import Disposition, StageKind
+from ..enums import CallDirection, Disposition, StageKind
 from ..errors import Phrase, ValidationError
 from ..funnel import pipelines
 from ..models import Call, Deal, Stage, StageHistory, User
@@ -122,8 +124,15 @@ def exact_medians(session: Session, scope: Scope, values, value, keys: list) -> 
             if row[-1] is not None}
 
 
-def in_period(column, period: Period):
-    return and_(column >= period.start_utc, column < period.end_utc)
+def in_period(column, period: Period, *, inline: bool = False):
+    """``column`` in the period. ``inline``: the bounds written into the statement, so that
+    PostgreSQL plans it for them every time; a statement run often is prepared (psycopg), and
+    its generic plan, guessing the rows of any period, reads a year's rows one by one."""
+    if not inline:
+        return and_(column >= period.start_utc, column < period.end_utc)
+    start, end = (bindparam(None, at, type_=column.type, literal_execute=True)
+                  for at in (period.start_utc, period.end_utc))
+    return and_(column >= start, column < end)
 
 
 def owned(scope: Scope, owner_column):
@@ -139,6 +148,15 @@ def moves_in_period(scope: Scope, *columns):
         query = query.join(deals, deals.c.id == history.c.deal_id).where(
             deals.c.owner_id == scope.seller_id)
     return query
+
+
+def missed_inbound():
+    """Inbound calls missed or abandoned, written with literals as the partial indexes on them
+    are (``ix_calls_missed_*``): SQLite uses such an index only for a condition it can see
+    implies the index's."""
+    return and_(calls.c.direction == literal_column(f"'{CallDirection.INBOUND.value}'"),
+                calls.c.disposition.in_([literal_column(f"'{value}'")
+                                         for value in MISSED_DISPOSITIONS]))
 
 
 def sum_if(condition):
