@@ -2,7 +2,8 @@
 component pops the caller's deal in the ringing seller's browser and not in another seller's;
 a new caller's card links to the Unsorted deal the CRM opened (and offers one, with the number
 filled in, only where the CRM opened none); a withheld caller's card offers nothing to create;
-who answered is shown. Pops stay calm: an ended one fades (a missed call sooner than an
+who answered is shown, and once another seller's answer made the deal theirs, the others' cards
+no longer offer it. Pops stay calm: an ended one fades (a missed call sooner than an
 answered one), at most three are stacked, and never over the header. In Indonesian a pop says
 nothing of its own in English (checked against the catalog).
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 
@@ -156,6 +158,21 @@ def shown_calls(page) -> set[str]:
     return set(pops(page).evaluate_all("cards => cards.map(card => card.dataset.linkedid)"))
 
 
+@contextmanager
+def ami_listening(engine, settings, server):
+    """The AMI listener on the emulator's AMI server: it pops the phones that ring."""
+    ami = settings.replace(ami_host=server.host, ami_port=server.port, ami_username="crm",
+                           ami_secret="secret")
+    listener = AmiListener(engine, ami, client_factory=partial(
+        AmiClient, reconnect_delay=0.01, connect_timeout=WAIT, action_timeout=WAIT))
+    listener.start()
+    try:
+        assert listener.wait_until(lambda: listener.resyncs >= 1, WAIT)
+        yield listener
+    finally:
+        listener.stop()
+
+
 def test_ended_pops_fade_a_missed_call_sooner_than_an_answered_one(open_page, crm, pbx):
     ana = open_page("ana")
     talked, missed = pbx.trunk_call(BUDI, "Budi"), pbx.trunk_call(BUDI, "Budi")
@@ -284,13 +301,7 @@ def test_a_phone_ringing_before_the_call_is_recorded_gets_the_new_deal_not_a_cre
     """The dialplan rings the phones as soon as the lookup answered: ana's pop (from the AMI
     listener) may come before the CRM recorded the call and opened the Unsorted deal. It
     names the deal once it is there, and offers nothing to create meanwhile."""
-    ami = settings.replace(ami_host=server.host, ami_port=server.port, ami_username="crm",
-                           ami_secret="secret")
-    listener = AmiListener(engine, ami, client_factory=partial(
-        AmiClient, reconnect_delay=0.01, connect_timeout=WAIT, action_timeout=WAIT))
-    listener.start()
-    try:
-        assert listener.wait_until(lambda: listener.resyncs >= 1, WAIT)
+    with ami_listening(engine, settings, server):
         ana = open_page("ana")
         ringing = server.scenarios.ring_pjsip(STRANGER, "2150001", ["101"],
                                               stop_after="ringing")
@@ -309,5 +320,40 @@ def test_a_phone_ringing_before_the_call_is_recorded_gets_the_new_deal_not_a_cre
         expect(link).to_have_attribute("href", f"/deals/{lookup.deal_id}")
         assert card.locator(".pop-create").count() == 0
         assert "New caller" in card.inner_text()
-    finally:
-        listener.stop()
+
+
+def test_once_another_seller_answers_a_ring_group_pop_stops_offering_her_deal(
+        open_page, crm, engine, settings, server, pbx):
+    """A new caller rings ana, budi and citra at once: each pop links to the Unsorted deal the
+    CRM opened and offers a task for it. citra answers, so the deal is hers: ana's pop says
+    who answered, and no longer links to the deal (a 403) nor offers a task (refused). The
+    head may open every deal: her pop keeps it."""
+    with transaction(engine) as session:
+        make_user(session, "citra", extensions=["103"])
+    with ami_listening(engine, settings, server):
+        ana, hana = open_page("ana"), open_page("hana")
+        call = pbx.trunk_call(STRANGER, "")
+        pbx.incoming(call)
+        group = server.scenarios.ring_pjsip(STRANGER, call.extension, ["101", "102", "103"],
+                                            stop_after="ringing",
+                                            inbound=(call.name, call.uniqueid))
+        server.replay(group.data)
+        card = pop_of(ana, call)
+        expect(card.locator(".pop-deal")).to_have_text("New deal in Unsorted")
+        card.locator(".pop-task-open").click()
+        card.locator(".pop-task-title").fill("Send the price list")
+
+        pbx.answered(call, "103")
+        expect(card.locator(".pop-state")).to_have_text("Answered by Citra")
+        expect(card.locator(".pop-deal")).to_have_count(0)
+        assert card.locator(".pop-task").count() == 0
+        assert card.locator(".pop-note").inner_text() == (
+            "The caller has a deal with another seller.")
+        head = pop_of(hana, call)
+        expect(head.locator(".pop-state")).to_have_text("Answered by Citra")
+        assert head.locator(".pop-deal").count() == 1
+
+        pbx.hangup(call, "ANSWER", talk=5)
+        expect(card).to_have_attribute("data-state", "ended")
+        assert card.locator(".pop-deal").count() == 0
+        assert card.locator(".pop-task").count() == 0

@@ -17,7 +17,8 @@
    itself, less often each time; the note goes once the stream is back. A pop whose deal the
    user may open offers "Add a task" for it (POST /tasks, answered in JSON in the user's
    language, the answer shown in the pop); an ended pop does not fade while its task form is
-   open. A "task_due" event is handed to
+   open. A later event of the call that hides the deal (another seller answered and owns it
+   now) takes the link and "Add a task" away. A "task_due" event is handed to
    static/notices.js as a "pbx-crm:task-due" DOM event. No build step. */
 (function () {
   "use strict";
@@ -376,7 +377,16 @@
     } else if (kind === "call_ended") {
       call.state = "ended";
     }
-    if (kind !== "ringing" && data.deal_id && !call.data.deal_id) {
+    if (kind !== "ringing" && data.deal_hidden && call.data.deal_id) {
+      // The deal went to another seller (their answer took the Unsorted deal): the server
+      // no longer names it to this user, so the card no longer links to it nor offers a task.
+      call.data.deal_id = null;
+      call.data.deal_title = null;
+      call.data.contact_name = null;
+      call.data.deal_hidden = true;
+      delete taskForms[linkedid];
+      if (held[linkedid]) { release(linkedid); }
+    } else if (kind !== "ringing" && data.deal_id && !call.data.deal_id) {
       // The deal the CRM opened for this call, named by how the call went on.
       call.data.deal_id = data.deal_id;
       call.data.deal_title = data.deal_title;
