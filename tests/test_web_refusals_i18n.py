@@ -67,3 +67,31 @@ def test_the_error_page_and_a_named_field_speak_indonesian(web, crm):
     answer, payload = client.post_json(f"/deals/{crm['ana_deal'].id}/move",
                                        {"version": crm["ana_deal"].version})
     assert answer.status == 400 and payload["error"] == "Pilih tahap."
+
+
+@pytest.mark.parametrize("login, message", [
+    ("ana", "Tidak ada halaman di alamat ini."),
+    ("budi", "There is no page at this address."),
+])
+def test_an_address_with_no_page_says_so_in_the_readers_language(web, crm, login, message):
+    browser = signed_in(web, login)
+    browser.get("/board")  # the page she last read: her language, for pages no route serves
+
+    answer = browser.get("/no-such-page")
+
+    assert answer.status == 404 and message in answer.text
+    assert 'href="/board"' in answer.text  # the way back
+
+
+def test_a_server_fault_says_so_in_the_readers_language(web, crm):
+    def broken():
+        raise RuntimeError("a fault in a route")
+
+    web.ui.app.route("/broken", callback=broken)
+    ana = signed_in(web, "ana")
+    ana.get("/board")
+
+    answer = ana.get("/broken")
+
+    assert answer.status == 500
+    assert answer.text == "Terjadi kesalahan di server; rinciannya ada di log server."

@@ -377,12 +377,15 @@ class WebUI:
             bottle.response.headers["Cache-Control"] = "no-store"
 
     def _not_found(self, error) -> str:
-        bottle.response.content_type = "text/plain; charset=utf-8"
-        return "Not found."
+        """An address with no page, in the reader's language (the one the browser's last
+        signed-in user reads: no route ran to say who is signed in), with the way back."""
+        return self.render("error.html", status=error.status_code,
+                           error=self.gettext("There is no page at this address."))
 
     def _server_error(self, error) -> str:
+        """Plain text, so that it shows even when the templates are what failed."""
         bottle.response.content_type = "text/plain; charset=utf-8"
-        return "Something went wrong on the server; the error is in its log."
+        return self.gettext("Something went wrong on the server; the error is in its log.")
 
     # --- click-to-call -------------------------------------------------------------------
 
