@@ -88,3 +88,13 @@ def test_money_in_csv_is_in_major_units_cents_kept_where_there_are_some():
     table = report_charts.Table("t", "T", ["amount"], [[report_charts.Money(150_050, "USD")],
                                                        [report_charts.Money(1_200, "JPY")]])
     assert read_csv(report_charts.to_csv(table))[1:] == [["1500.50"], ["1200"]]
+
+
+def test_a_charts_title_names_its_period_alike_in_every_language():
+    from pbx_crm.webui.app import load_translations
+
+    indonesian = load_translations("id").gettext
+    for chart in (report_charts.funnel_svg, report_charts.trend_svg):
+        root = ET.fromstring(chart(crafted(), gettext=indonesian))
+        title = root.find(f"{SVG}title").text
+        assert "2024-05-06 – 2024-05-19" in title and " to " not in title, title

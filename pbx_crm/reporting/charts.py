@@ -237,7 +237,7 @@ def funnel_svg(report: FunnelReport, *, width: int = 640, bar_height: int = 28,
     rows = report.stages
     height = bar_height * len(rows) + 40
     root = _svg(width, height, _("Funnel of %(pipeline)s, %(period)s")
-                % {"pipeline": report.pipeline_name, "period": report.period.label})
+                % {"pipeline": report.pipeline_name, "period": report.period.span})
     label_width, most = 190, max((s.entered for s in rows), default=0) or 1
     room = width - label_width - 10
     for i, stage in enumerate(rows):
@@ -267,7 +267,7 @@ def trend_svg(report: FunnelReport, *, width: int = 640, height: int = 240,
     _ = gettext
     weeks = report.weeks
     root = _svg(width, height, _("Week by week, %(pipeline)s, %(period)s")
-                % {"pipeline": report.pipeline_name, "period": report.period.label})
+                % {"pipeline": report.pipeline_name, "period": report.period.span})
     # Room on the right for the last week's label, centred under its point.
     left, right, top, bottom = 40, 30, 20, 40
     plot_w, plot_h = width - left - right, height - top - bottom

@@ -38,6 +38,12 @@ class Period:
     def label(self) -> str:
         return f"{self.start.isoformat()} to {(self.end - timedelta(days=1)).isoformat()}"
 
+    @property
+    def span(self) -> str:
+        """The first and last day with a dash between, read alike in every language (the
+        charts' titles, which the reader's catalog words around it)."""
+        return f"{self.start.isoformat()} – {(self.end - timedelta(days=1)).isoformat()}"
+
 
 def zone_of(time_zone: str) -> ZoneInfo:
     try:
