@@ -31,6 +31,7 @@ figures, and the SQL every part shares, in ``scope``. Callers import all of them
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -50,7 +51,7 @@ from .figures import (
 from .from_days import EXACT_PERIOD_DAYS, loss_maps, outcomes, stage_figures, weekly_trend
 from .local_days import local_day_sql
 from .scope import (
-    MISSED_DISPOSITIONS, NOBODY, Scope, calls, deals, epoch_of, exact_medians, history,
+    MISSED_DISPOSITIONS, NOBODY, Scope, calls, deals, epoch_of, history,
     in_period, missed_inbound, owned, report_scope, seconds_between, seller_names, stages,
     stage_at_call_sql, sum_if,
 )
@@ -138,36 +139,46 @@ def callbacks(session: Session, scope: Scope, target_minutes: int) -> list[Callb
     deal's next outbound or answered call, and how many were called back within
     ``target_minutes``. The call back is kept on the call (``called_back_at``, by
     ``pbx_crm.funnel.call_backs``): the figures are sums and medians of the period's missed
-    calls, read through the index that holds them (``ix_calls_missed_ringing``)."""
+    calls, read in one pass through the index that holds them (``ix_calls_missed_ringing``)."""
     wait = seconds_between(scope, calls.c.called_back_at, calls.c.ringing_at)
-    # SQLite keeps no statistics unless ANALYZE runs, and without them it would rather walk
-    # the pipeline's deals and look up each one's calls: "+ 0" keeps the deal id from
-    # leading it to ix_calls_deal_ringing.
-    deal_of_call = calls.c.deal_id + 0 if scope.dialect == "sqlite" else calls.c.deal_id
+    # SQLite keeps no statistics unless ANALYZE runs, and without them it walks the deals
+    # and looks up each one's calls: right for one seller's deals, not for a whole team's,
+    # whose missed calls it reads by when they rang ("+ 0" keeps the deal id from leading it
+    # to ix_calls_deal_ringing).
+    by_deal = scope.dialect != "sqlite" or scope.seller_id is not None
+    deal_of_call = calls.c.deal_id if by_deal else calls.c.deal_id + 0
     missed = (select(deals.c.owner_id, wait.label("wait"))
               .select_from(calls).join(deals, deals.c.id == deal_of_call)
               .where(deals.c.pipeline_id == scope.pipeline_id,
                      in_period(calls.c.ringing_at, scope.period, inline=True),
                      missed_inbound(),
                      owned(scope, deals.c.owner_id)))
-    rows = missed.subquery()
-    figures = [func.count(), func.count(rows.c.wait), func.sum(rows.c.wait),
-               sum_if(rows.c.wait <= target_minutes * 60)]
-    in_one_pass = scope.dialect == "postgresql"
-    if in_one_pass:  # the medians along (percentile_cont skips the calls not called back)
-        figures.append(func.percentile_cont(0.5).within_group(rows.c.wait))
-    counted = session.execute(select(rows.c.owner_id, *figures)
-                              .group_by(rows.c.owner_id)).all()
-    if in_one_pass:
-        medians = {(row[0],): float(row[-1]) for row in counted if row[-1] is not None}
+    if scope.dialect == "postgresql":
+        # Summed by the server, the medians in the same pass (percentile_cont skips the calls
+        # not called back): a year's missed calls stay there.
+        rows = missed.subquery()
+        counted = [(owner, int(number), int(called), int(waited or 0), int(in_time),
+                    float(median) if median is not None else None)
+                   for owner, number, called, waited, in_time, median in session.execute(
+                       select(rows.c.owner_id, func.count(), func.count(rows.c.wait),
+                              func.sum(rows.c.wait), sum_if(rows.c.wait <= target_minutes * 60),
+                              func.percentile_cont(0.5).within_group(rows.c.wait))
+                       .group_by(rows.c.owner_id))]
     else:
-        back = missed.where(calls.c.called_back_at.is_not(None)).subquery()
-        medians = exact_medians(session, scope, back, back.c.wait, [back.c.owner_id])
+        # SQLite runs in this process: the waits themselves come over in one pass.
+        waits: dict = {}
+        for owner, seconds in session.execute(missed):
+            waits.setdefault(owner, []).append(seconds)
+        counted = []
+        for owner, all_waits in waits.items():
+            back = [seconds for seconds in all_waits if seconds is not None]
+            counted.append((owner, len(all_waits), len(back), sum(back),
+                            sum(seconds <= target_minutes * 60 for seconds in back),
+                            float(statistics.median(back)) if back else None))
     names = seller_names(session, [owner for owner, *_ in counted])
-    found = [Callbacks(owner, names.get(owner, NOBODY), int(number), int(called),
-                       int(waited) / called if called else None, medians.get((owner,)),
-                       int(in_time))
-             for owner, number, called, waited, in_time, *_ in counted]
+    found = [Callbacks(owner, names.get(owner, NOBODY), number, called,
+                       waited / called if called else None, median, in_time)
+             for owner, number, called, waited, in_time, median in counted]
     return sorted(found, key=lambda row: (row.seller_id is None, row.seller_name,
                                           row.seller_id or 0))
 
