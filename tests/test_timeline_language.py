@@ -19,7 +19,8 @@ from email import message_from_bytes, policy
 import pytest
 from aiosmtpd.controller import Controller
 from factories import (
-    ADMIN, at, make_contact, make_deal, make_pipeline, make_user, stages_by_name,
+    ADMIN, at, make_contact, make_deal, make_pipeline, make_unsorted_deal, make_user,
+    stages_by_name,
 )
 from sqlmodel import select
 from webtools import signed_in
@@ -27,7 +28,7 @@ from webtools import signed_in
 from pbx_crm.db import transaction
 from pbx_crm.enums import TimelineKind
 from pbx_crm.funnel import calls, deals, tasks
-from pbx_crm.models import RobotRun, TimelineEntry
+from pbx_crm.models import Notification, RobotRun, TimelineEntry
 from pbx_crm.people import users
 from pbx_crm.people.language import Words, catalog
 from pbx_crm.robots import nudges, passes, task_reminders
@@ -163,6 +164,32 @@ def test_the_robots_notice_reads_in_the_sellers_language(web, ana_s_day):
                "priority, or snooze?", deal_id=ana_s_day["deal"], title="Office fit-out",
                reason=reason, message="Call Siti about the offer") in page
     assert "Moved on, lower its priority" not in page
+
+
+def test_a_head_reads_the_title_the_pbx_gave_a_waiting_callers_deal_in_her_language(
+        web, engine, settings):
+    """A caller waits in Unsorted, in the deal the PBX opened and titled after them, and a
+    robot tells the heads. Hana reads Indonesian: her notice names the deal as the pages do,
+    in the catalog's words, while the stored body (the export's) keeps the PBX's title."""
+    with transaction(engine) as session:
+        stages = stages_by_name(session, make_pipeline(session))
+        hana = make_user(session, "hana", role="head")
+        users.set_language(session, hana, hana.user_id, "id")
+        deal = make_unsorted_deal(session, title="Call from TOKO SUMBER REJEKI", now=at(0))
+        robot_rules.create_rule(session, ADMIN, stage_id=stages["Unsorted"].id,
+                                name="Caller waiting", condition="unsorted_not_taken",
+                                condition_params={"minutes": 30}, action="notify_heads")
+    assert passes.robot_pass(engine, settings, now=at(45)).fired == 1
+
+    page = html.unescape(signed_in(web, "hana").get("/notifications").text)
+    reason = say("waiting in Unsorted for %(minutes)s minutes, nobody took it", minutes=30)
+    assert say("Deal #%(deal_id)s “%(title)s”: %(reason)s. %(message)s", deal_id=deal.id,
+               title=say("Call from %(number)s", number="TOKO SUMBER REJEKI"),
+               reason=reason, message="Caller waiting") in page
+    assert "Call from" not in page
+    with transaction(engine, read_only=True) as session:
+        [notice] = session.exec(select(Notification)).all()
+    assert notice.body.startswith(f"Deal #{deal.id} “Call from TOKO SUMBER REJEKI”: ")
 
 
 def test_the_unsorted_stage_is_named_in_the_readers_words():

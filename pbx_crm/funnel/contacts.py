@@ -25,9 +25,15 @@ from ..rules.funnel import (
 from .journal import audit
 from ..models import Contact, ContactPhone, Deal, Stage, User
 from ..rules.addresses import clean_email
+from ..rules import deal_titles
 from ..rules.phones import normalize_number
 
 MAX_PHONES = 20
+
+# A deal the PBX opens for a caller is titled after them (``rules.deal_titles``): the
+# services and the pages name those titles here.
+call_deal_title = deal_titles.call_deal_title
+caller_of_call_title = deal_titles.caller_of_call_title
 
 
 def clean_name(value) -> str:
@@ -125,22 +131,6 @@ def changeable_contact(session: Session, actor: Actor, contact_id: int) -> Conta
     contact = get_contact(session, contact_id)
     ensure_can_change_contact(actor, deal_keys(session, contact_id))
     return contact
-
-
-# A deal the PBX opens for a caller is titled after them; the title names the caller by
-# number until the contact has a name (``deals.deal_for_caller``).
-CALL_TITLE = "Call from {}"
-
-
-def call_deal_title(caller: str) -> str:
-    return CALL_TITLE.format(caller)[:200]
-
-
-def caller_of_call_title(title: str) -> str | None:
-    """The caller a title the PBX gave names ("Call from <caller>"), so a page can say it in
-    the reader's language; None for a title someone wrote."""
-    prefix = CALL_TITLE.format("")
-    return title[len(prefix):] or None if title.startswith(prefix) else None
 
 
 def number_titles(phones: Iterable[ContactPhone]) -> set[str]:

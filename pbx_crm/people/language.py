@@ -8,7 +8,9 @@ stored as the text (the export, the CLI, rows read by older code); ``words.kept(
 beside it (``{"say": ...}`` in a row's JSON ``data``), and ``Words.from_kept(...)`` reads it
 back, to be ``said(gettext)`` in the reader's language. A value that needs translating is a
 ``Phrase`` (an outcome, "Unsorted") or ``Words`` of its own; names, numbers, titles and
-stage names are passed as they are and never translated.
+stage names are passed as they are and never translated, save a deal title the PBX gave
+("Call from <caller>", ``rules.deal_titles``): stored in English, it is said as the pages say
+it, in the reader's words (rows written before read so too).
 
 ``catalog(language)`` is a language's compiled catalog, read from the web UI's package data
 (``pbx_crm.webui``'s ``locale`` folder, found without importing the web UI): the pages, and
@@ -29,6 +31,7 @@ from babel.messages.pofile import read_po
 from babel.support import Translations
 
 from ..errors import CrmError, Phrase, fill
+from ..rules.deal_titles import caller_of_call_title
 
 CATALOG_PACKAGE = "pbx_crm.webui"
 SOURCE_LANGUAGE = "en"
@@ -101,7 +104,7 @@ class Words:
         if gettext is None:
             return self.english
         try:
-            values = {name: value.said(gettext) if isinstance(value, Words) else value
+            values = {name: _said_value(value, gettext)
                       for name, value in self.values.items()}
             return fill(gettext(self.template), values, gettext)
         except (KeyError, ValueError, TypeError):
@@ -137,6 +140,17 @@ class Words:
         except (KeyError, ValueError, TypeError):
             return None
         return words
+
+
+def _said_value(value: object, gettext: Callable[[str], str]) -> object:
+    """A value as its reader reads it: inner words in their language, and a deal title the
+    PBX gave (stored in English, as the title is) in their words; others as they are."""
+    if isinstance(value, Words):
+        return value.said(gettext)
+    caller = caller_of_call_title(value) if isinstance(value, str) else None
+    if caller:
+        return Words("Call from %(number)s", number=caller).said(gettext)
+    return value
 
 
 def _kept(value: object) -> object:
