@@ -31,8 +31,10 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
+from call_replay import feed_all
 from factories import make_contact, make_deal, make_pipeline, make_user
 from pbx_crm.funnel import events
+from pbx_crm.funnel.deal_card import deal_card
 from pbx_crm.telephony.ami_client import AmiClient
 from pbx_crm.telephony.ami_listener import AmiListener
 from pbx_crm.components import start_fastagi
@@ -40,9 +42,14 @@ from pbx_crm.config import Address, Settings
 from pbx_crm.db import make_engine, transaction
 from pbx_crm.models import Call, Deal, Event, Stage, Task, TimelineEntry
 from pbx_crm.simulator.ami import FakeAmiServer
+from pbx_crm.simulator.ami_calls import ScenarioBuilder
 from pbx_crm.simulator.floor_calls import FloorCall, floor_calls
 from pbx_crm.simulator.callers import random_calls
 from pbx_crm.simulator.pbx import OWNER, CallPlayer, EmulatorLink, SimulatedCall
+from pbx_crm.simulator.queue_calls import queue_call
+from pbx_crm.simulator.transfer_calls import blind_transfer
+from pbx_crm.telephony.ami_protocol import parse_stream
+from pbx_crm.telephony.call_tracker import CallEnded, CallTracker, DeviceMap
 
 WAIT = 10.0
 PBX_CRM = str(Path(sys.executable).parent / "pbx-crm")
@@ -78,12 +85,13 @@ class PhoneSystem:
     listener: AmiListener
     fastagi: object
 
-    def player(self, ami=None) -> CallPlayer:
-        return CallPlayer(self.fastagi.address, ami or self.ami, time_scale=0)
+    def player(self, ami=None, time_scale: float = 0) -> CallPlayer:
+        return CallPlayer(self.fastagi.address, ami or self.ami, time_scale=time_scale)
 
-    def play(self, call: SimulatedCall, *, ami=None):
-        """One whole call; returns once the listener has handled every event it caused."""
-        played = self.player(ami).play(call)
+    def play(self, call: SimulatedCall, *, ami=None, time_scale: float = 0):
+        """One whole call (played without waits unless ``time_scale``); returns once the
+        listener has handled every event it caused."""
+        played = self.player(ami, time_scale).play(call)
         assert self.listener.wait_idle(WAIT), "the AMI listener fell behind"
         assert not played.errors, played.errors
         return played
@@ -157,10 +165,30 @@ def test_a_new_caller_rings_the_group_and_ana_who_answers_takes_the_unsorted_dea
     with transaction(engine, read_only=True) as session:
         entry = session.exec(select(TimelineEntry).where(
             TimelineEntry.deal_id == deal.id, TimelineEntry.kind == "call")).one()
-    assert entry.body == "Inbound call answered: +6281355006611, 42 s"
+    # Played without a wait, the talk took no time: Asterisk would report none either.
+    assert entry.body == "Inbound call answered: +6281355006611"
     assert played.describe({"101": "ana", "102": "budi", "103": "citra"}) == (
         "call from 081355006611 (TOKO MAJU) [NEW] → rings ana, budi, citra "
         "→ answered by ana, 42 s")
+
+
+def test_a_call_played_at_a_twentieth_of_its_time_reports_the_talk_it_played(
+        engine, team, phones):
+    """A 40 s talk played at time scale 0.05 lasts 2 s: the hangup hook's ANSWEREDTIME says
+    2, and so do the deal page's call line (answer to hangup) and its timeline line."""
+    played = phones.play(SimulatedCall("081355006622", answer="101", ring_seconds=2,
+                                       talk_seconds=40), time_scale=0.05)
+
+    assert played.transcripts["hangup"].channel.variables["ANSWEREDTIME"] == "2"
+    call = the_call(engine, played.linkedid)
+    with transaction(engine, read_only=True) as session:
+        card = deal_card(session, team.actors["hana"], call.deal_id)
+    (line,) = [line for line in card.timeline if line.entry.kind == "call"]
+    assert line.call_seconds == 2
+    assert line.entry.body == "Inbound call answered: +6281355006622, 2 s"
+    assert line.entry.data["talk_seconds"] == 2
+    # The emulator's own line tells the call as simulated.
+    assert played.describe().endswith("→ answered by ext 101, 40 s")
 
 
 def test_a_known_caller_rings_their_seller_first_and_only_that_seller_pops(
@@ -349,6 +377,26 @@ def test_ana_rings_on_two_devices_and_answers_on_her_softphone(engine, team, pho
     assert [user for user in pops(engine, played.linkedid) if user] == [team.ana]
     assert played.describe(NAMES).endswith("→ rings ana on 101a, 101b → answered by ana "
                                            "on 101b, 30 s")
+
+
+def test_a_queue_call_and_a_transfer_written_at_a_tenth_of_their_time_report_the_talk_played():
+    """What the AMI side says of the talk (the queue's TalkTime, the CDRs' BillableSeconds)
+    is, like ANSWEREDTIME, the time played: the CRM's clock reads the same."""
+    builder = ScenarioBuilder(time_scale=0.1)
+    queued = queue_call(builder, "081377001171", "2150001", ["101", "102"], "102",
+                        ring_seconds=6, talk_seconds=211)
+    messages = parse_stream(b"".join(queued.phases.values()))[1]
+    (ended,) = [signal for signal in feed_all(CallTracker(DeviceMap()), messages)
+                if isinstance(signal, CallEnded)]
+    assert (ended.talk_by, ended.talk_seconds) == ((("102", 21),), 21)
+
+    transfer = blind_transfer(builder, "081377001172", "2150001", "101", "102",
+                              talk_seconds=100, target_talk_seconds=211)
+    assert transfer.answered_time == 21  # the hangup hook's ANSWEREDTIME: budi's talk
+    billed = [message.get("BillableSeconds")
+              for message in parse_stream(b"".join(transfer.phases.values()))[1]
+              if message.get("Event") == "Cdr" and message.get("UniqueID") == transfer.linkedid]
+    assert billed == ["10", "21"]  # the caller's leg, with ana, then with budi
 
 
 def test_floor_calls_mix_queues_and_transfers_into_the_ring_group_calls():

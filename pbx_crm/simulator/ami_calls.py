@@ -102,13 +102,23 @@ class ScenarioBuilder:
     ``Hangup`` last. The dialed phone leg shows the DID as its caller number and the real
     caller as its connected line, as Dial sets it. Ids grow from one builder to the next call,
     from ``first_id`` (a player that must not reuse another run's uniqueids starts elsewhere).
+    ``time_scale``: real seconds per simulated second of the player that plays the calls; the
+    durations the events report (talk, hold, ring, billable seconds) are the played ones.
     """
 
-    def __init__(self, epoch: int = 1795900000, trunk: str = "trunk", *, first_id: int = 0):
+    def __init__(self, epoch: int = 1795900000, trunk: str = "trunk", *, first_id: int = 0,
+                 time_scale: float = 1.0):
         self.epoch = epoch
         self.trunk = trunk
+        self.time_scale = time_scale
         self._uniqueids = itertools.count(first_id)
         self._suffixes = itertools.count(1)
+
+    def played(self, simulated: float) -> int:
+        """A duration as Asterisk reports it, in whole units (it truncates its counts): the
+        time a ``simulated`` one takes to play, so the CRM's clock and the report agree."""
+        # A product can fall just short of a whole number (100 * 0.29 is 28.999...).
+        return int(simulated * self.time_scale + 1e-6)
 
     def _uniqueid(self) -> str:
         return f"{self.epoch}.{next(self._uniqueids)}"

@@ -6,7 +6,9 @@ member legs (their ``;1`` half is the leg the caller's channel dials, their ``;2
 phone), ``DialBegin``/``DialState``/``DialEnd`` on the dialling channel, bridges, the hangups in
 the order each half goes, and the ``Cdr`` events. ``queue_calls`` and ``transfer_calls`` put
 these pieces together into whole calls, cut into phases so the call player can run the AGI
-hooks and the waits between them (``SyntheticCall``).
+hooks and the waits between them (``SyntheticCall``). Durations come in simulated seconds, as
+the waits; the events report them as played (``ScenarioBuilder.played``, at the player's time
+scale), the way Asterisk reports the time a call really took.
 
 The order of each channel's own events is the recorded one (``tests/test_call_shapes.py``
 compares it with the captures). What the captures' injection added is not written: the far-end
@@ -38,9 +40,10 @@ class ShapedCall(SyntheticCall):
     queue: str = ""
     member: tuple[str, str] = ("", "")  # MEMBERINTERFACE, MEMBERNAME (setinterfacevar=yes)
     dialstatus: str = ""  # DIALSTATUS in the hangup handler: unset after Queue()
-    answered_time: int | None = None  # ANSWEREDTIME in the hangup handler (the last Dial's)
+    # ANSWEREDTIME in the hangup handler (the last Dial's): the played talk, in real seconds.
+    answered_time: int | None = None
     transfer: tuple[str, str, str] | None = None  # (blind|attended, from ext, to ext)
-    hold_seconds: int | None = None  # queue calls: how long the caller waited
+    hold_seconds: int | None = None  # queue calls: how long the caller waited (simulated)
 
 
 @dataclass
@@ -167,17 +170,23 @@ class CallWriter:
     def bridge_destroy(self, bridge: str) -> None:
         self.script.event("BridgeDestroy", bridge_fields(bridge, 0))
 
-    def cdr(self, channel: _Channel, disposition: str, *, billsec: int = 0,
+    def played(self, simulated: float) -> int:
+        """A duration the events report: the played one (``ScenarioBuilder.played``)."""
+        return self.builder.played(simulated)
+
+    def cdr(self, channel: _Channel, disposition: str, *, billsec: float = 0,
             destination: str = "", dest_channel: str = "") -> None:
+        """A ``Cdr``; ``billsec`` in simulated seconds, reported as played."""
         self.script.event("Cdr", [
             ("AccountCode", ""), ("Source", channel.cid_num), ("Destination",
                                                                destination or channel.exten),
             ("DestinationContext", channel.context),
             ("CallerID", f'"{channel.cid_name}" <{channel.cid_num}>'), ("Channel", channel.name),
             ("DestinationChannel", dest_channel), ("Disposition", disposition),
-            ("BillableSeconds", billsec), ("UniqueID", channel.uniqueid)], privilege="cdr,all")
+            ("BillableSeconds", self.played(billsec)), ("UniqueID", channel.uniqueid)],
+            privilege="cdr,all")
 
-    def inbound_cdr(self, dest: _Channel | None, disposition: str, billsec: int = 0,
+    def inbound_cdr(self, dest: _Channel | None, disposition: str, billsec: float = 0,
                     destination: str = "") -> None:
         """One of the inbound leg's Cdrs (one per leg it dialled), sent after its Hangup."""
         self.cdrs.append((dest, disposition, destination, billsec))
@@ -204,7 +213,10 @@ class CallWriter:
 
     def finish(self, legs: dict[str, _Channel], **shape) -> ShapedCall:
         """The call: ``legs`` maps each extension (or device) to the (first) leg its phone rang
-        on; ``shape`` fills the rest of ``ShapedCall``."""
+        on; ``shape`` fills the rest of ``ShapedCall`` (``answered_time`` in simulated
+        seconds: the hangup hook is told the played one)."""
+        if shape.get("answered_time") is not None:
+            shape["answered_time"] = self.played(shape["answered_time"])
         return ShapedCall(self.linkedid, self.script.phases, None,
                           {ext: leg.uniqueid for ext, leg in legs.items()},
                           self.inbound.name if self.inbound else "",

@@ -222,7 +222,7 @@ class PlayedCall:
     busy: tuple[str, ...]
     answered_by: str | None
     dialstatus: str
-    talk_seconds: int | None
+    talk_seconds: int | None  # simulated; ANSWEREDTIME told the played talk
     disposition: str  # CRM_DISPOSITION from the hangup hook ("" when it did not answer)
     transcripts: dict[str, Transcript] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
@@ -295,8 +295,10 @@ class CallPlayer:
         self.ring_group_time = ring_group_time
         # Uniqueids "<now>.<n>", from a random n: another run (the demo, a simulate) on the
         # same database must not reuse this one's, or the CRM would take them for repeats.
+        # The events and hooks report the durations played, at this time scale.
         self.builder = builder or ScenarioBuilder(
-            epoch=int(time.time()), first_id=random.SystemRandom().randrange(10**6) * 100)
+            epoch=int(time.time()), first_id=random.SystemRandom().randrange(10**6) * 100,
+            time_scale=time_scale)
         self.stop = threading.Event()
         self.give_up_unreachable = give_up_unreachable
 
@@ -320,7 +322,7 @@ class CallPlayer:
             steps.note(self._send(phases["first"]))
             self._wait(self.owner_ring_time)
         steps.note(self._send(phases["ringing"]))
-        talk = None
+        talk = answered_time = None
         if plan.answer is not None:
             self._wait(call.ring_seconds)
             leg_id = synthetic.legs[plan.answer]
@@ -333,7 +335,10 @@ class CallPlayer:
                                                         exit_on_hangup=True))
             steps.note(self._send(bridged))
             self._wait(call.talk_seconds)
+            # ANSWEREDTIME: the talk as played, as Asterisk counts the real one; the deal's
+            # page reads the same from the answer and the hangup.
             dialstatus, talk = "ANSWER", call.talk_seconds
+            answered_time = self.builder.played(talk)
         elif plan.busy and set(plan.busy) == set(plan.group):
             dialstatus = "BUSY"
         elif plan.abandon:
@@ -347,7 +352,8 @@ class CallPlayer:
         phones_gone, caller_gone = _cut(phases["end"], lambda event: (
             event.get("Event") == "Hangup" and event.get("Uniqueid") == linkedid), keep=False)
         steps.note(self._send(phones_gone))
-        args = hang_up(inbound, dialstatus, talk=talk, cause=17 if dialstatus == "BUSY" else 16)
+        args = hang_up(inbound, dialstatus, talk=answered_time,
+                       cause=17 if dialstatus == "BUSY" else 16)
         steps.hook("hangup", lambda: agi_hangup(self.address, inbound, args))
         steps.note(self._send(caller_gone))
         return PlayedCall(

@@ -110,9 +110,9 @@ def queue_call(
     w.queue_caller("QueueCallerLeave", ("Queue", queue), ("Position", 1), ("Count", 0))
     w.phase("answered", hook="answered")
 
-    hold, ring = round(held), round(ring_seconds)
-    w.agent("AgentConnect", winner, queue, _name(names, winner), ("HoldTime", hold),
-            ("RingTime", ring))
+    hold = round(held)
+    w.agent("AgentConnect", winner, queue, _name(names, winner),
+            ("HoldTime", w.played(hold)), ("RingTime", w.played(round(ring_seconds))))
     w.state(w.inbound, UP)
     bridge = w.bridge_create()
     w.bridge("BridgeEnter", bridge, winner.one, 1)
@@ -123,8 +123,8 @@ def queue_call(
     w.event("SoftHangupRequest", winner.two, ("Cause", "16"))
     w.event("HangupRequest", winner.one, ("Cause", "16"))
     w.hangup(winner.two, "16")
-    w.agent("AgentComplete", winner, queue, _name(names, winner), ("HoldTime", hold),
-            ("TalkTime", talk_seconds), ("Reason", "agent"))
+    w.agent("AgentComplete", winner, queue, _name(names, winner), ("HoldTime", w.played(hold)),
+            ("TalkTime", w.played(talk_seconds)), ("Reason", "agent"))
     w.cdr(winner.two, "ANSWERED", billsec=talk_seconds)
     w.bridge("BridgeLeave", bridge, winner.one, 1)
     w.hangup(winner.one, "16")
@@ -169,7 +169,7 @@ def _ring_no_answer(w: CallWriter, queue: str, leg: LocalLeg, name: str,
                     timeout: int) -> None:
     """The member's own timeout expired (rrmemory): RingTime in milliseconds, NOANSWER then a
     second CANCEL for the same leg, and its legs hang up (cause 0; its Cdr FAILED)."""
-    w.agent("AgentRingNoAnswer", leg, queue, name, ("RingTime", timeout * 1000))
+    w.agent("AgentRingNoAnswer", leg, queue, name, ("RingTime", w.played(timeout * 1000)))
     w.dial("DialEnd", w.inbound, leg.one, ("DialStatus", "NOANSWER"))
     w.dial("DialEnd", w.inbound, leg.one, ("DialStatus", "CANCEL"))
     w.event("HangupRequest", leg.two, ("Cause", "0"))
@@ -191,7 +191,7 @@ def _abandon(w: CallWriter, queue: str, ringing: Sequence[LocalLeg], *, hold: in
         w.event("HangupRequest", leg.two, ("Cause", "0"))
         w.hangup(leg.one, "0")
     w.queue_caller("QueueCallerAbandon", ("Queue", queue), ("Position", 1),
-                   ("OriginalPosition", 1), ("HoldTime", hold))
+                   ("OriginalPosition", 1), ("HoldTime", w.played(hold)))
     for leg in ringing:
         w.cdr(leg.two, "FAILED")
     for leg in ringing:
