@@ -12,13 +12,14 @@ from sqlmodel import select
 from pbx_crm.cli import main as cli
 from pbx_crm.cli import running
 from pbx_crm.sample import demo
-from pbx_crm.funnel import pipelines
+from pbx_crm.funnel import board, pipelines
 from pbx_crm.people import users
 from pbx_crm.db import transaction
 from pbx_crm.reporting import days as report_days, days_rebuild
 from pbx_crm.sample.demo import format_money
-from pbx_crm.models import (Contact, ContactPhone, Deal, StageHistory, Task, TimelineEntry, User,
-                            utcnow)
+from pbx_crm.models import (Call, Contact, ContactPhone, Deal, StageHistory, Task, TimelineEntry,
+                            User, utcnow)
+from pbx_crm.rules.funnel import Actor
 
 
 @pytest.fixture
@@ -80,6 +81,36 @@ def test_the_demo_fills_every_stage_and_prints_the_board_and_logins(run, engine)
         assert f"\n  {login} " in out
     with transaction(engine) as session:
         assert users.authenticate(session, "ana", password) is not None
+
+
+def test_the_callers_waiting_in_unsorted_were_missed_and_wait_for_a_call_back(run, engine):
+    """A new caller nobody answered: the Unsorted card counts their calls, all missed, and
+    shows the wait since the first; the deal has one open callback task, late by now, that
+    counts them too. As the PBX's hooks leave a call that rings out, not a bare deal."""
+    assert run("demo", "--no-serve")[0] == 0
+    with transaction(engine) as session:
+        pipeline = pipelines.find_pipeline(session, demo.PIPELINE)
+        unsorted = next(s for s in pipelines.stages_of(session, pipeline.id) if s.is_unsorted)
+        head = Actor.of(session.exec(select(User).where(User.login == "head")).one())
+        cards = board.column_card_rows(session, head, unsorted)
+        rang = {card.id: session.exec(select(Call).where(Call.deal_id == card.id)
+                                      .order_by(Call.ringing_at)).all() for card in cards}
+        callbacks = {card.id: session.exec(select(Task).where(
+            Task.deal_id == card.id, Task.kind == "callback", Task.done_at.is_(None))).all()
+            for card in cards}
+    assert sorted(len(calls) for calls in rang.values()) == sorted(
+        times for _, _, times in demo.NEW_CALLERS)  # one of them rang twice
+    now = utcnow()
+    for card in cards:
+        calls = rang[card.id]
+        assert all((call.direction, call.disposition) == ("inbound", "missed")
+                   and call.ringing_at < call.ended_at < now for call in calls)
+        assert (card.calls, card.missed_calls, card.waiting_since) == (
+            len(calls), len(calls), calls[0].ringing_at)
+        (callback,) = callbacks[card.id]
+        assert (callback.missed_calls, callback.assignee_id) == (len(calls), None)
+        assert callback.due_at < now  # nobody called them back yet
+        assert (card.next_task_kind, card.next_task_calls) == ("callback", len(calls))
 
 
 def test_the_demo_s_moves_are_counted_in_the_company_s_days(run, engine):

@@ -2,16 +2,18 @@
 
 ``pbx-crm demo`` calls ``ensure_demo`` then ``print_demo``. Everything is created the way users
 and the PBX create it (``create_deal``, ``take_deal``, ``move_deal``, ``close_lost``,
-``add_note``...), with ``now=`` spread over the past weeks so the time a card has spent in its
-stage looks real. It fills a database once: a database that has users already gets no data.
-The one password of the demo users is random, printed, never stored, and new at every run: a
-re-run sets a fresh one for the demo's own users (through the users service), so the logins
-are never only in the output of an earlier run, which may be gone.
+``add_note``..., the calls nobody answered as the PBX's hooks record them), with ``now=``
+spread over the past weeks so the time a card has spent in its stage looks real. It fills a
+database once: a database that has users already gets no data. The one password of the demo
+users is random, printed, never stored, and new at every run: a re-run sets a fresh one for
+the demo's own users (through the users service), so the logins are never only in the output
+of an earlier run, which may be gone.
 """
 
 from __future__ import annotations
 
 import random
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -21,7 +23,7 @@ from sqlalchemy import func
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import select
 
-from ..funnel import board, contacts, deals, pipelines, tasks
+from ..funnel import board, calls, contacts, deals, pipelines, tasks
 from ..people import users
 from ..robots import rules as robot_rules
 from ..config import Settings
@@ -31,7 +33,8 @@ from ..errors import CrmError, NotFound
 from ..reporting import days_rebuild
 from ..rules.funnel import Actor
 from ..models import Deal, Stage, User, utcnow
-from ..rules.phones import normalize_number
+from ..rules.phones import classify_caller
+from ..simulator.pbx import DID
 
 PIPELINE = pipelines.DEFAULT_PIPELINE
 SELLER_FUNNEL = pipelines.SELLER_FUNNEL
@@ -90,9 +93,11 @@ CONTACTS = [
     ("Rizky Ramadhan", "PT Arta Finansial", ["(021) 2555 1900"], "rizky@artafinansial.id"),
 ]
 
-# Callers nobody knows yet: their calls wait in Unsorted. (number, caller ID name or None)
-NEW_CALLERS = [("0812-7788-9900", "TOKO SUMBER REJEKI"), ("0857-1100-2299", None),
-               ("(021) 6230 4455", "PT ANUGERAH"), ("0813-5500-6611", None)]
+# Callers nobody knows yet: nobody answered their calls, which wait in Unsorted for a call
+# back. (number, caller ID name or None, how many times they rang)
+NEW_CALLERS = [("0812-7788-9900", "TOKO SUMBER REJEKI", 1), ("0857-1100-2299", None, 1),
+               ("(021) 6230 4455", "PT ANUGERAH", 2), ("0813-5500-6611", None, 1)]
+RING_GROUP_SECONDS = 30  # how long the ring group rings before Dial gives up (NOANSWER)
 
 PRODUCTS = [("Cloud PBX, 25 extensions", 45_000_000), ("SIP trunk, 10 channels", 12_500_000),
             ("Yealink T54W IP phones x 30", 67_500_000), ("Call-centre seats x 12", 96_000_000),
@@ -224,12 +229,31 @@ def _create(session, settings: Settings, password: str, now: datetime) -> None:
                 deals.move_deal(session, seller, deal.id, to_stage_id=stage.id,
                                 expected_version=None, now=when)
 
-    for number, caller_name in NEW_CALLERS:
-        deals.deal_for_caller(session, PBX, e164=normalize_number(number, region=region), caller_name=caller_name, region=region,
-                              create=True, now=now - timedelta(hours=rng.uniform(1, 60)))
-
+    _missed_calls(session, settings, now, rng)
     _add_robots(session, stages, now)
     _add_tasks(session, sellers, now)
+
+
+def _missed_calls(session, settings: Settings, now: datetime, rng: random.Random) -> None:
+    """The new callers' calls, recorded as the PBX's hooks record a call nobody answers: it
+    rings (``record_inbound_call``: the contact and the Unsorted deal are made), the ring
+    group rings out and Dial ends NOANSWER (``record_hangup``: the missed call, its callback
+    task). Their cards then show the calls and the wait for a call back like a live one's."""
+    for index, (number, caller_name, times) in enumerate(NEW_CALLERS):
+        rang = now - timedelta(hours=rng.uniform(1, 60))
+        for attempt in range(times):
+            # Asterisk's uniqueid, "<epoch>.<n>": from the past, so no call played later
+            # (whose ids start at the time it runs) can take one for its own.
+            uniqueid = f"{int(rang.timestamp())}.{index * 10 + attempt}"
+            calls.record_inbound_call(
+                session, uniqueid=uniqueid, linkedid=uniqueid,
+                caller=classify_caller(re.sub(r"\D", "", number), region=settings.phone_region,
+                                       extensions=settings.internal_extensions),
+                caller_name=caller_name, did=DID, create_deals=True,
+                region=settings.phone_region, now=rang)
+            calls.record_hangup(session, uniqueid=uniqueid, dial_status="NOANSWER",
+                                hangup_cause=16, now=rang + timedelta(seconds=RING_GROUP_SECONDS))
+            rang += timedelta(minutes=rng.uniform(10, 50))  # they tried again later
 
 
 # Each seller's next steps, on their open deals: one late, one for today, two to come, and
