@@ -223,7 +223,8 @@ class HookDispatcher:
             finally:
                 with self._jobs_changed:
                     self._recordings -= recording
-                    self._jobs_changed.notify()  # a recording may start now
+                    if recording and self._jobs and self._jobs[0][0] == A_RECORDING:
+                        self._jobs_changed.notify()  # one held back by the limit may start
                 with self._running_changed:
                     self._running -= 1
                     self._running_changed.notify_all()
