@@ -45,6 +45,7 @@ from pbx_crm.models import Call, Deal, StageHistory, User
 TIME_ZONE = "Asia/Jakarta"
 YEAR = (date(2024, 1, 1), date(2025, 1, 1))
 QUARTER = (date(2024, 10, 1), date(2025, 1, 1))
+MONTH = (date(2024, 12, 1), date(2025, 1, 1))  # exact medians and deals per stage (<= 31 days)
 DETOUR_RATE = 0.45  # about five history rows per deal
 SEED_NOW = "2025-01-01T00:00:00+00:00"
 
@@ -132,6 +133,7 @@ def run(engine, repeat: int) -> tuple[list[tuple[str, list[float]]], dict]:
             ("full report, head, a year", full(YEAR)),
             ("full report, one seller, a year", full(YEAR, seller_id=seller.id)),
             ("full report, head, a quarter", full(QUARTER)),
+            ("full report, head, a month", full(MONTH)),
             ("  part: stage figures", lambda: reports.stage_figures(session, scope)),
             ("  part: outcomes", lambda: reports.outcomes(session, scope)),
             ("  part: loss maps", lambda: reports.loss_maps(session, scope, figures)),

@@ -23,22 +23,22 @@ tables kept by ``pbx_crm.reporting.days`` in the company's time zone (medians ex
 the period's history rows, for periods up to ``EXACT_PERIOD_DAYS`` days; beyond, from the
 daily histograms, to within a bucket, about 5%, flagged approximate, which the page and the
 CLI show as "≈"). A report asked in a zone the tables do not count days in is refused with
-the fix to run (``from_days.require_days``). Calls by stage (below) read the calls for a
-period up to ``EXACT_PERIOD_DAYS`` days, the daily call counts beyond; callbacks and nudges
-read the calls and the robot runs. The period and the result rows are in ``figures``; whose
+the fix to run (``from_days.require_days``). Calls by stage read the daily call counts for any
+period (the deals present in each stage exactly, from the history, up to
+``EXACT_PERIOD_DAYS`` days); callbacks and nudges read the calls and the robot runs. The period and the result rows are in ``figures``; whose
 figures, and the SQL every part shares, in ``scope``. Callers import all of them from here.
 """
 
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 
-from sqlalchemy import and_, case, func, select, union_all
+from sqlalchemy import case, func, select, union_all
 from sqlmodel import Session
 
-from ..enums import CallDirection, NudgeAnswer, RobotRunStatus, StageKind
+from ..enums import NudgeAnswer, RobotRunStatus, StageKind
 from ..errors import Phrase, ValidationError
 from ..models import RobotRule, RobotRun, Task, utcnow
 from ..rules.funnel import Actor, ensure_head
@@ -46,14 +46,12 @@ from . import from_days
 from .figures import (
     MAX_PERIOD_DAYS, WEAK_CELL_MARGIN, WEAK_CELL_MIN_DECIDED, Callbacks, FunnelReport, LossCell,
     LossMap, LossRow, NudgeAnswers, Outcomes, Period, SellerTasks, StageCalls, StageFigures, Week,
-    make_period, zone_of,
+    make_period,
 )
 from .from_days import EXACT_PERIOD_DAYS, loss_maps, outcomes, stage_figures, weekly_trend
-from .local_days import local_day_sql
 from .scope import (
-    MISSED_DISPOSITIONS, NOBODY, Scope, calls, deals, epoch_of, history,
-    in_period, missed_inbound, owned, report_scope, seconds_between, seller_names, stages,
-    stage_at_call_sql, sum_if,
+    MISSED_DISPOSITIONS, NOBODY, Scope, calls, deals, history, in_period, missed_inbound,
+    owned, report_scope, seconds_between, seller_names, stages, sum_if,
 )
 
 __all__ = [
@@ -81,55 +79,38 @@ rules = RobotRule.__table__
 def stage_calls(session: Session, scope: Scope) -> list[StageCalls]:
     """Per open stage: the calls on deals while they sat in it, and the deals that sat in it
     during the period. A call belongs to the stage its deal was in when it rang; the call
-    that created a deal (it rang a moment before the deal existed) to the first stage.
-    A long period reads the daily call counts and counts stays (``from_days.stage_calls``)."""
+    that created a deal (it rang a moment before the deal existed) to the first stage. The
+    calls, outbound and missed calls and deal-days come from the daily call counts, exact for
+    any period (``from_days.stage_calls``); the deals in each stage are counted as stays over
+    a long period, and exactly, from the history, up to ``EXACT_PERIOD_DAYS`` days."""
+    counted = from_days.stage_calls(session, scope)
     if from_days.uses_histograms(scope):
-        return from_days.stage_calls(session, scope)
-    period = scope.period
-    ringing = epoch_of(scope, calls.c.ringing_at)
-    local_day = local_day_sql(scope.dialect, ringing, zone_of(period.time_zone),
-                                           period.start_utc, period.end_utc)
-    rung = (select(stage_at_call_sql().label("stage_id"), calls.c.direction,
-                   calls.c.disposition, calls.c.deal_id, local_day.label("day"))
-            .select_from(calls).join(deals, deals.c.id == calls.c.deal_id)
-            .where(deals.c.pipeline_id == scope.pipeline_id,
-                   in_period(calls.c.ringing_at, period),
-                   owned(scope, deals.c.owner_id))).subquery()
-    missed = and_(rung.c.direction == CallDirection.INBOUND.value,
-                  rung.c.disposition.in_(MISSED_DISPOSITIONS))
-    per_stage = {row[0]: row[1:] for row in session.execute(
-        select(rung.c.stage_id, func.count(),
-               sum_if(rung.c.direction == CallDirection.OUTBOUND.value), sum_if(missed))
-        .group_by(rung.c.stage_id))}
-    called = select(rung.c.stage_id, rung.c.deal_id, rung.c.day).distinct().subquery()
-    deal_days = dict(session.execute(select(called.c.stage_id, func.count())
-                                     .group_by(called.c.stage_id)).all())
+        return counted
+    present = _deals_present(session, scope)
+    return [replace(row, deals=int(present.get(row.stage_id, 0)), approximate=False)
+            for row in counted]
 
-    # The deals whose stay in a stage overlaps the period: stays that ended in it or later
-    # (a move out), and stays still going (the deal's current stage).
+
+def _deals_present(session: Session, scope: Scope) -> dict:
+    """stage -> the deals whose stay in it overlaps the period: stays that ended in it or
+    later (a move out), and stays still going (the deal's current stage)."""
+    work = scope.work_stage_ids  # not the closed deals, most of a pipeline's, in Won or Lost
     ended = (select(history.c.deal_id, history.c.from_stage_id.label("stage_id"))
-             .select_from(history).join(deals, deals.c.id == history.c.deal_id)
              .where(history.c.pipeline_id == scope.pipeline_id,
-                    history.c.from_stage_id.is_not(None),
+                    history.c.from_stage_id.in_(work),
                     history.c.moved_at >= scope.period.start_utc,
-                    history.c.from_entered_at < scope.period.end_utc,
-                    owned(scope, deals.c.owner_id)))
+                    history.c.from_entered_at < scope.period.end_utc))
+    if scope.seller_id is not None:  # the deal's responsible seller: only then the join
+        ended = ended.join(deals, deals.c.id == history.c.deal_id).where(
+            deals.c.owner_id == scope.seller_id)
     going = (select(deals.c.id.label("deal_id"), deals.c.stage_id)
-             .where(deals.c.pipeline_id == scope.pipeline_id,
+             .where(deals.c.pipeline_id == scope.pipeline_id, deals.c.stage_id.in_(work),
                     deals.c.stage_entered_at < scope.period.end_utc,
                     owned(scope, deals.c.owner_id)))
     stays = union_all(ended, going).subquery()
-    present = dict(session.execute(
+    return dict(session.execute(
         select(stays.c.stage_id, func.count(func.distinct(stays.c.deal_id)))
         .group_by(stays.c.stage_id)).all())
-
-    rows = []
-    for stage_id, name, *_ in scope.work_stages:
-        count, outbound, missed_count = per_stage.get(stage_id, (0, 0, 0))
-        rows.append(StageCalls(stage_id, name, int(present.get(stage_id, 0)), int(count),
-                               int(outbound), int(missed_count),
-                               int(deal_days.get(stage_id, 0))))
-    return rows
 
 
 
