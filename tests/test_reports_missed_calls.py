@@ -18,6 +18,7 @@ from test_reports_histograms import (
     BASE, JAKARTA, PROPOSAL, caller, generated_funnel, report,
 )
 
+from pbx_crm.db import transaction
 from pbx_crm.funnel import call_backs, calls, deals
 from pbx_crm.models import Call
 from pbx_crm.reporting import days_rebuild
@@ -173,3 +174,22 @@ def test_the_callback_report_is_the_same_read_from_the_kept_call_backs_or_a_refi
         assert sum(row.missed for row in kept) > sum(row.called_back for row in kept) > 0
         call_backs.fill_call_backs(session)
         assert report(session, head, pipeline, **kw).callbacks == kept
+
+
+def test_report_rebuild_counts_and_calls_back_the_calls_written_by_hand(engine, pbx_crm_at):
+    with transaction(engine) as session:
+        _, _, _, _, deal = one_deal(session)
+        for key, hours, direction, disposition in (("in-1", 1, "inbound", "missed"),
+                                                   ("out-1", 3, "outbound", "answered")):
+            session.add(Call(uniqueid=key, linkedid=key, direction=direction,
+                             disposition=disposition, ringing_at=BASE + timedelta(hours=hours),
+                             deal_id=deal.id))  # as an import past the call writer
+
+    code, out, _ = pbx_crm_at(engine.url.render_as_string(hide_password=False),
+                              "--time-zone", JAKARTA, "report", "rebuild")
+
+    assert code == 0 and "the calls' call backs set again" in out
+    with transaction(engine, read_only=True) as session:
+        assert Phones(session, deal).called_back_at("in-1") == BASE + timedelta(hours=3)
+        missed = days_rebuild.histogram_totals(session)["missed calls"]
+        assert sum(count for (count,) in missed.values()) == 1

@@ -85,12 +85,14 @@ def cmd_report(args, settings, engine, out) -> int:
 
 
 def cmd_report_rebuild(args, settings, engine, out) -> int:
+    from ..funnel.call_backs import fill_call_backs
     from ..reporting.days_rebuild import rebuild
 
     with transaction(engine) as session:
+        fill_call_backs(session)
         rows = rebuild(session, time_zone=settings.time_zone)
-    print(f"Recounted the reports' daily table in {settings.time_zone}: {rows:,} rows",
-          file=out)
+    print(f"Recounted the reports' daily table in {settings.time_zone}: {rows:,} rows; "
+          "the calls' call backs set again", file=out)
     return 0
 
 
@@ -134,9 +136,11 @@ def add_report(commands) -> None:
         command.add_argument("--table", choices=REPORT_VIEWS[view],
                              help=f"with --csv: which table (default {REPORT_VIEWS[view][0]})")
     add_command(group, "rebuild", cmd_report_rebuild,
-                "recount the reports' daily table from the stage history",
+                "recount the reports' daily table from the stage history and the calls",
                 description="Recount the daily counts the reports read (moves per local day, "
-                            "stage and seller) from the stage history, in the company's "
-                            "time_zone: after writing history outside the deal services. (A "
+                            "stage and seller; the calls, missed calls among them) from the "
+                            "stage history and the calls, in the company's time_zone, and "
+                            "set each call's call back again: after writing history or calls "
+                            "outside the services. (A "
                             "change of time_zone is recounted by the next `pbx-crm web`, "
                             "`serve` or `db upgrade`, or report command.)")
