@@ -129,10 +129,12 @@ def deal_of(engine, call: Call) -> tuple[Deal, str]:
 
 
 def pops(engine, linkedid: str, kind: str = events.RINGING) -> list[int | None]:
+    """Who was shown the call: not the later "ringing" that only tells a pop shown before the
+    call was recorded its deal (it opens no card, and comes only when the ring was first)."""
     with transaction(engine, read_only=True) as session:
         return [event.target_user_id for event in session.exec(
             select(Event).where(Event.linkedid == linkedid, Event.kind == kind)
-            .order_by(Event.id))]
+            .order_by(Event.id)) if not event.payload.get("update")]
 
 
 def known_caller_of(engine, seller, number: str = "0812-1034-5521") -> int:
