@@ -186,7 +186,9 @@ def test_a_call_played_at_a_twentieth_of_its_time_reports_the_talk_it_played(
     with transaction(engine, read_only=True) as session:
         card = deal_card(session, team.actors["hana"], call.deal_id)
     (line,) = [line for line in card.timeline if line.entry.kind == "call"]
-    assert line.call_seconds == 2
+    # Answer to hangup as the CRM saw them: the hooks' round trips may add a second on a
+    # busy machine, as on a real Asterisk; never the 40 s the call stands for.
+    assert line.call_seconds in (2, 3)
     assert line.entry.body == "Inbound call answered: +6281355006622, 2 s"
     assert line.entry.data["talk_seconds"] == 2
     # The emulator's own line tells the call as simulated.
