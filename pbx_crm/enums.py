@@ -43,6 +43,16 @@ class Disposition(str, enum.Enum):
     FAILED = "failed"
 
 
+# A call nobody answered for the customer: it rang out (missed) or the caller gave up waiting
+# in a queue (abandoned). The one definition of a missed call, in Python and in SQL.
+MISSED_DISPOSITIONS = (Disposition.MISSED.value, Disposition.ABANDONED.value)
+
+
+def is_missed_inbound(direction: str, disposition: str | None) -> bool:
+    """A customer's call that ended missed or abandoned: what leaves a callback to make."""
+    return direction == CallDirection.INBOUND.value and disposition in MISSED_DISPOSITIONS
+
+
 class TimelineKind(str, enum.Enum):
     CREATED = "created"
     NOTE = "note"

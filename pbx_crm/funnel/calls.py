@@ -18,7 +18,9 @@ from . import call_backs, events, tasks
 from ..reporting import days as report_days
 from .contacts import contacts_with_number, find_contact_by_number
 from .deals import deal_for_caller, load_deal, open_deal_of_contact, take_deal
-from ..enums import CallDirection, DealSource, Disposition, TimelineKind
+from ..enums import (
+    CallDirection, DealSource, Disposition, TimelineKind, is_missed_inbound,
+)
 from ..errors import N_, AlreadyTaken, Conflict, NumberConflict, Phrase
 from ..rules.funnel import Actor
 from .journal import timeline
@@ -479,8 +481,7 @@ def record_hangup(session: Session, *, uniqueid: str, dial_status: str | None,
     if call.deal_id is not None:
         _put_on_timeline(session, call, talk_seconds=answered_seconds
                          if disposition == "answered" else None)
-        if call.direction == CallDirection.INBOUND.value and disposition in ("missed",
-                                                                              "abandoned"):
+        if is_missed_inbound(call.direction, disposition):
             tasks.note_missed_call(session, call, now=now)
             report_days.record_missed_call(session, deal_id=call.deal_id, at=call.ringing_at)
         elif disposition == "answered" and not reached_before:

@@ -54,7 +54,7 @@ from sqlalchemy import (
 )
 
 from ..config import Settings
-from ..enums import CallDirection, Disposition, StageKind
+from ..enums import CallDirection, StageKind, is_missed_inbound
 from ..models import (
     Call, Deal, ReportCallDay, ReportCycleBucket, ReportDay, ReportDayZone, ReportStayBucket,
     ReportTeamDay, ReportTeamStayBucket, Stage, StageHistory,
@@ -319,12 +319,6 @@ def _stage_at(moves: list, at: datetime):
     return found
 
 
-def _missed(direction, disposition) -> bool:
-    """An inbound call that ended missed or abandoned (the reports' missed call)."""
-    return (direction == CallDirection.INBOUND.value
-            and disposition in (Disposition.MISSED.value, Disposition.ABANDONED.value))
-
-
 def _call_contributions(session, deal_id: int, *, pipeline_id: int, seller_id, time_zone: str,
                         moves: list) -> dict:
     """(pipeline, day, stage, seller) -> (calls, outbound, deals called, missed) of one deal's
@@ -339,7 +333,7 @@ def _call_contributions(session, deal_id: int, *, pipeline_id: int, seller_id, t
         key = (pipeline_id, local_day(ringing_at, time_zone), stage_id, seller_id)
         number, outbound, _, missed = counted.get(key, (0, 0, 1, 0))
         counted[key] = (number + 1, outbound + (direction == CallDirection.OUTBOUND.value), 1,
-                        missed + _missed(direction, disposition))
+                        missed + is_missed_inbound(direction, disposition))
     return counted
 
 

@@ -17,7 +17,7 @@ from sqlalchemy import (
 )
 from sqlmodel import Session
 
-from ..enums import CallDirection, Disposition, StageKind
+from ..enums import MISSED_DISPOSITIONS, CallDirection, StageKind
 from ..errors import Phrase, ValidationError
 from ..funnel import pipelines
 from ..models import Call, Deal, Stage, StageHistory, User
@@ -26,7 +26,6 @@ from ..rules.funnel import Actor, ensure_head
 from .figures import Period
 
 # A missed call: the customer rang and nobody picked up (or they hung up while it rang).
-MISSED_DISPOSITIONS = (Disposition.MISSED.value, Disposition.ABANDONED.value)
 NOBODY = "(nobody yet)"
 
 history = StageHistory.__table__

@@ -21,6 +21,7 @@ from ..funnel import deals as deal_services
 from ..funnel import events
 from ..config import Settings
 from ..db import transaction
+from ..enums import MISSED_DISPOSITIONS
 from ..models import Call, Deal, Event, RobotCursor, RobotRule, utcnow
 from .actions import AfterCommit
 from .passes import (
@@ -105,7 +106,7 @@ def _on_call_event(session: Session, kind: str, payload: dict, *, now: datetime,
         if call.answered_at is None or deal.stage_entered_at >= call.answered_at:
             return
         condition = Condition.CALL_ANSWERED
-    elif call.disposition in ("missed", "abandoned"):
+    elif call.disposition in MISSED_DISPOSITIONS:
         condition = Condition.CALL_MISSED
     else:
         return
