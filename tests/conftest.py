@@ -97,6 +97,14 @@ def proxy(engine):
 
 
 @pytest.fixture
+def behind_proxy(engine, proxy):
+    """An engine that reaches the test PostgreSQL through ``proxy``."""
+    behind = make_engine(proxy.engine_url(engine.url))
+    yield behind
+    behind.dispose()
+
+
+@pytest.fixture
 def session(engine):
     """A session in one transaction, committed at the end of the test if it got there."""
     with transaction(engine) as session:

@@ -17,7 +17,7 @@ from factories import ADMIN, make_deal, make_pipeline, make_user
 from sqlmodel import select
 from webtools import WebServer, signed_in
 
-from pbx_crm.db import make_engine, transaction
+from pbx_crm.db import transaction
 from pbx_crm.models import Task
 from pbx_crm.people import users
 from pbx_crm.webui.app import load_translations
@@ -36,11 +36,9 @@ def crm(engine):
 
 
 @pytest.fixture
-def web(settings, engine, proxy):
-    behind = make_engine(proxy.engine_url(engine.url))
-    with WebServer(settings, behind) as web:
+def web(settings, behind_proxy):
+    with WebServer(settings, behind_proxy) as web:
         yield web
-    behind.dispose()
 
 
 def test_a_page_opened_while_the_database_is_away_says_so_and_works_once_it_is_back(

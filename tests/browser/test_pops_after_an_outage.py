@@ -13,7 +13,7 @@ import pytest
 from factories import make_contact, make_deal, make_pipeline, make_user
 from webtools import WebServer
 
-from pbx_crm.db import make_engine, transaction
+from pbx_crm.db import transaction
 
 BUDI = "+62 812-3456-7890"
 PAUSED = "Calls cannot pop up here just now: trying again by itself."
@@ -26,13 +26,6 @@ def crm(engine):
         ana = make_user(session, "ana", extensions=["101"])
         caller = make_contact(session, name="Budi Santoso", phones=(BUDI,))
         make_deal(session, ana, title="Website redesign", contact_id=caller.id)
-
-
-@pytest.fixture
-def behind_proxy(engine, proxy):
-    behind = make_engine(proxy.engine_url(engine.url))
-    yield behind
-    behind.dispose()
 
 
 @pytest.fixture
