@@ -1,4 +1,4 @@
--- pbx-crm schema for postgres at migration 0016; regenerate with: pbx-crm db dump > sql/schema.postgres.sql
+-- pbx-crm schema for postgres at migration 0017; regenerate with: pbx-crm db dump > sql/schema.postgres.sql
 
 CREATE EXTENSION IF NOT EXISTS pg_trgm WITH SCHEMA public;
 
@@ -831,13 +831,13 @@ CREATE INDEX ix_report_call_days_pipeline_day ON public.report_call_days USING b
 
 CREATE INDEX ix_report_cycle_buckets_pipeline_day ON public.report_cycle_buckets USING btree (pipeline_id, day);
 
-CREATE INDEX ix_report_days_pipeline_day ON public.report_days USING btree (pipeline_id, day);
+CREATE INDEX ix_report_days_read ON public.report_days USING btree (pipeline_id, seller_id, from_stage_id, to_stage_id, day, moves, stay_seconds, amount_minor, cycle_seconds);
 
 CREATE INDEX ix_report_stay_buckets_pipeline_day ON public.report_stay_buckets USING btree (pipeline_id, day);
 
 CREATE INDEX ix_report_team_days_pipeline_day ON public.report_team_days USING btree (pipeline_id, day);
 
-CREATE INDEX ix_report_team_stay_buckets_read ON public.report_team_stay_buckets USING btree (pipeline_id, day, stage_id, bucket, moves);
+CREATE INDEX ix_report_team_stay_buckets_read ON public.report_team_stay_buckets USING btree (pipeline_id, stage_id, bucket, day, moves);
 
 CREATE INDEX ix_robot_rules_stage_id ON public.robot_rules USING btree (stage_id);
 
@@ -858,6 +858,8 @@ CREATE INDEX ix_stage_history_to_stage ON public.stage_history USING btree (to_s
 CREATE INDEX ix_tasks_assignee_open ON public.tasks USING btree (assignee_id, done_at, due_at);
 
 CREATE INDEX ix_tasks_deal_id ON public.tasks USING btree (deal_id);
+
+CREATE INDEX ix_tasks_open ON public.tasks USING btree (deal_id, due_at) WHERE (done_at IS NULL);
 
 CREATE INDEX ix_tasks_to_remind ON public.tasks USING btree (due_at) WHERE ((done_at IS NULL) AND (reminded_at IS NULL));
 

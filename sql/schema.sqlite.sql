@@ -1,4 +1,4 @@
--- pbx-crm schema for sqlite at migration 0016; regenerate with: pbx-crm db dump > sql/schema.sqlite.sql
+-- pbx-crm schema for sqlite at migration 0017; regenerate with: pbx-crm db dump > sql/schema.sqlite.sql
 
 CREATE TABLE alembic_version (
 	version_num VARCHAR(32) NOT NULL,
@@ -487,13 +487,13 @@ CREATE INDEX ix_report_call_days_pipeline_day ON report_call_days (pipeline_id, 
 
 CREATE INDEX ix_report_cycle_buckets_pipeline_day ON report_cycle_buckets (pipeline_id, day);
 
-CREATE INDEX ix_report_days_pipeline_day ON report_days (pipeline_id, day);
+CREATE INDEX ix_report_days_read ON report_days (pipeline_id, seller_id, from_stage_id, to_stage_id, day, moves, stay_seconds, amount_minor, cycle_seconds);
 
 CREATE INDEX ix_report_stay_buckets_pipeline_day ON report_stay_buckets (pipeline_id, day);
 
 CREATE INDEX ix_report_team_days_pipeline_day ON report_team_days (pipeline_id, day);
 
-CREATE INDEX ix_report_team_stay_buckets_read ON report_team_stay_buckets (pipeline_id, day, stage_id, bucket, moves);
+CREATE INDEX ix_report_team_stay_buckets_read ON report_team_stay_buckets (pipeline_id, stage_id, bucket, day, moves);
 
 CREATE INDEX ix_robot_rules_stage_id ON robot_rules (stage_id);
 
@@ -514,6 +514,8 @@ CREATE INDEX ix_stage_history_to_stage ON stage_history (to_stage_id, moved_at, 
 CREATE INDEX ix_tasks_assignee_open ON tasks (assignee_id, done_at, due_at);
 
 CREATE INDEX ix_tasks_deal_id ON tasks (deal_id);
+
+CREATE INDEX ix_tasks_open ON tasks (deal_id, due_at) WHERE done_at IS NULL;
 
 CREATE INDEX ix_tasks_to_remind ON tasks (due_at) WHERE done_at IS NULL AND reminded_at IS NULL;
 

@@ -38,6 +38,7 @@ class TimelineEntry(SQLModel, table=True):
 _OPEN_CALLBACK = "kind = 'callback' AND done_at IS NULL"
 # The tasks the reminder pass still has to look at (robots.task_reminders).
 _TO_REMIND = "done_at IS NULL AND reminded_at IS NULL"
+_OPEN = "done_at IS NULL"
 
 
 class Task(SQLModel, table=True):
@@ -49,6 +50,9 @@ class Task(SQLModel, table=True):
               sqlite_where=text(_OPEN_CALLBACK), postgresql_where=text(_OPEN_CALLBACK)),
         Index("ix_tasks_to_remind", "due_at",
               sqlite_where=text(_TO_REMIND), postgresql_where=text(_TO_REMIND)),
+        # The open tasks by deal: what the report counts per seller starts from these.
+        Index("ix_tasks_open", "deal_id", "due_at",
+              sqlite_where=text(_OPEN), postgresql_where=text(_OPEN)),
     )
 
     id: int | None = Field(default=None, primary_key=True)

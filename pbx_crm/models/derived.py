@@ -15,7 +15,11 @@ class ReportDay(SQLModel, table=True):
     funnel reports (kept by ``pbx_crm.reporting.days``); rows are additive, readers sum them."""
 
     __tablename__ = "report_days"
-    __table_args__ = (Index("ix_report_days_pipeline_day", "pipeline_id", "day"),)
+    # Covers the reads, in the order they sum (a pipeline's moves per seller and stage pair):
+    # SQLite walks it without sorting the period's rows, and finds the row a move adds to.
+    __table_args__ = (Index("ix_report_days_read", "pipeline_id", "seller_id", "from_stage_id",
+                            "to_stage_id", "day", "moves", "stay_seconds", "amount_minor",
+                            "cycle_seconds"),)
 
     id: int | None = Field(default=None, primary_key=True)
     pipeline_id: int = _fk("pipelines.id", nullable=False, ondelete="CASCADE")
@@ -77,9 +81,10 @@ class ReportTeamStayBucket(SQLModel, table=True):
     and bucket): what a whole team's long report reads, many times fewer rows."""
 
     __tablename__ = "report_team_stay_buckets"
-    # Covers the report's read (a pipeline's days, summed per stage and bucket): index only.
-    __table_args__ = (Index("ix_report_team_stay_buckets_read", "pipeline_id", "day",
-                            "stage_id", "bucket", "moves"),)
+    # Covers the report's read in the order it sums (a pipeline's moves per stage and bucket):
+    # index only, and SQLite sums it without sorting the period's rows.
+    __table_args__ = (Index("ix_report_team_stay_buckets_read", "pipeline_id", "stage_id",
+                            "bucket", "day", "moves"),)
 
     id: int | None = Field(default=None, primary_key=True)
     pipeline_id: int = _fk("pipelines.id", nullable=False, ondelete="CASCADE")

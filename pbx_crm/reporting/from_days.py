@@ -124,9 +124,9 @@ _BACK, _ON, _LOST = 0, 1, 2
 
 def _exit_kind(scope: Scope, from_id: int, to_id: int) -> int:
     """A move out of a stage: lost, on (to a later stage) or back, by today's positions."""
-    if to_id in scope.ids_of(StageKind.LOST):
+    if scope.kinds.get(to_id) == StageKind.LOST.value:
         return _LOST
-    position = {s[0]: s[2] for s in scope.stage_list}
+    position = scope.positions
     return _ON if position.get(to_id, 0) > position.get(from_id, 0) else _BACK
 
 

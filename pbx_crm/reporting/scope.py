@@ -11,6 +11,7 @@ and nudges).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from sqlalchemy import (
     BigInteger, and_, bindparam, case, cast, func, literal, literal_column, select,
@@ -58,6 +59,16 @@ class Scope:
     @property
     def work_stage_ids(self) -> list[int]:
         return [s[0] for s in self.work_stages]
+
+    @cached_property
+    def positions(self) -> dict[int, int]:
+        """Stage id -> its position on the board: whether a move went on or back."""
+        return {s[0]: s[2] for s in self.stage_list}
+
+    @cached_property
+    def kinds(self) -> dict[int, str]:
+        """Stage id -> its kind (open, won, lost)."""
+        return {s[0]: s[3] for s in self.stage_list}
 
     def ids_of(self, kind: StageKind) -> list[int]:
         return [s[0] for s in self.stage_list if s[3] == kind.value]
