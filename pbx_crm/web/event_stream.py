@@ -256,7 +256,7 @@ class EventHub:
 
     def _start(self) -> None:
         with self._lock:
-            if self._reader is not None:
+            if self._reader is not None or self._stopping.is_set():
                 return
             if self.postgres:
                 # Listen before reading where to start: an event committed in between wakes
@@ -401,8 +401,9 @@ class EventHub:
 
     def close(self) -> None:
         """Stop the reader (the web process is stopping)."""
-        self._stopping.set()
-        reader = self._reader
+        with self._lock:  # a reader being started is started by the time this is had
+            self._stopping.set()
+            reader = self._reader
         if reader is not None and self.postgres:
             # Wake the LISTEN at once instead of at its timeout.
             try:
