@@ -57,10 +57,21 @@ def _postgres_engine():
         yield engine
 
 
-def _truncate_all(engine) -> None:
-    tables = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
+def _empty_all(engine) -> None:
+    """Every table emptied and every id counting from 1 again. DELETE, not TRUNCATE: a test's
+    few rows go in 3 ms, where TRUNCATE makes new files for some 40 tables (120-220 ms, a
+    sixth of the suite). The lock first waits, as TRUNCATE would, for whatever a previous
+    test left writing."""
+    tables = metadata.sorted_tables
+    names = ", ".join(f'"{t.name}"' for t in tables)
     with engine.begin() as connection:
-        connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        connection.execute(text(f"LOCK TABLE {names} IN ACCESS EXCLUSIVE MODE"))
+        connection.execute(text("; ".join(f'DELETE FROM "{t.name}"' for t in reversed(tables))))
+        sequences = connection.execute(text(
+            "SELECT sequencename FROM pg_sequences WHERE schemaname = current_schema()")).scalars()
+        restarts = ", ".join(f"setval('\"{name}\"', 1, false)" for name in sequences)
+        if restarts:
+            connection.execute(text(f"SELECT {restarts}"))
         # As the migrations leave a new database: the reports' daily counts kept in the
         # default company time zone (pbx_crm.reporting.days).
         connection.execute(text("INSERT INTO report_day_zone (id, time_zone) "
@@ -78,7 +89,7 @@ def engine(request, tmp_path):
         engine.dispose()
     else:
         engine = request.getfixturevalue("_postgres_engine")
-        _truncate_all(engine)
+        _empty_all(engine)
         yield engine
 
 
