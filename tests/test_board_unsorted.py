@@ -61,7 +61,7 @@ def _waiting(session):
 
 
 def test_an_unsorted_card_counts_calls_and_waits_since_the_first_missed_call_not_returned(
-        session, waiting):
+        waiting, session):
     stage, ana = waiting["stage"], waiting["ana"]
     statements = []
 
@@ -92,7 +92,7 @@ def test_an_unsorted_card_counts_calls_and_waits_since_the_first_missed_call_not
     assert (own.calls, own.missed_calls, own.waiting_since) == (None, None, None)
 
 
-def test_show_more_reads_the_same_counts(session, waiting):
+def test_show_more_reads_the_same_counts(waiting, session):
     stage, ana = waiting["stage"], waiting["ana"]
     first = board.column_card_rows(session, ana, stage["Unsorted"], limit=1)
     after = (first[0].created_at, first[0].id)
