@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from contextlib import contextmanager
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ProgrammingError
 
 from pbx_crm.db import make_engine
 
@@ -50,7 +52,21 @@ def new_postgres_database(prefix: str, *, no_extensions: bool = False):
     finally:
         engine.dispose()
         with server.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            _drop(connection, name)
             if own_role:
                 connection.execute(text(f"DROP ROLE IF EXISTS {name}"))
         server.dispose()
+
+
+def _drop(connection, name: str) -> None:
+    """Drop the database, its connections closed. FORCE may not end an autovacuum worker
+    busy in it (a superuser's process) and then fails at once: the worker is done within
+    seconds, so try again."""
+    for attempt in range(20):
+        try:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            return
+        except ProgrammingError as error:
+            if attempt == 19 or "pg_signal_backend" not in str(error):
+                raise
+            time.sleep(0.5)
