@@ -97,13 +97,15 @@ def deal_changed(session, before: Counted, deal: Deal) -> None:
 # --- reading ------------------------------------------------------------------------------
 
 
-def column_totals(session, pipeline_id: int, *, owner_id: int | None) -> dict[int, tuple]:
+def column_totals(session, pipeline_id: int, *, owner_id: int | None,
+                  nobodys: bool = True) -> dict[int, tuple]:
     """stage id -> (deals, money) of a pipeline: everyone's (``owner_id`` None) or one
-    seller's plus nobody's (the Unsorted deals every board shows)."""
+    seller's plus nobody's (the Unsorted deals every board shows; ``nobodys`` False: the
+    seller's alone, as their report counts them)."""
     query = select(totals.c.stage_id, func.sum(totals.c.deals), func.sum(totals.c.amount_minor)) \
         .where(totals.c.pipeline_id == pipeline_id)
     if owner_id is not None:
-        query = query.where(totals.c.owner_key.in_([owner_id, NOBODY]))
+        query = query.where(totals.c.owner_key.in_([owner_id, NOBODY] if nobodys else [owner_id]))
     query = query.group_by(totals.c.stage_id).having(func.sum(totals.c.deals) != 0)
     return {stage_id: (int(count), int(money))
             for stage_id, count, money in session.execute(query)}

@@ -23,6 +23,7 @@ from sqlmodel import Session
 
 from ..enums import StageKind
 from ..errors import Conflict
+from ..funnel import stage_totals
 from . import days as report_days
 from .days import call_days, cycle_buckets, days, stay_buckets, team_days, team_stay_buckets
 from .figures import (
@@ -145,14 +146,17 @@ def _stay_medians(session: Session, scope: Scope) -> dict:
 
 
 
+def in_stages_now(session: Session, scope: Scope) -> dict[int, tuple[int, int]]:
+    """stage -> (deals, money) in it now, the scope's: the board's kept column totals."""
+    return stage_totals.column_totals(session, scope.pipeline_id, owner_id=scope.seller_id,
+                                      nobodys=False)
+
+
 def stage_figures(session: Session, scope: Scope) -> list[StageFigures]:
     """Per open stage: deals and money in it now; entered, moved on, back, lost and the time
     spent in it over the period."""
     require_days(session, scope)
-    now = {stage_id: (count, amount) for stage_id, count, amount in session.execute(
-        select(deals.c.stage_id, func.count(), func.coalesce(func.sum(deals.c.amount_minor), 0))
-        .where(deals.c.pipeline_id == scope.pipeline_id, owned(scope, deals.c.owner_id))
-        .group_by(deals.c.stage_id))}
+    now = in_stages_now(session, scope)
     entered, counts, stay, exits = {}, {}, {}, {}
     for pair in _day_pairs(session, scope):
         entered[pair.to_stage_id] = entered.get(pair.to_stage_id, 0) + pair.moves
@@ -270,10 +274,7 @@ def stage_calls(session: Session, scope: Scope) -> list[StageCalls]:
                func.sum(call_days.c.outbound), func.sum(call_days.c.missed),
                func.sum(call_days.c.deals_called))
         .where(_in_days(scope, call_days)).group_by(call_days.c.stage_id))}
-    now = dict(session.execute(
-        select(deals.c.stage_id, func.count())
-        .where(deals.c.pipeline_id == scope.pipeline_id, owned(scope, deals.c.owner_id))
-        .group_by(deals.c.stage_id)).all())
+    now = {stage_id: count for stage_id, (count, _) in in_stages_now(session, scope).items()}
     moves = _days_table(scope)
     later = [moves.c.pipeline_id == scope.pipeline_id, moves.c.day >= period.start]
     if moves is days:

@@ -192,15 +192,21 @@ def nudges(session: Session, scope: Scope) -> list[NudgeAnswers]:
     """Per seller and stage: the robot nudges fired on their deals in the period, and how
     they were answered."""
     answer = runs.c.answer
-    query = (select(deals.c.owner_id, rules.c.stage_id, func.count(),
-                    sum_if(answer == NudgeAnswer.MOVED_ON.value),
-                    sum_if(answer == NudgeAnswer.LOWER_PRIORITY.value),
-                    sum_if(answer == NudgeAnswer.SNOOZE.value))
-             .select_from(runs).join(rules, rules.c.id == runs.c.rule_id)
-             .join(deals, deals.c.id == runs.c.deal_id)
+    # Summed per deal and rule first, from the period's runs (``ix_robot_runs_fired``): far
+    # fewer than the pipeline's deals, which a join the other way round would walk.
+    per_deal = (select(runs.c.deal_id, runs.c.rule_id, func.count().label("fired"),
+                       sum_if(answer == NudgeAnswer.MOVED_ON.value).label("moved_on"),
+                       sum_if(answer == NudgeAnswer.LOWER_PRIORITY.value).label("lower"),
+                       sum_if(answer == NudgeAnswer.SNOOZE.value).label("snooze"))
+                .where(in_period(runs.c.fired_at, scope.period),
+                       runs.c.status == RobotRunStatus.DONE.value)
+                .group_by(runs.c.deal_id, runs.c.rule_id).subquery())
+    query = (select(deals.c.owner_id, rules.c.stage_id, func.sum(per_deal.c.fired),
+                    func.sum(per_deal.c.moved_on), func.sum(per_deal.c.lower),
+                    func.sum(per_deal.c.snooze))
+             .select_from(per_deal).join(rules, rules.c.id == per_deal.c.rule_id)
+             .join(deals, deals.c.id == per_deal.c.deal_id)
              .where(deals.c.pipeline_id == scope.pipeline_id,
-                    in_period(runs.c.fired_at, scope.period),
-                    runs.c.status == RobotRunStatus.DONE.value,
                     rules.c.action.in_(NUDGE_ACTIONS), owned(scope, deals.c.owner_id))
              .group_by(deals.c.owner_id, rules.c.stage_id))
     found = session.execute(query).all()
