@@ -305,6 +305,20 @@ def test_calls_per_deal_by_stage(funnel):
     assert (mine[PROPOSAL].deals, mine[PROPOSAL].calls) == (3, 3)
 
 
+def test_a_deal_back_in_a_stage_is_one_deal_in_it(session):
+    funnel = Funnel(session)
+    funnel.create("Back", funnel.ana, 100, 1)
+    funnel.move("Back", funnel.ana, PROPOSAL, 2)
+    funnel.move("Back", funnel.ana, "Opportunity", 3)  # back, and still there
+    funnel.create("Later", funnel.ana, 100, 4)
+    funnel.move("Later", funnel.ana, PROPOSAL, 5)
+    funnel.move("Later", funnel.ana, "Opportunity", 24 * 15)  # back after the period
+    funnel.create("After", funnel.budi, 100, 24 * 16)  # in it only after the period
+    for actor in (funnel.hana, funnel.ana):
+        calls = by_name(report(funnel, actor).calls)
+        assert (calls["Opportunity"].deals, calls[PROPOSAL].deals) == (2, 2)
+
+
 def test_missed_call_callback_time_per_seller(funnel):
     rows = report(funnel).callbacks
     assert [row.seller_name for row in rows] == ["Ana", "Budi", "(nobody yet)"]

@@ -35,7 +35,7 @@ import statistics
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 
-from sqlalchemy import case, func, select, union_all
+from sqlalchemy import and_, case, func, not_, select
 from sqlmodel import Session
 
 from ..enums import NudgeAnswer, RobotRunStatus, StageKind
@@ -92,27 +92,31 @@ def stage_calls(session: Session, scope: Scope) -> list[StageCalls]:
 
 
 def _deals_present(session: Session, scope: Scope) -> dict:
-    """stage -> the deals whose stay in it overlaps the period: stays that ended in it or
-    later (a move out), and stays still going (the deal's current stage)."""
+    """stage -> the deals whose stay in it overlaps the period: the deals in it now that
+    entered it before the period's end, plus the deals that left it from the period's start
+    on (a stay begun before the end) and are not among the first. Counted apart, the open
+    deals are an index count and only the period's moves out are read one by one."""
     work = scope.work_stage_ids  # not the closed deals, most of a pipeline's, in Won or Lost
-    ended = (select(history.c.deal_id, history.c.from_stage_id.label("stage_id"))
-             .where(history.c.pipeline_id == scope.pipeline_id,
-                    history.c.from_stage_id.in_(work),
-                    history.c.moved_at >= scope.period.start_utc,
-                    history.c.from_entered_at < scope.period.end_utc))
-    if scope.seller_id is not None:  # the deal's responsible seller: only then the join
-        ended = ended.join(deals, deals.c.id == history.c.deal_id).where(
-            deals.c.owner_id == scope.seller_id)
-    going = (select(deals.c.id.label("deal_id"), deals.c.stage_id)
-             .where(deals.c.pipeline_id == scope.pipeline_id, deals.c.stage_id.in_(work),
-                    deals.c.stage_entered_at < scope.period.end_utc,
-                    owned(scope, deals.c.owner_id)))
-    stays = union_all(ended, going).subquery()
-    return dict(session.execute(
-        select(stays.c.stage_id, func.count(func.distinct(stays.c.deal_id)))
-        .group_by(stays.c.stage_id)).all())
-
-
+    end = scope.period.end_utc
+    # The stages name the pipeline: by stage and entry alone, it counts in ix_deals_stage_entered.
+    present = dict(session.execute(
+        select(deals.c.stage_id, func.count())
+        .where(deals.c.stage_id.in_(work), deals.c.stage_entered_at < end,
+               owned(scope, deals.c.owner_id))
+        .group_by(deals.c.stage_id)).all())
+    still_there = and_(deals.c.stage_id == history.c.from_stage_id,
+                       deals.c.stage_entered_at < end)
+    for stage_id, number in session.execute(
+            select(history.c.from_stage_id, func.count(func.distinct(history.c.deal_id)))
+            .join(deals, deals.c.id == history.c.deal_id)
+            .where(history.c.pipeline_id == scope.pipeline_id,
+                   history.c.from_stage_id.in_(work),
+                   history.c.moved_at >= scope.period.start_utc,
+                   history.c.from_entered_at < end,
+                   owned(scope, deals.c.owner_id), not_(still_there))
+            .group_by(history.c.from_stage_id)):
+        present[stage_id] = present.get(stage_id, 0) + number
+    return present
 
 
 def callbacks(session: Session, scope: Scope, target_minutes: int) -> list[Callbacks]:
