@@ -30,7 +30,7 @@ from .figures import (
     LossCell, LossMap, LossRow, Outcomes, StageCalls, StageFigures, Week, flag_weak, loss_cells,
 )
 from .scope import (
-    NOBODY, Scope, deals, exact_medians, history, in_period, moves_in_period, owned,
+    NOBODY, Scope, days_since, deals, exact_medians, history, in_period, moves_in_period, owned,
     seconds_between, seller_names, users,
 )
 
@@ -102,10 +102,14 @@ def _days_table(scope: Scope, *key_names: str):
     return days if scope.seller_id is not None or "seller_id" in key_names else team_days
 
 
-def _day_pairs(session: Session, scope: Scope, *key_names: str) -> list[_Pair]:
-    """The period's moves summed per stage pair (and per ``key_names`` columns, the key)."""
+def _day_pairs(session: Session, scope: Scope, *key_names: str, week_of: date | None = None
+               ) -> list[_Pair]:
+    """The period's moves summed per stage pair (and per ``key_names`` columns, the key;
+    ``week_of``: per week from that Monday, the key's last part)."""
     table = _days_table(scope, *key_names)
     keys = [table.c[name] for name in key_names]
+    if week_of is not None:
+        keys.append(days_since(scope, table.c.day, week_of) // 7)
     query = (select(*keys, table.c.from_stage_id, table.c.to_stage_id,
                     func.sum(table.c.moves), func.sum(table.c.stay_seconds),
                     func.sum(table.c.amount_minor), func.sum(table.c.cycle_seconds))
@@ -304,10 +308,8 @@ def weekly_trend(session: Session, scope: Scope) -> list[Week]:
     first_monday = scope.period.start - timedelta(days=scope.period.start.weekday())
     won_ids, lost_ids = set(scope.ids_of(StageKind.WON)), set(scope.ids_of(StageKind.LOST))
     counts: dict = {}
-    for pair in _day_pairs(session, scope, "day"):
-        day = pair.key[0]
-        day = day if isinstance(day, date) else date.fromisoformat(str(day))
-        index = (day - first_monday).days // 7
+    for pair in _day_pairs(session, scope, week_of=first_monday):
+        index = int(pair.key[0])
         created, forward, won, lost = counts.get(index, (0, 0, 0, 0))
         moves = pair.moves
         if pair.from_stage_id is None:

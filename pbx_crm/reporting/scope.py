@@ -11,10 +11,11 @@ and nudges).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from functools import cached_property
 
 from sqlalchemy import (
-    BigInteger, and_, bindparam, case, cast, func, literal, literal_column, select,
+    BigInteger, Integer, and_, bindparam, case, cast, func, literal, literal_column, select,
 )
 from sqlmodel import Session
 
@@ -107,6 +108,13 @@ def epoch_of(scope: Scope, column):
     if scope.dialect == "sqlite":
         return cast(func.strftime("%s", column), BigInteger)
     return cast(func.floor(func.extract("epoch", column)), BigInteger)
+
+
+def days_since(scope: Scope, day_column, first: date):
+    """Whole days from ``first`` to a date column (text on SQLite, date on PG)."""
+    if scope.dialect == "sqlite":
+        return cast(func.julianday(day_column) - func.julianday(first.isoformat()), Integer)
+    return day_column - first
 
 
 def seconds_between(scope: Scope, later, earlier):
