@@ -827,7 +827,7 @@ CREATE INDEX ix_notifications_task ON public.notifications USING btree (task_id)
 
 CREATE INDEX ix_notifications_user_unread ON public.notifications USING btree (user_id, read_at);
 
-CREATE INDEX ix_report_call_days_pipeline_day ON public.report_call_days USING btree (pipeline_id, day);
+CREATE INDEX ix_report_call_days_read ON public.report_call_days USING btree (pipeline_id, stage_id, day, seller_id, calls, outbound, missed, deals_called);
 
 CREATE INDEX ix_report_cycle_buckets_pipeline_day ON public.report_cycle_buckets USING btree (pipeline_id, day);
 

@@ -483,7 +483,7 @@ CREATE INDEX ix_notifications_task ON notifications (task_id) WHERE task_id IS N
 
 CREATE INDEX ix_notifications_user_unread ON notifications (user_id, read_at);
 
-CREATE INDEX ix_report_call_days_pipeline_day ON report_call_days (pipeline_id, day);
+CREATE INDEX ix_report_call_days_read ON report_call_days (pipeline_id, stage_id, day, seller_id, calls, outbound, missed, deals_called);
 
 CREATE INDEX ix_report_cycle_buckets_pipeline_day ON report_cycle_buckets (pipeline_id, day);
 

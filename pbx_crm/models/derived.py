@@ -114,7 +114,9 @@ class ReportCallDay(SQLModel, table=True):
     that ended missed or abandoned (counted when they end)."""
 
     __tablename__ = "report_call_days"
-    __table_args__ = (Index("ix_report_call_days_pipeline_day", "pipeline_id", "day"),)
+    # Covers the read in the order it sums (a pipeline's calls per stage), as report_days's.
+    __table_args__ = (Index("ix_report_call_days_read", "pipeline_id", "stage_id", "day",
+                            "seller_id", "calls", "outbound", "missed", "deals_called"),)
 
     id: int | None = Field(default=None, primary_key=True)
     pipeline_id: int = _fk("pipelines.id", nullable=False, ondelete="CASCADE")
