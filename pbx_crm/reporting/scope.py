@@ -15,7 +15,7 @@ from datetime import date
 from functools import cached_property
 
 from sqlalchemy import (
-    BigInteger, Integer, and_, bindparam, case, cast, func, literal, literal_column, select,
+    Integer, and_, bindparam, case, cast, func, literal, literal_column, select,
 )
 from sqlmodel import Session
 
@@ -26,6 +26,7 @@ from ..models import Call, Deal, Stage, StageHistory, User
 from ..people.users import get_user_by_login
 from ..rules.funnel import Actor, ensure_head
 from .figures import Period
+from .local_days import epoch_sql
 
 # A missed call: the customer rang and nobody picked up (or they hung up while it rang).
 NOBODY = "(nobody yet)"
@@ -105,9 +106,7 @@ def report_scope(session: Session, actor: Actor, *, pipeline_id: int | None, per
 
 def epoch_of(scope: Scope, column):
     """Whole seconds since 1970 of a timestamp column (text on SQLite, timestamptz on PG)."""
-    if scope.dialect == "sqlite":
-        return cast(func.strftime("%s", column), BigInteger)
-    return cast(func.floor(func.extract("epoch", column)), BigInteger)
+    return epoch_sql(scope.dialect, column)
 
 
 def days_since(scope: Scope, day_column, first: date):
