@@ -19,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from datetime import timedelta
 from importlib import resources
@@ -196,6 +197,24 @@ def test_a_database_that_is_not_migrated_stops_the_server_at_once(engine, tmp_pa
     assert code == 1
     last = (tmp_path / "fastagi.log").read_text().splitlines()[-1]
     assert last == "pbx-crm: the database is not migrated: run `pbx-crm db upgrade` first"
+
+
+# --- the server stops --------------------------------------------------------------------
+
+
+def test_a_stopped_server_leaves_none_of_its_threads_running(engine, tmp_path):
+    """The simulator, the demo and the tests start and stop the server in one process."""
+    with transaction(engine) as session:
+        make_pipeline(session)
+    before = set(threading.enumerate())
+    pbx = Pbx(engine, tmp_path)
+    call = pbx.trunk_call()
+    assert pbx.incoming(call).variables["CRM_STATUS"] == "NEW"
+    pbx.hangup(call, "NOANSWER")
+    pbx.stop()
+
+    eventually(lambda: set(threading.enumerate()) <= before, timeout=5,
+               what="the end of the server's threads")
 
 
 # --- pbx-crm check ------------------------------------------------------------------------

@@ -151,10 +151,10 @@ class HookDispatcher:
         self._recordings, self._recordings_limit = 0, max(1, workers - 2)
         self._running = 0  # hooks on the database workers, answered or left behind
         self._running_changed = threading.Condition()
+        self._stopping = threading.Event()
         for n in range(workers):
             threading.Thread(target=self._work, name=f"crm-hook-{n}", daemon=True).start()
         self._replay_lock = threading.Lock()
-        self._stopping = threading.Event()
         self._replayer: threading.Thread | None = None
         self.database = DatabaseWatch(fresh_connection_engine(engine))
 
@@ -209,12 +209,15 @@ class HookDispatcher:
         return True
 
     def _work(self) -> None:
-        """A database worker: what a call waits for first, then the recordings."""
+        """A database worker: what a call waits for first, then the recordings. It ends
+        once the dispatcher is closed (a recording still queued then is in the spool)."""
         while True:
             with self._jobs_changed:
-                self._jobs_changed.wait_for(lambda: self._jobs and (
+                self._jobs_changed.wait_for(lambda: self._stopping.is_set() or self._jobs and (
                     self._jobs[0][0] == A_CALL_WAITS
                     or self._recordings < self._recordings_limit))
+                if self._stopping.is_set():
+                    return
                 priority, _, job = heapq.heappop(self._jobs)
                 recording = priority == A_RECORDING
                 self._recordings += recording
@@ -367,9 +370,12 @@ class HookDispatcher:
         self._replayer.start()
 
     def close(self) -> None:
-        """Stop replaying. Hooks still on a database worker were spooled when their deadline
-        passed: nothing waits on them."""
+        """Stop replaying, and end the idle database workers (a process that starts the
+        server again must not keep the old ones). Hooks still on a database worker were
+        spooled when their deadline passed: nothing waits on them."""
         self._stopping.set()
+        with self._jobs_changed:
+            self._jobs_changed.notify_all()  # the idle workers end
         if self._replayer:
             self._replayer.join(timeout=1)
         for engine in {self.engine, self.database.engine} - {self._given_engine}:
