@@ -128,13 +128,16 @@ def deal_of(engine, call: Call) -> tuple[Deal, str]:
         return deal, session.get(Stage, deal.stage_id).name
 
 
-def pops(engine, linkedid: str, kind: str = events.RINGING) -> list[int | None]:
-    """Who was shown the call: not the later "ringing" that only tells a pop shown before the
-    call was recorded its deal (it opens no card, and comes only when the ring was first)."""
+def pops(engine, linkedid: str, kind: str = events.RINGING, *,
+         source: str | None = None) -> list[int | None]:
+    """Who was shown the call (``source``: by that writer alone, e.g. "ami"): not the
+    later "ringing" that only tells a pop shown before the call was recorded its deal (it
+    opens no card, and comes only when the ring was first)."""
     with transaction(engine, read_only=True) as session:
         return [event.target_user_id for event in session.exec(
             select(Event).where(Event.linkedid == linkedid, Event.kind == kind)
-            .order_by(Event.id)) if not event.payload.get("update")]
+            .order_by(Event.id)) if not event.payload.get("update")
+            and source in (None, event.payload.get("source"))]
 
 
 def known_caller_of(engine, seller, number: str = "0812-1034-5521") -> int:
@@ -279,10 +282,7 @@ def test_the_phones_ring_through_the_emulators_own_action_as_simulate_plays_them
     finally:
         link.close()
 
-    with transaction(engine, read_only=True) as session:
-        from_ami = [event.target_user_id for event in session.exec(select(Event).where(
-            Event.linkedid == played.linkedid, Event.kind == events.RINGING))
-            if event.payload.get("source") == "ami" and not event.payload.get("update")]
+    from_ami = pops(engine, played.linkedid, source="ami")
     # (The heads' pop comes from whichever of the lookup and the listener writes first.)
     assert sorted(u for u in from_ami if u is not None) == sorted([team.ana, team.budi,
                                                                    team.citra])
